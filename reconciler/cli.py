@@ -1,0 +1,45 @@
+"""The `flux` command line. Thin: parses, calls, prints.
+
+Subcommands are imported only when used, so `flux validate` in CI does not pay for
+pymodbus or psycopg. Each entry maps a command name to ``module:attribute``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+COMMANDS: dict[str, str] = {
+    # desired state
+    "validate": "reconciler.config.commands:validate",
+    "schema": "reconciler.config.commands:schema",
+    "schedule": "reconciler.config.commands:schedule",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands live in other modules, loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flux-reconciler", prog_name="flux")
+def cli() -> None:
+    """Flux: run community batteries from desired state in git."""
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,83 @@
+"""GB settlement periods: half hours numbered from 1 in each Europe/London local day.
+
+Clock-change days have 46 (spring) or 50 (autumn) periods, so periods are always counted
+from UTC instants, never from local wall-clock times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+LONDON = ZoneInfo("Europe/London")
+PERIOD = timedelta(minutes=30)
+
+
+def _require_aware(at: datetime) -> None:
+    if at.tzinfo is None:
+        raise ValueError("a naive datetime has no meaning here; pass a timezone-aware one")
+
+
+def local_midnight(day: date, tz: ZoneInfo = LONDON) -> datetime:
+    """The UTC instant at which local ``day`` begins."""
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def periods_in_day(day: date) -> int:
+    """Number of settlement periods in a settlement day: 46, 48 or 50."""
+    length = local_midnight(day + timedelta(days=1)) - local_midnight(day)
+    return int(length / PERIOD)
+
+
+@dataclass(frozen=True, order=True)
+class SettlementPeriod:
+    """One half-hour settlement period."""
+
+    day: date
+    number: int
+
+    @property
+    def start(self) -> datetime:
+        """UTC start instant."""
+        return local_midnight(self.day) + (self.number - 1) * PERIOD
+
+    @property
+    def end(self) -> datetime:
+        return self.start + PERIOD
+
+    def previous(self) -> SettlementPeriod:
+        return period_at(self.start - PERIOD)
+
+    def next(self) -> SettlementPeriod:
+        return period_at(self.end)
+
+    def __str__(self) -> str:
+        return f"{self.day.isoformat()} SP{self.number}"
+
+
+def period_at(at: datetime) -> SettlementPeriod:
+    """The settlement period containing instant ``at``."""
+    _require_aware(at)
+    day = at.astimezone(LONDON).date()
+    offset = at.astimezone(UTC) - local_midnight(day)
+    return SettlementPeriod(day, int(offset / PERIOD) + 1)
+
+
+def period_start(at: datetime) -> datetime:
+    """UTC start of the settlement period containing ``at``."""
+    return period_at(at).start
+
+
+def seconds_into_period(at: datetime) -> float:
+    """Seconds since the start of the period containing ``at`` (0 <= s < 1800)."""
+    return (at.astimezone(UTC) - period_start(at)).total_seconds()
+
+
+def seconds_left_in_period(at: datetime) -> float:
+    """Seconds until the end of the period containing ``at`` (0 < s <= 1800)."""
+    return PERIOD.total_seconds() - seconds_into_period(at)
+
+
+def periods_of_day(day: date) -> list[SettlementPeriod]:
+    return [SettlementPeriod(day, n) for n in range(1, periods_in_day(day) + 1)]

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the tests need, makes sure PostgreSQL
+# is running, then lint, types and tests. Exit code is non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres): install or start it if needed.
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+if ! pg_ready; then
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "PostgreSQL is not installed; installing it" >&2
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+  fi
+  ver=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)
+  echo "starting PostgreSQL $ver" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start || pg_ctlcluster "$ver" main start
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+  pg_ready || { echo "PostgreSQL did not start on 127.0.0.1:5432" >&2; exit 1; }
+fi
+
+echo "== ruff"
+.venv/bin/ruff check reconciler tests bench
+.venv/bin/ruff format --check reconciler tests bench
+echo "== mypy --strict"
+.venv/bin/mypy --strict reconciler
+echo "== pytest"
+set +e
+.venv/bin/pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$rc"
