@@ -1,0 +1,139 @@
+"""What the control core sees and what it decides. Plain, immutable data.
+
+Units: kW, kWh, p/kWh, MWh (NIV). Signs (DOMAIN.md): site power + import, battery power
++ discharge. Every instant is timezone-aware (UTC on the wire and in storage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from reconciler.control.periods import SettlementPeriod
+
+# --------------------------------------------------------------------------- observations
+
+
+@dataclass(frozen=True)
+class BatteryReading:
+    """One read of the battery."""
+
+    at: datetime
+    soe_kwh: float
+    target_power_kw: float
+    available_blocks: int = 0
+    command_source: int = 0
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """One read of a power meter. ``power_kw`` is + import (into the site at that point)."""
+
+    at: datetime
+    power_kw: float
+    frequency_hz: float = 0.0
+    voltage_v: float = 0.0
+    current_a: float = 0.0
+    current_b: float = 0.0
+    current_c: float = 0.0
+    current_avg: float = 0.0
+    power_a_kw: float = 0.0
+    power_b_kw: float = 0.0
+    power_c_kw: float = 0.0
+    reactive_kvar: float = 0.0
+    apparent_kva: float = 0.0
+    power_factor: float = 0.0
+    energy_import_kwh: float = 0.0
+    energy_export_kwh: float = 0.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The latest reading of every device, and the error of any that failed to read.
+
+    A device is missing from ``meters`` (or ``battery`` is None) when it has never been
+    read; ``errors`` names devices whose last read failed, with a human message.
+    """
+
+    battery: BatteryReading | None
+    meters: Mapping[str, MeterReading] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@dataclass(frozen=True)
+class PeriodValue:
+    """A market value and the settlement period it belongs to."""
+
+    period: SettlementPeriod
+    value: float
+
+
+AxleAction = Literal["charge_max", "discharge_max", "avoid_import", "avoid_export"]
+
+
+@dataclass(frozen=True)
+class AxleStep:
+    """One step of an Axle Energy battery schedule."""
+
+    start: datetime
+    end: datetime
+    action: AxleAction
+    allow_deviation: bool = False
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Market signals as known at decision time.
+
+    ``imbalance_price`` in p/kWh; ``imbalance_volume`` (NIV) in MWh, + short.
+    """
+
+    imbalance_price: PeriodValue | None = None
+    imbalance_volume: PeriodValue | None = None
+    axle_steps: tuple[AxleStep, ...] = ()
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class Component:
+    """What one active mode proposes: an optional target and optional bounds, kW."""
+
+    source: str
+    mode: str
+    priority: int
+    target_kw: float | None = None
+    min_kw: float | None = None
+    max_kw: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """What the core remembers between ticks (held by the loop, passed in)."""
+
+    last_target_kw: float = 0.0
+    last_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one tick: the setpoint and why."""
+
+    at: datetime
+    target_kw: float
+    reason: str
+    components: tuple[Component, ...] = ()
+    effective: tuple[str, ...] = ()
+    bound_by: tuple[str, ...] = ()
+    safe_stop: bool = False
+    winner: str | None = None
+    site_power_kw: float | None = None
+    predicted_site_power_kw: float | None = None
+    soe_kwh: float | None = None

@@ -1,0 +1,38 @@
+"""The device seam the agent depends on: one small interface per kind of device."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from reconciler.control.types import BatteryReading, MeterReading
+
+
+class Battery(Protocol):
+    """A battery the agent commands. Power in kW, + discharge."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect and write the start-up settings (ramp rates, always-active)."""
+        ...
+
+    async def read(self) -> BatteryReading:
+        """Read SoE (kWh), target power (kW), available blocks and command source."""
+        ...
+
+    async def command(self, power_kw: float) -> None:
+        """Write a real-power setpoint, kW (+ discharge), with the heartbeat that keeps the
+        battery following it. Must be called at least once per heartbeat timeout."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Meter(Protocol):
+    """A power meter. ``read().power_kw`` is + import at the meter's point."""
+
+    name: str
+
+    async def read(self) -> MeterReading: ...
+
+    async def close(self) -> None: ...
