@@ -15,6 +15,10 @@ COMMANDS: dict[str, str] = {
     "validate": "reconciler.config.commands:validate",
     "schema": "reconciler.config.commands:schema",
     "schedule": "reconciler.config.commands:schedule",
+    "db": "reconciler.telemetry.commands:db",
+    # devices and the simulator
+    "sim": "reconciler.sim.commands:sim",
+    "devices": "reconciler.devices.commands:devices",
 }
 
 

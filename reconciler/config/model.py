@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -91,9 +93,22 @@ TimeOfDay = Annotated[
     AfterValidator(_check_time),
     Field(description="Local time of day HH:MM (00:00 to 24:00) in the site timezone."),
 ]
+
+
+def _energy_kind(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        kinds = ((bool, "true/false"), (dict, "a mapping"), (list, "a list"), (type(None), "null"))
+        kind = next((k for t, k in kinds if isinstance(value, t)), type(value).__name__)
+        raise ValueError(
+            f"expected kWh (a number) or a percentage of nameplate energy ('50%'); got {kind}"
+        )
+    return value
+
+
 Energy = Annotated[
     float | str,
     AfterValidator(_check_soe),
+    BeforeValidator(_energy_kind),
     Field(description="Energy in kWh (a number) or a percentage of nameplate energy ('50%')."),
 ]
 EnvVarName = Annotated[
@@ -243,14 +258,25 @@ class Window(_Model):
     start: TimeOfDay = Field(default="00:00")
     end: TimeOfDay = Field(default="24:00")
 
-    @field_validator("days")
+    @field_validator("days", mode="wrap")
     @classmethod
     def _days_nonempty(
-        cls, v: Literal["all", "weekdays", "weekends"] | list[Weekday]
+        cls, v: Any, handler: ValidatorFunctionWrapHandler
     ) -> Literal["all", "weekdays", "weekends"] | list[Weekday]:
-        if isinstance(v, list) and not v:
-            raise ValueError("days is empty; name at least one day or write all")
-        return v
+        # One clear message instead of one per member of the union.
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("days is empty; name at least one day or write all")
+            for day in v:
+                if day not in WEEKDAYS:
+                    raise ValueError(f"{day!r} is not a day; use {', '.join(WEEKDAYS)}")
+        elif v not in ("all", "weekdays", "weekends"):
+            raise ValueError(
+                f"{v!r} is not a set of days; write all, weekdays, weekends or a list such "
+                "as [mon, wed]"
+            )
+        result: Literal["all", "weekdays", "weekends"] | list[Weekday] = handler(v)
+        return result
 
 
 # --------------------------------------------------------------------------- rates

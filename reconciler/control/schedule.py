@@ -34,9 +34,17 @@ def _local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
     if hours == 24:
         day, hours = day + timedelta(days=1), 0
     # fold=0: an ambiguous autumn time means its first occurrence; a skipped spring time
-    # resolves to the instant the clocks jump past it.
+    # resolves to the instant the clocks jump past it. Returned in UTC: aware datetimes
+    # that share a ZoneInfo compare and subtract by wall clock (ignoring fold), which is
+    # wrong across a clock change; UTC instants are always compared as instants.
     local = datetime.combine(day, time(hours, minutes), tzinfo=tz)
-    return local.astimezone(UTC).astimezone(tz)
+    return local.astimezone(UTC)
+
+
+def local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
+    """The instant local ``day`` at ``"HH:MM"`` (``"24:00"`` = next midnight) in ``tz``;
+    an ambiguous time is its first occurrence, a skipped one the instant the clocks jump."""
+    return _local_instant(day, hhmm, tz)
 
 
 def day_matches(window: Window, day: date) -> bool:

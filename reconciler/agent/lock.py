@@ -1,0 +1,116 @@
+"""The battery lock: the running agent is the single writer to the battery.
+
+An exclusive ``fcntl.flock`` on ``<state_dir>/agent.lock``, holding the agent's pid. The
+kernel drops it when the process dies, so a crashed agent never leaves a stale lock. CLI
+commands that write to the battery call :func:`refuse_if_agent_running` first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+import click
+
+from reconciler.source.paths import StatePaths
+
+
+class BatteryLockHeld(click.ClickException):
+    """Another process (the agent) holds the battery lock. Exit code 3."""
+
+    exit_code = 3
+
+    def __init__(self, pid: int | None, lock_file: Path) -> None:
+        who = f"the agent (pid {pid})" if pid else "another process"
+        super().__init__(
+            f"{who} holds the battery lock ({lock_file}); stop it "
+            "(systemctl stop flux-agent) or use --shadow"
+        )
+        self.pid = pid
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+class BatteryLock:
+    """Exclusive, non-blocking lock. Use as a context manager or acquire()/release()."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = StatePaths(state_dir).lock_file
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`BatteryLockHeld` naming the holder's pid."""
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BatteryLockHeld(_read_pid(self.path), self.path) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        os.fsync(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> BatteryLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def lock_holder(state_dir: Path) -> int | None:
+    """The pid holding the lock (0 if held but the pid is unknown), or None when free."""
+    path = StatePaths(state_dir).lock_file
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(path) or 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def refuse_if_agent_running(state_dir: Path) -> None:
+    """Raise :class:`BatteryLockHeld` (a click error, exit 3) while the agent holds the lock."""
+    pid = lock_holder(state_dir)
+    if pid is not None:
+        raise BatteryLockHeld(pid or None, StatePaths(state_dir).lock_file)

@@ -1,0 +1,290 @@
+"""The reconcile loop: every tick observe, guard, decide, act, record.
+
+Every collaborator is injected (clock, devices, desired-state source, telemetry sink,
+market feeds), so the same loop runs on a site, against the simulator at 60x and in a
+backtest with a manual clock. The decision itself is the pure control core's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+from reconciler.clock import Clock
+from reconciler.config.model import Site
+from reconciler.control.core import decide
+from reconciler.control.types import (
+    BatteryReading,
+    ControlState,
+    Decision,
+    MeterReading,
+    Observation,
+    Signals,
+)
+from reconciler.devices.base import Battery, Meter
+from reconciler.logs import log_event
+
+log = logging.getLogger("flux.agent")
+
+
+class Sink(Protocol):
+    """Where readings and decisions go (the durable outbox in production)."""
+
+    def add_bess(self, site_id: str, device: str, reading: BatteryReading) -> None: ...
+
+    def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None: ...
+
+    def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None: ...
+
+
+class SignalSource(Protocol):
+    """Market signals as known at an instant (in-memory feeds, or the market clients)."""
+
+    def signals_at(self, at: datetime) -> Signals: ...
+
+
+class NoSignals:
+    """No market data at all: modes that need prices stay inactive."""
+
+    def signals_at(self, at: datetime) -> Signals:
+        return Signals()
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one tick did, for health gating, status and the demo's live table."""
+
+    at: datetime
+    decision: Decision
+    observation: Observation
+    written_kw: float | None
+    write_error: str | None
+    tracking_ok: bool
+    envelope_ok: bool
+
+    @property
+    def devices_ok(self) -> bool:
+        return not self.observation.errors and self.write_error is None
+
+
+@dataclass
+class _DeviceMemory:
+    """The last good reading of each device, and when each was last polled."""
+
+    battery: BatteryReading | None = None
+    meters: dict[str, MeterReading] = field(default_factory=dict)
+    polled_at: dict[str, datetime] = field(default_factory=dict)
+
+
+class ReconcileLoop:
+    """One site's control loop.
+
+    ``site_fn`` returns the desired state to use now (the staged or last-known-good
+    revision) and its sha; it is read at the top of every tick so a new revision applies
+    between ticks, never during one.
+    """
+
+    def __init__(
+        self,
+        *,
+        site_fn: Callable[[], tuple[Site, str | None]],
+        battery: Battery,
+        meters: Mapping[str, Meter],
+        clock: Clock,
+        sink: Sink | None = None,
+        signals: SignalSource | None = None,
+        shadow: bool | None = None,
+        on_tick: Callable[[TickResult], None] | None = None,
+    ) -> None:
+        self._site_fn = site_fn
+        self.battery = battery
+        self.meters = dict(meters)
+        self.clock = clock
+        self.sink = sink
+        self.signals = signals or NoSignals()
+        self._shadow_override = shadow
+        self._on_tick = on_tick
+        self.state = ControlState()
+        self._memory = _DeviceMemory()
+        self._last_write_at: datetime | None = None
+        self._last_written_kw: float | None = None
+        self._last_record_at: datetime | None = None
+        self._last_recorded_key: tuple[str | None, bool] | None = None
+        self._started = False
+        self.ticks = 0
+
+    # ------------------------------------------------------------------ observe
+
+    async def _poll(self, site: Site, at: datetime) -> Observation:
+        """Read every device that is due; keep the last good reading of each.
+
+        A failed read leaves the previous reading in place (so its age keeps growing and
+        the guard goes safe once it is stale) and names the device in ``errors``.
+        """
+        due: list[tuple[str, Battery | Meter, float]] = [
+            (self.battery.name, self.battery, site.devices.battery.poll_interval_s)
+        ]
+        for name, meter in self.meters.items():
+            cfg = site.devices.meters.get(name)
+            due.append((name, meter, cfg.poll_interval_s if cfg else site.control.tick_s))
+        due = [
+            (name, dev, interval)
+            for name, dev, interval in due
+            if (last := self._memory.polled_at.get(name)) is None
+            or (at - last).total_seconds() >= interval * 0.95
+        ]
+        results = await asyncio.gather(*(dev.read() for _, dev, _ in due), return_exceptions=True)
+        errors: dict[str, str] = {}
+        for (name, _dev, _), result in zip(due, results, strict=True):
+            self._memory.polled_at[name] = at
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                errors[name] = str(result) or type(result).__name__
+            elif isinstance(result, BatteryReading):
+                self._memory.battery = result
+            else:
+                self._memory.meters[name] = result
+        return Observation(
+            battery=self._memory.battery, meters=dict(self._memory.meters), errors=errors
+        )
+
+    # ------------------------------------------------------------------ act
+
+    def _should_write(self, site: Site, target_kw: float, at: datetime) -> bool:
+        """Skip a write inside the deadband, but never let the heartbeat lapse.
+
+        The PowerPack's heartbeat toggles with every command, so a skipped write is also a
+        skipped heartbeat: write at least three times per heartbeat timeout.
+        """
+        if self._last_written_kw is None or self._last_write_at is None:
+            return True
+        if abs(target_kw - self._last_written_kw) >= site.control.deadband_kw:
+            return True
+        since = (at - self._last_write_at).total_seconds()
+        return since >= site.devices.battery.heartbeat_timeout_s / 3
+
+    async def _act(
+        self, site: Site, decision: Decision, at: datetime
+    ) -> tuple[float | None, str | None]:
+        shadow = site.control.shadow if self._shadow_override is None else self._shadow_override
+        if shadow or not self._should_write(site, decision.target_kw, at):
+            return None, None
+        try:
+            await self.battery.command(decision.target_kw)
+        except Exception as exc:  # a device error must not stop the loop: say why and go on
+            return None, str(exc) or type(exc).__name__
+        self._last_write_at = at
+        self._last_written_kw = decision.target_kw
+        return decision.target_kw, None
+
+    # ------------------------------------------------------------------ record
+
+    def _record(self, site: Site, sha: str | None, result: TickResult) -> None:
+        """Readings and the decision every record interval; a decision also at once when
+        the winning entry changes or the loop goes safe (what an engineer reviewing an
+        incident needs, at the cost of one row)."""
+        if self.sink is None:
+            return
+        at = result.at
+        key = (result.decision.winner, result.decision.safe_stop)
+        due = (
+            self._last_record_at is None
+            or (at - self._last_record_at).total_seconds()
+            >= site.telemetry.record_interval_s * 0.999
+        )
+        if due or key != self._last_recorded_key:
+            self.sink.add_decision(site.site.id, sha, result.decision)
+            self._last_recorded_key = key
+        if not due:
+            return
+        self._last_record_at = at
+        obs = result.observation
+        if obs.battery is not None and self.battery.name not in obs.errors:
+            self.sink.add_bess(site.site.id, self.battery.name, obs.battery)
+        for name, reading in obs.meters.items():
+            if name not in obs.errors:
+                self.sink.add_meter(site.site.id, name, reading)
+
+    # ------------------------------------------------------------------ health
+
+    def _tracking_ok(self, site: Site, obs: Observation, shadow: bool) -> bool:
+        """The battery reports the power we asked for (within tolerance) one tick later."""
+        if shadow or obs.battery is None or self._last_written_kw is None:
+            return True
+        return (
+            abs(obs.battery.target_power_kw - self._last_written_kw)
+            <= site.control.tracking_tolerance_kw
+        )
+
+    @staticmethod
+    def _envelope_ok(site: Site, decision: Decision) -> bool:
+        limits = site.limits
+        if (
+            not -limits.battery_charge_kw - 1e-6
+            <= decision.target_kw
+            <= limits.battery_discharge_kw + 1e-6
+        ):
+            return False
+        soe = decision.soe_kwh
+        if soe is None:
+            return True
+        # Outside the SoE band while still pushing further out is a breach.
+        if soe < site.soe_min_kwh - 1e-6 and decision.target_kw > 0:
+            return False
+        return not (soe > site.soe_max_kwh + 1e-6 and decision.target_kw < 0)
+
+    # ------------------------------------------------------------------ tick
+
+    async def start(self) -> None:
+        """Connect to the battery and write its start-up settings (not in shadow mode)."""
+        site, _ = self._site_fn()
+        shadow = site.control.shadow if self._shadow_override is None else self._shadow_override
+        if not shadow:
+            try:
+                await self.battery.start()
+            except Exception as exc:
+                # Keep going: the guard will hold 0 kW and say why until the battery answers.
+                log_event(log, "battery_start_failed", error=str(exc))
+        self._started = True
+
+    async def tick(self) -> TickResult:
+        """One pass: observe, guard + decide, act, record."""
+        site, sha = self._site_fn()
+        if not self._started:
+            await self.start()
+        at = self.clock.now()
+        obs = await self._poll(site, at)
+        signals = self.signals.signals_at(at)
+        decision = decide(site, at, obs, signals, self.state)
+        shadow = site.control.shadow if self._shadow_override is None else self._shadow_override
+        tracking_ok = self._tracking_ok(site, obs, shadow)
+        written, write_error = await self._act(site, decision, at)
+        self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)
+        result = TickResult(
+            at=at,
+            decision=decision,
+            observation=obs,
+            written_kw=written,
+            write_error=write_error,
+            tracking_ok=tracking_ok,
+            envelope_ok=self._envelope_ok(site, decision),
+        )
+        self._record(site, sha, result)
+        self.ticks += 1
+        if self._on_tick is not None:
+            self._on_tick(result)
+        return result
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick on the tick interval until ``stop`` is set."""
+        while not stop.is_set():
+            started = self.clock.now()
+            await self.tick()
+            site, _ = self._site_fn()
+            elapsed = (self.clock.now() - started).total_seconds()
+            await self.clock.sleep(max(0.0, site.control.tick_s - elapsed))

@@ -1,0 +1,216 @@
+"""Operator controls: ``flux agent status | suspend | resume | reconcile``.
+
+They talk to a running agent only through its state folder (the status file, a suspend flag,
+a reconcile request and the battery lock), so they work as any user who can read or write
+that folder, and need no connection to the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from reconciler.agent.lock import lock_holder
+from reconciler.agent.status import StatusSnapshot, read_status_file
+from reconciler.source import flags
+from reconciler.source.paths import DEFAULT_STATE_DIR, StatePaths
+
+EXIT_NOT_READY = 1
+EXIT_NO_STATUS = 2
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    envvar="FLUX_STATE_DIR",
+    help="The agent's state folder (env FLUX_STATE_DIR).",
+)
+
+
+def _age(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "never"
+    seconds = max(0, int((now - at).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+class NoStatus(click.ClickException):
+    exit_code = EXIT_NO_STATUS
+
+
+def _load(state_dir: Path, status_file: Path | None) -> StatusSnapshot:
+    path = status_file or StatePaths(state_dir).status_file
+    try:
+        return read_status_file(path)
+    except FileNotFoundError:
+        raise NoStatus(
+            f"no status file at {path}: the agent has not run with --state-dir {state_dir} "
+            "(start it, or pass the --state-dir it uses)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0]
+        raise NoStatus(f"cannot read the status file {path}: {first}") from None
+
+
+def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> None:
+    now = datetime.now(UTC)
+    running = (
+        f"running (pid {pid})"
+        if pid
+        else f"NOT RUNNING (status written {_age(snap.updated_at, now)}, pid {snap.pid})"
+    )
+    revs = snap.revisions
+    console.print(f"[bold]site[/] {snap.site}   [bold]source[/] {snap.source} {snap.source_ref}")
+    console.print(f"[bold]agent[/] {running}")
+    console.print(
+        f"[bold]applied[/] {revs.applied or '-'}   [bold]last-known-good[/] "
+        f"{revs.last_known_good or '-'}"
+    )
+    console.print(
+        f"[bold]observed[/] {revs.observed or '-'}   [bold]attempted[/] {revs.attempted or '-'}"
+        f"   [bold]staged[/] {revs.staged or '-'}"
+        + (
+            f" ({snap.health_gate_passed}/{snap.health_gate_required} healthy ticks)"
+            if revs.staged
+            else ""
+        )
+    )
+    console.print(
+        f"[bold]last fetch[/] {_age(snap.last_fetch_at, now)}   [bold]last good fetch[/] "
+        f"{_age(snap.last_successful_fetch_at, now)}   [bold]ticks[/] {snap.loop.ticks_total}"
+    )
+    if snap.suspended:
+        console.print(f"[bold yellow]SUSPENDED[/] {snap.suspended_reason or ''}")
+    table = Table(title="conditions", title_justify="left", expand=False)
+    for col in ("type", "status", "reason", "since", "message"):
+        table.add_column(col, overflow="fold")
+    colours = {"True": "green", "False": "red", "Unknown": "yellow"}
+    for cond in snap.conditions:
+        table.add_row(
+            str(cond.type),
+            f"[{colours[cond.status]}]{cond.status}[/]",
+            cond.reason,
+            _age(cond.last_transition_time, now),
+            cond.message,
+        )
+    console.print(table)
+    if snap.quarantined:
+        console.print("[bold]quarantined[/] (not retried until a newer commit):")
+        for q in snap.quarantined:
+            console.print(f"  {q.sha}  {q.at.isoformat(timespec='seconds')}  {q.message}")
+    if snap.transitions:
+        console.print("[bold]recent transitions[/]:")
+        for t in reversed(snap.transitions):
+            console.print(
+                f"  {t.at.isoformat(timespec='seconds')}  {t.type}={t.status} {t.reason}",
+                highlight=False,
+            )
+
+
+@click.command("status")
+@state_dir_option
+@click.option(
+    "--status-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read this status file instead of <state-dir>/status.json.",
+)
+@click.option(
+    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def status(state_dir: Path, status_file: Path | None, output: str) -> None:
+    """Show the agent's conditions, revisions and recent transitions.
+
+    Exit 0 when the agent is running and Ready, 1 when it is not, 2 when there is no
+    status to read.
+    """
+    snap = _load(state_dir, status_file)
+    pid = lock_holder(state_dir)
+    if output == "json":
+        data = json.loads(snap.model_dump_json())
+        data["agent_running"] = pid is not None
+        data["agent_pid"] = pid or None
+        click.echo(json.dumps(data, indent=2))
+    else:
+        _print_table(snap, pid, Console(soft_wrap=False, width=160))
+    if pid is None or not snap.ready:
+        raise SystemExit(EXIT_NOT_READY)
+
+
+@click.command("suspend")
+@state_dir_option
+@click.option("--reason", default="", help="Why (shown in the status).")
+def suspend(state_dir: Path, reason: str) -> None:
+    """Stop applying new revisions; control continues on the current one."""
+    paths = StatePaths(state_dir)
+    try:
+        flag = flags.suspend(paths, datetime.now(UTC), reason)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write {paths.suspend_file}: {exc.strerror or exc} (run as the agent's user?)"
+        ) from None
+    click.echo(
+        f"suspended ({flag.describe()}): no new revision is applied until `flux agent resume`"
+    )
+    if lock_holder(state_dir) is None:
+        click.echo("note: the agent is not running; it will start suspended")
+
+
+@click.command("resume")
+@state_dir_option
+def resume(state_dir: Path) -> None:
+    """Apply new revisions again (the agent fetches at once)."""
+    paths = StatePaths(state_dir)
+    try:
+        removed = flags.resume(paths)
+    except OSError as exc:
+        raise click.ClickException(f"cannot remove {paths.suspend_file}: {exc}") from None
+    click.echo("resumed" if removed else "was not suspended")
+
+
+@click.command("reconcile")
+@state_dir_option
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the fetch.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
+def reconcile(state_dir: Path, wait: bool, timeout: float) -> None:
+    """Ask the running agent to fetch now (it notices within a second)."""
+    paths = StatePaths(state_dir)
+    if lock_holder(state_dir) is None:
+        raise click.ClickException(
+            f"the agent is not running (nothing holds {paths.lock_file}); it fetches as soon "
+            "as it starts"
+        )
+    asked = datetime.now(UTC)
+    try:
+        flags.request_reconcile(paths, asked)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {paths.reconcile_file}: {exc}") from None
+    if not wait:
+        click.echo("reconcile requested")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            snap = read_status_file(paths.status_file)
+        except (OSError, ValueError):
+            continue
+        if snap.last_fetch_at is not None and snap.last_fetch_at >= asked:
+            for kind in ("SourceReady", "Applied"):
+                cond = next(c for c in snap.conditions if c.type == kind)
+                click.echo(f"{kind}={cond.status} {cond.reason}: {cond.message}")
+            return
+    raise click.ClickException(f"the agent did not fetch within {timeout:g} s")

@@ -1,0 +1,394 @@
+"""The agent's status: conditions with reasons, revisions, recent transitions, loop numbers.
+
+One ``AgentStatus`` per agent. The desired-state source sets the conditions; the control
+loop publishes its numbers with :meth:`AgentStatus.record_tick`. The status is written to a
+JSON file atomically (read by ``flux agent status``), served over HTTP (agent/http.py) and
+logged once per condition change, never once per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.clock import Clock
+from reconciler.logs import log_event
+from reconciler.source.atomic import write_atomic
+
+log = logging.getLogger("flux.status")
+
+HISTORY_LENGTH = 10
+# Tick counters change every tick; writing the file each time would wear a controller's SD
+# card, so numbers alone are flushed at most this often (changes of condition: at once).
+FILE_FLUSH_INTERVAL_S = 30.0
+
+
+class ConditionType(StrEnum):
+    SOURCE_READY = "SourceReady"
+    VERIFIED = "Verified"
+    VALIDATED = "Validated"
+    APPLIED = "Applied"
+    HEALTHY = "Healthy"
+    READY = "Ready"
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+CONDITION_ORDER: tuple[ConditionType, ...] = tuple(ConditionType)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Condition(_Model):
+    """One aspect of the agent's state, in the Kubernetes style."""
+
+    type: ConditionType
+    status: ConditionStatus = "Unknown"
+    reason: str = "Pending"
+    message: str = ""
+    last_transition_time: datetime
+
+
+class Transition(_Model):
+    """A condition changing status or reason."""
+
+    at: datetime
+    type: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+class QuarantinedRevision(_Model):
+    """A revision refused by the health gate; not retried until a newer commit arrives."""
+
+    sha: str
+    at: datetime
+    reason: str
+    message: str
+
+
+class LoopStats(_Model):
+    """Numbers published by the control loop (units: kW, s)."""
+
+    ticks_total: int = 0
+    safe_ticks_total: int = 0
+    last_tick_at: datetime | None = None
+    last_decision_reason: str | None = None
+    last_setpoint_kw: float | None = None
+    outbox_size: int | None = None
+
+
+class Revisions(_Model):
+    """Which commit is where. ``applied`` is what control uses now (staged or LKG)."""
+
+    observed: str | None = None
+    attempted: str | None = None
+    applied: str | None = None
+    staged: str | None = None
+    last_known_good: str | None = None
+
+
+class StatusSnapshot(_Model):
+    """Everything ``/status`` and the status file hold."""
+
+    site: str
+    source: str
+    source_ref: str = ""
+    pid: int
+    updated_at: datetime
+    conditions: list[Condition]
+    revisions: Revisions
+    health_gate_passed: int = 0
+    health_gate_required: int = 0
+    suspended: bool = False
+    suspended_reason: str | None = None
+    last_fetch_at: datetime | None = None
+    last_successful_fetch_at: datetime | None = None
+    fetch_failures_total: int = 0
+    quarantined: list[QuarantinedRevision] = Field(default_factory=list)
+    transitions: list[Transition] = Field(default_factory=list)
+    loop: LoopStats = Field(default_factory=LoopStats)
+
+    def condition(self, kind: ConditionType) -> Condition:
+        for cond in self.conditions:
+            if cond.type == kind:
+                return cond
+        raise KeyError(kind)
+
+    @property
+    def ready(self) -> bool:
+        return self.condition(ConditionType.READY).status == "True"
+
+
+class AgentStatus:
+    """The live status: mutated by the source and the loop, read by HTTP and the CLI."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        site: str,
+        source: str,
+        source_ref: str = "",
+        status_file: Path | None = None,
+        health_gate_required: int = 0,
+    ) -> None:
+        self._clock = clock
+        self._file = status_file
+        now = clock.now()
+        self._snap = StatusSnapshot(
+            site=site,
+            source=source,
+            source_ref=source_ref,
+            pid=os.getpid(),
+            updated_at=now,
+            conditions=[Condition(type=t, last_transition_time=now) for t in CONDITION_ORDER],
+            revisions=Revisions(),
+            health_gate_required=health_gate_required,
+        )
+        self._dirty = True
+        self._last_flush: datetime | None = None
+
+    # ------------------------------------------------------------------ conditions
+
+    def condition(self, kind: ConditionType) -> Condition:
+        return self._snap.condition(kind)
+
+    def set_condition(
+        self, kind: ConditionType, status: ConditionStatus, reason: str, message: str
+    ) -> bool:
+        """Set a condition; True when its status or reason changed (a transition).
+
+        A new message alone updates the condition without a transition or a log line, so a
+        message that carries a count (3/5 healthy ticks) does not flood the log.
+        """
+        cond = self.condition(kind)
+        if cond.status == status and cond.reason == reason:
+            if cond.message != message:
+                cond.message = message
+                self._dirty = True
+            return False
+        now = self._clock.now()
+        cond.status = status
+        cond.reason = reason
+        cond.message = message
+        cond.last_transition_time = now
+        self._snap.transitions.append(
+            Transition(at=now, type=kind, status=status, reason=reason, message=message)
+        )
+        del self._snap.transitions[:-HISTORY_LENGTH]
+        log_event(
+            log,
+            "condition",
+            site=self._snap.site,
+            type=str(kind),
+            status=status,
+            reason=reason,
+            message=message,
+        )
+        self._dirty = True
+        self.flush(force=True)
+        return True
+
+    # ------------------------------------------------------------------ source facts
+
+    def set_revisions(self, **changes: str | None) -> None:
+        """Update any of observed, attempted, applied, staged, last_known_good."""
+        data = self._snap.revisions.model_dump() | changes
+        new = Revisions.model_validate(data)
+        if new != self._snap.revisions:
+            self._snap.revisions = new
+            self._dirty = True
+
+    def set_health_gate(self, passed: int, required: int) -> None:
+        if (passed, required) != (self._snap.health_gate_passed, self._snap.health_gate_required):
+            self._snap.health_gate_passed = passed
+            self._snap.health_gate_required = required
+            self._dirty = True
+
+    def set_suspended(self, suspended: bool, reason: str | None = None) -> None:
+        if (suspended, reason) != (self._snap.suspended, self._snap.suspended_reason):
+            self._snap.suspended = suspended
+            self._snap.suspended_reason = reason
+            self._dirty = True
+            self.flush(force=True)
+
+    def record_fetch(self, at: datetime, ok: bool) -> None:
+        self._snap.last_fetch_at = at
+        if ok:
+            self._snap.last_successful_fetch_at = at
+        else:
+            self._snap.fetch_failures_total += 1
+        self._dirty = True
+
+    def set_quarantined(self, entries: list[QuarantinedRevision]) -> None:
+        if entries != self._snap.quarantined:
+            self._snap.quarantined = list(entries)
+            self._dirty = True
+            self.flush(force=True)
+
+    # ------------------------------------------------------------------ loop numbers
+
+    def record_tick(
+        self,
+        *,
+        at: datetime,
+        decision_reason: str | None = None,
+        setpoint_kw: float | None = None,
+        outbox_size: int | None = None,
+        safe: bool = False,
+    ) -> None:
+        """Called by the control loop after each tick (setpoint kW, + discharge)."""
+        loop = self._snap.loop
+        loop.ticks_total += 1
+        if safe:
+            loop.safe_ticks_total += 1
+        loop.last_tick_at = at
+        loop.last_decision_reason = decision_reason
+        loop.last_setpoint_kw = setpoint_kw
+        if outbox_size is not None:
+            loop.outbox_size = outbox_size
+        self._dirty = True
+        self.flush()
+
+    def set_outbox_size(self, size: int) -> None:
+        self._snap.loop.outbox_size = size
+        self._dirty = True
+
+    # ------------------------------------------------------------------ reading
+
+    def snapshot(self) -> StatusSnapshot:
+        """A deep copy, safe to serialise or hand to another task."""
+        snap = self._snap.model_copy(deep=True)
+        snap.updated_at = self._clock.now()
+        return snap
+
+    @property
+    def ready(self) -> bool:
+        return self.condition(ConditionType.READY).status == "True"
+
+    # ------------------------------------------------------------------ the file
+
+    @property
+    def status_file(self) -> Path | None:
+        return self._file
+
+    def flush(self, *, force: bool = False) -> None:
+        """Write the status file if something changed (numbers only: at most every 30 s).
+
+        A failure to write (disk full, read-only) is logged, never raised: reporting must
+        not stop control.
+        """
+        if self._file is None or not self._dirty:
+            return
+        now = self._clock.now()
+        if (
+            not force
+            and self._last_flush is not None
+            and (now - self._last_flush).total_seconds() < FILE_FLUSH_INTERVAL_S
+        ):
+            return
+        try:
+            write_atomic(self._file, self.snapshot().model_dump_json(indent=2) + "\n")
+        except OSError as exc:
+            log.warning("cannot write the status file %s: %s", self._file, exc)
+            return
+        self._dirty = False
+        self._last_flush = now
+
+
+def read_status_file(path: Path) -> StatusSnapshot:
+    """Read a status file written by :class:`AgentStatus` (raises OSError, ValueError)."""
+    return StatusSnapshot.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+def sd_notify(message: str) -> bool:
+    """Send ``message`` (e.g. ``READY=1``, ``WATCHDOG=1``, ``STATUS=...``) to systemd.
+
+    Speaks the sd_notify datagram protocol over ``$NOTIFY_SOCKET`` directly, so no library is
+    needed. Returns False when not run under systemd (no socket) or the send fails.
+    """
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode("utf-8"))
+    except OSError as exc:
+        log.warning("sd_notify to %s failed: %s", os.environ.get("NOTIFY_SOCKET"), exc)
+        return False
+    return True
+
+
+def watchdog_interval_s() -> float | None:
+    """How often to send ``WATCHDOG=1`` (half of systemd's WatchdogSec), or None if unset."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        value = int(usec)
+    except ValueError:
+        return None
+    return value / 1e6 / 2 if value > 0 else None
+
+
+class SystemdNotifier:
+    """Tells systemd the agent is up (``READY=1``) and alive (``WATCHDOG=1``).
+
+    The watchdog is fed only while the control loop makes progress (its tick count moves),
+    or while there is no revision to control with yet (the loop idles legitimately), so a
+    hung control loop is restarted by systemd (``WatchdogSec=`` in the unit).
+    """
+
+    def __init__(self, status: AgentStatus) -> None:
+        self._status = status
+        self._last_ticks = -1
+
+    def ready(self) -> bool:
+        return sd_notify("READY=1\nSTATUS=" + self._status_line())
+
+    def beat(self) -> bool:
+        """Send ``WATCHDOG=1`` if the loop progressed since the last beat; True if sent."""
+        snap = self._status.snapshot()
+        ticks = snap.loop.ticks_total
+        progressing = ticks != self._last_ticks or snap.revisions.applied is None
+        self._last_ticks = ticks
+        if not progressing:
+            log.warning("control loop made no progress since the last watchdog beat")
+            return False
+        return sd_notify("WATCHDOG=1\nSTATUS=" + self._status_line())
+
+    def _status_line(self) -> str:
+        ready = self._status.condition(ConditionType.READY)
+        return f"{ready.reason}: {ready.message}".replace("\n", " ")[:200]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """READY=1 now, then a beat every half WatchdogSec (wall time) until ``stop``."""
+        self.ready()
+        interval = watchdog_interval_s()
+        if interval is None:
+            return
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if not stop.is_set():
+                self.beat()
+        sd_notify("STOPPING=1")

@@ -1,0 +1,306 @@
+"""`flux validate`, `flux schema` and `flux schedule`: the desired-state commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.config.loader import Problem, check_site_file
+
+SCHEMA_PATH = Path("schemas/site.schema.json")
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/site.schema.json"
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def site_files(paths: tuple[Path, ...]) -> list[Path]:
+    """The site files named by ``paths`` (folders give their *.yaml and *.yml files)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                raise click.UsageError(f"no *.yaml files in folder {str(path)!r}")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise click.UsageError(f"no such file or folder: {str(path)!r}")
+    return files
+
+
+def _escape(text: str, prop: bool = False) -> str:
+    # GitHub workflow-command escaping; properties also escape ':' and ','.
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def _github(p: Problem) -> str:
+    kind = "error" if p.severity == "error" else "warning"
+    where = f"{p.path}: " if p.path else ""
+    return (
+        f"::{kind} file={_escape(p.file, True)},line={p.line},col={p.col}::"
+        f"{_escape(where + p.message)}"
+    )
+
+
+def _as_json(p: Problem) -> dict[str, Any]:
+    return {"line": p.line, "col": p.col, "path": p.path, "message": p.message}
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="github prints workflow annotations (::error file=...,line=...,col=...::).",
+)
+def validate(paths: tuple[Path, ...], fmt: str) -> None:
+    """Check site files (default: every *.yaml in sites/).
+
+    Exit 0 when all are valid, 1 when any is invalid, 2 on a usage error. Warnings are
+    shown but do not make a file invalid.
+    """
+    files = site_files(paths or (Path("sites"),))
+    results = [(f, check_site_file(f)[1]) for f in files]
+    invalid = [f for f, ps in results if any(p.severity == "error" for p in ps)]
+    errors = [p for _, ps in results for p in ps if p.severity == "error"]
+    warnings = [p for _, ps in results for p in ps if p.severity == "warning"]
+    if fmt == "json":
+        out = {
+            "valid": not invalid,
+            "files": [
+                {
+                    "file": str(f),
+                    "valid": f not in invalid,
+                    "errors": [_as_json(p) for p in ps if p.severity == "error"],
+                    "warnings": [_as_json(p) for p in ps if p.severity == "warning"],
+                }
+                for f, ps in results
+            ],
+        }
+        click.echo(json.dumps(out, indent=2))
+    else:
+        lines = [str(p) for p in errors]
+        if fmt == "github":
+            lines = [_github(p) for p in [*errors, *warnings]]
+        elif warnings:
+            lines += ["", "warnings (these do not make a file invalid):"]
+            lines += [str(p) for p in warnings]
+        summary = (
+            f"{len(files)} file(s): {len(files) - len(invalid)} valid, {len(invalid)} invalid; "
+            f"{len(errors)} error(s), {len(warnings)} warning(s)"
+        )
+        click.echo("\n".join([*lines, summary]) if lines else summary)
+    sys.exit(1 if invalid else 0)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def schema_text() -> str:
+    """The JSON Schema of a site file, as checked in (deterministic: sorted keys)."""
+    from reconciler.config.model import Site
+
+    schema = Site.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Flux site file"
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@click.command()
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=SCHEMA_PATH,
+    show_default=True,
+    help="Where to write the schema.",
+)
+@click.option("--check", is_flag=True, help="Only compare: exit 1 if the file is stale.")
+def schema(output: Path, check: bool) -> None:
+    """Write the JSON Schema of site files (for editors and other tools)."""
+    text = schema_text()
+    if check:
+        current = output.read_text(encoding="utf-8") if output.is_file() else None
+        if current != text:
+            click.echo(f"{output} is stale; run `flux schema` and commit it", err=True)
+            sys.exit(1)
+        click.echo(f"{output} is current")
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}")
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def find_site(site: str, sites_dir: Path) -> Path:
+    """A site given as a path or as an id looked up in ``sites_dir``."""
+    as_path = Path(site)
+    if as_path.is_file():
+        return as_path
+    candidate = sites_dir / f"{site}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise click.UsageError(f"no site {site!r}: not a file, and there is no {candidate}")
+
+
+@click.command()
+@click.argument("site")
+@click.option(
+    "--from",
+    "first",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="First local day, YYYY-MM-DD (default: today in the site's timezone).",
+)
+@click.option("--days", type=click.IntRange(1, 366), default=1, show_default=True)
+@click.option(
+    "--output",
+    type=click.Choice(["table", "json", "markdown"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--sites-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("sites"),
+    show_default=True,
+    help="Where a site id is looked up.",
+)
+def schedule(site: str, first: datetime | None, days: int, output: str, sites_dir: Path) -> None:
+    """Show which schedule entry wins when, in the site's local time.
+
+    SITE is a site file or a site id (sites/<id>.yaml). Rows split at every window edge,
+    rate change and local midnight; each day's total shows its real length (23 or 25 h on
+    clock-change days).
+    """
+    from reconciler.config.preview import build_preview, preview_json
+    from reconciler.control.schedule import zone
+
+    path = find_site(site, sites_dir)
+    loaded, problems = check_site_file(path)
+    errors = [p for p in problems if p.severity == "error"]
+    if loaded is None or errors:
+        click.echo("\n".join(str(p) for p in errors), err=True)
+        click.echo(f"{path} is not valid; fix it first (`flux validate {path}`)", err=True)
+        sys.exit(1)
+    day: date = (
+        first.date() if first is not None else datetime.now(zone(loaded.site.timezone)).date()
+    )
+    preview = build_preview(loaded, day, days)
+    if output == "json":
+        click.echo(json.dumps(preview_json(preview), indent=2))
+    elif output == "markdown":
+        click.echo(_markdown(preview, str(path)))
+    else:
+        _print_table(preview, str(path))
+
+
+def _markdown(preview: Any, title: str) -> str:
+    from reconciler.config.preview import hours, label, local
+
+    lines = [
+        f"#### Schedule of `{preview.site_id}` ({preview.timezone}) from {title}",
+        "",
+        "| local start | local end | duration | winner (priority) | also active "
+        "| import p/kWh | export p/kWh |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_day = {d.day: d for d in preview.days}
+    current = None
+    for r in preview.rows:
+        day = r.start.date()
+        if current is not None and day != current:
+            lines.append(_md_total(by_day[current]))
+        current = day
+        others = ", ".join(label(a) for a in r.others) or "-"
+        lines.append(
+            f"| {local(r.start)} | {local(r.end)} | {hours(r.seconds)} | {label(r.winner)} "
+            f"| {others} | {r.import_p_per_kwh:g} | {r.export_p_per_kwh:g} |"
+        )
+    if current is not None:
+        lines.append(_md_total(by_day[current]))
+    return "\n".join(lines)
+
+
+def _md_total(d: Any) -> str:
+    from reconciler.config.preview import hours
+
+    return (
+        f"| **{d.day.isoformat()} total** | | **{hours(d.seconds)}** "
+        f"| {d.settlement_periods} settlement periods | | | |"
+    )
+
+
+def _print_table(preview: Any, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from reconciler.config.preview import hours, label, local
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=180)
+    table = Table(
+        title=f"{preview.site_id}: schedule in {preview.timezone} ({title})",
+        title_justify="left",
+    )
+    for name, justify in (
+        ("local start", "left"),
+        ("local end", "left"),
+        ("duration", "right"),
+        ("winner (priority)", "left"),
+        ("also active", "left"),
+        ("import p/kWh", "right"),
+        ("export p/kWh", "right"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name != "also active")  # type: ignore[arg-type]
+    by_day = {d.day: d for d in preview.days}
+    current = None
+
+    def total(day: date) -> None:
+        d = by_day[day]
+        table.add_row(
+            f"{day.isoformat()} total",
+            "",
+            hours(d.seconds),
+            f"{d.settlement_periods} settlement periods",
+            "",
+            "",
+            "",
+            style="bold",
+        )
+        table.add_section()
+
+    for r in preview.rows:
+        day = r.start.date()
+        if current is not None and day != current:
+            total(current)
+        current = day
+        table.add_row(
+            local(r.start),
+            local(r.end, with_date=r.end.date() != day),
+            hours(r.seconds),
+            label(r.winner),
+            ", ".join(label(a) for a in r.others) or "-",
+            f"{r.import_p_per_kwh:g}",
+            f"{r.export_p_per_kwh:g}",
+        )
+    if current is not None:
+        total(current)
+    console.print(table)

@@ -1,0 +1,131 @@
+"""The control core's entry point: one decision from a time, readings and signals.
+
+Pure: no I/O, no clock reads. The loop calls :func:`decide` once per tick.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from reconciler.config.model import Site
+from reconciler.control import guard
+from reconciler.control.context import ModeContext
+from reconciler.control.envelope import Enveloped, apply_envelope, battery_caps
+from reconciler.control.fold import Folded, fold
+from reconciler.control.modes import propose
+from reconciler.control.periods import PERIOD, period_at
+from reconciler.control.schedule import active_entries, rates_at, zone
+from reconciler.control.types import Component, ControlState, Decision, Observation, Signals
+
+
+def decide(
+    site: Site, at: datetime, obs: Observation, signals: Signals, state: ControlState
+) -> Decision:
+    """What the battery should do at ``at`` (kW, + discharge), and why.
+
+    Stale, missing or failed battery or grid-meter readings give a safe stop (0 kW).
+    Otherwise every active schedule entry's mode proposes a component; they are folded by
+    priority and the result is cut to the hard envelope.
+    """
+    checked = guard.check(site, at, obs)
+    if isinstance(checked, str):
+        return Decision(
+            at=at,
+            target_kw=0.0,
+            reason=f"safe stop: {checked}",
+            safe_stop=True,
+            soe_kwh=obs.battery.soe_kwh if obs.battery is not None else None,
+            site_power_kw=(
+                m.power_kw if (m := obs.meters.get(site.grid_meter_name)) is not None else None
+            ),
+        )
+
+    components: list[Component] = []
+    for ctx in contexts(site, at, checked, signals, state):
+        comp = propose(ctx)
+        if comp is not None:
+            components.append(comp)
+
+    folded = fold(components)
+    elapsed = (at - state.last_at).total_seconds() if state.last_at is not None else None
+    cut = apply_envelope(
+        site,
+        folded.target_kw,
+        soe_kwh=checked.soe_kwh,
+        site_power_kw=checked.site_power_kw,
+        last_target_kw=state.last_target_kw,
+        elapsed_s=elapsed,
+    )
+    return Decision(
+        at=at,
+        target_kw=cut.target_kw,
+        reason=reason(folded, cut),
+        components=tuple(components),
+        effective=tuple(c.source for c in folded.effective),
+        bound_by=cut.bound_by,
+        winner=components[0].source if components else None,
+        site_power_kw=checked.site_power_kw,
+        predicted_site_power_kw=cut.predicted_site_kw,
+        soe_kwh=checked.soe_kwh,
+    )
+
+
+def contexts(
+    site: Site, at: datetime, fresh: guard.Fresh, signals: Signals, state: ControlState
+) -> list[ModeContext]:
+    """One mode context per schedule entry active at ``at``, highest priority first."""
+    tz = zone(site.site.timezone)
+    import_rate, export_rate = rates_at(site.rates, at, tz)
+    period = period_at(at)
+    into = (at - period.start).total_seconds()
+    charge_cap, discharge_cap = battery_caps(site)
+    return [
+        ModeContext(
+            at=at,
+            site=site,
+            entry=entry,
+            soe_kwh=fresh.soe_kwh,
+            site_power_kw=fresh.site_power_kw,
+            last_target_kw=state.last_target_kw,
+            import_rate=import_rate,
+            export_rate=export_rate,
+            signals=signals,
+            period=period,
+            seconds_into_period=into,
+            seconds_left_in_period=PERIOD.total_seconds() - into,
+            charge_cap_kw=charge_cap,
+            discharge_cap_kw=discharge_cap,
+        )
+        for entry in active_entries(site, at)
+    ]
+
+
+def _action(kw: float) -> str:
+    if kw > 0:
+        return f"discharge {kw:.0f} kW"
+    if kw < 0:
+        return f"charge {-kw:.0f} kW"
+    return "hold 0 kW"
+
+
+def reason(folded: Folded, cut: Enveloped) -> str:
+    """One line: who asked for what and why, and which limits cut it."""
+    driver = folded.driver
+    if driver is not None:
+        head = f"{driver.source}: {_action(folded.target_kw)}"
+        if driver.note:
+            head += f" ({driver.note})"
+    elif folded.effective:
+        held = folded.effective[0]
+        head = f"no mode asks for power; {held.source} bounds it to {_action(folded.target_kw)}"
+        if held.note:
+            head += f" ({held.note})"
+    else:
+        head = "no active mode: idle at 0 kW"
+    if cut.bound_by:
+        if cut.target_kw != folded.target_kw:
+            to = _action(cut.target_kw) if cut.target_kw else "0 kW"
+            head += f"; cut to {to} by {', '.join(cut.bound_by)}"
+        else:
+            head += f"; bound by {', '.join(cut.bound_by)}"
+    return head

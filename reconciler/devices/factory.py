@@ -1,0 +1,43 @@
+"""Drivers for every device of a site, chosen by each profile's ``kind``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.clock import Clock
+from reconciler.config.model import Site
+from reconciler.config.resolve import resolve_profile
+from reconciler.devices.acuvim import AcuvimMeter
+from reconciler.devices.powerpack import PowerPackBattery
+from reconciler.devices.transport import ModbusTransport
+
+
+def open_site_devices(
+    site: Site, *, clock: Clock | None = None, **transport_options: Any
+) -> tuple[PowerPackBattery, dict[str, AcuvimMeter]]:
+    """The battery and the meters (by name) of ``site``. Nothing connects until the first
+    request (or ``battery.start()``). ``transport_options`` go to every ModbusTransport
+    (e.g. ``read_only=True``). Raises ValueError for a profile of the wrong kind."""
+    bat = site.devices.battery
+    profile = resolve_profile(site, bat.profile)
+    if profile.kind != "battery":
+        raise ValueError(f"battery {bat.name}: profile {profile.name!r} is a {profile.kind} map")
+    battery = PowerPackBattery(
+        bat,
+        profile,
+        clock=clock,
+        transport=ModbusTransport.for_device(bat.name, bat, profile, **transport_options),
+    )
+    meters: dict[str, AcuvimMeter] = {}
+    for name, dev in site.devices.meters.items():
+        mprofile = resolve_profile(site, dev.profile)
+        if mprofile.kind != "meter":
+            raise ValueError(f"meter {name}: profile {mprofile.name!r} is a {mprofile.kind} map")
+        meters[name] = AcuvimMeter(
+            name,
+            dev,
+            mprofile,
+            clock=clock,
+            transport=ModbusTransport.for_device(name, dev, mprofile, **transport_options),
+        )
+    return battery, meters

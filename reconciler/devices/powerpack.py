@@ -1,0 +1,104 @@
+"""Battery driver for the Tesla PowerPack / MegaPack register map (profile kind battery).
+
+The command sequence is the one DOMAIN.md gives: ramp rates and always-active at start;
+every command writes the power setpoint with the heartbeat toggled (0xAA55 / 0x55AA);
+after the first command, the heartbeat timeout and direct real-power mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.clock import Clock, WallClock
+from reconciler.config.model import BatteryDevice
+from reconciler.config.profiles import Profile
+from reconciler.control.types import BatteryReading
+from reconciler.devices.transport import ModbusTransport
+
+HEARTBEAT_VALUES = (0xAA55, 0x55AA)
+#: Register value of real_power_mode that makes the battery follow power_command.
+DIRECT_MODE = 1
+READ_REGISTERS = ("soe", "target_power", "available_blocks", "command_source")
+NAMEPLATE_REGISTERS = ("max_charge_power", "max_discharge_power", "nameplate_energy")
+
+
+@dataclass(frozen=True)
+class Nameplate:
+    """What the battery reports about itself: kW and kWh."""
+
+    max_charge_kw: float
+    max_discharge_kw: float
+    energy_kwh: float
+
+
+class PowerPackBattery:
+    """A battery spoken to through a PowerPack-like profile. Power in kW, + discharge."""
+
+    def __init__(
+        self,
+        device: BatteryDevice,
+        profile: Profile,
+        *,
+        clock: Clock | None = None,
+        transport: ModbusTransport | None = None,
+    ) -> None:
+        self.name = device.name
+        self.device = device
+        self.profile = profile
+        self.clock: Clock = clock or WallClock()
+        self.transport = transport or ModbusTransport.for_device(device.name, device, profile)
+        self.commands = 0
+        self._heartbeat_index = 0
+
+    async def start(self) -> None:
+        """Connect and write the start-up settings: ramp rates (kW/s) and always-active."""
+        await self.transport.connect()
+        settings: dict[str, float | int] = {}
+        if self.device.ramp_up_kw_per_s is not None:
+            settings["ramp_up"] = self.device.ramp_up_kw_per_s
+        if self.device.ramp_down_kw_per_s is not None:
+            settings["ramp_down"] = self.device.ramp_down_kw_per_s
+        settings["always_active"] = 1 if self.device.always_active else 0
+        await self.transport.write_many(settings)
+
+    async def read(self) -> BatteryReading:
+        """SoE (kWh), target power (kW, + discharge), available blocks, command source."""
+        values = await self.transport.read(READ_REGISTERS)
+        return BatteryReading(
+            at=self.clock.now(),
+            soe_kwh=float(values["soe"]),
+            target_power_kw=float(values["target_power"]),
+            available_blocks=int(values["available_blocks"]),
+            command_source=int(values["command_source"]),
+        )
+
+    async def read_nameplate(self) -> Nameplate:
+        """Power limits (kW) and energy (kWh) the battery reports."""
+        values = await self.transport.read(NAMEPLATE_REGISTERS)
+        return Nameplate(
+            max_charge_kw=float(values["max_charge_power"]),
+            max_discharge_kw=float(values["max_discharge_power"]),
+            energy_kwh=float(values["nameplate_energy"]),
+        )
+
+    def next_heartbeat(self) -> int:
+        return HEARTBEAT_VALUES[self._heartbeat_index % 2]
+
+    async def command(self, power_kw: float) -> None:
+        """Write a setpoint (kW, + discharge) with the next heartbeat value. Raises
+        WriteRefused, before anything is sent, if it is outside the register's range."""
+        beat = self.next_heartbeat()
+        # power_command and heartbeat are neighbours: one request carries both.
+        await self.transport.write_many({"power_command": power_kw, "heartbeat": beat})
+        self._heartbeat_index += 1
+        self.commands += 1
+        if self.commands == 1:
+            await self.transport.write_many(
+                {
+                    "heartbeat_timeout": self.device.heartbeat_timeout_s,
+                    "real_power_mode": DIRECT_MODE,
+                }
+            )
+
+    async def close(self) -> None:
+        await self.transport.close()

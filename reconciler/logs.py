@@ -1,0 +1,42 @@
+"""Structured log lines: one JSON object per line, for journald and log shippers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+
+class JsonLineFormatter(logging.Formatter):
+    """``{"ts": ..., "level": ..., "logger": ..., "event": ..., **fields}`` per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            payload.update(fields)
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str, separators=(",", ":"))
+
+
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log ``event`` with structured ``fields`` (rendered by :class:`JsonLineFormatter`)."""
+    logger.log(level, event, extra={"fields": fields})
+
+
+def configure(level: str = "info", stream: Any = None) -> None:
+    """Send every ``flux.*`` logger to ``stream`` (default stderr) as JSON lines."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    root = logging.getLogger("flux")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

@@ -1,0 +1,1 @@
+"""Market signals: in-memory providers here; HTTP clients (Modo, Axle, Elexon) alongside."""

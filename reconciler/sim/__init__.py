@@ -1,0 +1,1 @@
+"""The site simulator: plant model, Modbus device servers, faults on demand."""

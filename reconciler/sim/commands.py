@@ -1,0 +1,153 @@
+"""`flux sim SITE`: run the simulated devices of a site until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import click
+from rich.console import Console
+
+from reconciler.clock import Clock, ScaledClock, WallClock
+from reconciler.config.loader import SiteFileError, load_site
+from reconciler.config.model import Site
+from reconciler.sim.simulator import SiteSimulator
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+def parse_start(text: str, tz: str) -> datetime:
+    """An ISO instant; without an offset it is local time in the site's timezone."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO date-time; write e.g. 2024-01-15T06:00 or "
+            "2024-01-15T06:00:00+00:00",
+            param_hint="--start",
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=ZoneInfo(tz))
+    return at.astimezone(UTC)
+
+
+def status_line(sim: SiteSimulator, tz: str) -> str:
+    p = sim.plant
+    b = p.battery
+    local = sim.now.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
+    pct = 100.0 * b.soe_kwh / b.nameplate_energy_kwh
+    hb = " [red]heartbeat lost[/red]" if b.heartbeat_lost else ""
+    mode = "direct" if b.direct else "idle"
+    return (
+        f"{local}  soe {b.soe_kwh:.1f} kWh ({pct:.1f}%)  battery {p.battery_kw:+.1f} kW "
+        f"({mode}){hb}  load {p.load_kw:.1f}  solar {p.solar_kw:.1f}  grid {p.grid_kw:+.1f} kW"
+    )
+
+
+async def run(site: Site, clock: Clock, faults: tuple[str, ...], every_s: float) -> None:
+    console = Console(highlight=False)
+    async with SiteSimulator(site, clock=clock) as sim:
+        for spec in faults:
+            sim.faults.apply(spec)
+        speed = getattr(clock, "speed", 1.0)
+        console.print(f"[bold]flux sim[/bold] {site.site.name}: {speed:g}x, Ctrl-C to stop")
+        bat = site.devices.battery
+        console.print(f"  {bat.name:<14} battery         127.0.0.1:{sim.port_of(bat.name)}")
+        for name, m in site.devices.meters.items():
+            console.print(f"  {name:<14} meter ({m.role:<7}) 127.0.0.1:{sim.port_of(name)}")
+        for spec in faults:
+            console.print(f"  fault: {spec}")
+        while True:
+            console.print(status_line(sim, site.site.timezone), soft_wrap=True)
+            await asyncio.sleep(every_s)
+
+
+@click.command()
+@click.argument("site_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per real second (e.g. 60).",
+)
+@click.option(
+    "--start",
+    "start_text",
+    metavar="ISO",
+    help="Simulated start instant (default now); local site time if no offset given.",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="DEVICE:KIND[:ARG]",
+    help=(
+        "Inject a fault (repeatable): drop[:N], delay:SECONDS, exception[:CODE], frozen, "
+        "away:SECONDS, short[:N]; e.g. --fault solar:away:60"
+    ),
+)
+@click.option(
+    "--status-every",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Real seconds between status lines.",
+)
+def sim(
+    site_file: str,
+    speed: float,
+    start_text: str | None,
+    faults: tuple[str, ...],
+    status_every: float,
+) -> None:
+    """Simulate the battery and meters of SITE_FILE on loopback Modbus TCP.
+
+    Each device listens on 127.0.0.1 at the port the site file gives it; the agent and
+    `flux devices read SITE_FILE` talk to it as to the real site.
+    """
+    try:
+        site = load_site(site_file)
+    except SiteFileError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{site_file}: not a usable site file; fix the problems above", err=True)
+        sys.exit(EXIT_USAGE)
+    names = {site.devices.battery.name, *site.devices.meters}
+    for spec in faults:
+        if spec.split(":")[0] not in names:
+            raise click.BadParameter(
+                f"{spec!r}: no device {spec.split(':')[0]!r}; the site has "
+                f"{', '.join(sorted(names))}",
+                param_hint="--fault",
+            )
+    clock: Clock
+    if start_text is None and speed == 1.0:
+        clock = WallClock()
+    else:
+        start = parse_start(start_text, site.site.timezone) if start_text else datetime.now(UTC)
+        clock = ScaledClock(start, speed)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        await run(site, clock, faults, status_every)
+
+    try:
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        click.echo("flux sim: stopped")
+    except OSError as exc:
+        click.echo(f"flux sim: {exc}", err=True)
+        sys.exit(EXIT_RUNTIME)
+    except ValueError as exc:
+        click.echo(f"flux sim: {exc}", err=True)
+        sys.exit(EXIT_USAGE)

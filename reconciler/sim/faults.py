@@ -1,0 +1,131 @@
+"""Faults on demand for the simulated devices.
+
+Every fault is per device (by its name in the site file) and stays until cleared, except
+the counted ones (``drop``, ``short_reply``), which fire on the next N requests, and
+``away``, which ends by itself after its time (simulator clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from reconciler.devices.errors import MODBUS_EXCEPTIONS
+
+KINDS = ("drop", "delay", "exception", "frozen", "away", "short")
+
+
+@dataclass
+class DeviceFaults:
+    """The faults active on one device."""
+
+    #: Seconds (real time) every reply is held back.
+    delay_s: float = 0.0
+    #: Modbus exception code every request is answered with (None: normal replies).
+    exception_code: int | None = None
+    #: Register values stop changing (the physics carries on underneath).
+    frozen: bool = False
+    #: The next N requests are answered by closing the connection.
+    drop_requests: int = 0
+    #: The next N read replies carry one register fewer than asked.
+    short_replies: int = 0
+    #: The device is gone (connections refused) until this instant (simulator clock).
+    away_until: datetime | None = None
+
+    def clear(self) -> None:
+        self.delay_s = 0.0
+        self.exception_code = None
+        self.frozen = False
+        self.drop_requests = 0
+        self.short_replies = 0
+        self.away_until = None
+
+
+class Faults:
+    """Faults of every device of a simulated site: ``sim.faults``."""
+
+    def __init__(
+        self,
+        devices: list[str],
+        now: Callable[[], datetime],
+        on_drop: Callable[[str], None],
+        on_away: Callable[[str], None],
+    ) -> None:
+        self._devices = {name: DeviceFaults() for name in devices}
+        self._now = now
+        self._on_drop = on_drop
+        self._on_away = on_away
+
+    def __getitem__(self, device: str) -> DeviceFaults:
+        try:
+            return self._devices[device]
+        except KeyError:
+            raise KeyError(
+                f"no device {device!r}; the site has {', '.join(self._devices)}"
+            ) from None
+
+    def drop(self, device: str, requests: int = 1) -> None:
+        """Answer the next ``requests`` requests by closing the connection."""
+        self[device].drop_requests = requests
+
+    def drop_now(self, device: str) -> None:
+        """Close every open connection to the device now."""
+        self[device]
+        self._on_drop(device)
+
+    def delay(self, device: str, seconds: float) -> None:
+        """Hold every reply back for ``seconds`` of real time (0 clears)."""
+        self[device].delay_s = max(0.0, seconds)
+
+    def exception(self, device: str, code: int = 4) -> None:
+        """Answer every request with Modbus exception ``code`` (e.g. 2, 4, 6)."""
+        if code not in MODBUS_EXCEPTIONS:
+            raise ValueError(f"{code} is not a Modbus exception code; use one of 1-8, 10, 11")
+        self[device].exception_code = code
+
+    def freeze(self, device: str, frozen: bool = True) -> None:
+        """Stale values: the registers stop changing while the physics goes on."""
+        self[device].frozen = frozen
+
+    def short_reply(self, device: str, replies: int = 1) -> None:
+        """The next ``replies`` read replies carry one register fewer than asked."""
+        self[device].short_replies = replies
+
+    def away(self, device: str, seconds: float) -> None:
+        """The device goes away (connections dropped and refused) for ``seconds`` of
+        simulator time, then comes back on the same port."""
+        self[device].away_until = self._now() + timedelta(seconds=seconds)
+        self._on_away(device)
+
+    def clear(self, device: str | None = None) -> None:
+        """Clear the faults of one device, or of all. A device that is away comes back
+        at the simulator's next tick."""
+        for name, faults in self._devices.items():
+            if device is None or name == device:
+                faults.clear()
+
+    def apply(self, spec: str) -> None:
+        """Apply a fault written as ``DEVICE:KIND[:ARG]`` (the `flux sim --fault` form):
+        drop[:N], delay:SECONDS, exception[:CODE], frozen, away:SECONDS, short[:N]."""
+        parts = spec.split(":")
+        if len(parts) < 2 or parts[1] not in KINDS:
+            raise ValueError(
+                f"{spec!r}: write DEVICE:KIND[:ARG] with KIND one of {', '.join(KINDS)}"
+            )
+        device, kind, arg = parts[0], parts[1], parts[2] if len(parts) > 2 else None
+        try:
+            if kind == "drop":
+                self.drop(device, int(arg or 1))
+            elif kind == "delay":
+                self.delay(device, float(arg or 1.0))
+            elif kind == "exception":
+                self.exception(device, int(arg or 4))
+            elif kind == "frozen":
+                self.freeze(device)
+            elif kind == "away":
+                self.away(device, float(arg or 30.0))
+            else:
+                self.short_reply(device, int(arg or 1))
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"{spec!r}: {exc.args[0]}") from None

@@ -1,0 +1,286 @@
+"""The physics of a simulated site: one battery, the homes' load, solar, and the meters.
+
+Signs (DOMAIN.md): battery power + discharge; meter power + import at the meter's point;
+grid = load - solar - battery. Units: kW, kvar, kWh, V, A, Hz, seconds.
+
+The battery knows only its nameplate (power, energy) and its efficiency, not the site's soft
+limits: it is the agent's job to keep within those.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from reconciler.config.model import Site
+from reconciler.sim.curves import HalfHourly, load_per_home, solar_per_kwp
+
+#: Longest physics sub-step, s: keeps ramps and SoE limits accurate when time jumps.
+MAX_STEP_S = 1.0
+#: Power of one inverter block, kW (the battery reports available blocks).
+BLOCK_KW = 62.5
+#: Power factor of the homes' load (lagging): their reactive power is load * tan(acos(pf)).
+LOAD_POWER_FACTOR = 0.95
+NOMINAL_VOLTAGE_V = 400.0
+NOMINAL_FREQUENCY_HZ = 50.0
+#: command_source the simulated battery reports: 1 once direct (Modbus) mode is on, else 0.
+SOURCE_LOCAL, SOURCE_MODBUS = 0, 1
+
+
+@dataclass
+class BatteryState:
+    """The simulated battery: what its registers hold and what it does."""
+
+    nameplate_power_kw: float
+    nameplate_energy_kwh: float
+    charge_efficiency: float
+    soe_kwh: float
+    total_blocks: int
+    available_blocks: int
+    power_kw: float = 0.0
+    setpoint_kw: float = 0.0
+    real_power_mode: int = 0
+    always_active: int = 0
+    peak_power_mode: int = 0
+    heartbeat: int = 0
+    heartbeat_timeout_s: int = 10
+    ramp_up_kw_per_s: float = 0.0
+    ramp_down_kw_per_s: float = 0.0
+    last_heartbeat_change: datetime | None = None
+    #: True after the heartbeat stopped for longer than its timeout (battery at 0 kW).
+    heartbeat_lost: bool = False
+
+    @property
+    def direct(self) -> bool:
+        return self.real_power_mode == 1
+
+    @property
+    def command_source(self) -> int:
+        return SOURCE_MODBUS if self.direct else SOURCE_LOCAL
+
+    @property
+    def max_power_kw(self) -> float:
+        return self.nameplate_power_kw * self.available_blocks / max(1, self.total_blocks)
+
+    @property
+    def target_kw(self) -> float:
+        """What the battery is heading for (kW): the setpoint in direct mode, else 0."""
+        if not self.direct or self.heartbeat_lost:
+            return 0.0
+        return max(-self.max_power_kw, min(self.max_power_kw, self.setpoint_kw))
+
+
+@dataclass
+class MeterState:
+    """One meter's physical quantities; energy counters only increase."""
+
+    role: str
+    power_kw: float = 0.0
+    reactive_kvar: float = 0.0
+    voltage_v: float = NOMINAL_VOLTAGE_V
+    frequency_hz: float = NOMINAL_FREQUENCY_HZ
+    energy_import_kwh: float = 0.0
+    energy_export_kwh: float = 0.0
+    reactive_import_kvarh: float = 0.0
+    reactive_export_kvarh: float = 0.0
+
+    @property
+    def apparent_kva(self) -> float:
+        return math.hypot(self.power_kw, self.reactive_kvar)
+
+    @property
+    def power_factor(self) -> float:
+        s = self.apparent_kva
+        return 1.0 if s < 1e-9 else abs(self.power_kw) / s
+
+    @property
+    def current_a(self) -> float:
+        """Phase current (A) of a balanced three-phase load at the line voltage."""
+        return self.apparent_kva * 1000.0 / (math.sqrt(3.0) * self.voltage_v)
+
+
+@dataclass
+class Plant:
+    """The shared state every simulated device server reads from and writes to."""
+
+    site: Site
+    at: datetime
+    load: HalfHourly
+    solar: HalfHourly
+    battery: BatteryState
+    meters: dict[str, MeterState]
+    load_kw: float = 0.0
+    solar_kw: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def for_site(
+        cls,
+        site: Site,
+        start: datetime,
+        *,
+        load: HalfHourly | None = None,
+        solar: HalfHourly | None = None,
+    ) -> Plant:
+        """A plant for ``site`` at ``start``: load of ``site.homes`` homes and solar of
+        ``site.solar_kwp`` kWp (the shipped profiles unless given, per home / per kWp)."""
+        dev = site.devices.battery
+        blocks = max(1, math.ceil(dev.nameplate_power_kw / BLOCK_KW))
+        battery = BatteryState(
+            nameplate_power_kw=dev.nameplate_power_kw,
+            nameplate_energy_kwh=dev.nameplate_energy_kwh,
+            charge_efficiency=site.limits.charge_efficiency,
+            soe_kwh=min(dev.nameplate_energy_kwh, site.energy_kwh(site.simulation.initial_soe)),
+            total_blocks=blocks,
+            available_blocks=blocks,
+            # Until the driver writes its own, the battery ramps to full power in 1 s.
+            ramp_up_kw_per_s=dev.nameplate_power_kw,
+            ramp_down_kw_per_s=dev.nameplate_power_kw,
+        )
+        meters = {name: MeterState(role=m.role) for name, m in site.devices.meters.items()}
+        plant = cls(
+            site=site,
+            at=start,
+            load=(load or load_per_home()).scaled(site.site.homes),
+            solar=(solar or solar_per_kwp()).scaled(site.site.solar_kwp),
+            battery=battery,
+            meters=meters,
+            rng=random.Random(site.simulation.seed),
+        )
+        plant._update_flows()
+        return plant
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def soe_kwh(self) -> float:
+        return self.battery.soe_kwh
+
+    @property
+    def battery_kw(self) -> float:
+        """Actual battery power, kW (+ discharge)."""
+        return self.battery.power_kw
+
+    @property
+    def grid_kw(self) -> float:
+        """Site boundary power, kW (+ import)."""
+        return self.load_kw - self.solar_kw - self.battery.power_kw
+
+    def role_power_kw(self, role: str) -> float:
+        """Active power (kW, + import at that point) a meter of ``role`` measures."""
+        # 0.0 - x, not -x: a meter at rest reads 0, not -0.
+        if role == "battery":
+            return 0.0 - self.battery.power_kw
+        if role == "solar":
+            return 0.0 - self.solar_kw
+        if role == "load":
+            return self.load_kw
+        return self.grid_kw  # grid and feeder meters see the whole site
+
+    def role_reactive_kvar(self, role: str) -> float:
+        q_load = self.load_kw * math.tan(math.acos(LOAD_POWER_FACTOR))
+        if role in ("grid", "feeder", "load"):
+            return q_load
+        return 0.0  # inverters run at unity power factor
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, name: str, value: float | int | str) -> None:
+        """Apply a write to a battery register (name as in the profile), at ``self.at``."""
+        b = self.battery
+        if isinstance(value, str):
+            return
+        if name == "power_command":
+            b.setpoint_kw = float(value)
+        elif name == "heartbeat":
+            if int(value) != b.heartbeat:
+                b.last_heartbeat_change = self.at
+                b.heartbeat_lost = False
+            b.heartbeat = int(value)
+        elif name == "heartbeat_timeout":
+            b.heartbeat_timeout_s = int(value)
+        elif name == "real_power_mode":
+            if int(value) == 1 and not b.direct:
+                # The timeout runs from when direct mode starts, not from the last beat.
+                b.last_heartbeat_change = self.at
+                b.heartbeat_lost = False
+            b.real_power_mode = int(value)
+        elif name == "always_active":
+            b.always_active = int(value)
+        elif name == "peak_power_mode":
+            b.peak_power_mode = int(value)
+        elif name == "ramp_up":
+            b.ramp_up_kw_per_s = float(value)
+        elif name == "ramp_down":
+            b.ramp_down_kw_per_s = float(value)
+
+    # ------------------------------------------------------------------ physics
+
+    def advance_to(self, when: datetime) -> None:
+        """Run the physics up to ``when`` (no-op if it is not later than ``self.at``)."""
+        while when > self.at:
+            dt = min(MAX_STEP_S, (when - self.at).total_seconds())
+            if dt <= 1e-6:
+                self.at = when
+                break
+            self._step(dt)
+
+    def _step(self, dt: float) -> None:
+        self.at += timedelta(seconds=dt)
+        b = self.battery
+        if (
+            b.direct
+            and not b.heartbeat_lost
+            and b.last_heartbeat_change is not None
+            and (self.at - b.last_heartbeat_change).total_seconds() > b.heartbeat_timeout_s
+        ):
+            b.heartbeat_lost = True
+            b.setpoint_kw = 0.0
+        target = b.target_kw
+        power = b.power_kw
+        rising = abs(target) > abs(power) and target * power >= 0
+        rate = b.ramp_up_kw_per_s if rising else b.ramp_down_kw_per_s
+        limit = rate * dt
+        power += max(-limit, min(limit, target - power))
+        # Energy bounds: the battery cannot deliver more than it holds, nor store more
+        # than it has room for (charging stores power * efficiency).
+        if power > 0:
+            power = min(power, b.soe_kwh * 3600.0 / dt)
+            b.soe_kwh -= power * dt / 3600.0
+        elif power < 0:
+            room = b.nameplate_energy_kwh - b.soe_kwh
+            power = max(power, -room * 3600.0 / (dt * b.charge_efficiency))
+            b.soe_kwh -= power * b.charge_efficiency * dt / 3600.0
+        b.soe_kwh = max(0.0, min(b.nameplate_energy_kwh, b.soe_kwh))
+        b.power_kw = power
+        self._update_flows()
+        for m in self.meters.values():
+            hours = dt / 3600.0
+            if m.power_kw >= 0:
+                m.energy_import_kwh += m.power_kw * hours
+            else:
+                m.energy_export_kwh -= m.power_kw * hours
+            if m.reactive_kvar >= 0:
+                m.reactive_import_kvarh += m.reactive_kvar * hours
+            else:
+                m.reactive_export_kvarh -= m.reactive_kvar * hours
+
+    def _noise(self) -> float:
+        pct = self.site.simulation.noise_pct
+        return 1.0 + self.rng.gauss(0.0, pct / 100.0) if pct > 0 else 1.0
+
+    def _update_flows(self) -> None:
+        self.load_kw = max(0.0, self.load.at(self.at) * self._noise())
+        self.solar_kw = max(0.0, self.solar.at(self.at) * self._noise())
+        t = self.at.timestamp()
+        # Grid frequency wanders slowly around 50 Hz; the voltage sags with import.
+        freq = NOMINAL_FREQUENCY_HZ + 0.04 * math.sin(2 * math.pi * t / 317.0)
+        volts = NOMINAL_VOLTAGE_V + 3.0 * math.sin(2 * math.pi * t / 3600.0)
+        volts -= 0.01 * self.grid_kw
+        for m in self.meters.values():
+            m.power_kw = self.role_power_kw(m.role)
+            m.reactive_kvar = self.role_reactive_kvar(m.role)
+            m.frequency_hz = freq
+            m.voltage_v = volts

@@ -1,0 +1,215 @@
+"""One simulated Modbus TCP device: a pymodbus server whose registers come from the plant.
+
+Addresses follow the profile: every register exists; unmapped gaps up to the profile's
+``max_gap_words`` read as 0 (as on a device that tolerates them); wider gaps are invalid
+and answer exception 2 (illegal data address), so a read plan that crosses one fails
+here as it would on the device. Read-only registers refuse writes.
+
+Values are refreshed from the plant on every read (unless frozen); writes go to the plant.
+Every request received is logged, so tests can prove what was (not) sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ModbusPDU
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from reconciler.config.profiles import Profile, Register
+from reconciler.devices.codec import CodecError, Ratios, Value, decode, encode
+from reconciler.sim.faults import DeviceFaults
+
+READ_CODES = (3,)
+WRITE_CODES = (6, 16)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request a simulated device received."""
+
+    device: str
+    function_code: int
+    address: int
+    count: int
+    values: tuple[int, ...] = ()
+    #: Simulator clock at arrival.
+    at: datetime | None = None
+
+
+def address_runs(profile: Profile) -> list[tuple[int, int, bool]]:
+    """(start, words, writable) runs of valid addresses: registers plus tolerated gaps."""
+    writable: dict[int, bool] = {}
+    for reg in profile.registers.values():
+        for a in range(reg.address, reg.address + reg.words):
+            writable[a] = writable.get(a, False) or reg.writable
+    addresses = sorted(writable)
+    for a, b in itertools.pairwise(addresses):
+        if 1 < b - a <= profile.max_gap_words + 1:
+            for gap in range(a + 1, b):
+                writable[gap] = False
+    runs: list[tuple[int, int, bool]] = []
+    for a in sorted(writable):
+        if runs and runs[-1][0] + runs[-1][1] == a and runs[-1][2] == writable[a]:
+            start, n, w = runs[-1]
+            runs[-1] = (start, n + 1, w)
+        else:
+            runs.append((a, 1, writable[a]))
+    return runs
+
+
+class DeviceServer:
+    """A Modbus TCP server for one device of the site, on ``host:port`` (0 = any free)."""
+
+    def __init__(
+        self,
+        name: str,
+        profile: Profile,
+        *,
+        unit_id: int,
+        ratios: Ratios,
+        host: str,
+        port: int,
+        values: Callable[[], dict[str, Value]],
+        on_write: Callable[[str, Value], None],
+        before_request: Callable[[], None],
+        faults: DeviceFaults,
+        now: Callable[[], datetime],
+        log: list[Request],
+    ) -> None:
+        self.name = name
+        self.profile = profile
+        self.unit_id = unit_id
+        self.ratios = ratios
+        self.host = host
+        self.port = port
+        self._values = values
+        self._on_write = on_write
+        self._before_request = before_request
+        self.faults = faults
+        self._now = now
+        self._log = log
+        self._server: ModbusTcpServer | None = None
+        self._regs = sorted(profile.registers.items(), key=lambda kv: kv[1].address)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _device(self) -> SimDevice:
+        data = [
+            SimData(start, values=[0] * n, datatype=DataType.REGISTERS, readonly=not w)
+            for start, n, w in address_runs(self.profile)
+        ]
+        return SimDevice(self.unit_id, simdata=data, action=self._action)
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Listen (raises OSError if the port is taken); learns the bound port."""
+        server = ModbusTcpServer(
+            self._device(),
+            address=(self.host, self.port),
+            trace_pdu=self._trace_pdu,
+        )
+        server.comm_params.comm_name = self.name
+        await server.serve_forever(background=True)
+        if not server.transport:
+            raise OSError(f"{self.name}: cannot listen on {self.host}:{self.port}")
+        sockets = getattr(server.transport, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        self._server = server
+
+    def drop_connections(self) -> None:
+        """Close every open client connection (the listener stays)."""
+        if self._server is None:
+            return
+        for conn in list(self._server.active_connections.values()):
+            conn.close()
+
+    def close_now(self) -> None:
+        """Stop listening and drop every connection, at once (the port is kept)."""
+        server, self._server = self._server, None
+        if server is not None:
+            for conn in list(server.active_connections.values()):
+                conn.close()
+            server.close()
+            if not server.serving.done():
+                server.serving.set_result(True)
+
+    async def stop(self) -> None:
+        self.close_now()
+        await asyncio.sleep(0)
+
+    # ------------------------------------------------------------------ requests
+
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending:
+            values = tuple(getattr(pdu, "registers", None) or ())
+            count = int(getattr(pdu, "count", 0) or len(values))
+            self._log.append(
+                Request(self.name, pdu.function_code, pdu.address, count, values, at=self._now())
+            )
+        elif pdu.function_code in READ_CODES and self.faults.short_replies > 0:
+            self.faults.short_replies -= 1
+            pdu.registers = list(pdu.registers)[:-1]
+        return pdu
+
+    async def _action(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        faults = self.faults
+        if faults.delay_s > 0:
+            await asyncio.sleep(faults.delay_s)
+        if faults.drop_requests > 0:
+            faults.drop_requests -= 1
+            self.drop_connections()
+            return None
+        if faults.exception_code is not None:
+            return ExcCodes(faults.exception_code)
+        self._before_request()
+        if set_values is not None and function_code in WRITE_CODES:
+            offset = address - start_address
+            registers[offset : offset + len(set_values)] = [int(v) for v in set_values]
+            for name, reg in self._touched(address, len(set_values)):
+                off = reg.address - start_address
+                try:
+                    value = decode(reg, registers[off : off + reg.words], self.ratios)
+                except CodecError:
+                    return ExcCodes.ILLEGAL_VALUE
+                self._on_write(name, value)
+            return None
+        if not faults.frozen:
+            values = self._values()
+            for name, reg in self._touched(address, count):
+                current = values.get(name)
+                if current is None:
+                    continue
+                off = reg.address - start_address
+                try:
+                    registers[off : off + reg.words] = encode(reg, current, self.ratios)
+                except CodecError:
+                    # A physical value the register cannot carry: the device saturates.
+                    registers[off : off + reg.words] = [0xFFFF] * reg.words
+        return None
+
+    def _touched(self, address: int, count: int) -> list[tuple[str, Register]]:
+        end = address + count
+        return [
+            (name, reg)
+            for name, reg in self._regs
+            if reg.address < end and reg.address + reg.words > address
+        ]

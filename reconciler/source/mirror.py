@@ -1,0 +1,216 @@
+"""A bare mirror of the config repository, fetched with gitpython.
+
+Only the followed ref is fetched, with a forcing refspec (``+``) so a force-pushed branch
+is followed, and at depth 1 where the remote allows it. Nothing is checked out: files are
+read from the commit's tree, so a half-written work tree can never be read.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from reconciler.source.paths import StatePaths
+from reconciler.source.settings import SourceSettings
+
+
+class FetchError(Exception):
+    """Fetching failed; ``reason`` is a condition reason (RemoteUnreachable, ...)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    summary: str
+    author: str
+
+
+_REASONS: tuple[tuple[str, str], ...] = (
+    (r"couldn't find remote ref|not our ref|no such ref|unknown revision", "RefNotFound"),
+    (
+        r"permission denied|authentication failed|could not read username|"
+        r"host key verification failed|terminal prompts disabled",
+        "AuthenticationFailed",
+    ),
+    (
+        r"could not resolve|connection refused|connection timed out|network is unreachable|"
+        r"could not read from remote|does not appear to be a git repository|"
+        r"no such file or directory|not a git repository|timed out|unable to access",
+        "RemoteUnreachable",
+    ),
+)
+
+
+def _classify(stderr: str) -> str:
+    text = stderr.lower()
+    for pattern, reason in _REASONS:
+        if re.search(pattern, text):
+            return reason
+    return "FetchFailed"
+
+
+def _clean(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    lines = [ln.removeprefix("stderr: ").strip("'").strip() for ln in lines]
+    return "; ".join(ln for ln in lines if ln)[-500:] or "no output from git"
+
+
+class GitMirror:
+    """The agent's copy of the config repo (a bare repository in the state folder)."""
+
+    def __init__(self, settings: SourceSettings, paths: StatePaths) -> None:
+        self.settings = settings
+        self.paths = paths
+        self._shallow_ok = settings.shallow
+
+    # ------------------------------------------------------------------ environment
+
+    def env(self) -> dict[str, str]:
+        """Environment for git: never prompt; the SSH key from the settings if one is named."""
+        env = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"}
+        s = self.settings
+        if s.ssh_key_file is not None:
+            cmd = [
+                "ssh",
+                "-i",
+                str(s.ssh_key_file),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+            ]
+            if s.ssh_known_hosts_file is not None:
+                cmd += [
+                    "-o",
+                    f"UserKnownHostsFile={s.ssh_known_hosts_file}",
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                ]
+            else:
+                cmd += ["-o", "StrictHostKeyChecking=accept-new"]
+            env["GIT_SSH_COMMAND"] = shlex.join(cmd)
+        return env
+
+    def remote_url(self) -> str:
+        repo = self.settings.repo
+        if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+            return repo
+        return str(Path(repo).expanduser().resolve())
+
+    def refspec(self) -> tuple[str, str]:
+        """(refspec, local ref) for what is followed; ``+`` so force-pushes are taken."""
+        s = self.settings
+        if s.tag:
+            local = f"refs/tags/{s.tag}"
+            return f"+refs/tags/{s.tag}:{local}", local
+        branch = s.branch or "main"
+        local = f"refs/remotes/origin/{branch}"
+        return f"+refs/heads/{branch}:{local}", local
+
+    # ------------------------------------------------------------------ the repo
+
+    def open(self) -> git.Repo:
+        """Open the mirror, creating it (or recreating a damaged one)."""
+        path = self.paths.repo_dir
+        if path.exists():
+            try:
+                repo = git.Repo(path)
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                self._set_remote(repo)
+                return repo
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repo = git.Repo.init(path, bare=True)
+        self._set_remote(repo)
+        return repo
+
+    def _set_remote(self, repo: git.Repo) -> None:
+        url = self.remote_url()
+        names = [r.name for r in repo.remotes]
+        if "origin" not in names:
+            repo.create_remote("origin", url)
+        elif repo.remotes.origin.url != url:
+            repo.remotes.origin.set_url(url)
+
+    def fetch(self) -> str:
+        """Fetch the followed ref; return its commit sha (raises FetchError)."""
+        try:
+            repo = self.open()
+        except (git.GitCommandError, OSError) as exc:
+            raise FetchError(
+                "FetchFailed", f"cannot create the mirror in {self.paths.repo_dir}: {exc}"
+            ) from None
+        spec, local = self.refspec()
+        where = f"{self.settings.ref_name} of {self.settings.redacted_repo()}"
+        attempts = [True, False] if self._shallow_ok else [False]
+        last: git.GitCommandError | None = None
+        for shallow in attempts:
+            args = ["--no-tags", "--prune"]
+            if shallow:
+                args.append("--depth=1")
+            try:
+                repo.git.fetch(
+                    *args,
+                    "origin",
+                    spec,
+                    env=self.env(),
+                    kill_after_timeout=self.settings.fetch_timeout_s,
+                )
+            except git.GitCommandError as exc:
+                last = exc
+                stderr = str(exc.stderr or exc)
+                # A remote that cannot serve a shallow fetch (dumb HTTP, old servers): fall
+                # back to a full fetch once and remember it. Other failures are final.
+                if shallow and _classify(stderr) == "FetchFailed":
+                    continue
+                break
+            else:
+                if shallow is False and self._shallow_ok:
+                    self._shallow_ok = False
+                last = None
+                break
+        if last is not None:
+            stderr = str(last.stderr or last)
+            if last.status == -9 or "timeout" in str(last).lower():
+                reason = "RemoteUnreachable"
+                detail = f"git fetch did not finish within {self.settings.fetch_timeout_s:g} s"
+            else:
+                reason = _classify(stderr)
+                detail = _clean(stderr)
+            raise FetchError(reason, f"fetching {where} failed: {detail}")
+        try:
+            return str(repo.git.rev_parse("--verify", f"{local}^{{commit}}"))
+        except git.GitCommandError:
+            raise FetchError("RefNotFound", f"{where} does not name a commit") from None
+
+    def read_file(self, sha: str, path: str) -> bytes | None:
+        """The file's bytes at ``sha``, or None when the commit has no such file."""
+        repo = self.open()
+        try:
+            blob = repo.commit(sha).tree / path
+        except KeyError:
+            return None
+        if blob.type != "blob":
+            return None
+        data: bytes = blob.data_stream.read()
+        return data
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        commit = self.open().commit(sha)
+        summary = commit.summary
+        return CommitInfo(
+            sha=sha,
+            summary=summary if isinstance(summary, str) else summary.decode(errors="replace"),
+            author=str(commit.author),
+        )

@@ -1,0 +1,74 @@
+"""What the source keeps on disk: the last-known-good revision and the quarantine.
+
+Both are written atomically (temp file, fsync, rename), so a power cut leaves the old file
+or the new one. The last-known-good holds the site YAML text as committed and the resolved
+desired state as JSON; an agent that boots with no network runs it at once.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reconciler.agent.status import QuarantinedRevision
+from reconciler.source.atomic import write_atomic
+
+QUARANTINE_KEEP = 50
+
+
+class StoreError(Exception):
+    """A state file exists but cannot be used."""
+
+
+class StoredRevision(BaseModel):
+    """A last-known-good revision as persisted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha: str
+    source: str
+    site_id: str
+    site_path: str
+    site_yaml: str
+    resolved: dict[str, Any]
+    promoted_at: datetime
+
+
+def save_lkg(path: Path, revision: StoredRevision) -> None:
+    # The resolved state is already JSON data; pydantic's JSON mode would turn the NIV
+    # curves' +/-inf into null, so json.dumps writes it (as Infinity, which reads back).
+    data = revision.model_dump(mode="json", exclude={"resolved"})
+    data["resolved"] = revision.resolved
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def load_lkg(path: Path) -> StoredRevision | None:
+    """The persisted last-known-good, None if there is none (raises StoreError if damaged)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from None
+    try:
+        return StoredRevision.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as exc:
+        raise StoreError(f"{path} is damaged: {str(exc).splitlines()[0]}") from None
+
+
+def save_quarantine(path: Path, entries: list[QuarantinedRevision]) -> None:
+    data = [e.model_dump(mode="json") for e in entries[-QUARANTINE_KEEP:]]
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def load_quarantine(path: Path) -> list[QuarantinedRevision]:
+    """The quarantined revisions; an unreadable file counts as empty (it is advisory)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [QuarantinedRevision.model_validate(item) for item in data]
+    except (OSError, ValueError, TypeError, ValidationError):
+        return []

@@ -1,0 +1,288 @@
+"""`flux db`: migrate, refresh rollups, list gaps, upload an outbox, show status.
+
+Exit codes: 0 done, 1 an upload did not finish (rows kept in the outbox), 2 a user error
+(unreachable database, wrong schema version, bad flag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from reconciler.telemetry.database import ENV_URL, connect, describe
+from reconciler.telemetry.errors import TelemetryError
+from reconciler.telemetry.gaps import find_gaps
+from reconciler.telemetry.migrations import known_version, migrate, require_current, schema_state
+from reconciler.telemetry.outbox import DEFAULT_MAX_ROWS, Outbox
+from reconciler.telemetry.uploader import DEFAULT_BATCH, Uploader
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ROLLUPS = ("bess_5m", "meter_5m", "bess_30m", "meter_30m", "bess_1h", "meter_1h")
+_TABLES = (
+    "sites",
+    "devices",
+    "bess_readings",
+    "meter_readings",
+    "control_decisions",
+    "agent_status",
+    "market_data",
+    "config_revisions",
+)
+
+database_url_option = click.option(
+    "--database-url",
+    envvar=ENV_URL,
+    required=True,
+    metavar="URL",
+    help=f"PostgreSQL URL, e.g. postgresql://postgres@127.0.0.1:5432/flux (or ${ENV_URL}).",
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Print a telemetry or database error as one clear line and exit 2, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except TelemetryError as exc:
+            _fail(str(exc))
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()
+            _fail(f"database error: {first[0] if first else type(exc).__name__}")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time such as 2026-01-01T00:00Z", param_hint=name
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+@click.group()
+def db() -> None:
+    """The telemetry database: schema, rollups, gaps, uploads."""
+
+
+@db.command("migrate")
+@database_url_option
+@click.option(
+    "--flavour",
+    type=click.Choice(["auto", "postgres", "timescale"]),
+    default="auto",
+    show_default=True,
+    help="Schema branch; auto uses TimescaleDB when the extension can be created.",
+)
+@user_errors
+def migrate_command(database_url: str, flavour: str) -> None:
+    """Apply the numbered migrations in sql/ that the database lacks."""
+    result = migrate(database_url, flavour=flavour)  # type: ignore[arg-type]
+    if result.applied:
+        applied = ", ".join(f"{v:04d}" for v in result.applied)
+        click.echo(
+            f"{describe(database_url)}: applied {applied}; schema now at {result.version} "
+            f"({result.flavour})"
+        )
+    else:
+        click.echo(
+            f"{describe(database_url)}: schema already at {result.version} ({result.flavour}); "
+            "nothing to do"
+        )
+
+
+@db.command("refresh")
+@database_url_option
+@user_errors
+def refresh_command(database_url: str) -> None:
+    """Bring the 5 m, 30 m and 1 h rollups up to date with the readings."""
+    with connect(database_url, autocommit=True) as conn:
+        state = require_current(conn)
+        if state.flavour == "timescale":
+            for name in _ROLLUPS:
+                conn.execute(f"CALL refresh_continuous_aggregate('flux.{name}', NULL, NULL)")
+            click.echo("refreshed the continuous aggregates")
+        else:
+            row = conn.execute("SELECT flux.refresh_rollups()").fetchone()
+            hours = int(str(row[0])) if row else 0
+            click.echo(f"refreshed rollups: {hours} hour(s) recomputed")
+
+
+@db.command("gaps")
+@database_url_option
+@click.option("--site", required=True, help="Site id.")
+@click.option("--device", default=None, help="Only this device.")
+@click.option("--since", default=None, help="Start of the window (ISO 8601, UTC if no offset).")
+@click.option("--until", default=None, help="End of the window, exclusive.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@user_errors
+def gaps_command(
+    database_url: str,
+    site: str,
+    device: str | None,
+    since: str | None,
+    until: str | None,
+    output: str,
+) -> None:
+    """List missing minutes per device (readings are expected every minute)."""
+    start = _parse_time(since, "--since")
+    end = _parse_time(until, "--until")
+    if start and end and end <= start:
+        raise click.BadParameter("--until must be after --since", param_hint="--until")
+    with connect(database_url) as conn:
+        require_current(conn)
+        gaps = find_gaps(conn, site, device=device, since=start, until=end)
+    if output == "json":
+        click.echo(json.dumps([g.as_json() for g in gaps], indent=2))
+        return
+    if not gaps:
+        click.echo(f"no missing minutes for site {site}")
+        return
+    table = Table(title=f"missing minutes, site {site}")
+    for col in ("device", "from", "to (excl.)", "minutes"):
+        table.add_column(col)
+    for g in gaps:
+        table.add_row(g.device, g.start.isoformat(), g.end.isoformat(), str(g.minutes))
+    Console().print(table)
+    click.echo(f"{sum(g.minutes for g in gaps)} missing minute(s) in {len(gaps)} gap(s)")
+
+
+@db.command("upload")
+@click.option(
+    "--outbox",
+    "outbox_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The agent's SQLite outbox file.",
+)
+@database_url_option
+@click.option("--batch-size", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(1))
+@click.option("--follow", is_flag=True, help="Keep uploading until interrupted.")
+@click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(0.0))
+@click.option("--attempts", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--no-refresh", is_flag=True, help="Do not refresh rollups after each batch.")
+@user_errors
+def upload_command(
+    outbox_path: Path,
+    database_url: str,
+    batch_size: int,
+    follow: bool,
+    interval: float,
+    attempts: int,
+    no_refresh: bool,
+) -> None:
+    """Upload an outbox (oldest first) and remove what the database confirmed."""
+    if not outbox_path.exists():
+        _fail(f"outbox {outbox_path} does not exist; pass the agent's outbox file")
+    with connect(database_url) as conn:
+        require_current(conn)
+    outbox = Outbox(outbox_path)
+    uploader = Uploader(
+        outbox,
+        database_url,
+        batch_size=batch_size,
+        attempts=attempts,
+        refresh_rollups=not no_refresh,
+    )
+    try:
+        if follow:
+            asyncio.run(_follow(uploader, interval))
+            return
+        result = uploader.drain()
+    finally:
+        uploader.close()
+        outbox.close()
+    sent = ", ".join(f"{k} {n}" for k, n in sorted(result.sent.items())) or "nothing"
+    click.echo(
+        f"uploaded {sent}; {result.quarantined} quarantined; {result.remaining} left in outbox"
+    )
+    if not result.ok:
+        _fail(f"upload stopped: {result.error} (rows kept in the outbox)", code=1)
+
+
+async def _follow(uploader: Uploader, interval: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await uploader.run(stop, interval_s=interval)
+
+
+@db.command("status")
+@database_url_option
+@click.option(
+    "--outbox",
+    "outbox_path",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Also show this outbox's backlog.",
+)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@user_errors
+def status_command(database_url: str, outbox_path: Path | None, output: str) -> None:
+    """Schema version, row counts and the newest reading of each site."""
+    info: dict[str, Any] = {"database": describe(database_url)}
+    with connect(database_url) as conn:
+        state = schema_state(conn)
+        info["schema_version"] = state.version
+        info["known_version"] = known_version()
+        info["flavour"] = state.flavour
+        if state.version:
+            info["rows"] = {t: _count(conn, f"flux.{t}") for t in _TABLES}
+            latest = conn.execute(
+                "SELECT site_id, max(time) FROM ("
+                " SELECT site_id, time FROM flux.bess_readings"
+                " UNION ALL SELECT site_id, time FROM flux.meter_readings) r"
+                " GROUP BY site_id ORDER BY site_id"
+            ).fetchall()
+            info["latest"] = {str(site): str(at) for site, at in latest}
+    if outbox_path is not None:
+        with Outbox(outbox_path, max_rows=DEFAULT_MAX_ROWS) as outbox:
+            info["outbox"] = outbox.counts()
+    if output == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    console = Console()
+    console.print(
+        f"{info['database']}: schema {info['schema_version']} of {info['known_version']}"
+        f" ({info['flavour'] or 'not migrated'})"
+    )
+    for section in ("rows", "latest", "outbox"):
+        if section in info:
+            table = Table(title=section)
+            table.add_column("name")
+            table.add_column("value")
+            for key, value in info[section].items():
+                table.add_row(key, str(value))
+            console.print(table)
+
+
+def _count(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(str(row[0])) if row else 0

@@ -1,0 +1,262 @@
+"""Writing decoded outbox rows into PostgreSQL: COPY into a temp staging table, then
+INSERT ... ON CONFLICT DO NOTHING into the real table (a re-sent row is skipped).
+
+Staging rows start with (site_id, device), then the decoded values of records.py; the
+instant is integer microseconds since the epoch and becomes timestamptz in the INSERT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+
+from reconciler.telemetry.records import from_us
+
+_TS: Final = "timestamptz 'epoch' + t_us * interval '1 microsecond'"
+
+_METER_VALUE_COLUMNS: Final = (
+    "power_kw",
+    "frequency_hz",
+    "voltage_v",
+    "current_a",
+    "current_b",
+    "current_c",
+    "current_avg",
+    "power_a_kw",
+    "power_b_kw",
+    "power_c_kw",
+    "reactive_kvar",
+    "apparent_kva",
+    "power_factor",
+)
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """How one kind of record is staged and inserted."""
+
+    stage: str
+    columns: str  # staging column definitions
+    insert: str  # INSERT ... SELECT FROM the staging table ... ON CONFLICT DO NOTHING
+    has_device: bool
+
+
+def _spec_meter() -> KindSpec:
+    values = ", ".join(f"{c} double precision" for c in _METER_VALUE_COLUMNS)
+    plain = ", ".join(_METER_VALUE_COLUMNS)
+    nulls = ", ".join(f"NULL::double precision AS {c}" for c in _METER_VALUE_COLUMNS)
+    # The delta of each reading is taken against the previous reading of the same device:
+    # within the batch, or the newest stored one before it (the seed). A drop is a reset.
+    insert = f"""
+        INSERT INTO flux.meter_readings (time, site_id, device, {plain},
+            energy_import_kwh, energy_export_kwh, energy_import_delta_kwh, energy_export_delta_kwh)
+        SELECT time, site_id, device, {plain}, imp, exp,
+               CASE WHEN prev_imp IS NULL THEN 0 WHEN imp >= prev_imp THEN imp - prev_imp
+                    ELSE imp END,
+               CASE WHEN prev_exp IS NULL THEN 0 WHEN exp >= prev_exp THEN exp - prev_exp
+                    ELSE exp END
+        FROM (
+            SELECT c.*, lag(imp) OVER w AS prev_imp, lag(exp) OVER w AS prev_exp
+            FROM (
+                SELECT false AS is_seed, {_TS} AS time, site_id, device, {plain},
+                       energy_import_kwh AS imp, energy_export_kwh AS exp
+                FROM stage_meter
+                UNION ALL
+                SELECT true, p.time, k.site_id, k.device, {nulls},
+                       p.energy_import_kwh, p.energy_export_kwh
+                FROM (SELECT site_id, device, min(t_us) AS t0 FROM stage_meter GROUP BY 1, 2) k
+                CROSS JOIN LATERAL (
+                    SELECT m.time, m.energy_import_kwh, m.energy_export_kwh
+                    FROM flux.meter_readings m
+                    WHERE m.site_id = k.site_id AND m.device = k.device
+                      AND m.time < timestamptz 'epoch' + k.t0 * interval '1 microsecond'
+                    ORDER BY m.time DESC LIMIT 1
+                ) p
+            ) c
+            WINDOW w AS (PARTITION BY site_id, device ORDER BY time, is_seed DESC)
+        ) x
+        WHERE NOT is_seed
+        ON CONFLICT DO NOTHING
+    """
+    return KindSpec(
+        "stage_meter",
+        f"site_id text, device text, t_us bigint, {values},"
+        " energy_import_kwh double precision, energy_export_kwh double precision",
+        insert,
+        True,
+    )
+
+
+SPECS: Final[dict[str, KindSpec]] = {
+    "bess": KindSpec(
+        "stage_bess",
+        "site_id text, device text, t_us bigint, soe_kwh double precision,"
+        " target_power_kw double precision, actual_power_kw double precision,"
+        " available_blocks integer, command_source integer",
+        f"""INSERT INTO flux.bess_readings (time, site_id, device, soe_kwh, target_power_kw,
+                actual_power_kw, available_blocks, command_source)
+            SELECT {_TS}, site_id, device, soe_kwh, target_power_kw, actual_power_kw,
+                   available_blocks, command_source
+            FROM stage_bess ON CONFLICT DO NOTHING""",
+        True,
+    ),
+    "meter": _spec_meter(),
+    "decision": KindSpec(
+        "stage_decision",
+        "site_id text, device text, t_us bigint, revision_sha text,"
+        " target_kw double precision, reason text, safe_stop boolean, winner text,"
+        " components jsonb, effective text[], bound_by text[], site_power_kw double precision,"
+        " predicted_site_power_kw double precision, soe_kwh double precision",
+        f"""INSERT INTO flux.control_decisions (time, site_id, revision_sha, target_kw, reason,
+                safe_stop, winner, components, effective, bound_by, site_power_kw,
+                predicted_site_power_kw, soe_kwh)
+            SELECT {_TS}, site_id, revision_sha, target_kw, reason, safe_stop, winner,
+                   components, effective, bound_by, site_power_kw, predicted_site_power_kw,
+                   soe_kwh
+            FROM stage_decision ON CONFLICT DO NOTHING""",
+        False,
+    ),
+    "status": KindSpec(
+        "stage_status",
+        "site_id text, device text, t_us bigint, conditions jsonb",
+        f"""INSERT INTO flux.agent_status (time, site_id, conditions)
+            SELECT {_TS}, site_id, conditions FROM stage_status ON CONFLICT DO NOTHING""",
+        False,
+    ),
+    "market": KindSpec(
+        "stage_market",
+        "site_id text, device text, t_us bigint, type text, settlement_date date,"
+        " settlement_period integer, value double precision, source text, fetched_us bigint",
+        f"""INSERT INTO flux.market_data (time, site_id, type, settlement_date,
+                settlement_period, value, source, fetched_at)
+            SELECT {_TS}, site_id, type, settlement_date, settlement_period, value, source,
+                   timestamptz 'epoch' + fetched_us * interval '1 microsecond'
+            FROM stage_market ON CONFLICT DO NOTHING""",
+        False,
+    ),
+    "revision": KindSpec(
+        "stage_revision",
+        "site_id text, device text, t_us bigint, sha text, state text, conditions jsonb,"
+        " errors jsonb, message text",
+        f"""INSERT INTO flux.config_revisions (time, site_id, sha, state, conditions, errors,
+                message)
+            SELECT {_TS}, site_id, sha, state, conditions, errors, message
+            FROM stage_revision ON CONFLICT DO NOTHING""",
+        False,
+    ),
+}
+
+# Meter devices whose batch lands before or between rows already stored: their stored
+# successors' deltas were taken against the wrong predecessor and are re-derived.
+_LATE_METER_DEVICES: Final = """
+    SELECT k.site_id, k.device, k.t0, k.t1
+    FROM (SELECT site_id, device, min(t_us) AS t0, max(t_us) AS t1
+          FROM stage_meter GROUP BY 1, 2) k
+    WHERE EXISTS (
+        SELECT 1 FROM flux.meter_readings m
+        WHERE m.site_id = k.site_id AND m.device = k.device
+          AND m.time > timestamptz 'epoch' + k.t0 * interval '1 microsecond'
+          AND NOT EXISTS (
+              SELECT 1 FROM stage_meter s
+              WHERE s.site_id = m.site_id AND s.device = m.device
+                AND timestamptz 'epoch' + s.t_us * interval '1 microsecond' = m.time))
+"""
+
+_REDERIVE_DELTAS: Final = """
+    WITH bounds AS (
+        SELECT coalesce((SELECT max(time) FROM flux.meter_readings
+                         WHERE site_id = %(site)s AND device = %(device)s AND time < %(t0)s),
+                        %(t0)s) AS lo,
+               coalesce((SELECT min(time) FROM flux.meter_readings
+                         WHERE site_id = %(site)s AND device = %(device)s AND time > %(t1)s),
+                        %(t1)s) AS hi
+    ), x AS (
+        SELECT time,
+               CASE WHEN prev_imp IS NULL THEN 0 WHEN imp >= prev_imp THEN imp - prev_imp
+                    ELSE imp END AS di,
+               CASE WHEN prev_exp IS NULL THEN 0 WHEN exp >= prev_exp THEN exp - prev_exp
+                    ELSE exp END AS de
+        FROM (
+            SELECT m.time, m.energy_import_kwh AS imp, m.energy_export_kwh AS exp,
+                   lag(m.energy_import_kwh) OVER (ORDER BY m.time) AS prev_imp,
+                   lag(m.energy_export_kwh) OVER (ORDER BY m.time) AS prev_exp
+            FROM flux.meter_readings m, bounds b
+            WHERE m.site_id = %(site)s AND m.device = %(device)s
+              AND m.time >= b.lo AND m.time <= b.hi
+        ) w
+    )
+    UPDATE flux.meter_readings m
+    SET energy_import_delta_kwh = x.di, energy_export_delta_kwh = x.de
+    FROM x, bounds b
+    WHERE m.site_id = %(site)s AND m.device = %(device)s AND m.time = x.time
+      AND (x.time > b.lo OR b.lo = %(t0)s)
+      AND (m.energy_import_delta_kwh, m.energy_export_delta_kwh) IS DISTINCT FROM (x.di, x.de)
+"""
+
+
+@dataclass
+class IngestCounts:
+    """Per kind: rows sent and rows that were new in the database."""
+
+    sent: dict[str, int]
+    inserted: dict[str, int]
+
+
+def ensure_staging(conn: psycopg.Connection[Any]) -> None:
+    """Create this session's staging tables (temp: private, emptied at each commit)."""
+    for spec in SPECS.values():
+        conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {spec.stage} ({spec.columns}) ON COMMIT DELETE ROWS"
+        )
+
+
+def write_batch(
+    conn: psycopg.Connection[Any], rows_by_kind: Mapping[str, Sequence[tuple[Any, ...]]]
+) -> IngestCounts:
+    """Stage and insert every kind's rows; the caller owns the transaction."""
+    sent: dict[str, int] = {}
+    inserted: dict[str, int] = {}
+    sites: set[str] = set()
+    devices: set[tuple[str, str, str]] = set()
+    with conn.cursor() as cur:
+        for kind, rows in rows_by_kind.items():
+            if not rows:
+                continue
+            spec = SPECS[kind]
+            with cur.copy(f"COPY {spec.stage} FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            sites.update(r[0] for r in rows)
+            if spec.has_device:
+                devices.update((r[0], r[1], kind) for r in rows)
+            late: list[tuple[Any, ...]] = []
+            if kind == "meter":
+                late = cur.execute(_LATE_METER_DEVICES).fetchall()
+            cur.execute(spec.insert)
+            sent[kind] = len(rows)
+            inserted[kind] = max(cur.rowcount, 0)
+            for site, device, t0, t1 in late:
+                cur.execute(
+                    _REDERIVE_DELTAS,
+                    {
+                        "site": site,
+                        "device": device,
+                        "t0": from_us(t0),
+                        "t1": from_us(t1),
+                    },
+                )
+        if sites:
+            cur.executemany(
+                "INSERT INTO flux.sites (site_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                [(s,) for s in sorted(sites)],
+            )
+        if devices:
+            cur.executemany(
+                "INSERT INTO flux.devices (site_id, device, kind) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                sorted(devices),
+            )
+    return IngestCounts(sent, inserted)

@@ -1,0 +1,384 @@
+"""The durable local outbox: every record goes here first (SQLite, one file per agent).
+
+Rows leave it only when the database has confirmed them (see uploader.py) or, if they
+cannot be parsed, into the ``quarantine`` table with the error. Nothing is ever dropped.
+With no database configured (the embedded default) the outbox simply keeps everything.
+
+Durability: WAL journal with ``synchronous=FULL``. WAL alone makes each commit atomic and
+survives kill -9 (the OS still holds the written pages); FULL also fsyncs the WAL on every
+commit so a power cut cannot lose a committed reading. NORMAL would be cheaper but may
+roll back the last commits after a power loss; at one record per device per minute the
+fsync cost is negligible, and bulk writers use ``add_*_many`` (one commit per batch).
+
+Thread use: every thread gets its own SQLite connection (the agent loop writes while the
+uploader reads in a worker thread); WAL lets them run concurrently.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.control.types import BatteryReading, Decision, MeterReading
+from reconciler.telemetry import records
+from reconciler.telemetry.records import Kind, MalformedRecord
+
+DEFAULT_MAX_ROWS = 1_000_000
+"""Pending rows beyond which the outbox reports a backlog condition (about 11 days of one
+battery and three meters at one record a minute)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind     TEXT NOT NULL,
+    site_id  TEXT NOT NULL,
+    device   TEXT NOT NULL DEFAULT '',
+    payload  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    outbox_id       INTEGER NOT NULL,
+    kind            TEXT,
+    site_id         TEXT,
+    device          TEXT,
+    payload         BLOB,
+    error           TEXT NOT NULL,
+    quarantined_at  TEXT NOT NULL
+);
+"""
+
+RawRow = tuple[int, str, str, str, Any]
+"""(id, kind, site_id, device, payload) as stored."""
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One pending record, decoded for display."""
+
+    id: int
+    kind: str
+    site_id: str
+    device: str
+    at: datetime
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    id: int
+    outbox_id: int
+    kind: str | None
+    site_id: str | None
+    device: str | None
+    payload: Any
+    error: str
+    quarantined_at: str
+
+
+@dataclass(frozen=True)
+class OutboxCondition:
+    """The backlog condition the agent loop reports (e.g. as a status condition)."""
+
+    pending: int
+    max_rows: int
+    quarantined: int
+
+    @property
+    def over_limit(self) -> bool:
+        return self.pending > self.max_rows
+
+    @property
+    def message(self) -> str:
+        parts = [f"{self.pending} records waiting to upload"]
+        if self.over_limit:
+            parts.append(f"more than the configured {self.max_rows}: the database is behind")
+        if self.quarantined:
+            parts.append(f"{self.quarantined} malformed records quarantined")
+        return "; ".join(parts)
+
+
+class Outbox:
+    """A SQLite outbox at ``path``. Safe to use from several threads and processes."""
+
+    def __init__(self, path: str | Path, *, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        self.path = Path(path)
+        self.max_rows = max_rows
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------------ connections
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ adding
+
+    def _add(self, kind: Kind, site_id: str, device: str, payload: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO outbox (kind, site_id, device, payload) VALUES (?, ?, ?, ?)",
+                (kind, site_id, device, payload),
+            )
+
+    def _add_many(self, rows: Iterable[tuple[Kind, str, str, str]]) -> int:
+        with self._write() as conn:
+            cur = conn.executemany(
+                "INSERT INTO outbox (kind, site_id, device, payload) VALUES (?, ?, ?, ?)", rows
+            )
+            return cur.rowcount
+
+    def add_bess(
+        self,
+        site_id: str,
+        device: str,
+        reading: BatteryReading,
+        *,
+        actual_power_kw: float | None = None,
+    ) -> None:
+        """A battery reading; ``actual_power_kw`` (+ discharge) when a meter measures it."""
+        self._add("bess", site_id, device, records.encode_bess(reading, actual_power_kw))
+
+    def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None:
+        self._add("meter", site_id, device, records.encode_meter(reading))
+
+    def add_bess_many(self, site_id: str, device: str, readings: Iterable[BatteryReading]) -> int:
+        return self._add_many(("bess", site_id, device, records.encode_bess(r)) for r in readings)
+
+    def add_meter_many(self, site_id: str, device: str, readings: Iterable[MeterReading]) -> int:
+        return self._add_many(("meter", site_id, device, records.encode_meter(r)) for r in readings)
+
+    def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None:
+        """One tick's decision and the revision (commit sha) that produced it."""
+        self._add("decision", site_id, "", records.encode_decision(revision_sha, decision))
+
+    def add_status(self, site_id: str, at: datetime, conditions: Mapping[str, Any]) -> None:
+        """An agent heartbeat: its status conditions, JSON-serialisable."""
+        self._add("status", site_id, "", records.encode_status(at, conditions))
+
+    def add_market(
+        self,
+        site_id: str,
+        *,
+        type: str,
+        period_start: datetime,
+        settlement_date: date,
+        settlement_period: int,
+        value: float,
+        source: str,
+        fetched_at: datetime,
+    ) -> None:
+        """A market value (e.g. type ``imbalance_price`` in p/kWh, ``niv`` in MWh) of one
+        settlement period starting at ``period_start``, as fetched from ``source``."""
+        self._add(
+            "market",
+            site_id,
+            "",
+            records.encode_market(
+                at=period_start,
+                type=type,
+                settlement_date=settlement_date,
+                settlement_period=settlement_period,
+                value=value,
+                source=source,
+                fetched_at=fetched_at,
+            ),
+        )
+
+    def add_revision(
+        self,
+        site_id: str,
+        sha: str,
+        at: datetime,
+        *,
+        state: str,
+        conditions: Mapping[str, Any] | None = None,
+        errors: Sequence[str] = (),
+        message: str = "",
+    ) -> None:
+        """A config revision's state at ``at`` (e.g. staged, applied, quarantined), with
+        its conditions and validation errors."""
+        self._add(
+            "revision",
+            site_id,
+            "",
+            records.encode_revision(
+                at=at,
+                sha=sha,
+                state=state,
+                conditions=conditions or {},
+                errors=errors,
+                message=message,
+            ),
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def counts(self) -> dict[str, int]:
+        """Pending rows per kind, plus ``pending`` (all kinds) and ``quarantined``."""
+        conn = self._conn()
+        result: dict[str, int] = {kind: 0 for kind in records.KINDS}
+        for kind, n in conn.execute("SELECT kind, count(*) FROM outbox GROUP BY kind"):
+            result[str(kind)] = int(n)
+        result["pending"] = sum(result.values())
+        (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+        result["quarantined"] = int(quarantined)
+        return result
+
+    def pending(self) -> int:
+        (n,) = self._conn().execute("SELECT count(*) FROM outbox").fetchone()
+        return int(n)
+
+    def condition(self) -> OutboxCondition:
+        conn = self._conn()
+        (pending,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
+        (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+        return OutboxCondition(int(pending), self.max_rows, int(quarantined))
+
+    @property
+    def over_limit(self) -> bool:
+        """True while more than ``max_rows`` records wait: the loop raises a condition."""
+        return self.pending() > self.max_rows
+
+    def latest(self, kind: str | None = None, *, limit: int = 20) -> list[OutboxRecord]:
+        """The newest pending records (newest first), decoded; malformed ones are skipped
+        here (the uploader quarantines them)."""
+        conn = self._conn()
+        if kind is None:
+            rows = conn.execute(
+                "SELECT id, kind, site_id, device, payload FROM outbox ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT id, kind, site_id, device, payload FROM outbox WHERE kind = ?"
+                " ORDER BY id DESC LIMIT ?",
+                (kind, limit),
+            ).fetchall()
+        out: list[OutboxRecord] = []
+        for row_id, row_kind, site_id, device, payload in rows:
+            try:
+                values = records.describe(str(row_kind), payload)
+            except (MalformedRecord, KeyError):
+                continue
+            at = values.pop("at")
+            out.append(OutboxRecord(row_id, row_kind, site_id, device, at, values))
+        return out
+
+    def latest_per_device(self) -> list[OutboxRecord]:
+        """The newest pending reading of every (site, device): the demo's live table."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT max(id) FROM outbox WHERE kind IN ('bess', 'meter')"
+                " GROUP BY site_id, device ORDER BY site_id, device"
+            )
+            .fetchall()
+        )
+        out: list[OutboxRecord] = []
+        for (row_id,) in rows:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT id, kind, site_id, device, payload FROM outbox WHERE id = ?", (row_id,)
+                )
+                .fetchone()
+            )
+            if row is None:
+                continue
+            try:
+                values = records.describe(str(row[1]), row[4])
+            except MalformedRecord:
+                continue
+            at = values.pop("at")
+            out.append(OutboxRecord(row[0], row[1], row[2], row[3], at, values))
+        return out
+
+    def quarantined(self) -> list[QuarantinedRow]:
+        rows = self._conn().execute(
+            "SELECT id, outbox_id, kind, site_id, device, payload, error, quarantined_at"
+            " FROM quarantine ORDER BY id"
+        )
+        return [QuarantinedRow(*row) for row in rows]
+
+    # ------------------------------------------------------------------ for the uploader
+
+    def oldest(self, limit: int) -> list[RawRow]:
+        """The ``limit`` oldest pending rows, as stored (oldest first)."""
+        return (
+            self._conn()
+            .execute(
+                "SELECT id, kind, site_id, device, payload FROM outbox ORDER BY id LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+
+    def confirm(self, first_id: int, last_id: int) -> int:
+        """Delete rows ``first_id..last_id``: the database has committed them.
+
+        Ids only grow (AUTOINCREMENT), so rows added after the batch was read lie above
+        ``last_id`` and are untouched.
+        """
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (first_id, last_id))
+            return cur.rowcount
+
+    def quarantine(self, problems: Sequence[tuple[int, str]]) -> int:
+        """Move rows that cannot be uploaded to the quarantine table with their error."""
+        if not problems:
+            return 0
+        now = datetime.now(UTC).isoformat()
+        with self._write() as conn:
+            for row_id, error in problems:
+                conn.execute(
+                    "INSERT INTO quarantine"
+                    " (outbox_id, kind, site_id, device, payload, error, quarantined_at)"
+                    " SELECT id, kind, site_id, device, payload, ?, ? FROM outbox WHERE id = ?",
+                    (error, now, row_id),
+                )
+                conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+        return len(problems)

@@ -1,0 +1,331 @@
+"""How each kind of record is written into the outbox and read back for upload.
+
+Readings (the bulk) are compact JSON arrays of numbers in a fixed order, instants as
+integer microseconds since the Unix epoch (exact, cheap to check). Low-volume records
+(decisions, status, market values, revisions) are JSON objects. Decoding checks shape and
+types and raises :class:`MalformedRecord` with what is wrong, so a corrupted row is
+quarantined instead of failing a whole batch or being dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final, Literal
+
+from reconciler.control.types import BatteryReading, Decision, MeterReading
+
+Kind = Literal["bess", "meter", "decision", "status", "market", "revision"]
+KINDS: Final[tuple[Kind, ...]] = ("bess", "meter", "decision", "status", "market", "revision")
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO: Final = timedelta(microseconds=1)
+# Instants outside 2000..2200 are corruption, not telemetry.
+_MIN_US: Final = 946_684_800_000_000
+_MAX_US: Final = 7_258_118_400_000_000
+
+METER_FIELDS: Final[tuple[str, ...]] = (
+    "power_kw",
+    "frequency_hz",
+    "voltage_v",
+    "current_a",
+    "current_b",
+    "current_c",
+    "current_avg",
+    "power_a_kw",
+    "power_b_kw",
+    "power_c_kw",
+    "reactive_kvar",
+    "apparent_kva",
+    "power_factor",
+    "energy_import_kwh",
+    "energy_export_kwh",
+)
+BESS_FIELDS: Final[tuple[str, ...]] = (
+    "soe_kwh",
+    "target_power_kw",
+    "actual_power_kw",
+    "available_blocks",
+    "command_source",
+)
+
+_NUMBERS: Final = frozenset({int, float})
+_NUMBERS_OR_NULL: Final = frozenset({int, float, type(None)})
+
+
+class MalformedRecord(ValueError):
+    """An outbox row that cannot be uploaded as it is; the message says why."""
+
+
+def to_us(at: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware instant."""
+    if at.tzinfo is None:
+        raise ValueError("a naive datetime has no meaning here; pass a timezone-aware one")
+    return (at - EPOCH) // _MICRO
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + us * _MICRO
+
+
+def _reject_constant(name: str) -> Any:
+    raise MalformedRecord(f"non-finite number {name}")
+
+
+def _loads(payload: object) -> Any:
+    if isinstance(payload, bytes):
+        try:
+            payload = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedRecord(f"payload is not UTF-8 text ({exc})") from None
+    if not isinstance(payload, str):
+        raise MalformedRecord(f"payload is a {type(payload).__name__}, not JSON text")
+    try:
+        return json.loads(payload, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise MalformedRecord(f"payload is not valid JSON ({exc})") from None
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _check_time(us: object) -> int:
+    if type(us) is not int or not _MIN_US <= us <= _MAX_US:
+        raise MalformedRecord(f"time {us!r} is not microseconds since 1970 between 2000 and 2200")
+    return us
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def encode_bess(reading: BatteryReading, actual_power_kw: float | None = None) -> str:
+    return _dumps(
+        [
+            to_us(reading.at),
+            reading.soe_kwh,
+            reading.target_power_kw,
+            actual_power_kw,
+            reading.available_blocks,
+            reading.command_source,
+        ]
+    )
+
+
+def encode_meter(reading: MeterReading) -> str:
+    return _dumps([to_us(reading.at), *(getattr(reading, f) for f in METER_FIELDS)])
+
+
+def encode_decision(revision_sha: str | None, decision: Decision) -> str:
+    return _dumps(
+        {
+            "at": to_us(decision.at),
+            "revision_sha": revision_sha,
+            "target_kw": decision.target_kw,
+            "reason": decision.reason,
+            "safe_stop": decision.safe_stop,
+            "winner": decision.winner,
+            "components": [asdict(c) for c in decision.components],
+            "effective": list(decision.effective),
+            "bound_by": list(decision.bound_by),
+            "site_power_kw": decision.site_power_kw,
+            "predicted_site_power_kw": decision.predicted_site_power_kw,
+            "soe_kwh": decision.soe_kwh,
+        }
+    )
+
+
+def encode_status(at: datetime, conditions: Mapping[str, Any]) -> str:
+    return _dumps({"at": to_us(at), "conditions": conditions})
+
+
+def encode_market(
+    *,
+    at: datetime,
+    type: str,
+    settlement_date: date,
+    settlement_period: int,
+    value: float,
+    source: str,
+    fetched_at: datetime,
+) -> str:
+    return _dumps(
+        {
+            "at": to_us(at),
+            "type": type,
+            "settlement_date": settlement_date.isoformat(),
+            "settlement_period": settlement_period,
+            "value": value,
+            "source": source,
+            "fetched_at": to_us(fetched_at),
+        }
+    )
+
+
+def encode_revision(
+    *,
+    at: datetime,
+    sha: str,
+    state: str,
+    conditions: Mapping[str, Any],
+    errors: Sequence[str],
+    message: str,
+) -> str:
+    return _dumps(
+        {
+            "at": to_us(at),
+            "sha": sha,
+            "state": state,
+            "conditions": conditions,
+            "errors": list(errors),
+            "message": message,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- decode
+# Each decoder returns the staging row without site and device (the uploader adds them).
+
+
+def decode_bess(payload: object) -> tuple[Any, ...]:
+    v = _loads(payload)
+    if type(v) is not list or len(v) != 6:
+        raise MalformedRecord("a battery reading is a list of 6 values")
+    if not set(map(type, v)) <= _NUMBERS_OR_NULL or None in (v[1], v[2]):
+        raise MalformedRecord("battery reading values must be numbers (actual power may be null)")
+    if type(v[4]) is not int or type(v[5]) is not int:
+        raise MalformedRecord("available_blocks and command_source must be integers")
+    _check_time(v[0])
+    return tuple(v)
+
+
+def decode_meter(payload: object) -> tuple[Any, ...]:
+    v = _loads(payload)
+    if type(v) is not list or len(v) != 16:
+        raise MalformedRecord("a meter reading is a list of 16 numbers")
+    if not set(map(type, v)) <= _NUMBERS:
+        raise MalformedRecord("meter reading values must all be numbers")
+    _check_time(v[0])
+    return tuple(v)
+
+
+def _object(payload: object, what: str, keys: Sequence[str]) -> dict[str, Any]:
+    v = _loads(payload)
+    if type(v) is not dict:
+        raise MalformedRecord(f"a {what} is a JSON object")
+    missing = [k for k in keys if k not in v]
+    if missing:
+        raise MalformedRecord(f"a {what} lacks {', '.join(missing)}")
+    _check_time(v["at"])
+    return v
+
+
+def _number(v: object, name: str, *, optional: bool = False) -> float | None:
+    if v is None and optional:
+        return None
+    if type(v) not in _NUMBERS:
+        raise MalformedRecord(f"{name} must be a number, not {v!r}")
+    return float(v)  # type: ignore[arg-type]
+
+
+def _text(v: object, name: str, *, optional: bool = False) -> str | None:
+    if v is None and optional:
+        return None
+    if type(v) is not str:
+        raise MalformedRecord(f"{name} must be text, not {v!r}")
+    return v
+
+
+def _texts(v: object, name: str) -> list[str]:
+    if type(v) is not list or not all(type(x) is str for x in v):
+        raise MalformedRecord(f"{name} must be a list of text")
+    return v
+
+
+def decode_decision(payload: object) -> tuple[Any, ...]:
+    keys = ("revision_sha", "target_kw", "reason", "safe_stop", "winner", "components")
+    v = _object(payload, "decision", (*keys, "effective", "bound_by"))
+    if type(v["safe_stop"]) is not bool:
+        raise MalformedRecord("safe_stop must be true or false")
+    if type(v["components"]) is not list:
+        raise MalformedRecord("components must be a list")
+    return (
+        v["at"],
+        _text(v["revision_sha"], "revision_sha", optional=True),
+        _number(v["target_kw"], "target_kw"),
+        _text(v["reason"], "reason"),
+        v["safe_stop"],
+        _text(v["winner"], "winner", optional=True),
+        _dumps(v["components"]),
+        _texts(v["effective"], "effective"),
+        _texts(v["bound_by"], "bound_by"),
+        _number(v.get("site_power_kw"), "site_power_kw", optional=True),
+        _number(v.get("predicted_site_power_kw"), "predicted_site_power_kw", optional=True),
+        _number(v.get("soe_kwh"), "soe_kwh", optional=True),
+    )
+
+
+def decode_status(payload: object) -> tuple[Any, ...]:
+    v = _object(payload, "status", ("conditions",))
+    if type(v["conditions"]) is not dict:
+        raise MalformedRecord("status conditions must be a JSON object")
+    return (v["at"], _dumps(v["conditions"]))
+
+
+def decode_market(payload: object) -> tuple[Any, ...]:
+    keys = ("type", "settlement_date", "settlement_period", "value", "source", "fetched_at")
+    v = _object(payload, "market value", keys)
+    try:
+        day = date.fromisoformat(_text(v["settlement_date"], "settlement_date") or "")
+    except ValueError:
+        raise MalformedRecord(f"settlement_date {v['settlement_date']!r} is not a date") from None
+    period = v["settlement_period"]
+    if type(period) is not int or not 1 <= period <= 50:
+        raise MalformedRecord(f"settlement_period {period!r} is not 1..50")
+    return (
+        v["at"],
+        _text(v["type"], "type"),
+        day.isoformat(),
+        period,
+        _number(v["value"], "value"),
+        _text(v["source"], "source"),
+        _check_time(v["fetched_at"]),
+    )
+
+
+def decode_revision(payload: object) -> tuple[Any, ...]:
+    v = _object(payload, "revision", ("sha", "state", "conditions", "errors", "message"))
+    if type(v["conditions"]) is not dict:
+        raise MalformedRecord("revision conditions must be a JSON object")
+    return (
+        v["at"],
+        _text(v["sha"], "sha"),
+        _text(v["state"], "state"),
+        _dumps(v["conditions"]),
+        _dumps(_texts(v["errors"], "errors")),
+        _text(v["message"], "message"),
+    )
+
+
+DECODERS: Final[dict[str, Callable[[object], tuple[Any, ...]]]] = {
+    "bess": decode_bess,
+    "meter": decode_meter,
+    "decision": decode_decision,
+    "status": decode_status,
+    "market": decode_market,
+    "revision": decode_revision,
+}
+
+
+def describe(kind: str, payload: object) -> dict[str, Any]:
+    """A readable view of one outbox row (for `latest` and the demo's live table)."""
+    row = DECODERS[kind](payload)
+    if kind == "bess":
+        return {"at": from_us(row[0]), **dict(zip(BESS_FIELDS, row[1:], strict=True))}
+    if kind == "meter":
+        return {"at": from_us(row[0]), **dict(zip(METER_FIELDS, row[1:], strict=True))}
+    v = _loads(payload)
+    assert isinstance(v, dict)
+    return {**v, "at": from_us(row[0])}

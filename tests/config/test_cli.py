@@ -1,0 +1,214 @@
+"""`flux validate`, `flux schema` and `flux schedule` through click and one real process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+SITES = ROOT / "sites"
+CORPUS = Path(__file__).parent / "corpus"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.output
+
+
+def test_validate_sites_folder_passes() -> None:
+    code, out = run("validate", str(SITES))
+    assert code == 0, out
+    assert out.splitlines()[-1].startswith(f"{len(list(SITES.glob('*.yaml')))} file(s): ")
+    assert " 0 invalid; 0 error(s)" in out
+
+
+def test_validate_defaults_to_sites_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sites").mkdir()
+    shutil.copy(SITES / "hmce.yaml", tmp_path / "sites" / "hmce.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert run("validate") == (
+        0,
+        "1 file(s): 1 valid, 0 invalid; 0 error(s), 0 warning(s)\n",
+    )
+
+
+def test_validate_invalid_file_exits_1_with_the_positional_message() -> None:
+    path = CORPUS / "unsorted_curve.yaml"
+    code, out = run("validate", str(SITES / "hmce.yaml"), str(path))
+    assert code == 1
+    assert out.splitlines() == [
+        f"{path}:49:7: schedule[1].params.charge_curve: prices must increase; got 6 after 12",
+        "2 file(s): 1 valid, 1 invalid; 1 error(s), 0 warning(s)",
+    ]
+
+
+def test_validate_shows_warnings_separately_and_they_do_not_fail() -> None:
+    path = SITES / "demo.yaml"
+    code, out = run("validate", str(path))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == "warnings (these do not make a file invalid):"
+    assert lines[2].startswith(f"{path}:")
+    assert "never active without a price" in lines[2]
+
+
+@pytest.mark.parametrize("args", [["nowhere.yaml"], ["--format", "xml"]])
+def test_validate_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
+    code, out = run("validate", *[str(tmp_path / a) if a.endswith("yaml") else a for a in args])
+    assert code == 2
+    assert "Error" in out
+
+
+def test_validate_missing_path_names_it(tmp_path: Path) -> None:
+    code, out = run("validate", str(tmp_path / "nowhere.yaml"))
+    assert code == 2
+    assert f"no such file or folder: '{tmp_path / 'nowhere.yaml'}'" in out
+
+
+def test_validate_empty_folder_exits_2(tmp_path: Path) -> None:
+    code, out = run("validate", str(tmp_path))
+    assert code == 2
+    assert "no *.yaml files in folder" in out
+
+
+def test_validate_json_format() -> None:
+    path = CORPUS / "bad_timezone.yaml"
+    code, out = run("validate", "--format", "json", str(path), str(SITES / "demo.yaml"))
+    assert code == 1
+    data = json.loads(out)
+    assert data["valid"] is False
+    bad, demo = data["files"]
+    assert bad == {
+        "file": str(path),
+        "valid": False,
+        "errors": [
+            {
+                "line": 5,
+                "col": 13,
+                "path": "site.timezone",
+                "message": "unknown timezone 'Europe/Londn'; use an IANA name such as Europe/London",
+            }
+        ],
+        "warnings": [],
+    }
+    assert demo["valid"] is True
+    assert len(demo["warnings"]) == 2
+
+
+def test_validate_github_format_prints_workflow_annotations() -> None:
+    path = CORPUS / "bad_timezone.yaml"
+    code, out = run("validate", "--format", "github", str(path), str(SITES / "demo.yaml"))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"::error file={path},line=5,col=13::site.timezone: unknown timezone 'Europe/Londn'; "
+        "use an IANA name such as Europe/London"
+    )
+    assert lines[1].startswith(f"::warning file={SITES / 'demo.yaml'},line=93,col=11::")
+
+
+def test_schema_writes_and_checks(tmp_path: Path) -> None:
+    target = tmp_path / "schemas" / "site.schema.json"
+    assert run("schema", "--output", str(target)) == (0, f"wrote {target}\n")
+    assert target.read_text() == (ROOT / "schemas" / "site.schema.json").read_text()
+    assert run("schema", "--check", "--output", str(target))[0] == 0
+    target.write_text("{}\n")
+    code, out = run("schema", "--check", "--output", str(target))
+    assert code == 1
+    assert "is stale; run `flux schema`" in out
+
+
+def _schedule_json(*args: str) -> dict[str, object]:
+    code, out = run("schedule", *args, "--sites-dir", str(SITES), "--output", "json")
+    assert code == 0, out
+    data: dict[str, object] = json.loads(out)
+    return data
+
+
+def _hours_per_day(data: dict[str, object]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for seg in data["segments"]:  # type: ignore[attr-defined]
+        totals[seg["start"][:10]] = totals.get(seg["start"][:10], 0) + seg["duration_s"] / 3600
+    return totals
+
+
+def test_schedule_shows_the_25_hour_autumn_day() -> None:
+    data = _schedule_json("wlce", "--from", "2024-10-27", "--days", "2")
+    assert _hours_per_day(data) == {"2024-10-27": 25.0, "2024-10-28": 24.0}
+    assert data["days"] == [
+        {"date": "2024-10-27", "hours": 25.0, "settlement_periods": 50},
+        {"date": "2024-10-28", "hours": 24.0, "settlement_periods": 48},
+    ]
+    segments = data["segments"]
+    assert segments[0]["start"] == "2024-10-27T00:00:00+01:00"  # type: ignore[index]
+    assert segments[0]["end"] == "2024-10-27T01:00:00+00:00"  # type: ignore[index]
+    assert segments[0]["duration_s"] == 7200  # type: ignore[index]
+    red = [s for s in segments if s["winner"] and s["winner"]["label"] == "red-band discharge"]  # type: ignore[attr-defined]
+    assert [(s["start"], s["end"]) for s in red] == [
+        ("2024-10-28T17:00:00+00:00", "2024-10-28T19:00:00+00:00")
+    ]
+    assert red[0]["import_p_per_kwh"] == pytest.approx(11.385 + 1.5)
+
+
+def test_schedule_shows_the_23_hour_spring_day() -> None:
+    data = _schedule_json(str(SITES / "hmce.yaml"), "--from", "2024-03-31")
+    assert _hours_per_day(data) == {"2024-03-31": 23.0}
+    assert data["days"] == [{"date": "2024-03-31", "hours": 23.0, "settlement_periods": 46}]
+
+
+def test_schedule_table_names_winners_priorities_and_day_lengths() -> None:
+    code, out = run(
+        "schedule", "wlce", "--from", "2024-10-27", "--days", "2", "--sites-dir", str(SITES)
+    )
+    assert code == 0
+    assert "2024-10-27 00:00 +01:00" in out
+    assert "2024-10-27 total" in out and "25:00" in out and "50 settlement periods" in out
+    assert "red-band discharge (70)" in out
+    assert "NIV chase (60)" in out
+
+
+def test_schedule_markdown_for_pull_requests() -> None:
+    code, out = run(
+        "schedule", "hmce", "--from", "2024-10-28", "--output", "markdown", "--sites-dir", str(SITES)
+    )
+    assert code == 0
+    assert "| 2024-10-28 17:00 +00:00 | 2024-10-28 19:00 +00:00 | 2:00 | red-band discharge (70) |" in out
+    assert "| **2024-10-28 total** | | **24:00** | 48 settlement periods | | | |" in out
+
+
+def test_schedule_unknown_site_is_a_usage_error() -> None:
+    code, out = run("schedule", "nosuchsite", "--sites-dir", str(SITES))
+    assert code == 2
+    assert "no site 'nosuchsite'" in out
+
+
+def test_schedule_of_an_invalid_site_exits_1() -> None:
+    code, out = run("schedule", str(CORPUS / "bad_timezone.yaml"))
+    assert code == 1
+    assert "unknown timezone 'Europe/Londn'" in out
+    assert "is not valid; fix it first" in out
+
+
+def test_real_flux_process_validates(tmp_path: Path) -> None:
+    flux = Path(sys.executable).parent / "flux"
+    ok = subprocess.run([str(flux), "validate", str(SITES)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = subprocess.run(
+        [str(flux), "validate", "--format", "github", str(CORPUS / "tabs.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[0] == (
+        f"::error file={CORPUS / 'tabs.yaml'},line=6,col=1::tab in indentation; indent with spaces"
+    )
+    assert "Traceback" not in bad.stderr

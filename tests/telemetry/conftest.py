@@ -1,0 +1,151 @@
+"""Fixtures: a fresh PostgreSQL database per test (unique name, dropped after), login roles
+with unique names, an outbox in a tmp folder, and a TCP proxy that can cut the database."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from reconciler.telemetry.migrations import migrate
+from reconciler.telemetry.outbox import Outbox
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def url_for(dbname: str, user: str = "postgres", port: int = 5432) -> str:
+    return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
+
+
+@pytest.fixture
+def dbname() -> Iterator[str]:
+    name = f"flux_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(dbname: str) -> str:
+    return url_for(dbname)
+
+
+@pytest.fixture
+def migrated_url(pg_url: str) -> str:
+    migrate(pg_url)
+    return pg_url
+
+
+@pytest.fixture
+def make_role(dbname: str) -> Iterator[object]:
+    """Create login roles with unique names; dropped after the test database."""
+    created: list[str] = []
+
+    def make(member_of: str) -> str:
+        name = f"flux_t_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE {member_of}')
+        created.append(name)
+        return name
+
+    yield make
+    # Runs before dbname's teardown: revoke what the role holds in the test database.
+    with psycopg.connect(url_for(dbname), autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP OWNED BY "{name}"')
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (name,),
+            )
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox.db")
+    yield box
+    box.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proxy:
+    """A TCP forwarder to PostgreSQL on a fixed local port that can be cut and restored:
+    cutting closes the listener and every open connection, like a dropped link."""
+
+    def __init__(self, target_port: int = 5432) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen()
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._conns += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self._conns.clear()
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    p = Proxy()
+    p.start()
+    yield p
+    p.cut()

@@ -1,0 +1,109 @@
+"""Roles: an agent writes and reads only its own site; the dashboard reader reads all and
+writes nothing; the anonymous role gets nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from reconciler.control.types import BatteryReading
+from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
+
+from .conftest import url_for
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+INSERT_BESS = (
+    "INSERT INTO flux.bess_readings (time, site_id, device, soe_kwh, target_power_kw,"
+    " available_blocks, command_source) VALUES (%s, %s, 'bess', 1, 0, 0, 0)"
+)
+
+
+def _readings(n: int) -> list[BatteryReading]:
+    return [BatteryReading(T0 + timedelta(minutes=i), 100.0 + i, 0.0) for i in range(n)]
+
+
+@pytest.fixture
+def agent_url(migrated_url: str, dbname: str, make_role: Callable[[str], str]) -> str:
+    role = make_role("flux_agent")
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute("SELECT flux.register_agent(%s, 'site_a')", (role,))
+        # Another site's data, written by an administrator.
+        conn.execute(INSERT_BESS, (T0, "site_b"))
+    return url_for(dbname, role)
+
+
+def test_agent_uploads_its_own_site(agent_url: str, migrated_url: str, outbox: Outbox) -> None:
+    outbox.add_bess_many("site_a", "bess", _readings(5))
+    result = Uploader(outbox, agent_url).drain()
+    assert result.ok, result.error
+    assert result.sent == {"bess": 5}
+    assert result.refreshed_hours == 1
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM flux.bess_readings WHERE site_id = 'site_a'"
+        ).fetchone() == (5,)
+        assert conn.execute(
+            "SELECT samples FROM flux.bess_5m WHERE site_id = 'site_a'"
+        ).fetchone() == (5,)
+
+
+def test_agent_cannot_insert_another_sites_rows(agent_url: str) -> None:
+    with (
+        psycopg.connect(agent_url) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"),
+    ):
+        conn.execute(INSERT_BESS, (T0, "site_b"))
+
+
+def test_agent_upload_of_another_site_keeps_the_rows(agent_url: str, outbox: Outbox) -> None:
+    outbox.add_bess_many("site_b", "bess", _readings(3))
+    result = Uploader(outbox, agent_url, attempts=1).drain()
+    assert not result.ok
+    assert result.error is not None and "row-level security" in result.error
+    assert outbox.counts()["bess"] == 3  # kept, not dropped nor quarantined
+    assert outbox.counts()["quarantined"] == 0
+
+
+def test_agent_cannot_read_another_sites_rows(agent_url: str) -> None:
+    with psycopg.connect(agent_url) as conn:
+        conn.execute(INSERT_BESS, (T0, "site_a"))
+        sites = conn.execute("SELECT DISTINCT site_id FROM flux.bess_readings").fetchall()
+    assert sites == [("site_a",)]
+
+
+def test_reader_reads_all_sites_and_writes_nothing(
+    migrated_url: str, dbname: str, make_role: Callable[[str], str]
+) -> None:
+    with psycopg.connect(migrated_url) as conn:
+        for site in ("site_a", "site_b"):
+            conn.execute(INSERT_BESS, (T0, site))
+        conn.execute("SELECT flux.refresh_rollups()")
+    reader = url_for(dbname, make_role("flux_reader"))
+    with psycopg.connect(reader) as conn:
+        rows = conn.execute("SELECT site_id FROM api.bess_readings ORDER BY site_id").fetchall()
+        assert rows == [("site_a",), ("site_b",)]
+        assert conn.execute("SELECT count(*) FROM api.bess_5m").fetchone() == (2,)
+        latest = conn.execute(
+            "SELECT count(*) FROM api.bess_rollup('site_a', '5m', %s, %s)",
+            (T0, T0 + timedelta(hours=1)),
+        ).fetchone()
+        assert latest == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(INSERT_BESS, (T0 + timedelta(minutes=1), "site_a"))
+
+
+def test_anonymous_role_gets_nothing(
+    migrated_url: str, dbname: str, make_role: Callable[[str], str]
+) -> None:
+    anon = url_for(dbname, make_role("flux_anon"))
+    for query in (
+        "SELECT * FROM api.bess_readings",
+        "SELECT * FROM api.latest_status",
+        "SELECT * FROM flux.bess_readings",
+    ):
+        with psycopg.connect(anon) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(query)
