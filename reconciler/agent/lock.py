@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 import click
 
 from reconciler.source.paths import StatePaths
+
+_ATTEMPTS = 5
 
 
 class BatteryLockHeld(click.ClickException):
@@ -53,11 +56,17 @@ class BatteryLock:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise BatteryLockHeld(_read_pid(self.path), self.path) from None
+        for attempt in range(_ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # lock_holder() takes a shared lock for an instant: look again shortly
+                # before concluding another writer runs
+                if attempt == _ATTEMPTS - 1:
+                    os.close(fd)
+                    raise BatteryLockHeld(_read_pid(self.path), self.path) from None
+                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         os.fsync(fd)

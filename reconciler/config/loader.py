@@ -196,7 +196,6 @@ def _tab_problems(text: str, name: str) -> list[Problem]:
 
 # --------------------------------------------------------------------------- YAML events
 
-_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _INT_OCT = re.compile(r"^0o[0-7]+$")
@@ -207,12 +206,17 @@ _FLOAT = re.compile(
 )
 
 
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_NUMERIC_START = frozenset("0123456789+-.")
+
+
 def _resolve_plain(value: str) -> Any:
     """A plain (unquoted) scalar under the YAML 1.2 core schema."""
-    if _NULL.match(value):
+    if value in _NULLS:
         return None
-    if value in _BOOL:
-        return _BOOL[value]
+    first = value[0]
+    if first not in _NUMERIC_START:
+        return _BOOL.get(value, value)
     if _INT.match(value):
         return int(value)
     if _INT_OCT.match(value):
@@ -317,7 +321,7 @@ def _parse(text: str, name: str) -> tuple[Any, list[Problem]]:
 
     try:
         for event in _events(text):
-            if isinstance(event, ScalarEvent):
+            if type(event) is ScalarEvent:
                 if event.anchor is not None:
                     add(event.start_mark, _ANCHOR_MSG)
                 value: Any

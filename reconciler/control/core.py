@@ -10,11 +10,11 @@ from datetime import datetime
 from reconciler.config.model import Site
 from reconciler.control import guard
 from reconciler.control.context import ModeContext
+from reconciler.control.dayplan import plan_for
 from reconciler.control.envelope import Enveloped, apply_envelope, battery_caps
 from reconciler.control.fold import Folded, fold
 from reconciler.control.modes import propose
 from reconciler.control.periods import PERIOD, period_at
-from reconciler.control.schedule import active_entries, rates_at, zone
 from reconciler.control.types import Component, ControlState, Decision, Observation, Signals
 
 
@@ -26,6 +26,13 @@ def decide(
     Stale, missing or failed battery or grid-meter readings give a safe stop (0 kW).
     Otherwise every active schedule entry's mode proposes a component; they are folded by
     priority and the result is cut to the hard envelope.
+
+    In the Decision: ``components`` are all proposals, highest priority first;
+    ``winner`` is the label of the first of them (an active entry whose mode has nothing
+    to do, e.g. NIV chase without a price, proposes nothing and cannot win);
+    ``effective`` the labels whose target or bound shaped the folded target; ``bound_by``
+    the envelope limits that cut it; ``predicted_site_power_kw`` the site power expected
+    once the battery moves from ``state.last_target_kw`` to the target.
     """
     checked = guard.check(site, at, obs)
     if isinstance(checked, str):
@@ -74,8 +81,8 @@ def contexts(
     site: Site, at: datetime, fresh: guard.Fresh, signals: Signals, state: ControlState
 ) -> list[ModeContext]:
     """One mode context per schedule entry active at ``at``, highest priority first."""
-    tz = zone(site.site.timezone)
-    import_rate, export_rate = rates_at(site.rates, at, tz)
+    plan = plan_for(site, at)
+    import_rate, export_rate = plan.rates_at(at)
     period = period_at(at)
     into = (at - period.start).total_seconds()
     charge_cap, discharge_cap = battery_caps(site)
@@ -96,7 +103,7 @@ def contexts(
             charge_cap_kw=charge_cap,
             discharge_cap_kw=discharge_cap,
         )
-        for entry in active_entries(site, at)
+        for entry in plan.active_entries(at)
     ]
 
 

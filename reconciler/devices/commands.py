@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +144,8 @@ def read(site_file: str, output: str, only: tuple[str, ...]) -> None:
     Read-only (never writes), so it is safe to run beside the agent. Exit code 1 when a
     device cannot be read, 2 when the site file is unusable.
     """
+    # Device errors are reported per device below; pymodbus's log lines would repeat them.
+    logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
     site = load_site_or_exit(site_file)
     known = {site.devices.battery.name, *site.devices.meters}
     unknown = [d for d in only if d not in known]

@@ -8,6 +8,7 @@ from reconciler.clock import Clock
 from reconciler.config.model import Site
 from reconciler.config.resolve import resolve_profile
 from reconciler.devices.acuvim import AcuvimMeter
+from reconciler.devices.base import Battery, Meter
 from reconciler.devices.powerpack import PowerPackBattery
 from reconciler.devices.transport import ModbusTransport
 
@@ -41,3 +42,8 @@ def open_site_devices(
             transport=ModbusTransport.for_device(name, dev, mprofile, **transport_options),
         )
     return battery, meters
+
+
+def _implements(battery: PowerPackBattery, meter: AcuvimMeter) -> tuple[Battery, Meter]:
+    """Never called: mypy proves here that the drivers implement the agent's protocols."""
+    return battery, meter

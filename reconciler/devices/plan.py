@@ -7,7 +7,7 @@ profile's ``max_read_words`` and no gap between them is wider than ``max_gap_wor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from reconciler.config.profiles import Profile
@@ -90,8 +90,3 @@ def pick(
             offset = reg.address - block.start
             values[name] = decode(reg, words[offset : offset + reg.words], ratios)
     return values
-
-
-def words_of(values: Mapping[int, int], block: Block) -> list[int]:
-    """The words of ``block`` out of an address -> word map (0 where absent)."""
-    return [values.get(a, 0) for a in range(block.start, block.end)]

@@ -111,8 +111,15 @@ class ModbusTransport:
         return f"{self.host}:{self.port}"
 
     def _on_connect(self, up: bool) -> None:
-        if not up:
-            self._lost.set()
+        if up:
+            return
+        self._lost.set()
+        # Fail the request in flight now rather than at its timeout. pymodbus keeps the
+        # pending reply in ctx.response_future; without it we fall back to the timeout.
+        client = self._client
+        pending = getattr(getattr(client, "ctx", None), "response_future", None)
+        if isinstance(pending, asyncio.Future) and not pending.done():
+            pending.set_exception(ConnectionException(f"{self.address} closed the connection"))
 
     async def _connect_once(self) -> None:
         self._drop()
@@ -176,30 +183,9 @@ class ModbusTransport:
                 await self.connect()
             client = self._client
             assert client is not None
-            lost = self._lost
             self.requests += 1
-            request = asyncio.ensure_future(call(client))
-            lost_wait = asyncio.ensure_future(lost.wait())
             try:
-                done, _ = await asyncio.wait(
-                    {request, lost_wait},
-                    timeout=self.timeout_s * 2 + 0.5,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                lost_wait.cancel()
-            if request not in done:
-                request.cancel()
-                self._drop()
-                if lost.is_set():
-                    raise ConnectionLost(
-                        self.name, f"{self.address} closed the connection", register=what
-                    )
-                raise DeviceTimeout(
-                    self.name, f"no reply within {self.timeout_s:g} s", register=what
-                )
-            try:
-                pdu = request.result()
+                pdu = await call(client)
             except ModbusIOException as exc:
                 # A stale reply may still be on its way: start afresh on a new connection.
                 self._drop()
@@ -211,7 +197,7 @@ class ModbusTransport:
             except ConnectionException:
                 self._drop()
                 raise ConnectionLost(
-                    self.name, f"connection to {self.address} broke", register=what
+                    self.name, f"{self.address} closed the connection", register=what
                 ) from None
             except ModbusException as exc:
                 self._drop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from datetime import UTC, datetime
@@ -111,6 +112,8 @@ def sim(
     Each device listens on 127.0.0.1 at the port the site file gives it; the agent and
     `flux devices read SITE_FILE` talk to it as to the real site.
     """
+    # Our own messages say what went wrong; pymodbus's log lines would only repeat it.
+    logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
     try:
         site = load_site(site_file)
     except SiteFileError as exc:

@@ -119,7 +119,10 @@ class DeviceServer:
             trace_pdu=self._trace_pdu,
         )
         server.comm_params.comm_name = self.name
-        await server.serve_forever(background=True)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus reports a failed bind this way
+            raise OSError(str(exc)) from None
         if not server.transport:
             raise OSError(f"{self.name}: cannot listen on {self.host}:{self.port}")
         sockets = getattr(server.transport, "sockets", None) or []

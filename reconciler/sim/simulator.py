@@ -104,8 +104,8 @@ class SiteSimulator:
                 except OSError as exc:
                     raise OSError(
                         f"simulated device {server.name}: cannot listen on "
-                        f"{server.host}:{server.port} ({exc.strerror or exc}); is another "
-                        "simulator running, or is the port in use?"
+                        f"{server.host}:{server.port}; is another simulator running, or is "
+                        f"the port in use? ({exc.strerror or exc})"
                     ) from None
         except BaseException:
             await self.stop()
@@ -148,8 +148,11 @@ class SiteSimulator:
             f = self.faults[name]
             if server.listening or (f.away_until is not None and now < f.away_until):
                 continue
+            try:
+                await server.start()
+            except OSError:
+                continue  # the port is still busy: try again at the next tick
             f.away_until = None
-            await server.start()
 
     async def step(self, seconds: float) -> None:
         """Step mode: advance the ManualClock by ``seconds`` and the physics with it."""

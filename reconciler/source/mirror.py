@@ -59,6 +59,11 @@ def _classify(stderr: str) -> str:
     return "FetchFailed"
 
 
+def _timed_out(exc: git.GitCommandError) -> bool:
+    # gitpython's kill_after_timeout replaces stderr with "Timeout: ... did not complete in"
+    return "did not complete in" in str(exc.stderr or "")
+
+
 def _clean(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     lines = [ln.removeprefix("stderr: ").strip("'").strip() for ln in lines]
@@ -172,7 +177,8 @@ class GitMirror:
                 stderr = str(exc.stderr or exc)
                 # A remote that cannot serve a shallow fetch (dumb HTTP, old servers): fall
                 # back to a full fetch once and remember it. Other failures are final.
-                if shallow and _classify(stderr) == "FetchFailed":
+                timed_out = _timed_out(exc)
+                if shallow and not timed_out and _classify(stderr) == "FetchFailed":
                     continue
                 break
             else:
@@ -182,7 +188,7 @@ class GitMirror:
                 break
         if last is not None:
             stderr = str(last.stderr or last)
-            if last.status == -9 or "timeout" in str(last).lower():
+            if _timed_out(last):
                 reason = "RemoteUnreachable"
                 detail = f"git fetch did not finish within {self.settings.fetch_timeout_s:g} s"
             else:

@@ -7,14 +7,13 @@ relative path (``sites/wlce.yaml``), so the validator's messages read as they do
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reconciler.config.loader import Problem, SiteFileError, load_site
+from reconciler.config.loader import Problem, check_site_file
 from reconciler.config.model import Site
 from reconciler.config.resolve import resolve_profile
 
@@ -23,17 +22,9 @@ Validator = Callable[[Path], tuple[Site | None, list[Problem]]]
 
 
 def flux_validate(path: Path) -> tuple[Site | None, list[Problem]]:
-    """What ``flux validate`` runs on one file: ``check_site_file`` (errors and warnings),
-    or ``load_site`` where the loader has no ``check_site_file``."""
-    loader = importlib.import_module("reconciler.config.loader")
-    check: Any = getattr(loader, "check_site_file", None)
-    if check is not None:
-        site, problems = check(path)
-        return site, list(problems)
-    try:
-        return load_site(path), []
-    except SiteFileError as exc:
-        return None, list(exc.problems)
+    """What ``flux validate`` runs on one file: every error and warning, and the site."""
+    site, problems = check_site_file(path)
+    return site, list(problems)
 
 
 @dataclass(frozen=True)

@@ -213,8 +213,18 @@ def ensure_staging(conn: psycopg.Connection[Any]) -> None:
         )
 
 
+Staged = tuple[str, str, "str | tuple[Any, ...]"]
+"""(site_id, device, data): data is COPY text (readings) or a row of values."""
+
+_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    return value.translate(_ESCAPES)
+
+
 def write_batch(
-    conn: psycopg.Connection[Any], rows_by_kind: Mapping[str, Sequence[tuple[Any, ...]]]
+    conn: psycopg.Connection[Any], rows_by_kind: Mapping[str, Sequence[Staged]]
 ) -> IngestCounts:
     """Stage and insert every kind's rows; the caller owns the transaction."""
     sent: dict[str, int] = {}
@@ -227,8 +237,19 @@ def write_batch(
                 continue
             spec = SPECS[kind]
             with cur.copy(f"COPY {spec.stage} FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+                prefixes: dict[tuple[str, str], str] = {}
+                lines: list[str] = []
+                for site, device, data in rows:
+                    if isinstance(data, str):
+                        prefix = prefixes.get((site, device))
+                        if prefix is None:
+                            prefix = f"{_copy_text(site)}\t{_copy_text(device)}\t"
+                            prefixes[(site, device)] = prefix
+                        lines.append(f"{prefix}{data}\n")
+                    else:
+                        copy.write_row((site, device, *data))
+                if lines:
+                    copy.write("".join(lines))
             sites.update(r[0] for r in rows)
             if spec.has_device:
                 devices.update((r[0], r[1], kind) for r in rows)
@@ -241,12 +262,7 @@ def write_batch(
             for site, device, t0, t1 in late:
                 cur.execute(
                     _REDERIVE_DELTAS,
-                    {
-                        "site": site,
-                        "device": device,
-                        "t0": from_us(t0),
-                        "t1": from_us(t1),
-                    },
+                    {"site": site, "device": device, "t0": from_us(t0), "t1": from_us(t1)},
                 )
         if sites:
             cur.executemany(

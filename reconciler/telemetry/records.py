@@ -74,6 +74,10 @@ def _reject_constant(name: str) -> Any:
     raise MalformedRecord(f"non-finite number {name}")
 
 
+# One decoder for all calls: json.loads with a hook builds a new decoder every time.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _loads(payload: object) -> Any:
     if isinstance(payload, bytes):
         try:
@@ -83,7 +87,7 @@ def _loads(payload: object) -> Any:
     if not isinstance(payload, str):
         raise MalformedRecord(f"payload is a {type(payload).__name__}, not JSON text")
     try:
-        return json.loads(payload, parse_constant=_reject_constant)
+        return _DECODER.decode(payload)
     except json.JSONDecodeError as exc:
         raise MalformedRecord(f"payload is not valid JSON ({exc})") from None
 
@@ -307,6 +311,68 @@ def decode_revision(payload: object) -> tuple[Any, ...]:
         _dumps(_texts(v["errors"], "errors")),
         _text(v["message"], "message"),
     )
+
+
+# --------------------------------------------------------------------------- COPY text
+# Readings are copied as text straight from their JSON: a JSON number is valid PostgreSQL
+# float8/bigint input, so after checking the shape only the separators change.
+
+READING_KINDS: Final = frozenset({"bess", "meter"})
+
+
+def _line(payload: str) -> str:
+    return payload[1:-1].replace(",", "\t").replace("null", "\\N")
+
+
+def reading_line(kind: str, payload: object) -> str:
+    """The COPY text fields of one reading (after the site and device), checked."""
+    DECODERS[kind](payload)
+    text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+    assert isinstance(text, str)
+    return _line(text.strip())
+
+
+def _bess_ok(v: Any) -> bool:
+    return (
+        type(v) is list
+        and len(v) == 6
+        and set(map(type, v)) <= _NUMBERS_OR_NULL
+        and type(v[0]) is int
+        and _MIN_US <= v[0] <= _MAX_US
+        and v[1] is not None
+        and v[2] is not None
+        and type(v[4]) is int
+        and type(v[5]) is int
+    )
+
+
+def _meter_ok(v: Any) -> bool:
+    return (
+        type(v) is list
+        and len(v) == 16
+        and set(map(type, v)) <= _NUMBERS
+        and type(v[0]) is int
+        and _MIN_US <= v[0] <= _MAX_US
+    )
+
+
+def reading_lines(kind: str, payloads: Sequence[object]) -> list[str] | None:
+    """COPY text of many readings at once (one JSON parse for the lot), or None when any
+    of them is suspect: the caller then checks them one by one."""
+    # Each payload must be exactly one flat array, so joining cannot shift boundaries.
+    for p in payloads:
+        if type(p) is not str or p[:1] != "[" or p.find("]") != len(p) - 1:
+            return None
+    try:
+        values = _DECODER.decode("[" + ",".join(payloads) + "]")  # type: ignore[arg-type]
+    except (json.JSONDecodeError, MalformedRecord):
+        return None
+    if type(values) is not list or len(values) != len(payloads):
+        return None
+    ok = _bess_ok if kind == "bess" else _meter_ok
+    if not all(map(ok, values)):
+        return None
+    return [_line(p) for p in payloads]  # type: ignore[arg-type]
 
 
 DECODERS: Final[dict[str, Callable[[object], tuple[Any, ...]]]] = {

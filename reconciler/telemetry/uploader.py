@@ -33,9 +33,17 @@ from reconciler.telemetry.database import connect, describe
 from reconciler.telemetry.errors import DatabaseUnreachable, TelemetryError
 from reconciler.telemetry.migrations import require_current
 from reconciler.telemetry.outbox import Outbox, OutboxCondition, RawRow
-from reconciler.telemetry.records import DECODERS, MalformedRecord
+from reconciler.telemetry.records import (
+    DECODERS,
+    READING_KINDS,
+    MalformedRecord,
+    reading_line,
+    reading_lines,
+)
 
 DEFAULT_BATCH = 20_000
+Item = tuple[int, ingest.Staged]
+"""(outbox id, staged row)."""
 
 
 @dataclass(frozen=True)
@@ -233,7 +241,7 @@ class Uploader:
         self.state.consecutive_failures += 1
 
     def _send_with_retries(
-        self, by_kind: dict[str, list[tuple[int, tuple[Any, ...]]]]
+        self, by_kind: dict[str, list[Item]]
     ) -> tuple[dict[str, int], dict[str, int], list[tuple[int, str]]]:
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
@@ -251,7 +259,7 @@ class Uploader:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _send(
-        self, by_kind: dict[str, list[tuple[int, tuple[Any, ...]]]]
+        self, by_kind: dict[str, list[Item]]
     ) -> tuple[dict[str, int], dict[str, int], list[tuple[int, str]]]:
         """Commit every row the database accepts; return rows it rejected as data."""
         conn = self._connection()
@@ -274,7 +282,7 @@ class Uploader:
         self,
         conn: psycopg.Connection[Any],
         kind: str,
-        items: Sequence[tuple[int, tuple[Any, ...]]],
+        items: Sequence[Item],
         sent: dict[str, int],
         inserted: dict[str, int],
         rejected: list[tuple[int, str]],
@@ -308,11 +316,10 @@ class Uploader:
             return 0
 
 
-def _decode(
-    rows: Sequence[RawRow],
-) -> tuple[dict[str, list[tuple[int, tuple[Any, ...]]]], list[tuple[int, str]]]:
-    """Split rows into staging rows per kind, each with its outbox id, and problems."""
-    by_kind: dict[str, list[tuple[int, tuple[Any, ...]]]] = defaultdict(list)
+def _decode(rows: Sequence[RawRow]) -> tuple[dict[str, list[Item]], list[tuple[int, str]]]:
+    """Split rows into staged rows per kind, each with its outbox id, and problems."""
+    by_kind: dict[str, list[Item]] = defaultdict(list)
+    readings: dict[str, list[tuple[int, str, str, Any]]] = defaultdict(list)
     bad: list[tuple[int, str]] = []
     for row_id, kind, site_id, device, payload in rows:
         decoder = DECODERS.get(kind)
@@ -322,13 +329,29 @@ def _decode(
         if type(site_id) is not str or not site_id or type(device) is not str:
             bad.append((row_id, f"site {site_id!r} / device {device!r} must be text"))
             continue
+        if kind in READING_KINDS:
+            readings[kind].append((row_id, site_id, device, payload))
+            continue
         try:
             values = decoder(payload)
         except MalformedRecord as exc:
             bad.append((row_id, f"malformed {kind} record: {exc}"))
             continue
-        by_kind[kind].append((row_id, (site_id, device, *values)))
-    return by_kind, bad
+        by_kind[kind].append((row_id, (site_id, device, values)))
+    for kind, items in readings.items():
+        lines = reading_lines(kind, [p for _, _, _, p in items])
+        if lines is not None:
+            by_kind[kind].extend(
+                (row_id, (site, device, line))
+                for (row_id, site, device, _), line in zip(items, lines, strict=True)
+            )
+            continue
+        for row_id, site, device, payload in items:  # something is off: one by one
+            try:
+                by_kind[kind].append((row_id, (site, device, reading_line(kind, payload))))
+            except MalformedRecord as exc:
+                bad.append((row_id, f"malformed {kind} record: {exc}"))
+    return {k: v for k, v in by_kind.items() if v}, bad
 
 
 def _message(exc: BaseException) -> str:

@@ -95,7 +95,9 @@ def test_validate_json_format() -> None:
                 "line": 5,
                 "col": 13,
                 "path": "site.timezone",
-                "message": "unknown timezone 'Europe/Londn'; use an IANA name such as Europe/London",
+                "message": (
+                    "unknown timezone 'Europe/Londn'; use an IANA name such as Europe/London"
+                ),
             }
         ],
         "warnings": [],
@@ -178,10 +180,20 @@ def test_schedule_table_names_winners_priorities_and_day_lengths() -> None:
 
 def test_schedule_markdown_for_pull_requests() -> None:
     code, out = run(
-        "schedule", "hmce", "--from", "2024-10-28", "--output", "markdown", "--sites-dir", str(SITES)
+        "schedule",
+        "hmce",
+        "--from",
+        "2024-10-28",
+        "--output",
+        "markdown",
+        "--sites-dir",
+        str(SITES),
     )
     assert code == 0
-    assert "| 2024-10-28 17:00 +00:00 | 2024-10-28 19:00 +00:00 | 2:00 | red-band discharge (70) |" in out
+    assert (
+        "| 2024-10-28 17:00 +00:00 | 2024-10-28 19:00 +00:00 | 2:00 | red-band discharge (70) |"
+        in out
+    )
     assert "| **2024-10-28 total** | | **24:00** | 48 settlement periods | | | |" in out
 
 
@@ -212,3 +224,20 @@ def test_real_flux_process_validates(tmp_path: Path) -> None:
         f"::error file={CORPUS / 'tabs.yaml'},line=6,col=1::tab in indentation; indent with spaces"
     )
     assert "Traceback" not in bad.stderr
+
+
+def test_parallel_validation_reports_the_same_as_one_file_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reconciler.config import commands
+    from reconciler.config.loader import check_site_file
+
+    monkeypatch.setattr(commands, "PARALLEL_FROM", 2)
+    code, out = run("validate", "--format", "json", str(CORPUS), str(SITES))
+    assert code == 1
+    files = json.loads(out)["files"]
+    expected = sorted(CORPUS.glob("*.yaml")) + sorted(SITES.glob("*.yaml"))
+    assert [f["file"] for f in files] == [str(p) for p in expected]
+    for entry, path in zip(files, expected, strict=True):
+        errors = [p.message for p in check_site_file(path)[1] if p.severity == "error"]
+        assert [e["message"] for e in entry["errors"]] == errors

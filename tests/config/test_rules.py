@@ -11,7 +11,7 @@ BASE = BASE.replace("  homes: 12\n", "")
 
 
 def _problems(text: str) -> list[str]:
-    site, problems = check_site_text(text, "s.yaml")
+    _site, problems = check_site_text(text, "s.yaml")
     return [f"{p.severity}: {p}" for p in problems]
 
 
@@ -98,5 +98,8 @@ def test_site_profile_extension_resolves_and_is_used() -> None:
         "limits:\n",
         "profiles:\n  acuvim-custom:\n    extends: acuvim-ii\n    registers:\n"
         "      thd_voltage: {address: 12400, type: f32, unit: '%'}\n\nlimits:\n",
-    ).replace("      role: solar\n      profile: acuvim-ii", "      role: solar\n      profile: acuvim-custom")
+    ).replace(
+        "      role: solar\n      profile: acuvim-ii",
+        "      role: solar\n      profile: acuvim-custom",
+    )
     assert _problems(text) == []

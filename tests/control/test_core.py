@@ -208,11 +208,16 @@ def test_idle_window_overrides_everything() -> None:
 def test_priority_from_the_site_file_wins_over_the_default_order() -> None:
     entries: list[dict[str, Any]] = [
         {"mode": "import_avoidance", "priority": 99},  # above discharge_to_soe (80)
-        {"mode": "discharge_to_soe", "params": {"target_soe": 100}},
+        {
+            "mode": "discharge_to_soe",
+            "windows": [{"start": "12:00", "end": "13:00"}],
+            "params": {"target_soe": 100},
+        },
     ]
     d = decide(make_site(entries), AT, observe(AT, 500, -50), Signals(), STATE)
     # exporting 50: import avoidance lets it charge at most 50 and discharge freely;
-    # discharge_to_soe's 400 kW then is inside, cut by the export limit to 250
+    # discharge_to_soe's 400 kWh over 50 min (capped at 400 kW) is inside, and the
+    # export limit cuts it to -50 + 300 = 250
     assert d.winner == "import_avoidance#0"
     assert d.target_kw == 250
 

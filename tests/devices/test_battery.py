@@ -15,8 +15,6 @@ from reconciler.sim.simulator import SiteSimulator
 from .conftest import NOON
 
 
-
-
 def writes_by_register(sim: SiteSimulator, site: Site) -> list[tuple[str, int]]:
     """(register name, first word) of every register each write request touched, in order."""
     profile = resolve_profile(site, site.devices.battery.profile)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.config.loader import load_site
 from reconciler.config.model import Site
 from reconciler.devices.factory import open_site_devices
-from reconciler.config.loader import load_site
 from reconciler.sim.simulator import SiteSimulator
 
 from .conftest import DEMO, free_port
@@ -32,9 +32,7 @@ def site_file(tmp_path: Path, ports: list[int]) -> Path:
 
 
 def sim_ports(sim: SiteSimulator, site: Site) -> list[int]:
-    return [sim.port_of(site.devices.battery.name)] + [
-        sim.port_of(n) for n in site.devices.meters
-    ]
+    return [sim.port_of(site.devices.battery.name)] + [sim.port_of(n) for n in site.devices.meters]
 
 
 async def flux(*args: str, timeout: float = 60) -> tuple[int, str, str]:
@@ -100,8 +98,15 @@ async def test_flux_sim_serves_the_site_until_interrupted(tmp_path: Path) -> Non
     ports = [free_port() for _ in range(4)]
     path = site_file(tmp_path, ports)
     proc = await asyncio.create_subprocess_exec(
-        *FLUX, "sim", str(path), "--speed", "60", "--status-every", "0.2",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *FLUX,
+        "sim",
+        str(path),
+        "--speed",
+        "60",
+        "--status-every",
+        "0.2",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     try:

@@ -154,9 +154,7 @@ def test_decode_refuses_wrong_word_count_and_bad_text() -> None:
 
 
 def test_range_check_uses_engineering_units() -> None:
-    reg = Register(
-        address=0, type=RegisterType.i32, scale=0.001, access="rw", min=-5000, max=5000
-    )
+    reg = Register(address=0, type=RegisterType.i32, scale=0.001, access="rw", min=-5000, max=5000)
     check_range(reg, 5000)
     check_range(reg, -5000)
     with pytest.raises(CodecError, match="above the allowed maximum 5000"):

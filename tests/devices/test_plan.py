@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,9 +60,7 @@ def uncovered_runs(profile: Profile, block: Block) -> list[int]:
 def test_plan_respects_device_limits_and_covers_every_register(
     profile: Profile, data: st.DataObject
 ) -> None:
-    names = data.draw(
-        st.lists(st.sampled_from(sorted(profile.registers)), min_size=1, unique=True)
-    )
+    names = data.draw(st.lists(st.sampled_from(sorted(profile.registers)), min_size=1, unique=True))
     blocks = plan_reads(profile, names)
     seen: list[str] = []
     for block in blocks:
@@ -85,7 +85,7 @@ def test_plan_respects_device_limits_and_covers_every_register(
 def test_plan_joins_neighbours_it_may_join(profile: Profile) -> None:
     """Two consecutive blocks could not have been one: the gap or the length forbids it."""
     blocks = plan_reads(profile)
-    for a, b in zip(blocks, blocks[1:], strict=False):
+    for a, b in itertools.pairwise(blocks):
         assert b.start - a.end > profile.max_gap_words or (
             max(a.end, b.end) - a.start > profile.max_read_words
         )

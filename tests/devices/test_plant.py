@@ -67,9 +67,7 @@ def test_noise_is_seeded(demo_site: Site) -> None:
     assert a.load_kw != pytest.approx(54 * load_per_home().at(a.at), rel=1e-9)
 
 
-async def test_meters_are_consistent_with_the_physics(
-    sim: SiteSimulator, sim_site: Site
-) -> None:
+async def test_meters_are_consistent_with_the_physics(sim: SiteSimulator, sim_site: Site) -> None:
     battery, meters = open_site_devices(sim_site, clock=sim.clock)
     await battery.start()
     before = {n: await m.read() for n, m in meters.items()}

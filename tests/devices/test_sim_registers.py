@@ -32,7 +32,7 @@ def assert_decodes_to(profile_name: str, site: Site, got: Value, want: Value, na
 async def test_every_register_of_every_device_decodes_to_the_simulated_value(
     sim: SiteSimulator, sim_site: Site
 ) -> None:
-    battery, meters = open_site_devices(sim_site, clock=sim.clock)
+    battery, _meters = open_site_devices(sim_site, clock=sim.clock)
     await battery.start()
     for _ in range(120):  # charging for 10 minutes: counters and SoE have moved
         await battery.command(-250.0)
@@ -63,7 +63,10 @@ async def test_meter_scaling_by_ct_ratio_is_the_physical_value(
     # ... and on the wire the secondary value is 80 times smaller.
     reg = resolve_profile(sim_site, "acuvim-ii").registers["power_total"]
     transport = ModbusTransport.for_device(
-        "raw", sim_site.devices.meters["site"], resolve_profile(sim_site, "acuvim-ii"), ratios=Ratios()
+        "raw",
+        sim_site.devices.meters["site"],
+        resolve_profile(sim_site, "acuvim-ii"),
+        ratios=Ratios(),
     )
     raw = await transport.read(["power_total"])
     assert float(raw["power_total"]) == pytest.approx(sim.plant.grid_kw / 80.0, rel=1e-5)

@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from reconciler.agent.status import ConditionType as C
 from reconciler.clock import ManualClock
 from reconciler.source.controller import GitSource, TickHealth
@@ -335,3 +337,24 @@ async def test_a_missing_branch_is_reported(upstream: Upstream, make_source: Sou
     await source.sync_once()
     assert cond(source, C.SOURCE_READY)[:2] == ("False", "RefNotFound")
     assert "branch production" in cond(source, C.SOURCE_READY)[2]
+
+
+async def test_a_hanging_remote_is_cut_off_and_reported(
+    upstream: Upstream,
+    make_source: SourceFactory,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    good = upstream.commit(DEMO_TEXT, "good")
+    source = make_source()
+    await source.sync_once()
+    promote(source, clock)
+    # an SSH remote whose "ssh" never answers: the fetch must be killed, not wait forever
+    monkeypatch.setenv("GIT_SSH_COMMAND", "sh -c 'sleep 20'")
+    hanging = make_source(repo="ssh://git@example.invalid/sites.git", fetch_timeout_s=1)
+    await hanging.sync_once()
+    status, reason, message = cond(hanging, C.SOURCE_READY)
+    assert (status, reason) == ("False", "RemoteUnreachable")
+    assert "did not finish within 1 s" in message
+    current = hanging.current()
+    assert current is not None and current.sha == good

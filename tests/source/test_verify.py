@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,15 @@ import pytest
 from reconciler.agent.status import ConditionType as C
 from reconciler.clock import ManualClock
 from reconciler.source.settings import SourceSettings
-from tests.source.conftest import DEMO_TEXT, SourceFactory, Upstream, demo_variant, promote
+from tests.source.conftest import (
+    DEMO_TEXT,
+    GIT_ENV,
+    SourceFactory,
+    Upstream,
+    demo_variant,
+    git,
+    promote,
+)
 
 if shutil.which("ssh-keygen") is None:  # pragma: no cover - reported, not hidden
     pytest.fail("ssh-keygen is missing: install openssh-client to test signed commits")
@@ -111,3 +120,71 @@ def test_an_ssh_key_file_is_used_through_git_ssh_command(tmp_path: Path) -> None
     env = GitMirror(settings, settings.paths).env()
     assert env["GIT_SSH_COMMAND"].startswith(f"ssh -i '{key}' -o IdentitiesOnly=yes")
     assert env["GIT_TERMINAL_PROMPT"] == "0"
+
+
+def gpg_key(home: Path, uid: str) -> str:
+    """Make a passphrase-less signing key in ``home``; return its fingerprint."""
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(
+        ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "",
+         "--quick-gen-key", uid, "ed25519", "sign", "never"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    out = subprocess.run(
+        ["gpg", "--batch", "--with-colons", "--list-keys"],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr"))
+
+
+def gpg_commit(upstream: Upstream, home: Path, fpr: str, text: str) -> str:
+    (upstream.path / "sites").mkdir(exist_ok=True)
+    (upstream.path / "sites" / "demo.yaml").write_text(text)
+    env = {**GIT_ENV, "GNUPGHOME": str(home)}
+    subprocess.run(["git", "add", "-A"], cwd=upstream.path, env={**os.environ, **env}, check=True)
+    subprocess.run(
+        ["git", "-c", f"user.signingkey={fpr}", "commit", "-q", "-S", "-m", "gpg"],
+        cwd=upstream.path, env={**os.environ, **env}, check=True, capture_output=True,
+    )  # fmt: skip
+    return git(upstream.path, "rev-parse", "HEAD")
+
+
+async def test_gpg_signatures_by_the_keyring_only(
+    upstream: Upstream, make_source: SourceFactory, tmp_path: Path
+) -> None:
+    if shutil.which("gpg") is None:  # pragma: no cover
+        pytest.fail("gpg is missing: install gnupg to test GPG-signed commits")
+    homes = [tmp_path / "gpg-release", tmp_path / "gpg-stranger"]
+    try:
+        release = gpg_key(homes[0], "Release <release@flux.invalid>")
+        stranger = gpg_key(homes[1], "Stranger <x@flux.invalid>")
+        keyring = tmp_path / "allowed.asc"
+        keyring.write_bytes(
+            subprocess.run(
+                ["gpg", "--batch", "--armor", "--export", release],
+                env={**os.environ, "GNUPGHOME": str(homes[0])},
+                check=True,
+                capture_output=True,
+            ).stdout
+        )
+        good = gpg_commit(upstream, homes[0], release, DEMO_TEXT)
+        source = make_source(verify="gpg", gpg_keyring_file=keyring)
+        await source.sync_once()
+        verified = source.status().condition(C.VERIFIED)
+        assert (verified.status, verified.reason) == ("True", "Signed"), verified.message
+        current = source.current()
+        assert current is not None and current.sha == good
+
+        gpg_commit(upstream, homes[1], stranger, demo_variant(43))
+        await source.sync_once()
+        assert source.status().condition(C.VERIFIED).reason == "BadSignature"
+        current = source.current()
+        assert current is not None and current.sha == good
+    finally:
+        for home in [*homes, tmp_path / "state" / "gnupg"]:
+            subprocess.run(
+                ["gpgconf", "--kill", "all"],
+                env={**os.environ, "GNUPGHOME": str(home)},
+                check=False, capture_output=True,
+            )  # fmt: skip

@@ -3,10 +3,12 @@ with unique names, an outbox in a tmp folder, and a TCP proxy that can cut the d
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -22,16 +24,39 @@ def url_for(dbname: str, user: str = "postgres", port: int = 5432) -> str:
     return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
 
 
-@pytest.fixture
-def dbname() -> Iterator[str]:
+@contextmanager
+def _database(template: str | None = None) -> Iterator[str]:
     name = f"flux_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        clause = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
     try:
         yield name
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated_template() -> Iterator[str]:
+    """One migrated database per test session; tests get copies (much faster than
+    migrating each one)."""
+    with _database() as name:
+        migrate(url_for(name))
+        yield name
+
+
+@pytest.fixture
+def dbname(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database: empty, or a copy of the migrated template if the test asks for
+    ``migrated_url``."""
+    template = (
+        request.getfixturevalue("migrated_template")
+        if "migrated_url" in request.fixturenames
+        else None
+    )
+    with _database(template) as name:
+        yield name
 
 
 @pytest.fixture
@@ -40,9 +65,8 @@ def pg_url(dbname: str) -> str:
 
 
 @pytest.fixture
-def migrated_url(pg_url: str) -> str:
-    migrate(pg_url)
-    return pg_url
+def migrated_url(dbname: str) -> str:
+    return url_for(dbname)
 
 
 @pytest.fixture
@@ -124,21 +148,20 @@ class Proxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         if self._listener is not None:
+            # shutdown wakes the thread blocked in accept(); close alone would not.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
             for conn in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 conn.close()
             self._conns.clear()
 

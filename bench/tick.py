@@ -1,0 +1,220 @@
+"""How long one control tick takes on sites/demo.yaml.
+
+1. The decide step alone (pure: schedule, modes, fold, envelope) over ``--decisions``
+   ticks spread across a weekday and a weekend day, with a toy plant moving the SoE and
+   the site power and January 2024 imbalance prices replayed. Goal: p99 under 1 ms.
+   As a baseline in the same run it times the schedule evaluation that the day memo
+   (control/dayplan.py) replaces, evaluated from scratch on each tick, and prints the
+   ratio.
+2. A whole tick of the reconcile loop (poll battery and meters over Modbus TCP on
+   loopback, decide, write setpoint + heartbeat) against `flux sim` running in its own
+   process on free ports. Goal: p99 under 25 ms. Skipped with a message if the simulator
+   cannot start.
+
+    .venv/bin/python bench/tick.py [--decisions 20000] [--ticks 500] [--site sites/demo.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without an install
+    sys.path.insert(0, str(ROOT))
+
+from reconciler.config.loader import load_site  # noqa: E402
+from reconciler.config.model import Site  # noqa: E402
+from reconciler.control.core import decide  # noqa: E402
+from reconciler.control.schedule import active_entries, rates_at, zone  # noqa: E402
+from reconciler.control.signals import FeedSignals  # noqa: E402
+from reconciler.control.types import (  # noqa: E402
+    BatteryReading,
+    ControlState,
+    MeterReading,
+    Observation,
+)
+from reconciler.markets.memory import ReplayImbalanceFeed  # noqa: E402
+
+
+def quantiles_ms(samples: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(samples, n=100)
+    return q[49] * 1000, q[98] * 1000, max(samples) * 1000
+
+
+# --------------------------------------------------------------------------- decide
+
+
+def measure_decide(site: Site, decisions: int) -> dict[str, float]:
+    """p50/p99/max of decide() (s -> ms), and of the from-scratch schedule baseline."""
+    feed = FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=120))
+    grid = site.grid_meter_name
+    tz = zone(site.site.timezone)
+    days = [datetime(2024, 1, 10, tzinfo=UTC), datetime(2024, 1, 13, tzinfo=UTC)]
+    step = timedelta(seconds=2 * 86400 / decisions)
+    soe = site.energy_kwh(site.simulation.initial_soe)
+    state = ControlState()
+    took: list[float] = []
+    cpu: list[float] = []
+    baseline: list[float] = []
+    for i in range(decisions):
+        day = days[0] if i < decisions // 2 else days[1]
+        at = day + step * (i % (decisions // 2))
+        hour = at.hour + at.minute / 60
+        load = 90 + 60 * math.sin(math.pi * (hour - 6) / 12) ** 2
+        solar = max(0.0, 150 * math.sin(math.pi * (hour - 8) / 8)) if 8 <= hour <= 16 else 0.0
+        site_kw = load - solar - state.last_target_kw
+        obs = Observation(
+            battery=BatteryReading(at, soe, state.last_target_kw),
+            meters={grid: MeterReading(at, site_kw)},
+        )
+        signals = feed.signals_at(at)
+        c0, t0 = time.thread_time(), time.perf_counter()
+        d = decide(site, at, obs, signals, state)
+        took.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        t0 = time.perf_counter()
+        active_entries(site, at)
+        rates_at(site.rates, at, tz)
+        baseline.append(time.perf_counter() - t0)
+        dt_h = step.total_seconds() / 3600
+        if d.target_kw > 0:
+            soe -= d.target_kw * dt_h
+        else:
+            soe -= d.target_kw * dt_h * site.limits.charge_efficiency
+        state = ControlState(d.target_kw, at)
+    p50, p99, worst = quantiles_ms(took)
+    c50, c99, _ = quantiles_ms(cpu)
+    b50, b99, _ = quantiles_ms(baseline)
+    return {
+        "p50": p50,
+        "p99": p99,
+        "max": worst,
+        "cpu_p50": c50,
+        "cpu_p99": c99,
+        "base_p50": b50,
+        "base_p99": b99,
+    }
+
+
+# --------------------------------------------------------------------------- whole tick
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_site_file(site_path: Path, folder: Path) -> Path:
+    """The site with free ports, and devices polled on every tick (so each tick reads)."""
+    text = site_path.read_text(encoding="utf-8")
+    text = re.sub(r"(\n\s+port:) \d+", lambda m: f"{m.group(1)} {free_port()}", text)
+    text = re.sub(r"(\n\s+poll_interval_s:) [\d.]+", r"\1 0.001", text)
+    path = folder / "bench-tick-site.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def measure_whole_tick(site_path: Path, ticks: int) -> dict[str, float] | str:
+    """p50/p99/max of ReconcileLoop.tick() against `flux sim`, or why it was not measured."""
+    from reconciler.agent.loop import ReconcileLoop
+    from reconciler.clock import WallClock
+    from reconciler.devices.factory import open_site_devices
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = bench_site_file(site_path, Path(tmp))
+        site = load_site(path)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from reconciler.cli import main; main()",
+            "sim",
+            str(path),
+            "--status-every",
+            "3600",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=str(ROOT),
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            while b"soe" not in (line := await asyncio.wait_for(proc.stdout.readline(), 30)):
+                if not line:
+                    return "flux sim did not start: " + (await proc.stderr.read()).decode()
+            battery, meters = open_site_devices(site)
+            loop = ReconcileLoop(
+                site_fn=lambda: (site, None),
+                battery=battery,
+                meters=meters,
+                clock=WallClock(),
+                signals=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024()),
+            )
+            for _ in range(20):  # warm up: connections made, start-up settings written
+                await loop.tick()
+            took: list[float] = []
+            writes = 0
+            for _ in range(ticks):
+                t0 = time.perf_counter()
+                result = await loop.tick()
+                took.append(time.perf_counter() - t0)
+                writes += result.written_kw is not None
+            await battery.close()
+            for m in meters.values():
+                await m.close()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            await proc.communicate()
+    p50, p99, worst = quantiles_ms(took)
+    return {"p50": p50, "p99": p99, "max": worst, "writes": writes / ticks}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--decisions", type=int, default=20_000)
+    parser.add_argument("--ticks", type=int, default=500)
+    parser.add_argument("--site", type=Path, default=ROOT / "sites" / "demo.yaml")
+    args = parser.parse_args()
+
+    site = load_site(args.site)
+    r = measure_decide(site, args.decisions)
+    print(f"decide step, {args.decisions} decisions on {args.site.name} over two days:")
+    print(f"  p50 {r['p50']:.3f} ms   p99 {r['p99']:.3f} ms   max {r['max']:.3f} ms")
+    print(f"  p99 is {r['p99'] / 1.0:.0%} of the 1 ms goal")
+    print(
+        f"  CPU time of this thread: p50 {r['cpu_p50']:.3f} ms   p99 {r['cpu_p99']:.3f} ms "
+        f"(wall p99 above includes time the OS ran other work; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
+    print(
+        f"  baseline (schedule + rates from scratch, per tick): p50 {r['base_p50']:.3f} ms, "
+        f"p99 {r['base_p99']:.3f} ms; the whole decide p50 is "
+        f"{r['p50'] / r['base_p50']:.2f}x that baseline"
+    )
+
+    try:
+        w = asyncio.run(measure_whole_tick(args.site, args.ticks))
+    except Exception as exc:  # the bench reports, it does not crash
+        w = f"{type(exc).__name__}: {exc}"
+    if isinstance(w, str):
+        print(f"whole tick: not measured ({w.strip()})")
+        return 0
+    print(f"whole tick (poll 4 devices over Modbus TCP, decide, act), {args.ticks} ticks:")
+    print(f"  p50 {w['p50']:.3f} ms   p99 {w['p99']:.3f} ms   max {w['max']:.3f} ms")
+    print(f"  p99 is {w['p99'] / 25.0:.0%} of the 25 ms goal; {w['writes']:.0%} of ticks wrote")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
