@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     # devices and the simulator
     "sim": "reconciler.sim.commands:sim",
     "devices": "reconciler.devices.commands:devices",
+    # the agent
+    "agent": "reconciler.agent.commands:agent",
+    "demo": "reconciler.agent.demo:demo",
 }
 
 

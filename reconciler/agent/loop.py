@@ -78,6 +78,7 @@ class _DeviceMemory:
     battery: BatteryReading | None = None
     meters: dict[str, MeterReading] = field(default_factory=dict)
     polled_at: dict[str, datetime] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 class ReconcileLoop:
@@ -138,19 +139,22 @@ class ReconcileLoop:
             or (at - last).total_seconds() >= interval * 0.95
         ]
         results = await asyncio.gather(*(dev.read() for _, dev, _ in due), return_exceptions=True)
-        errors: dict[str, str] = {}
+        memory = self._memory
         for (name, _dev, _), result in zip(due, results, strict=True):
-            self._memory.polled_at[name] = at
+            memory.polled_at[name] = at
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
-                errors[name] = str(result) or type(result).__name__
-            elif isinstance(result, BatteryReading):
-                self._memory.battery = result
-            else:
-                self._memory.meters[name] = result
+                # Kept until the device reads again, even on ticks it is not polled.
+                memory.errors[name] = str(result) or type(result).__name__
+                continue
+            memory.errors.pop(name, None)
+            if isinstance(result, BatteryReading):
+                memory.battery = result
+            elif isinstance(result, MeterReading):
+                memory.meters[name] = result
         return Observation(
-            battery=self._memory.battery, meters=dict(self._memory.meters), errors=errors
+            battery=memory.battery, meters=dict(memory.meters), errors=dict(memory.errors)
         )
 
     # ------------------------------------------------------------------ act
@@ -280,11 +284,22 @@ class ReconcileLoop:
             self._on_tick(result)
         return result
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Tick on the tick interval until ``stop`` is set."""
-        while not stop.is_set():
-            started = self.clock.now()
-            await self.tick()
-            site, _ = self._site_fn()
-            elapsed = (self.clock.now() - started).total_seconds()
-            await self.clock.sleep(max(0.0, site.control.tick_s - elapsed))
+    async def replace_devices(self, battery: Battery, meters: Mapping[str, Meter]) -> None:
+        """Swap in devices of a new revision (between ticks); the old ones are closed and
+        their readings forgotten, so nothing stale carries over."""
+        await self.close()
+        self.battery = battery
+        self.meters = dict(meters)
+        self._memory = _DeviceMemory()
+        self._last_write_at = None
+        self._last_written_kw = None
+        self._started = False
+
+    async def close(self) -> None:
+        """Close every device connection (errors are logged, not raised)."""
+        devices: list[Battery | Meter] = [self.battery, *self.meters.values()]
+        for dev in devices:
+            try:
+                await dev.close()
+            except Exception as exc:
+                log_event(log, "device_close_failed", device=dev.name, error=str(exc))

@@ -228,6 +228,7 @@ def _valid(w: Window) -> bool:
 
 
 _REFERENCE_MONDAY = date(2024, 1, 1)
+_DAY = timedelta(days=1)
 
 
 def _minutes(hhmm: str) -> int:
@@ -275,13 +276,15 @@ def _overlap_rules(site: Site) -> Iterator[Finding]:
 def _overlap_instant(a: Window, b: Window) -> str | None:
     if not (_valid(a) and _valid(b)):
         return None
-    lo = max((w.dates.from_ for w in (a, b) if w.dates), default=_REFERENCE_MONDAY)
+    # Without dates, start the day after a Monday so the scan (from lo - 1) begins on Monday.
+    lo = max((w.dates.from_ for w in (a, b) if w.dates), default=_REFERENCE_MONDAY + _DAY)
     hi = min((w.dates.to for w in (a, b) if w.dates), default=lo + timedelta(days=7))
     hi = min(hi, lo + timedelta(days=8))
     first = lo - timedelta(days=1)
     if hi < first:
         return None
-    days = [first + timedelta(days=n) for n in range((hi - first).days + 1)]
+    # One day past hi: a window that starts then can meet one that ran past midnight.
+    days = [first + timedelta(days=n) for n in range((hi - first).days + 2)]
     for sa, ea in _intervals(a, days):
         for sb, eb in _intervals(b, days):
             start = max(sa, sb)

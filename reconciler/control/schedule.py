@@ -42,8 +42,9 @@ def _local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
 
 
 def local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
-    """The instant local ``day`` at ``"HH:MM"`` (``"24:00"`` = next midnight) in ``tz``;
-    an ambiguous time is its first occurrence, a skipped one the instant the clocks jump."""
+    """The instant (in UTC) of local ``day`` at ``"HH:MM"`` (``"24:00"`` = next midnight) in
+    ``tz``; an ambiguous time is its first occurrence, a skipped one the instant the clocks
+    jump."""
     return _local_instant(day, hhmm, tz)
 
 

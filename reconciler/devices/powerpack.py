@@ -48,6 +48,7 @@ class PowerPackBattery:
         self.clock: Clock = clock or WallClock()
         self.transport = transport or ModbusTransport.for_device(device.name, device, profile)
         self.commands = 0
+        self.direct_mode_set = False
         self._heartbeat_index = 0
 
     async def start(self) -> None:
@@ -92,13 +93,15 @@ class PowerPackBattery:
         await self.transport.write_many({"power_command": power_kw, "heartbeat": beat})
         self._heartbeat_index += 1
         self.commands += 1
-        if self.commands == 1:
+        if not self.direct_mode_set:
+            # After the first command (and again after any command, until it succeeds).
             await self.transport.write_many(
                 {
                     "heartbeat_timeout": self.device.heartbeat_timeout_s,
                     "real_power_mode": DIRECT_MODE,
                 }
             )
+            self.direct_mode_set = True
 
     async def close(self) -> None:
         await self.transport.close()

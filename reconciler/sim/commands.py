@@ -43,10 +43,14 @@ def status_line(sim: SiteSimulator, tz: str) -> str:
     local = sim.now.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
     pct = 100.0 * b.soe_kwh / b.nameplate_energy_kwh
     hb = " [red]heartbeat lost[/red]" if b.heartbeat_lost else ""
+    faulty = [(n, sim.faults[n].describe(sim.now)) for n in sim.servers]
+    notes = "; ".join(f"{n}: {d}" for n, d in faulty if d)
+    tail = f"  [yellow]faults: {notes}[/yellow]" if notes else ""
     mode = "direct" if b.direct else "idle"
     return (
         f"{local}  soe {b.soe_kwh:.1f} kWh ({pct:.1f}%)  battery {p.battery_kw:+.1f} kW "
         f"({mode}){hb}  load {p.load_kw:.1f}  solar {p.solar_kw:.1f}  grid {p.grid_kw:+.1f} kW"
+        f"{tail}"
     )
 
 

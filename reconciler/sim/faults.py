@@ -33,6 +33,23 @@ class DeviceFaults:
     #: The device is gone (connections refused) until this instant (simulator clock).
     away_until: datetime | None = None
 
+    def describe(self, now: datetime) -> str:
+        """The active faults in a few words ("" when none)."""
+        parts = []
+        if self.away_until is not None and now < self.away_until:
+            parts.append(f"away {(self.away_until - now).total_seconds():.0f}s")
+        if self.delay_s:
+            parts.append(f"delay {self.delay_s:g}s")
+        if self.exception_code is not None:
+            parts.append(f"exception {self.exception_code}")
+        if self.frozen:
+            parts.append("frozen")
+        if self.drop_requests:
+            parts.append(f"drop {self.drop_requests}")
+        if self.short_replies:
+            parts.append(f"short {self.short_replies}")
+        return ", ".join(parts)
+
     def clear(self) -> None:
         self.delay_s = 0.0
         self.exception_code = None

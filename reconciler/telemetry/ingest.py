@@ -44,8 +44,21 @@ class KindSpec:
     has_device: bool
 
 
+# Staging checks what the outbox's fast path does not: a bad value fails the COPY, and
+# the uploader splits the batch to find and quarantine the row.
+_T_US: Final = "t_us bigint NOT NULL CHECK (t_us BETWEEN 946684800000000 AND 7258118400000000)"
+
+
+def _finite(column: str, *, null: bool = False) -> str:
+    not_null = "" if null else " NOT NULL"
+    return (
+        f"{column} double precision{not_null}"
+        f" CHECK ({column} > '-Infinity' AND {column} < 'Infinity')"  # NaN sorts above all
+    )
+
+
 def _spec_meter() -> KindSpec:
-    values = ", ".join(f"{c} double precision" for c in _METER_VALUE_COLUMNS)
+    values = ", ".join(_finite(c) for c in _METER_VALUE_COLUMNS)
     plain = ", ".join(_METER_VALUE_COLUMNS)
     nulls = ", ".join(f"NULL::double precision AS {c}" for c in _METER_VALUE_COLUMNS)
     # The delta of each reading is taken against the previous reading of the same device:
@@ -83,8 +96,8 @@ def _spec_meter() -> KindSpec:
     """
     return KindSpec(
         "stage_meter",
-        f"site_id text, device text, t_us bigint, {values},"
-        " energy_import_kwh double precision, energy_export_kwh double precision",
+        f"site_id text, device text, {_T_US}, {values}, {_finite('energy_import_kwh')},"
+        f" {_finite('energy_export_kwh')}",
         insert,
         True,
     )
@@ -93,9 +106,9 @@ def _spec_meter() -> KindSpec:
 SPECS: Final[dict[str, KindSpec]] = {
     "bess": KindSpec(
         "stage_bess",
-        "site_id text, device text, t_us bigint, soe_kwh double precision,"
-        " target_power_kw double precision, actual_power_kw double precision,"
-        " available_blocks integer, command_source integer",
+        f"site_id text, device text, {_T_US}, {_finite('soe_kwh')},"
+        f" {_finite('target_power_kw')}, {_finite('actual_power_kw', null=True)},"
+        " available_blocks integer NOT NULL, command_source integer NOT NULL",
         f"""INSERT INTO flux.bess_readings (time, site_id, device, soe_kwh, target_power_kw,
                 actual_power_kw, available_blocks, command_source)
             SELECT {_TS}, site_id, device, soe_kwh, target_power_kw, actual_power_kw,

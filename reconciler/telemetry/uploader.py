@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class Uploader:
         wait_initial_s: float = 0.5,
         wait_max_s: float = 30.0,
         refresh_rollups: bool = True,
+        refresh_every_s: float = 10.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -114,6 +116,8 @@ class Uploader:
         self.wait_initial_s = wait_initial_s
         self.wait_max_s = wait_max_s
         self.refresh_rollups = refresh_rollups
+        self.refresh_every_s = refresh_every_s
+        self._batch: Sequence[RawRow] = ()
         self.state = UploaderState()
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
@@ -161,14 +165,16 @@ class Uploader:
 
     # ------------------------------------------------------------------ one batch
 
-    def upload_once(self) -> UploadResult:
-        """Upload the oldest batch (with retries). Never raises for database trouble."""
+    def upload_once(self, *, refresh: bool = True) -> UploadResult:
+        """Upload the oldest batch (with retries), then refresh the rollups unless told
+        not to. Never raises for database trouble."""
         if self.database_url is None:
             return UploadResult(remaining=self.outbox.pending())
         with self._lock:
             rows = self.outbox.oldest(self.batch_size)
             if not rows:
                 return UploadResult(remaining=0)
+            self._batch = rows
             by_kind, bad = _decode(rows)
             quarantined = self.outbox.quarantine(bad)
             try:
@@ -183,7 +189,7 @@ class Uploader:
             # Committed in PostgreSQL: now (and only now) forget them locally.
             quarantined += self.outbox.quarantine(rejected)
             self.outbox.confirm(rows[0][0], rows[-1][0])
-            refreshed = self._refresh()
+            refreshed = self._refresh() if refresh else 0
             self.state.last_success_at = datetime.now(UTC)
             self.state.consecutive_failures = 0
             self.state.sent_total += sum(sent.values())
@@ -203,8 +209,16 @@ class Uploader:
         inserted: dict[str, int] = defaultdict(int)
         quarantined = refreshed = batches = 0
         result = UploadResult()
+        # A backlog refreshes the rollups every refresh_every_s and once at the end rather
+        # than after each batch: the same hours would otherwise be recomputed many times.
+        last_refresh = time.monotonic()
+        stale = False
         while max_batches is None or batches < max_batches:
-            result = self.upload_once()
+            due = time.monotonic() - last_refresh >= self.refresh_every_s
+            result = self.upload_once(refresh=due)
+            if due:
+                last_refresh = time.monotonic()
+            stale = (stale and not due) or (result.total_sent > 0 and not due)
             batches += 1
             for k, n in result.sent.items():
                 sent[k] += n
@@ -214,6 +228,9 @@ class Uploader:
             refreshed += result.refreshed_hours
             if not result.ok or (result.total_sent == 0 and result.quarantined == 0):
                 break
+        if stale:
+            with self._lock:
+                refreshed += self._refresh()
         return UploadResult(
             dict(sent), dict(inserted), quarantined, result.remaining, result.error, refreshed
         )
@@ -292,7 +309,7 @@ class Uploader:
                 counts = ingest.write_batch(conn, {kind: [r for _, r in items]})
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             if len(items) == 1:
-                rejected.append((items[0][0], f"rejected by the database: {_message(exc)}"))
+                rejected.append((items[0][0], self._why(kind, items[0][0], exc)))
                 return
         else:
             sent[kind] += counts.sent.get(kind, 0)
@@ -301,6 +318,18 @@ class Uploader:
         middle = len(items) // 2
         self._bisect(conn, kind, items[:middle], sent, inserted, rejected)
         self._bisect(conn, kind, items[middle:], sent, inserted, rejected)
+
+    def _why(self, kind: str, row_id: int, exc: BaseException) -> str:
+        """The quarantine message of a row the database refused: the full local check's
+        finding when it has one (clearer), else the database's message."""
+        payload = next((r[4] for r in self._batch if r[0] == row_id), None)
+        decoder = DECODERS.get(kind)
+        if decoder is not None and payload is not None:
+            try:
+                decoder(payload)
+            except MalformedRecord as problem:
+                return f"malformed {kind} record: {problem}"
+        return f"rejected by the database: {_message(exc)}"
 
     def _refresh(self) -> int:
         if not self.refresh_rollups or self._conn is None:
@@ -339,7 +368,7 @@ def _decode(rows: Sequence[RawRow]) -> tuple[dict[str, list[Item]], list[tuple[i
             continue
         by_kind[kind].append((row_id, (site_id, device, values)))
     for kind, items in readings.items():
-        lines = reading_lines(kind, [p for _, _, _, p in items])
+        lines = reading_lines([p for _, _, _, p in items])
         if lines is not None:
             by_kind[kind].extend(
                 (row_id, (site, device, line))

@@ -160,13 +160,13 @@ CASES: list[tuple[str, list[str]]] = [
     (
         "overlapping_explicit_priority.yaml",
         [
-            "57:5: schedule[2]: 'evening top-up' and 'NIV chase' (schedule[1]) both have priority 60 and are both active at sun 01:00; give one a different priority or make the windows not overlap"
+            "57:5: schedule[2]: 'evening top-up' and 'NIV chase' (schedule[1]) both have priority 60 and are both active at mon 01:00; give one a different priority or make the windows not overlap"
         ],
     ),
     (
         "overlapping_windows.yaml",
         [
-            "63:5: schedule[4]: 'second avoidance' and 'import_avoidance#3' (schedule[3]) both have priority 30 and are both active at sun 12:00; give one a different priority or make the windows not overlap"
+            "63:5: schedule[4]: 'second avoidance' and 'import_avoidance#3' (schedule[3]) both have priority 30 and are both active at sat 12:00; give one a different priority or make the windows not overlap"
         ],
     ),
     (

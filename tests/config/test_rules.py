@@ -103,3 +103,19 @@ def test_site_profile_extension_resolves_and_is_used() -> None:
         "      role: solar\n      profile: acuvim-custom",
     )
     assert _problems(text) == []
+
+
+def test_a_window_past_midnight_meets_the_next_date_range() -> None:
+    text = BASE.replace(
+        "  - mode: import_avoidance\n",
+        "  - mode: import_avoidance\n"
+        '    windows: [{dates: {from: 2024-01-01, to: 2024-03-31}, start: "22:00", '
+        'end: "02:00"}]\n'
+        "  - mode: import_avoidance\n"
+        "    windows: [{dates: {from: 2024-04-01, to: 2024-06-30}}]\n",
+    )
+    assert _problems(text) == [
+        "error: s.yaml:64:5: schedule[4]: 'import_avoidance#4' and 'import_avoidance#3' "
+        "(schedule[3]) both have priority 30 and are both active at 2024-04-01 00:00; give "
+        "one a different priority or make the windows not overlap"
+    ]

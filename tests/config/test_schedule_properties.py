@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from reconciler.config.loader import load_site
 from reconciler.config.model import WEEKDAYS, ScheduleEntry, Site, Window
 from reconciler.config.preview import build_preview
+from reconciler.config.rules import check_rules
 from reconciler.control.periods import periods_in_day
 from reconciler.control.schedule import (
     active_entries,
@@ -177,3 +178,33 @@ def test_timeline_segments_are_contiguous_and_agree_with_winner(site: Site, at: 
         mid = seg.start + (seg.end - seg.start) / 2
         top = winner(site, mid)
         assert (top.index if top else None) == (seg.winner.index if seg.winner else None)
+
+
+@st.composite
+def colliding_schedules(draw: st.DrawFn) -> Site:
+    """Sites whose entries share few priorities, so equal-priority overlaps are common."""
+    n = draw(st.integers(1, 4))
+    entries = [
+        ENTRY.validate_python(
+            {
+                "mode": "import_avoidance",
+                "priority": draw(st.sampled_from([10, 20])),
+                "windows": draw(st.lists(windows(), min_size=1, max_size=2)),
+            }
+        )
+        for _ in range(n)
+    ]
+    return BASE.model_copy(update={"schedule": entries})
+
+
+@settings(max_examples=150, deadline=None)
+@given(site=colliding_schedules(), at=st.lists(instants, min_size=1, max_size=20))
+def test_schedules_the_validator_accepts_have_one_winner_at_every_instant(
+    site: Site, at: list[datetime]
+) -> None:
+    overlaps = [f for f in check_rules(site) if "both active at" in f.message]
+    if overlaps:
+        return
+    for instant in at:
+        priorities = [a.priority for a in active_entries(site, instant)]
+        assert len(priorities) == len(set(priorities))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -108,3 +109,42 @@ async def test_energy_counters_only_increase(demo_site: Site) -> None:
                 assert m.energy_export_kwh >= last[name][1]
                 last[name] = (m.energy_import_kwh, m.energy_export_kwh)
         assert last["site"][0] + last["site"][1] > 0
+
+
+async def test_accelerated_clock_moves_the_physics_in_the_background(demo_site: Site) -> None:
+    from reconciler.clock import ScaledClock
+
+    clock = ScaledClock(NOON, speed=600)
+    async with SiteSimulator(demo_site, clock=clock, ports="ephemeral", tick_s=0.01) as sim:
+        for _ in range(500):  # no request and no step(): only the background task moves it
+            if sim.plant.at >= NOON + timedelta(seconds=30):
+                break
+            await asyncio.sleep(0.01)
+        assert sim.plant.at >= NOON + timedelta(seconds=30)
+        with pytest.raises(TypeError, match="ManualClock"):
+            await sim.step(1)
+
+
+def test_fault_specs_parse_like_the_cli_flag() -> None:
+    from reconciler.sim.faults import Faults
+
+    dropped: list[str] = []
+    away: list[str] = []
+    faults = Faults(["bess", "solar"], lambda: NOON, dropped.append, away.append)
+    faults.apply("bess:delay:0.5")
+    faults.apply("bess:exception:6")
+    faults.apply("bess:drop:3")
+    faults.apply("solar:away:60")
+    faults.apply("solar:frozen")
+    faults.apply("solar:short")
+    assert faults["bess"].delay_s == 0.5
+    assert faults["bess"].exception_code == 6
+    assert faults["bess"].drop_requests == 3
+    assert faults["solar"].away_until == NOON + timedelta(seconds=60)
+    assert faults["solar"].frozen and faults["solar"].short_replies == 1
+    assert away == ["solar"]
+    for bad in ("bess", "bess:melt", "nope:frozen", "bess:exception:99", "bess:delay:x"):
+        with pytest.raises(ValueError):
+            faults.apply(bad)
+    faults.clear()
+    assert faults["bess"].exception_code is None and not faults["solar"].frozen

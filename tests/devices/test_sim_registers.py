@@ -74,3 +74,12 @@ async def test_meter_scaling_by_ct_ratio_is_the_physical_value(
     await transport.close()
     for m in meters.values():
         await m.close()
+
+
+def test_drivers_are_found_from_the_devices_package(demo_site: Site) -> None:
+    from reconciler import devices
+
+    battery, meters = devices.open_site_devices(demo_site)
+    assert battery.name == "bess"
+    assert sorted(meters) == ["battery_meter", "site", "solar"]
+    assert meters["site"].transport.ratios == Ratios(pt=1.0, ct=80.0)

@@ -1,0 +1,185 @@
+"""Upload throughput: N readings from a SQLite outbox into PostgreSQL, against a plain
+`COPY` of the same rows by psql in the same run.
+
+    .venv/bin/python bench/ingest.py [--rows 1000000] [--batch-size 50000]
+
+Makes its own database (unique name) on the server of --admin-url and drops it after.
+Half the readings are battery readings, half meter readings, from 4 + 4 devices at one
+reading a minute. The uploader run is the production path: decode and check every row,
+COPY into temp staging, INSERT ... ON CONFLICT DO NOTHING (meter energy deltas derived),
+commit, delete from the outbox, refresh the rollups after each batch. The baseline is
+psql's `\\copy` of the same rows straight into the same (emptied) tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from reconciler.control.types import BatteryReading, MeterReading
+from reconciler.telemetry.migrations import migrate
+from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+DEVICES = 4
+
+
+def bess_readings(n: int) -> Iterator[BatteryReading]:
+    for i in range(n):
+        yield BatteryReading(T0 + timedelta(minutes=i), 500.0 + (i % 700) * 0.5, -120.5, 4, 1)
+
+
+def meter_readings(n: int) -> Iterator[MeterReading]:
+    for i in range(n):
+        yield MeterReading(
+            T0 + timedelta(minutes=i),
+            power_kw=35.25 + i % 13,
+            frequency_hz=49.98,
+            voltage_v=415.2,
+            current_a=50.1,
+            current_b=49.7,
+            current_c=51.3,
+            current_avg=50.4,
+            power_a_kw=11.7,
+            power_b_kw=11.6,
+            power_c_kw=12.0,
+            reactive_kvar=3.1,
+            apparent_kva=36.0,
+            power_factor=0.98,
+            energy_import_kwh=10_000.0 + i * 0.6,
+            energy_export_kwh=2_000.0 + i * 0.1,
+        )
+
+
+def psql_copy_file(path: Path, per_kind: int) -> None:
+    """The same rows as COPY text, in the tables' column order."""
+    with path.open("w") as out:
+        for d in range(DEVICES):
+            for r in bess_readings(per_kind // DEVICES):
+                out.write(
+                    f"B\t{r.at.isoformat()}\tbench\tbess{d}\t{r.soe_kwh!r}\t{r.target_power_kw!r}"
+                    f"\t\\N\t{r.available_blocks}\t{r.command_source}\n"
+                )
+    meter_path = path.with_suffix(".meter")
+    with meter_path.open("w") as out:
+        for d in range(DEVICES):
+            for m in meter_readings(per_kind // DEVICES):
+                values = "\t".join(
+                    repr(v)
+                    for v in (
+                        m.power_kw,
+                        m.frequency_hz,
+                        m.voltage_v,
+                        m.current_a,
+                        m.current_b,
+                        m.current_c,
+                        m.current_avg,
+                        m.power_a_kw,
+                        m.power_b_kw,
+                        m.power_c_kw,
+                        m.reactive_kvar,
+                        m.apparent_kva,
+                        m.power_factor,
+                        m.energy_import_kwh,
+                        m.energy_export_kwh,
+                    )
+                )
+                out.write(f"{m.at.isoformat()}\tbench\tmeter{d}\t{values}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-size", type=int, default=50_000)
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+    per_kind = args.rows // 2
+    total = (per_kind // DEVICES) * DEVICES * 2
+
+    dbname = f"flux_bench_{uuid.uuid4().hex[:10]}"
+    url = args.admin_url.rsplit("/", 1)[0] + f"/{dbname}"
+    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        migrate(url)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            outbox = Outbox(folder / "outbox.db")
+            started = time.perf_counter()
+            for d in range(DEVICES):
+                outbox.add_bess_many("bench", f"bess{d}", bess_readings(per_kind // DEVICES))
+                outbox.add_meter_many("bench", f"meter{d}", meter_readings(per_kind // DEVICES))
+            fill_s = time.perf_counter() - started
+            print(f"rows: {total:,} ({total // 2:,} battery + {total // 2:,} meter readings)")
+            print(f"outbox fill: {fill_s:.2f} s ({total / fill_s:,.0f} rows/s)")
+
+            uploader = Uploader(outbox, url, batch_size=args.batch_size)
+            started = time.perf_counter()
+            result = uploader.drain()
+            upload_s = time.perf_counter() - started
+            uploader.close()
+            if not result.ok or result.total_sent != total:
+                sys.exit(f"upload failed: {result}")
+            upload_rate = total / upload_s
+            print(
+                f"uploader: {upload_s:.2f} s = {upload_rate:,.0f} rows/s "
+                f"(batch {args.batch_size:,}, rollups refreshed after each batch)"
+            )
+            outbox.close()
+
+            copy_file = folder / "rows.copy"
+            psql_copy_file(copy_file, per_kind)
+            bess_file = folder / "rows.bess"
+            with copy_file.open() as src, bess_file.open("w") as dst:
+                for line in src:
+                    dst.write(line[2:])
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "TRUNCATE flux.bess_readings, flux.meter_readings, flux.rollup_dirty,"
+                    " flux.bess_5m, flux.bess_30m, flux.bess_1h, flux.meter_5m,"
+                    " flux.meter_30m, flux.meter_1h"
+                )
+                conn.execute("CHECKPOINT")
+            meter_cols = (
+                "time, site_id, device, power_kw, frequency_hz, voltage_v, current_a, current_b,"
+                " current_c, current_avg, power_a_kw, power_b_kw, power_c_kw, reactive_kvar,"
+                " apparent_kva, power_factor, energy_import_kwh, energy_export_kwh"
+            )
+            meter_file = copy_file.with_suffix(".meter")
+            started = time.perf_counter()
+            subprocess.run(
+                [
+                    "psql",
+                    url,
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    f"\\copy flux.bess_readings FROM '{bess_file}'",
+                    "-c",
+                    f"\\copy flux.meter_readings ({meter_cols}) FROM '{meter_file}'",
+                ],
+                check=True,
+            )
+            copy_s = time.perf_counter() - started
+            copy_rate = total / copy_s
+            print(f"psql COPY baseline: {copy_s:.2f} s = {copy_rate:,.0f} rows/s")
+            print(f"ratio uploader / COPY: {upload_rate / copy_rate:.2f} (goal >= 0.5)")
+            print(f"goal >= 100,000 rows/s: {'met' if upload_rate >= 100_000 else 'NOT met'}")
+    finally:
+        with psycopg.connect(args.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""`flux agent ...` and `flux demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.agent import operator
+from reconciler.agent.lock import BatteryLock, BatteryLockHeld
+from reconciler.agent.loop import SignalSource
+from reconciler.agent.run import Agent, AgentOptions
+from reconciler.clock import Clock, WallClock
+from reconciler.control.signals import FeedSignals
+from reconciler.logs import configure, log_event
+from reconciler.markets.memory import ReplayImbalanceFeed
+from reconciler.source.controller import DesiredStateSource
+from reconciler.source.options import source_from_options, source_options
+from reconciler.source.paths import StatePaths
+from reconciler.telemetry.outbox import Outbox
+
+log = logging.getLogger("flux.agent")
+
+
+@click.group("agent")
+def agent() -> None:
+    """Run the site agent and talk to a running one."""
+
+
+for _command in (operator.status, operator.suspend, operator.resume, operator.reconcile):
+    agent.add_command(_command)
+
+
+def run_until_signalled(work: Any) -> None:
+    """Run ``work(stop)`` until SIGINT or SIGTERM sets ``stop``."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await work(stop)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def database_url_for(source: DesiredStateSource, explicit: str | None) -> str | None:
+    """--database-url, else the variable the site file names (telemetry.database_url_env)."""
+    if explicit:
+        return explicit
+    revision = source.current()
+    if revision is None or revision.site.telemetry.database_url_env is None:
+        return None
+    return os.environ.get(revision.site.telemetry.database_url_env) or None
+
+
+def replay_signals(name: str | None) -> SignalSource | None:
+    if name is None:
+        return None
+    if name == "january-2024":
+        return FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60))
+    raise click.BadParameter(f"unknown replay {name!r}; the one shipped is january-2024")
+
+
+@agent.command("run")
+@click.option(
+    "--site",
+    required=True,
+    envvar="FLUX_SITE",
+    help="Site file (or id, as sites/<id>.yaml); with --repo, the site id in the repo.",
+)
+@source_options
+@click.option(
+    "--shadow/--no-shadow",
+    default=None,
+    help="Decide and record but never write (default: the site file's control.shadow).",
+)
+@click.option(
+    "--database-url",
+    envvar="FLUX_DATABASE_URL",
+    help="PostgreSQL to upload to (default: the site's telemetry.database_url_env, else none).",
+)
+@click.option(
+    "--outbox",
+    "outbox_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Telemetry outbox (SQLite; default <state-dir>/outbox.sqlite).",
+)
+@click.option(
+    "--replay-prices",
+    type=click.Choice(["january-2024"]),
+    help="Feed the imbalance price and NIV of a shipped month (for simulation).",
+)
+@click.option("--log-level", default="info", show_default=True, help="debug, info, warning.")
+def run(
+    site: str,
+    shadow: bool | None,
+    database_url: str | None,
+    outbox_path: Path | None,
+    replay_prices: str | None,
+    log_level: str,
+    **options: Any,
+) -> None:
+    """Run the reconcile loop for one site until stopped (SIGINT/SIGTERM).
+
+    Without --repo, SITE is a local site file; with --repo, the agent follows the config
+    repository and applies new revisions behind the health gate.
+    """
+    configure(log_level)
+    clock: Clock = WallClock()
+    state_dir = Path(options["state_dir"])
+    source = source_from_options(site, options, clock=clock)
+    outbox_file = outbox_path or StatePaths(state_dir).root / "outbox.sqlite"
+    try:
+        outbox_file.parent.mkdir(parents=True, exist_ok=True)
+        outbox = Outbox(outbox_file)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot open the outbox {outbox_file}: {exc.strerror}; choose --outbox or "
+            "--state-dir in a writable folder"
+        ) from None
+    http_port = options.get("http_port")
+    agent_ = Agent(
+        source,
+        clock=clock,
+        outbox=outbox,
+        options=AgentOptions(
+            shadow=shadow,
+            database_url=database_url_for(source, database_url),
+            http_host=options.get("http_host") or "127.0.0.1",
+            http_port=None if http_port in (None, -1) else int(http_port),
+        ),
+        signals=replay_signals(replay_prices),
+    )
+    lock = BatteryLock(state_dir)
+    if not shadow:
+        try:
+            lock.acquire()
+        except BatteryLockHeld:
+            raise
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot take the battery lock in {state_dir}: {exc.strerror}"
+            ) from None
+    log_event(log, "agent_starting", site=site, shadow=shadow, outbox=str(outbox_file))
+    try:
+        run_until_signalled(agent_.run)
+    finally:
+        outbox.close()
+        if not shadow:
+            lock.release()
+        log_event(log, "agent_stopped", site=site)

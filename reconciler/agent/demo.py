@@ -1,0 +1,184 @@
+"""`flux demo`: the simulator and the agent together, at an accelerated clock, with the
+embedded store. The same code path as a site: only the clock and the devices differ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from reconciler.agent.commands import run_until_signalled
+from reconciler.agent.loop import TickResult
+from reconciler.agent.run import Agent, AgentOptions
+from reconciler.clock import ScaledClock
+from reconciler.config.loader import SiteFileError
+from reconciler.control.signals import FeedSignals
+from reconciler.devices.factory import open_site_devices
+from reconciler.markets.memory import ReplayImbalanceFeed
+from reconciler.sim.simulator import SiteSimulator
+from reconciler.source.controller import FileSource
+from reconciler.telemetry.outbox import Outbox
+
+REPO_DEMO = Path(__file__).resolve().parents[2] / "sites" / "demo.yaml"
+#: A Monday in January 2024: the shipped prices cover it and the red band comes soon.
+DEFAULT_START = "2024-01-15T15:30"
+
+
+def _demo_site_path(given: Path | None) -> Path:
+    for candidate in (given, Path("sites/demo.yaml"), REPO_DEMO):
+        if candidate is not None and candidate.exists():
+            return candidate
+    raise click.UsageError("no sites/demo.yaml here; run from the repository or pass --site")
+
+
+def _fmt_kw(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+class LiveView:
+    """The table `flux demo` shows: newest tick first, a few recent ones below."""
+
+    def __init__(self, tz: ZoneInfo, outbox: Outbox, rows: int = 12) -> None:
+        self.tz = tz
+        self.outbox = outbox
+        self.recent: deque[TickResult] = deque(maxlen=rows)
+        self.ticks = 0
+
+    def add(self, result: TickResult) -> None:
+        self.recent.appendleft(result)
+        self.ticks += 1
+
+    def render(self) -> Group:
+        table = Table(title="flux demo: sites/demo.yaml against the simulator", expand=True)
+        for name, justify in (
+            ("local time", "left"),
+            ("SoE kWh", "right"),
+            ("site kW", "right"),
+            ("battery target kW", "right"),
+            ("mode", "left"),
+            ("reason", "left"),
+        ):
+            table.add_column(name, justify=justify, no_wrap=name != "reason")  # type: ignore[arg-type]
+        for r in self.recent:
+            d = r.decision
+            style = "bold red" if d.safe_stop else None
+            table.add_row(
+                r.at.astimezone(self.tz).strftime("%a %H:%M:%S"),
+                _fmt_kw(d.soe_kwh),
+                _fmt_kw(d.site_power_kw),
+                _fmt_kw(d.target_kw),
+                d.winner or ("safe stop" if d.safe_stop else "idle"),
+                d.reason,
+                style=style,
+            )
+        counts = self.outbox.counts()
+        stored = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
+        footer = Text(
+            f"{self.ticks:,} ticks · stored in the embedded outbox: {stored} · Ctrl-C to stop",
+            style="dim",
+        )
+        return Group(table, footer)
+
+
+@click.command("demo")
+@click.option("--site", "site_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--speed", type=float, default=60.0, show_default=True, help="Clock speed-up.")
+@click.option(
+    "--start",
+    default=DEFAULT_START,
+    show_default=True,
+    help="Simulated local start time (site timezone).",
+)
+@click.option(
+    "--minutes",
+    type=float,
+    help="Stop after this many simulated minutes (default: run until Ctrl-C).",
+)
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("var/demo-outbox.sqlite"),
+    show_default=True,
+    help="The embedded store (SQLite outbox).",
+)
+@click.option("--database-url", envvar="FLUX_DATABASE_URL", help="Also upload to PostgreSQL.")
+@click.option("--live/--no-live", default=True, show_default=True, help="Show the live table.")
+def demo(
+    site_path: Path | None,
+    speed: float,
+    start: str,
+    minutes: float | None,
+    store: Path,
+    database_url: str | None,
+    live: bool,
+) -> None:
+    """Start the simulator and the agent on sites/demo.yaml at an accelerated clock, and
+    show what the battery does and why, until Ctrl-C."""
+    path = _demo_site_path(site_path)
+    try:
+        file_source = FileSource(path)
+    except SiteFileError as exc:
+        raise click.ClickException(f"{path} is not a valid site file:\n{exc}") from None
+    site = file_source.current().site
+    tz = ZoneInfo(site.site.timezone)
+    try:
+        local_start = datetime.fromisoformat(start)
+    except ValueError:
+        raise click.BadParameter(f"{start!r} is not a date-time like 2024-01-15T15:30") from None
+    if local_start.tzinfo is None:
+        local_start = local_start.replace(tzinfo=tz)
+    clock = ScaledClock(local_start, speed=speed)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    outbox = Outbox(store)
+    view = LiveView(tz, outbox)
+    console = Console()
+
+    async def work(stop: asyncio.Event) -> None:
+        async with SiteSimulator(site, clock=clock, ports="ephemeral") as sim:
+            source = FileSource(path, clock=clock)
+            agent = Agent(
+                source,
+                clock=clock,
+                outbox=outbox,
+                options=AgentOptions(database_url=database_url, http_port=None),
+                signals=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60)),
+                # The simulator listens on free ports: the devices connect there.
+                devices=lambda _site, c: open_site_devices(sim.site_for_ephemeral_ports(), clock=c),
+                on_tick=view.add,
+            )
+            end = None if minutes is None else clock.now() + timedelta(minutes=minutes)
+
+            async def watch() -> None:
+                ctx = (
+                    Live(view.render(), console=console, refresh_per_second=4)
+                    if live
+                    else contextlib.nullcontext()
+                )
+                with ctx as display:
+                    while not stop.is_set():
+                        if display is not None:
+                            display.update(view.render())
+                        if end is not None and clock.now() >= end:
+                            stop.set()
+                        await asyncio.sleep(0.25)
+
+            await asyncio.gather(agent.run(stop), watch())
+
+    try:
+        run_until_signalled(work)
+    finally:
+        counts = outbox.counts()
+        outbox.close()
+    console.print(
+        f"demo stopped after {view.ticks:,} ticks; the embedded store {store} holds "
+        + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+    )

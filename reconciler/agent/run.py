@@ -1,0 +1,220 @@
+"""Production wiring of the agent: the one place where the real parts are put together.
+
+The slow loop (desired-state source), the fast loop (reconcile), the uploader, the status
+endpoint and the systemd notifier run as sibling tasks; a failure of any of them other
+than the control loop is logged and never stops control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reconciler.agent.http import StatusServer
+from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
+from reconciler.agent.status import SystemdNotifier
+from reconciler.clock import Clock
+from reconciler.config.model import Site
+from reconciler.devices.base import Battery, Meter
+from reconciler.devices.factory import open_site_devices
+from reconciler.logs import log_event
+from reconciler.source.controller import DesiredStateSource, Revision, TickHealth
+from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
+
+log = logging.getLogger("flux.agent")
+
+DevicesFactory = Callable[[Site, Clock], tuple[Battery, Mapping[str, Meter]]]
+
+
+def default_devices(site: Site, clock: Clock) -> tuple[Battery, Mapping[str, Meter]]:
+    battery, meters = open_site_devices(site, clock=clock)
+    return battery, meters
+
+
+def device_key(site: Site) -> str:
+    """What, if it changes between revisions, means the devices must be reopened."""
+    return site.devices.model_dump_json() + site.model_dump_json(include={"profiles"})
+
+
+@dataclass
+class AgentOptions:
+    """How `flux agent run` (and `flux demo`) want the agent run."""
+
+    shadow: bool | None = None
+    database_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int | None = 9464
+    upload_interval_s: float = 10.0
+
+
+class Agent:
+    """The site agent: control on the current revision, whatever the source is doing."""
+
+    def __init__(
+        self,
+        source: DesiredStateSource,
+        *,
+        clock: Clock,
+        outbox: Outbox,
+        options: AgentOptions | None = None,
+        signals: SignalSource | None = None,
+        devices: DevicesFactory = default_devices,
+        on_tick: Callable[[TickResult], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.clock = clock
+        self.outbox = outbox
+        self.options = options or AgentOptions()
+        self.signals = signals
+        self._devices_factory = devices
+        self._on_tick = on_tick
+        self.loop: ReconcileLoop | None = None
+        self._device_key: str | None = None
+        self._revision: Revision | None = None
+        self.http: StatusServer | None = None
+        self._last_status_at: datetime | None = None
+        self.uploader = Uploader(outbox, self.options.database_url)
+
+    # ------------------------------------------------------------------ revision
+
+    def _site(self) -> tuple[Site, str | None]:
+        assert self._revision is not None
+        return self._revision.site, self._revision.sha
+
+    async def _follow_revision(self, revision: Revision) -> None:
+        """Switch to ``revision`` between ticks, reopening devices only if they changed."""
+        if self._revision is not None and revision.sha == self._revision.sha:
+            return
+        previous = self._revision
+        self._revision = revision
+        key = device_key(revision.site)
+        if self.loop is None or key != self._device_key:
+            battery, meters = self._devices_factory(revision.site, self.clock)
+            if self.loop is None:
+                self.loop = ReconcileLoop(
+                    site_fn=self._site,
+                    battery=battery,
+                    meters=meters,
+                    clock=self.clock,
+                    sink=self.outbox,
+                    signals=self.signals,
+                    shadow=self.options.shadow,
+                    on_tick=self._on_tick,
+                )
+            else:
+                await self.loop.replace_devices(battery, meters)
+            self._device_key = key
+        self.outbox.add_revision(
+            revision.site.site.id,
+            revision.sha,
+            self.clock.now(),
+            state="in_control",
+            conditions=self._conditions(),
+            message=f"from {revision.source}",
+        )
+        log_event(
+            log,
+            "revision_in_control",
+            sha=revision.sha,
+            source=revision.source,
+            previous=previous.sha if previous else None,
+            site=revision.site.site.id,
+        )
+
+    def _conditions(self) -> dict[str, Any]:
+        return self.source.status().snapshot().model_dump(mode="json")
+
+    def _heartbeat(self, site: Site, at: datetime) -> None:
+        """The agent's status to the outbox every record interval (the fleet's view of
+        which revision runs where, and why others were refused)."""
+        last = self._last_status_at
+        if last is not None and (at - last).total_seconds() < site.telemetry.record_interval_s:
+            return
+        self._last_status_at = at
+        self.outbox.add_status(site.site.id, at, self._conditions())
+
+    # ------------------------------------------------------------------ control
+
+    async def _control(self, stop: asyncio.Event) -> None:
+        status = self.source.status()
+        while not stop.is_set():
+            revision = self.source.current()
+            if revision is None:
+                # Nothing valid to run yet (first boot, no last-known-good): the battery is
+                # not commanded, so its own heartbeat timeout keeps it at 0 kW.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                continue
+            await self._follow_revision(revision)
+            assert self.loop is not None
+            started = self.clock.now()
+            result = await self.loop.tick()
+            site = revision.site
+            self.source.observe_tick(
+                TickHealth(
+                    at=result.at,
+                    devices_ok=result.devices_ok,
+                    tracking_ok=result.tracking_ok,
+                    envelope_ok=result.envelope_ok,
+                    detail=result.write_error or result.decision.reason,
+                    sha=revision.sha,
+                )
+            )
+            status.record_tick(
+                at=result.at,
+                decision_reason=result.decision.reason,
+                setpoint_kw=result.decision.target_kw,
+                outbox_size=self.outbox.pending(),
+                safe=result.decision.safe_stop,
+            )
+            self._heartbeat(site, result.at)
+            elapsed = (self.clock.now() - started).total_seconds()
+            await self.clock.sleep(max(0.0, site.control.tick_s - elapsed))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run everything until ``stop`` is set; then close devices and the outbox."""
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(self._guarded("source", self.source.run(stop))),
+            asyncio.create_task(
+                self._guarded(
+                    "uploader",
+                    self.uploader.run(stop, interval_s=self.options.upload_interval_s),
+                )
+            ),
+            asyncio.create_task(
+                self._guarded("notifier", SystemdNotifier(self.source.status()).run(stop))
+            ),
+        ]
+        if self.options.http_port is not None:
+            self.http = StatusServer(
+                self.source.status().snapshot,
+                host=self.options.http_host,
+                port=self.options.http_port,
+            )
+            await self.http.start()
+        try:
+            await self._control(stop)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.http is not None:
+                await self.http.close()
+            if self.loop is not None:
+                await self.loop.close()
+            # The tick counters are flushed lazily (SD cards); the last word is written now.
+            self.source.status().flush(force=True)
+
+    @staticmethod
+    async def _guarded(name: str, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a side task failing must never stop control
+            log_event(log, "task_failed", level=logging.ERROR, task=name, error=str(exc))
