@@ -141,41 +141,49 @@ class Agent:
 
     # ------------------------------------------------------------------ control
 
+    async def step(self) -> TickResult | None:
+        """One control iteration on the source's current revision: follow a new revision
+        if there is one, tick, and report the tick to the health gate and the status.
+        None when there is no revision to run yet."""
+        revision = self.source.current()
+        if revision is None:
+            return None
+        await self._follow_revision(revision)
+        assert self.loop is not None
+        result = await self.loop.tick()
+        self.source.observe_tick(
+            TickHealth(
+                at=result.at,
+                devices_ok=result.devices_ok,
+                tracking_ok=result.tracking_ok,
+                envelope_ok=result.envelope_ok,
+                detail=result.write_error or result.decision.reason,
+                sha=revision.sha,
+            )
+        )
+        self.source.status().record_tick(
+            at=result.at,
+            decision_reason=result.decision.reason,
+            setpoint_kw=result.decision.target_kw,
+            outbox_size=self.outbox.pending(),
+            safe=result.decision.safe_stop,
+        )
+        self._heartbeat(revision.site, result.at)
+        return result
+
     async def _control(self, stop: asyncio.Event) -> None:
-        status = self.source.status()
         while not stop.is_set():
-            revision = self.source.current()
-            if revision is None:
+            started = self.clock.now()
+            result = await self.step()
+            if result is None:
                 # Nothing valid to run yet (first boot, no last-known-good): the battery is
                 # not commanded, so its own heartbeat timeout keeps it at 0 kW.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
                 continue
-            await self._follow_revision(revision)
-            assert self.loop is not None
-            started = self.clock.now()
-            result = await self.loop.tick()
-            site = revision.site
-            self.source.observe_tick(
-                TickHealth(
-                    at=result.at,
-                    devices_ok=result.devices_ok,
-                    tracking_ok=result.tracking_ok,
-                    envelope_ok=result.envelope_ok,
-                    detail=result.write_error or result.decision.reason,
-                    sha=revision.sha,
-                )
-            )
-            status.record_tick(
-                at=result.at,
-                decision_reason=result.decision.reason,
-                setpoint_kw=result.decision.target_kw,
-                outbox_size=self.outbox.pending(),
-                safe=result.decision.safe_stop,
-            )
-            self._heartbeat(site, result.at)
+            tick_s = self._site()[0].control.tick_s
             elapsed = (self.clock.now() - started).total_seconds()
-            await self.clock.sleep(max(0.0, site.control.tick_s - elapsed))
+            await self.clock.sleep(max(0.0, tick_s - elapsed))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run everything until ``stop`` is set; then close devices and the outbox."""
