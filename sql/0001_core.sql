@@ -4,6 +4,8 @@
 -- Signs (DOMAIN.md): site/meter power + import, battery power + discharge.
 -- Every telemetry table has a primary key that includes the time, so a re-sent row
 -- (an upload retried after a crash) conflicts and is skipped by ON CONFLICT DO NOTHING.
+-- Readings have no index but that key: every query (API, rollups, gaps) is by site and
+-- device, and each extra index costs ingest throughput.
 
 CREATE SCHEMA IF NOT EXISTS flux;
 
@@ -79,7 +81,6 @@ CREATE TABLE flux.bess_readings (
     command_source    integer NOT NULL,
     PRIMARY KEY (site_id, device, time)
 );
-CREATE INDEX bess_readings_time ON flux.bess_readings (time);
 
 -- Energy deltas are derived at ingest from consecutive counter values of one device
 -- (a drop is a counter reset: the new value is the delta). They are stored so rollups are
@@ -107,7 +108,6 @@ CREATE TABLE flux.meter_readings (
     energy_export_delta_kwh  double precision NOT NULL DEFAULT 0,
     PRIMARY KEY (site_id, device, time)
 );
-CREATE INDEX meter_readings_time ON flux.meter_readings (time);
 
 CREATE TABLE flux.control_decisions (
     time                     timestamptz NOT NULL,

@@ -130,14 +130,21 @@ class Agent:
     def _conditions(self) -> dict[str, Any]:
         return self.source.status().snapshot().model_dump(mode="json")
 
-    def _heartbeat(self, site: Site, at: datetime) -> None:
+    async def _heartbeat(self, site: Site, at: datetime) -> None:
         """The agent's status to the outbox every record interval (the fleet's view of
-        which revision runs where, and why others were refused)."""
+        which revision runs where, and why others were refused), with the battery's
+        writable settings read back so `flux diff` can see a change made behind our back."""
         last = self._last_status_at
         if last is not None and (at - last).total_seconds() < site.telemetry.record_interval_s:
             return
         self._last_status_at = at
-        self.outbox.add_status(site.site.id, at, self._conditions())
+        status = self._conditions()
+        assert self.loop is not None
+        try:
+            status["device_settings"] = await self.loop.battery.read_settings()
+        except Exception as exc:  # a failed read-back is reported, never fatal
+            status["device_settings_error"] = str(exc) or type(exc).__name__
+        self.outbox.add_status(site.site.id, at, status)
 
     # ------------------------------------------------------------------ control
 
@@ -168,7 +175,7 @@ class Agent:
             outbox_size=self.outbox.pending(),
             safe=result.decision.safe_stop,
         )
-        self._heartbeat(revision.site, result.at)
+        await self._heartbeat(revision.site, result.at)
         return result
 
     async def _control(self, stop: asyncio.Event) -> None:

@@ -197,6 +197,36 @@ def _limit_rules(site: Site) -> Iterator[Finding]:
             )
 
 
+def _timing_rules(site: Site) -> Iterator[Finding]:
+    """Timings that would stop the battery or blind the agent, whatever else is right."""
+    battery, control = site.devices.battery, site.control
+    # The heartbeat toggles with each command, and commands go out once per tick at most:
+    # a tick longer than half the timeout lets the battery stop itself between ticks.
+    if control.tick_s * 2 > battery.heartbeat_timeout_s:
+        yield Finding(
+            ("control", "tick_s"),
+            f"a {control.tick_s:g} s tick is more than half the battery's heartbeat timeout "
+            f"({battery.heartbeat_timeout_s} s): the battery would stop between ticks; "
+            "shorten tick_s or lengthen devices.battery.heartbeat_timeout_s",
+        )
+    age = site.limits.max_reading_age_s
+    devices: list[tuple[Loc, float]] = [
+        (("devices", "battery", "poll_interval_s"), battery.poll_interval_s)
+    ]
+    devices += [
+        (("devices", "meters", name, "poll_interval_s"), m.poll_interval_s)
+        for name, m in site.devices.meters.items()
+    ]
+    for loc, interval in devices:
+        if max(interval, control.tick_s) >= age:
+            yield Finding(
+                loc,
+                f"polled every {max(interval, control.tick_s):g} s but readings older than "
+                f"limits.max_reading_age_s ({age:g} s) are stale: control would always be "
+                "stopped; poll more often or raise max_reading_age_s",
+            )
+
+
 # --------------------------------------------------------------------------- windows
 
 
@@ -381,4 +411,12 @@ def _mode_rules(site: Site) -> Iterator[Finding]:
             yield from target((*here, "params", "reserve_soe"), entry.params.reserve_soe)
 
 
-RULES = (_profile_rules, _device_rules, _limit_rules, _window_rules, _overlap_rules, _mode_rules)
+RULES = (
+    _profile_rules,
+    _device_rules,
+    _limit_rules,
+    _timing_rules,
+    _window_rules,
+    _overlap_rules,
+    _mode_rules,
+)

@@ -20,6 +20,10 @@ class Battery(Protocol):
         """Read SoE (kWh), target power (kW), available blocks and command source."""
         ...
 
+    async def read_settings(self) -> dict[str, float]:
+        """The writable settings read back (ramp kW/s, heartbeat timeout s, flags)."""
+        ...
+
     async def command(self, power_kw: float) -> None:
         """Write a real-power setpoint, kW (+ discharge), with the heartbeat that keeps the
         battery following it. Must be called at least once per heartbeat timeout."""

@@ -20,6 +20,15 @@ HEARTBEAT_VALUES = (0xAA55, 0x55AA)
 DIRECT_MODE = 1
 READ_REGISTERS = ("soe", "target_power", "available_blocks", "command_source")
 NAMEPLATE_REGISTERS = ("max_charge_power", "max_discharge_power", "nameplate_energy")
+#: The settings Flux writes, read back so drift (a change behind the agent's back) shows.
+SETTINGS_REGISTERS = (
+    "ramp_up",
+    "ramp_down",
+    "always_active",
+    "heartbeat_timeout",
+    "real_power_mode",
+    "peak_power_mode",
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,13 @@ class PowerPackBattery:
             max_discharge_kw=float(values["max_discharge_power"]),
             energy_kwh=float(values["nameplate_energy"]),
         )
+
+    async def read_settings(self) -> dict[str, float]:
+        """The writable settings as the battery holds them (kW/s, s, flags), by register
+        name; registers the profile does not have are left out."""
+        names = [n for n in SETTINGS_REGISTERS if n in self.profile.registers]
+        values = await self.transport.read(names)
+        return {name: float(values[name]) for name in names}
 
     def next_heartbeat(self) -> int:
         return HEARTBEAT_VALUES[self._heartbeat_index % 2]

@@ -282,8 +282,12 @@ class Uploader:
         conn = self._connection()
         rows_by_kind = {k: [r for _, r in v] for k, v in by_kind.items()}
         try:
-            with conn.transaction():
-                counts = ingest.write_batch(conn, rows_by_kind)
+            try:
+                with conn.transaction():
+                    counts = ingest.write_batch(conn, rows_by_kind)
+            except psycopg.errors.UniqueViolation:
+                with conn.transaction():
+                    counts = ingest.write_batch(conn, rows_by_kind, safe=True)
             return counts.sent, counts.inserted, []
         except (psycopg.DataError, psycopg.IntegrityError):
             pass
@@ -306,7 +310,7 @@ class Uploader:
     ) -> None:
         try:
             with conn.transaction():
-                counts = ingest.write_batch(conn, {kind: [r for _, r in items]})
+                counts = ingest.write_batch(conn, {kind: [r for _, r in items]}, safe=True)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             if len(items) == 1:
                 rejected.append((items[0][0], self._why(kind, items[0][0], exc)))

@@ -3,6 +3,7 @@ manual clock, the real outbox as the sink."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -216,7 +217,7 @@ async def test_unchanged_setpoints_are_skipped_but_the_heartbeat_never_lapses(
         await rig.run_for(60)
         writes = [r.at for r in rig.results if r.written_kw is not None]
         assert len(writes) < len(rig.results) / 2  # the deadband skipped most writes
-        gaps = [(b - a).total_seconds() for a, b in zip(writes, writes[1:], strict=False)]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(writes)]
         assert max(gaps) < site.devices.battery.heartbeat_timeout_s
         assert rig.sim.plant.battery.direct  # the battery is still under direct control
 

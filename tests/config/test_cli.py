@@ -51,8 +51,19 @@ def test_validate_invalid_file_exits_1_with_the_positional_message() -> None:
     ]
 
 
-def test_validate_shows_warnings_separately_and_they_do_not_fail() -> None:
-    path = SITES / "demo.yaml"
+@pytest.fixture
+def priceless_demo(tmp_path: Path) -> Path:
+    """The demo without its markets section: its two NIV chase entries then have no price
+    to act on, which is legal but worth two warnings."""
+    text = (SITES / "demo.yaml").read_text(encoding="utf-8")
+    start, end = text.index("markets:\n"), text.index("control:\n")
+    path = tmp_path / "demo.yaml"
+    path.write_text(text[:start] + text[end:], encoding="utf-8")
+    return path
+
+
+def test_validate_shows_warnings_separately_and_they_do_not_fail(priceless_demo: Path) -> None:
+    path = priceless_demo
     code, out = run("validate", str(path))
     assert code == 0
     lines = out.splitlines()
@@ -80,9 +91,9 @@ def test_validate_empty_folder_exits_2(tmp_path: Path) -> None:
     assert "no *.yaml files in folder" in out
 
 
-def test_validate_json_format() -> None:
+def test_validate_json_format(priceless_demo: Path) -> None:
     path = CORPUS / "bad_timezone.yaml"
-    code, out = run("validate", "--format", "json", str(path), str(SITES / "demo.yaml"))
+    code, out = run("validate", "--format", "json", str(path), str(priceless_demo))
     assert code == 1
     data = json.loads(out)
     assert data["valid"] is False
@@ -106,16 +117,16 @@ def test_validate_json_format() -> None:
     assert len(demo["warnings"]) == 2
 
 
-def test_validate_github_format_prints_workflow_annotations() -> None:
+def test_validate_github_format_prints_workflow_annotations(priceless_demo: Path) -> None:
     path = CORPUS / "bad_timezone.yaml"
-    code, out = run("validate", "--format", "github", str(path), str(SITES / "demo.yaml"))
+    code, out = run("validate", "--format", "github", str(path), str(priceless_demo))
     assert code == 1
     lines = out.splitlines()
     assert lines[0] == (
         f"::error file={path},line=5,col=13::site.timezone: unknown timezone 'Europe/Londn'; "
         "use an IANA name such as Europe/London"
     )
-    assert lines[1].startswith(f"::warning file={SITES / 'demo.yaml'},line=93,col=11::")
+    assert lines[1].startswith(f"::warning file={priceless_demo},line=93,col=11::")
 
 
 def test_schema_writes_and_checks(tmp_path: Path) -> None:

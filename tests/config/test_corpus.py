@@ -120,6 +120,18 @@ CASES: list[tuple[str, list[str]]] = [
         ["14:26: devices.battery.heartbeat_timeout_s: must be at least 1; got 0"],
     ),
     (
+        "tick_longer_than_heartbeat.yaml",
+        [
+            "69:11: control.tick_s: a 6 s tick is more than half the battery's heartbeat timeout (10 s): the battery would stop between ticks; shorten tick_s or lengthen devices.battery.heartbeat_timeout_s"
+        ],
+    ),
+    (
+        "poll_slower_than_max_age.yaml",
+        [
+            "15:22: devices.battery.poll_interval_s: polled every 30 s but readings older than limits.max_reading_age_s (12 s) are stale: control would always be stopped; poll more often or raise max_reading_age_s"
+        ],
+    ),
+    (
         "invalid_date.yaml",
         ["59:30: schedule[2].windows[0].dates.from: expected a date YYYY-MM-DD; got '2024-02-30'"],
     ),
