@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     # the agent
     "agent": "reconciler.agent.commands:agent",
     "demo": "reconciler.agent.demo:demo",
+    "diff": "reconciler.diff.commands:diff",
+    "status": "reconciler.diff.commands:status",
 }
 
 

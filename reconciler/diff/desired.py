@@ -146,7 +146,5 @@ def site_ids(repo: git.Repo, ref: str = "HEAD") -> tuple[str, list[str]]:
         tree = commit.tree / "sites"
     except KeyError:
         return commit.hexsha, []
-    ids = [
-        b.name.removesuffix(".yaml") for b in tree.blobs if b.name.endswith(".yaml")
-    ]
+    ids = [b.name.removesuffix(".yaml") for b in tree.blobs if b.name.endswith(".yaml")]
     return commit.hexsha, sorted(ids)

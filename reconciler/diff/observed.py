@@ -1,0 +1,353 @@
+"""What is observed: what the agent reported to the database, or the devices read live.
+
+From the database everything is taken as of an instant ``at`` (default now): the latest
+status, decision and readings at or before it, and limit breaches and telemetry gaps in
+the window before it. Live reads use read-only Modbus sessions, safe beside the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from reconciler.clock import WallClock
+from reconciler.config.model import Site
+from reconciler.control.types import BatteryReading, MeterReading
+from reconciler.devices.errors import DeviceError
+from reconciler.devices.factory import open_site_devices
+from reconciler.diff.model import Source
+from reconciler.telemetry.gaps import find_gaps
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """The agent's latest recorded decision (kW, + discharge)."""
+
+    at: datetime
+    target_kw: float
+    reason: str
+    safe_stop: bool
+    winner: str | None
+    revision_sha: str | None
+
+
+@dataclass(frozen=True)
+class Breaches:
+    """Readings outside a limit in the window: how many, the worst value, first and last."""
+
+    count: int = 0
+    worst: float | None = None
+    first: datetime | None = None
+    last: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LimitStats:
+    """Limit breaches in the window, of the grid meter (kW) and the battery's SoE (kWh)."""
+
+    grid_readings: int
+    soe_readings: int
+    site_import: Breaches
+    site_export: Breaches
+    soe_min: Breaches
+    soe_max: Breaches
+
+
+@dataclass(frozen=True)
+class DeviceGaps:
+    """Missing minutes of one device in the window."""
+
+    device: str
+    minutes: int
+    gaps: int
+    longest: int
+    first: datetime | None = None
+
+
+@dataclass
+class Observed:
+    """Everything observed of one site as of ``at``; None where nothing is known."""
+
+    source: Source
+    at: datetime
+    status: dict[str, Any] | None = None
+    status_at: datetime | None = None
+    in_control: tuple[str, datetime] | None = None
+    battery: BatteryReading | None = None
+    meters: dict[str, MeterReading] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    device_settings: dict[str, float] | None = None
+    settings_error: str | None = None
+    decision: DecisionRow | None = None
+    limits: LimitStats | None = None
+    gaps: list[DeviceGaps] | None = None
+    since: datetime | None = None
+    last_seen: datetime | None = None
+
+
+# --------------------------------------------------------------------------- database
+
+_LATEST_BESS = """
+SELECT time, soe_kwh, target_power_kw, available_blocks, command_source
+FROM flux.bess_readings
+WHERE site_id = %(site)s AND device = %(device)s AND time <= %(at)s
+ORDER BY time DESC LIMIT 1
+"""
+
+_LATEST_METERS = """
+SELECT DISTINCT ON (device) device, time, power_kw, frequency_hz
+FROM flux.meter_readings
+WHERE site_id = %(site)s AND device = ANY(%(devices)s) AND time <= %(at)s
+ORDER BY device, time DESC
+"""
+
+_LATEST_DECISION = """
+SELECT time, target_kw, reason, safe_stop, winner, revision_sha
+FROM flux.control_decisions
+WHERE site_id = %(site)s AND time <= %(at)s
+ORDER BY time DESC LIMIT 1
+"""
+
+_LATEST_STATUS = """
+SELECT time, conditions FROM flux.agent_status
+WHERE site_id = %(site)s AND time <= %(at)s
+ORDER BY time DESC LIMIT 1
+"""
+
+_LATEST_IN_CONTROL = """
+SELECT sha, time FROM flux.config_revisions
+WHERE site_id = %(site)s AND state = 'in_control' AND time <= %(at)s
+ORDER BY time DESC LIMIT 1
+"""
+
+_FIRST_READING = """
+SELECT least(
+    (SELECT min(time) FROM flux.bess_readings WHERE site_id = %(site)s),
+    (SELECT min(time) FROM flux.meter_readings WHERE site_id = %(site)s))
+"""
+
+# Breaches beyond a tolerance: the limit itself is not a breach.
+_GRID_BREACHES = """
+SELECT count(*),
+       count(*) FILTER (WHERE power_kw > %(imp)s),
+       max(power_kw) FILTER (WHERE power_kw > %(imp)s),
+       min(time) FILTER (WHERE power_kw > %(imp)s),
+       max(time) FILTER (WHERE power_kw > %(imp)s),
+       count(*) FILTER (WHERE power_kw < -%(exp)s),
+       min(power_kw) FILTER (WHERE power_kw < -%(exp)s),
+       min(time) FILTER (WHERE power_kw < -%(exp)s),
+       max(time) FILTER (WHERE power_kw < -%(exp)s)
+FROM flux.meter_readings
+WHERE site_id = %(site)s AND device = %(device)s AND time >= %(since)s AND time <= %(at)s
+"""
+
+_SOE_BREACHES = """
+SELECT count(*),
+       count(*) FILTER (WHERE soe_kwh < %(lo)s),
+       min(soe_kwh) FILTER (WHERE soe_kwh < %(lo)s),
+       min(time) FILTER (WHERE soe_kwh < %(lo)s),
+       max(time) FILTER (WHERE soe_kwh < %(lo)s),
+       count(*) FILTER (WHERE soe_kwh > %(hi)s),
+       max(soe_kwh) FILTER (WHERE soe_kwh > %(hi)s),
+       min(time) FILTER (WHERE soe_kwh > %(hi)s),
+       max(time) FILTER (WHERE soe_kwh > %(hi)s)
+FROM flux.bess_readings
+WHERE site_id = %(site)s AND device = %(device)s AND time >= %(since)s AND time <= %(at)s
+"""
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far past a limit a reading must be to count as a breach (kW, kWh)."""
+
+    power_kw: float
+    energy_kwh: float
+
+
+def _breaches(row: tuple[Any, ...], offset: int) -> Breaches:
+    count, worst, first, last = row[offset : offset + 4]
+    return Breaches(int(count or 0), worst, first, last)
+
+
+def _floor_minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def read_database(
+    conn: psycopg.Connection[Any],
+    site: Site,
+    *,
+    at: datetime,
+    window: timedelta,
+    tolerances: Tolerances,
+) -> Observed:
+    """What the agent of ``site`` reported, as of ``at``, with breaches and gaps in the
+    ``window`` before it (the window starts no earlier than the site's first reading)."""
+    sid = site.site.id
+    bat = site.devices.battery.name
+    params: dict[str, Any] = {"site": sid, "at": at, "device": bat}
+    obs = Observed(source="database", at=at)
+
+    row = conn.execute(_LATEST_STATUS, params).fetchone()
+    if row is not None:
+        obs.status_at = row[0]
+        status = row[1] if isinstance(row[1], dict) else json.loads(str(row[1]))
+        obs.status = status
+        settings = status.get("device_settings")
+        if isinstance(settings, dict):
+            obs.device_settings = {str(k): float(v) for k, v in settings.items()}
+        err = status.get("device_settings_error")
+        obs.settings_error = str(err) if err else None
+
+    row = conn.execute(_LATEST_IN_CONTROL, params).fetchone()
+    if row is not None:
+        obs.in_control = (str(row[0]), row[1])
+
+    row = conn.execute(_LATEST_BESS, params).fetchone()
+    if row is not None:
+        obs.battery = BatteryReading(
+            at=row[0],
+            soe_kwh=float(row[1]),
+            target_power_kw=float(row[2]),
+            available_blocks=int(row[3]),
+            command_source=int(row[4]),
+        )
+    meters = list(site.devices.meters)
+    for device, t, power, freq in conn.execute(
+        _LATEST_METERS, {**params, "devices": meters}
+    ).fetchall():
+        obs.meters[str(device)] = MeterReading(at=t, power_kw=float(power), frequency_hz=freq)
+
+    row = conn.execute(_LATEST_DECISION, params).fetchone()
+    if row is not None:
+        obs.decision = DecisionRow(
+            at=row[0],
+            target_kw=float(row[1]),
+            reason=str(row[2]),
+            safe_stop=bool(row[3]),
+            winner=row[4],
+            revision_sha=row[5],
+        )
+
+    seen = [
+        t
+        for t in (
+            obs.status_at,
+            obs.decision.at if obs.decision else None,
+            obs.battery.at if obs.battery else None,
+            *(m.at for m in obs.meters.values()),
+        )
+        if t is not None
+    ]
+    obs.last_seen = max(seen) if seen else None
+
+    first_row = conn.execute(_FIRST_READING, params).fetchone()
+    first = first_row[0] if first_row else None
+    since = at - window
+    if first is not None and first > since:
+        since = first
+    obs.since = since
+
+    grid = conn.execute(
+        _GRID_BREACHES,
+        {
+            **params,
+            "device": site.grid_meter_name,
+            "since": since,
+            "imp": site.limits.site_import_kw + tolerances.power_kw,
+            "exp": site.limits.site_export_kw + tolerances.power_kw,
+        },
+    ).fetchone()
+    soe = conn.execute(
+        _SOE_BREACHES,
+        {
+            **params,
+            "since": since,
+            "lo": site.soe_min_kwh - tolerances.energy_kwh,
+            "hi": site.soe_max_kwh + tolerances.energy_kwh,
+        },
+    ).fetchone()
+    assert grid is not None and soe is not None
+    obs.limits = LimitStats(
+        grid_readings=int(grid[0]),
+        soe_readings=int(soe[0]),
+        site_import=_breaches(grid, 1),
+        site_export=_breaches(grid, 5),
+        soe_min=_breaches(soe, 1),
+        soe_max=_breaches(soe, 5),
+    )
+
+    if first is not None:
+        # The minute ``at`` falls in is not over yet: it is not expected to hold a reading.
+        until = _floor_minute(at)
+        found = (
+            find_gaps(conn, sid, since=_floor_minute(since), until=until) if until > since else []
+        )
+        per: dict[str, list[int]] = {}
+        starts: dict[str, datetime] = {}
+        for gap in found:
+            per.setdefault(gap.device, []).append(gap.minutes)
+            starts.setdefault(gap.device, gap.start)
+        expected = [bat, *meters]
+        obs.gaps = [
+            DeviceGaps(d, sum(per[d]), len(per[d]), max(per[d]), starts[d])
+            for d in expected
+            if d in per
+        ]
+        # A device of the site file that never reported at all is one gap as long as
+        # the window (find_gaps only knows devices the database has seen).
+        known = {
+            r[0]
+            for r in conn.execute(
+                "SELECT device FROM flux.devices WHERE site_id = %(site)s "
+                "UNION SELECT DISTINCT device FROM flux.meter_readings WHERE site_id = %(site)s "
+                "AND time >= %(since)s AND time <= %(at)s "
+                "UNION SELECT DISTINCT device FROM flux.bess_readings WHERE site_id = %(site)s "
+                "AND time >= %(since)s AND time <= %(at)s",
+                {**params, "since": since},
+            ).fetchall()
+        }
+        minutes = int((until - _floor_minute(since)).total_seconds() // 60)
+        for d in expected:
+            if d not in known and minutes > 0:
+                obs.gaps.append(DeviceGaps(d, minutes, 1, minutes, _floor_minute(since)))
+    return obs
+
+
+# --------------------------------------------------------------------------- live
+
+
+async def read_live(site: Site, *, at: datetime | None = None) -> Observed:
+    """Read the battery (reading and writable settings) and every meter once, read-only.
+    A device that cannot be read is named in ``errors`` with the reason."""
+    clock = WallClock()
+    obs = Observed(source="live", at=at or clock.now())
+    battery, meters = open_site_devices(site, clock=clock, read_only=True, connect_attempts=1)
+
+    async def bat_read() -> None:
+        try:
+            obs.battery = await battery.read()
+            obs.device_settings = await battery.read_settings()
+        except DeviceError as exc:
+            obs.errors[battery.name] = exc.detail
+            obs.settings_error = str(exc)
+
+    async def meter_read(name: str) -> None:
+        try:
+            obs.meters[name] = await meters[name].read()
+        except DeviceError as exc:
+            obs.errors[name] = exc.detail
+
+    try:
+        await asyncio.gather(bat_read(), *(meter_read(n) for n in meters))
+    finally:
+        await battery.close()
+        for meter in meters.values():
+            await meter.close()
+    obs.last_seen = obs.at if (obs.battery or obs.meters) else None
+    return obs
