@@ -178,7 +178,9 @@ def demo(
     finally:
         counts = outbox.counts()
         outbox.close()
+    held = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()) if v and k != "pending")
+    where = f"uploaded to {database_url.split('@')[-1]}; " if database_url else ""
     console.print(
-        f"demo stopped after {view.ticks:,} ticks; the embedded store {store} holds "
-        + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+        f"demo stopped after {view.ticks:,} ticks; {where}the embedded store {store} holds "
+        + (held or "nothing pending")
     )

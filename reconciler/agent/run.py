@@ -218,6 +218,12 @@ class Agent:
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.options.database_url:
+                # One last drain, so a clean stop leaves nothing behind that need not be.
+                # Whatever does not make it stays in the outbox for next time.
+                result = await asyncio.to_thread(self.uploader.drain)
+                log_event(log, "final_upload", ok=result.ok, remaining=result.remaining)
+                await asyncio.to_thread(self.uploader.close)
             if self.http is not None:
                 await self.http.close()
             if self.loop is not None:
