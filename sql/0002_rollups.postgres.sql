@@ -77,36 +77,50 @@ CREATE TABLE flux.meter_5m (
 CREATE TABLE flux.meter_30m (LIKE flux.meter_5m INCLUDING ALL);
 CREATE TABLE flux.meter_1h (LIKE flux.meter_5m INCLUDING ALL);
 
--- Dirty (site, device, hour) triples of one source, removed from the dirty list.
+-- The dirty spans of one source, removed from the dirty list, widened to whole hours and
+-- merged per device (overlapping or touching spans become one).
 CREATE FUNCTION flux.take_dirty(p_source text, OUT sites text[], OUT devices text[],
-                                OUT hours timestamptz[])
+                                OUT los timestamptz[], OUT his timestamptz[], OUT hours integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, flux AS $$
 BEGIN
-    WITH d AS (DELETE FROM flux.rollup_dirty WHERE source = p_source
-               RETURNING site_id, device, lo, hi),
-    w AS (SELECT DISTINCT d.site_id, d.device, h
-          FROM d, generate_series(date_bin('1 hour', d.lo, timestamptz '2000-01-01 00:00+00'),
-                                  date_bin('1 hour', d.hi, timestamptz '2000-01-01 00:00+00'),
-                                  interval '1 hour') AS h)
-    SELECT coalesce(array_agg(w.site_id), '{}'), coalesce(array_agg(w.device), '{}'),
-           coalesce(array_agg(w.h), '{}')
-    INTO sites, devices, hours
-    FROM w;
+    WITH d AS (
+        DELETE FROM flux.rollup_dirty WHERE source = p_source
+        RETURNING site_id, device,
+                  date_bin('1 hour', lo, timestamptz '2000-01-01 00:00+00') AS lo,
+                  date_bin('1 hour', hi, timestamptz '2000-01-01 00:00+00') + interval '1 hour'
+                      AS hi
+    ), o AS (
+        SELECT d.*, max(hi) OVER (PARTITION BY site_id, device ORDER BY lo, hi
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_hi
+        FROM d
+    ), g AS (
+        SELECT o.*, count(*) FILTER (WHERE prev_hi IS NULL OR lo > prev_hi)
+                        OVER (PARTITION BY site_id, device ORDER BY lo, hi) AS grp
+        FROM o
+    ), r AS (
+        SELECT site_id, device, min(lo) AS lo, max(hi) AS hi FROM g GROUP BY site_id, device, grp
+    )
+    SELECT coalesce(array_agg(r.site_id), '{}'), coalesce(array_agg(r.device), '{}'),
+           coalesce(array_agg(r.lo), '{}'), coalesce(array_agg(r.hi), '{}'),
+           coalesce(sum(extract(epoch FROM r.hi - r.lo) / 3600), 0)::integer
+    INTO sites, devices, los, his, hours
+    FROM r;
 END
 $$;
 
--- Recompute the 30 m or 1 h rows of the given (site, device, hour) triples from 5 m rows.
+-- Recompute the 30 m or 1 h rows of the given (site, device, [lo, hi)) spans from 5 m rows.
 CREATE FUNCTION flux.rollup_from_5m(p_source text, p_table text, p_width interval,
-                                    p_sites text[], p_devices text[], p_hours timestamptz[])
+                                    p_sites text[], p_devices text[], p_los timestamptz[],
+                                    p_his timestamptz[])
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, flux AS $$
 DECLARE
     cols text;
 BEGIN
     EXECUTE format(
-        'DELETE FROM flux.%I r USING unnest($1, $2, $3) AS w(site_id, device, h)
+        'DELETE FROM flux.%I r USING unnest($1, $2, $3, $4) AS w(site_id, device, lo, hi)
          WHERE r.site_id = w.site_id AND r.device = w.device
-           AND r.bucket >= w.h AND r.bucket < w.h + interval ''1 hour''', p_table)
-    USING p_sites, p_devices, p_hours;
+           AND r.bucket >= w.lo AND r.bucket < w.hi', p_table)
+    USING p_sites, p_devices, p_los, p_his;
     IF p_source = 'bess' THEN
         cols := $c$
             sum(samples),
@@ -129,20 +143,20 @@ BEGIN
     END IF;
     EXECUTE format(
         'INSERT INTO flux.%I
-         SELECT date_bin($4, f.bucket, timestamptz ''2000-01-01 00:00+00''), f.site_id,
+         SELECT date_bin($5, f.bucket, timestamptz ''2000-01-01 00:00+00''), f.site_id,
                 f.device, %s
-         FROM unnest($1, $2, $3) AS w(site_id, device, h)
+         FROM unnest($1, $2, $3, $4) AS w(site_id, device, lo, hi)
          JOIN flux.%I f ON f.site_id = w.site_id AND f.device = w.device
-                       AND f.bucket >= w.h AND f.bucket < w.h + interval ''1 hour''
+                       AND f.bucket >= w.lo AND f.bucket < w.hi
          GROUP BY 1, 2, 3', p_table, cols, p_source || '_5m')
-    USING p_sites, p_devices, p_hours, p_width;
+    USING p_sites, p_devices, p_los, p_his, p_width;
 END
 $$;
 
--- Bring every rollup up to date with the raw readings; returns the number of
--- (device, hour) pairs recomputed.
+-- Bring every rollup up to date with the raw readings; returns the number of device-hours
+-- recomputed.
 CREATE FUNCTION flux.refresh_rollups() RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, flux AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, flux SET work_mem = '64MB' AS $$
 DECLARE
     origin constant timestamptz := timestamptz '2000-01-01 00:00+00';
     b record;
@@ -153,30 +167,32 @@ BEGIN
     b := flux.take_dirty('bess');
     m := flux.take_dirty('meter');
 
-    IF cardinality(b.hours) > 0 THEN
-        DELETE FROM flux.bess_5m r USING unnest(b.sites, b.devices, b.hours) AS w(site_id, device, h)
+    IF b.hours > 0 THEN
+        DELETE FROM flux.bess_5m r
+        USING unnest(b.sites, b.devices, b.los, b.his) AS w(site_id, device, lo, hi)
         WHERE r.site_id = w.site_id AND r.device = w.device
-          AND r.bucket >= w.h AND r.bucket < w.h + interval '1 hour';
+          AND r.bucket >= w.lo AND r.bucket < w.hi;
         INSERT INTO flux.bess_5m
         SELECT date_bin('5 minutes', x.time, origin), x.site_id, x.device, count(*),
                avg(soe_kwh), min(soe_kwh), max(soe_kwh),
                avg(target_power_kw), min(target_power_kw), max(target_power_kw),
                count(actual_power_kw), avg(actual_power_kw), min(actual_power_kw),
                max(actual_power_kw)
-        FROM unnest(b.sites, b.devices, b.hours) AS w(site_id, device, h)
+        FROM unnest(b.sites, b.devices, b.los, b.his) AS w(site_id, device, lo, hi)
         JOIN flux.bess_readings x ON x.site_id = w.site_id AND x.device = w.device
-                                 AND x.time >= w.h AND x.time < w.h + interval '1 hour'
+                                 AND x.time >= w.lo AND x.time < w.hi
         GROUP BY 1, 2, 3;
         PERFORM flux.rollup_from_5m('bess', 'bess_30m', interval '30 minutes',
-                                    b.sites, b.devices, b.hours);
+                                    b.sites, b.devices, b.los, b.his);
         PERFORM flux.rollup_from_5m('bess', 'bess_1h', interval '1 hour',
-                                    b.sites, b.devices, b.hours);
+                                    b.sites, b.devices, b.los, b.his);
     END IF;
 
-    IF cardinality(m.hours) > 0 THEN
-        DELETE FROM flux.meter_5m r USING unnest(m.sites, m.devices, m.hours) AS w(site_id, device, h)
+    IF m.hours > 0 THEN
+        DELETE FROM flux.meter_5m r
+        USING unnest(m.sites, m.devices, m.los, m.his) AS w(site_id, device, lo, hi)
         WHERE r.site_id = w.site_id AND r.device = w.device
-          AND r.bucket >= w.h AND r.bucket < w.h + interval '1 hour';
+          AND r.bucket >= w.lo AND r.bucket < w.hi;
         INSERT INTO flux.meter_5m
         SELECT date_bin('5 minutes', x.time, origin), x.site_id, x.device, count(*),
                avg(power_kw), min(power_kw), max(power_kw),
@@ -184,23 +200,23 @@ BEGIN
                avg(voltage_v), min(voltage_v), max(voltage_v),
                avg(reactive_kvar), avg(power_factor),
                sum(energy_import_delta_kwh), sum(energy_export_delta_kwh)
-        FROM unnest(m.sites, m.devices, m.hours) AS w(site_id, device, h)
+        FROM unnest(m.sites, m.devices, m.los, m.his) AS w(site_id, device, lo, hi)
         JOIN flux.meter_readings x ON x.site_id = w.site_id AND x.device = w.device
-                                  AND x.time >= w.h AND x.time < w.h + interval '1 hour'
+                                  AND x.time >= w.lo AND x.time < w.hi
         GROUP BY 1, 2, 3;
         PERFORM flux.rollup_from_5m('meter', 'meter_30m', interval '30 minutes',
-                                    m.sites, m.devices, m.hours);
+                                    m.sites, m.devices, m.los, m.his);
         PERFORM flux.rollup_from_5m('meter', 'meter_1h', interval '1 hour',
-                                    m.sites, m.devices, m.hours);
+                                    m.sites, m.devices, m.los, m.his);
     END IF;
 
-    RETURN cardinality(b.hours) + cardinality(m.hours);
+    RETURN b.hours + m.hours;
 END
 $$;
 
 REVOKE ALL ON FUNCTION flux.take_dirty(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION flux.rollup_from_5m(text, text, interval, text[], text[], timestamptz[])
-    FROM PUBLIC;
+REVOKE ALL ON FUNCTION flux.rollup_from_5m(text, text, interval, text[], text[], timestamptz[],
+                                           timestamptz[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION flux.refresh_rollups() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION flux.refresh_rollups() TO flux_agent;
 GRANT SELECT ON flux.bess_5m, flux.bess_30m, flux.bess_1h, flux.meter_5m, flux.meter_30m,

@@ -113,7 +113,7 @@ class ReconcileLoop:
         self._memory = _DeviceMemory()
         self._last_write_at: datetime | None = None
         self._last_written_kw: float | None = None
-        self._last_record_at: datetime | None = None
+        self._last_record_bucket: int | None = None
         self._last_recorded_key: tuple[str | None, bool] | None = None
         self._started = False
         self.ticks = 0
@@ -196,17 +196,16 @@ class ReconcileLoop:
             return
         at = result.at
         key = (result.decision.winner, result.decision.safe_stop)
-        due = (
-            self._last_record_at is None
-            or (at - self._last_record_at).total_seconds()
-            >= site.telemetry.record_interval_s * 0.999
-        )
+        # Aligned to the interval (whole minutes by default), not to the last record: one
+        # reading per minute bucket, so a missing minute in the database is a real gap.
+        bucket = int(at.timestamp() // site.telemetry.record_interval_s)
+        due = bucket != self._last_record_bucket
         if due or key != self._last_recorded_key:
             self.sink.add_decision(site.site.id, sha, result.decision)
             self._last_recorded_key = key
         if not due:
             return
-        self._last_record_at = at
+        self._last_record_bucket = bucket
         obs = result.observation
         if obs.battery is not None and self.battery.name not in obs.errors:
             self.sink.add_bess(site.site.id, self.battery.name, obs.battery)

@@ -7,6 +7,8 @@ missing, bad ref, bad flag), always as one clear line and never a traceback.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
 import sys
 from collections.abc import Callable
@@ -20,10 +22,10 @@ from rich.console import Console
 
 from reconciler.devices.errors import DeviceError
 from reconciler.diff.compare import diff_site
-from reconciler.diff.desired import DiffError, load_desired, open_repo, site_ids
+from reconciler.diff.desired import Desired, DiffError, load_desired, open_repo, site_ids
 from reconciler.diff.model import Report
 from reconciler.diff.normalise import limit_tolerances
-from reconciler.diff.observed import read_database, read_live
+from reconciler.diff.observed import latest_report, read_database, read_live
 from reconciler.diff.render import print_report, print_status, report_json, status_row
 from reconciler.telemetry.database import ENV_URL, connect
 from reconciler.telemetry.errors import TelemetryError
@@ -35,6 +37,7 @@ R = TypeVar("R")
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+LATEST = "latest"
 
 
 def _fail(message: str) -> None:
@@ -66,14 +69,17 @@ def parse_window(_ctx: click.Context, _param: click.Parameter, value: str) -> ti
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def parse_at(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime:
+def parse_at(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | str:
+    """An aware instant, now when not given, or ``latest`` (each site's latest report)."""
     if value is None:
         return datetime.now(UTC)
+    if value.strip().lower() == LATEST:
+        return LATEST
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as 2026-01-01T00:00Z"
+            f"{value!r} is not an ISO 8601 time such as 2026-01-01T00:00Z, nor latest"
         ) from None
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
@@ -91,6 +97,21 @@ database_option = click.option(
     metavar="URL",
     help=f"PostgreSQL the agents upload to (or ${ENV_URL}): observed = what they reported.",
 )
+window_option = click.option(
+    "--window",
+    default="24h",
+    show_default=True,
+    callback=parse_window,
+    help="How far back limits and telemetry are checked (e.g. 24h, 90m, 2d).",
+)
+at_option = click.option(
+    "--at",
+    callback=parse_at,
+    metavar="TIME",
+    help="Compare as of this instant (ISO 8601, UTC without an offset), or `latest`: the "
+    "site's latest report (for `flux demo` and replays, which run on simulated time). "
+    "Default: now.",
+)
 output_option = click.option(
     "--output",
     type=click.Choice(["table", "json"]),
@@ -98,19 +119,15 @@ output_option = click.option(
     show_default=True,
     help="A table for people, JSON (stable keys) for scripts.",
 )
-at_option = click.option(
-    "--at",
-    callback=parse_at,
-    metavar="TIME",
-    help="Compare as of this instant (ISO 8601, UTC if no offset); default now.",
-)
 
 
-def _from_database(url: str, desired: Any, at: datetime, window: timedelta) -> Report:
+def _observe(
+    conn: psycopg.Connection[Any], desired: Desired, at: datetime | str, window: timedelta
+) -> Report:
     site = desired.site
-    with connect(url) as conn:
-        require_current(conn)
-        obs = read_database(conn, site, at=at, window=window, tolerances=limit_tolerances(site))
+    if isinstance(at, str):
+        at = latest_report(conn, site.site.id) or datetime.now(UTC)
+    obs = read_database(conn, site, at=at, window=window, tolerances=limit_tolerances(site))
     return diff_site(desired, obs, window=window)
 
 
@@ -120,13 +137,7 @@ def _from_database(url: str, desired: Any, at: datetime, window: timedelta) -> R
 @click.option("--ref", default="HEAD", show_default=True, help="Commit, branch or tag.")
 @database_option
 @click.option("--live", is_flag=True, help="Read the devices now (read-only Modbus), on site.")
-@click.option(
-    "--window",
-    default="24h",
-    show_default=True,
-    callback=parse_window,
-    help="How far back limits and telemetry are checked (e.g. 24h, 90m, 2d).",
-)
+@window_option
 @at_option
 @output_option
 @click.pass_context
@@ -139,16 +150,18 @@ def diff(
     database_url: str | None,
     live: bool,
     window: timedelta,
-    at: datetime,
+    at: datetime | str,
     output: str,
 ) -> None:
     """Where SITE differs from its desired state at REF, and why.
 
     SITE is a site id (sites/<id>.yaml at --ref in --repo; an uncommitted edit is not
-    desired) or a path to a site file. Exit 0 no drift, 1 drift, 2 error.
+    desired) or a path to a site file (read as it is on disk). Observed is what the agent
+    reported (--database-url) or the devices read now (--live). Exit 0 no drift, 1 drift,
+    2 error.
     """
-    explicit = ctx.get_parameter_source("database_url") == click.core.ParameterSource.COMMANDLINE
-    if live and explicit:
+    source = click.core.ParameterSource.COMMANDLINE
+    if live and ctx.get_parameter_source("database_url") == source:
         raise click.UsageError("give either --database-url or --live, not both")
     if not live and not database_url:
         raise click.UsageError(
@@ -157,14 +170,22 @@ def diff(
         )
     desired = load_desired(site, repo=repo, ref=ref)
     if live:
+        # Device errors become telemetry lines; pymodbus's log lines would repeat them.
+        logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+        # An explicit instant stamps the readings (the schedule is evaluated then).
+        stamp = (
+            at if isinstance(at, datetime) and ctx.get_parameter_source("at") == source else None
+        )
         try:
-            obs = asyncio.run(read_live(desired.site))
+            obs = asyncio.run(read_live(desired.site, at=stamp))
         except (DeviceError, ValueError) as exc:
             raise DiffError(f"cannot read the devices of {desired.site.site.id}: {exc}") from None
         report = diff_site(desired, obs, window=window)
     else:
         assert database_url is not None
-        report = _from_database(database_url, desired, at, window)
+        with connect(database_url) as conn:
+            require_current(conn)
+            report = _observe(conn, desired, at, window)
     if output == "json":
         click.echo(report_json(report))
     else:
@@ -175,23 +196,15 @@ def diff(
 @click.command()
 @repo_option
 @database_option
-@click.option(
-    "--window",
-    default="24h",
-    show_default=True,
-    callback=parse_window,
-    help="How far back limits and telemetry are checked for the drift count.",
-)
+@window_option
 @at_option
 @output_option
 @user_errors
 def status(
-    repo: str, database_url: str | None, window: timedelta, at: datetime, output: str
+    repo: str, database_url: str | None, window: timedelta, at: datetime | str, output: str
 ) -> None:
     """One row per site file in sites/ at HEAD: applied revision against HEAD, Ready, mode
     now, SoE, site power, last seen and drift count. Exit 0 no drift, 1 drift, 2 error."""
-    import json
-
     if not database_url:
         raise click.UsageError(f"give --database-url URL (or ${ENV_URL})")
     gitrepo = open_repo(repo)
@@ -209,19 +222,17 @@ def status(
             except DiffError as exc:
                 rows.append((status_row(sid, None, str(exc)), None))
                 continue
-            site = desired.site
-            obs = read_database(conn, site, at=at, window=window, tolerances=limit_tolerances(site))
-            report = diff_site(desired, obs, window=window)
+            report = _observe(conn, desired, at, window)
             rows.append((status_row(sid, report, None), report))
     drifting = any(r["error"] is not None or r["drift_count"] for r, _ in rows)
     if output == "json":
         doc = {
             "head": head,
-            "at": at.isoformat(),
+            "at": at.isoformat() if isinstance(at, datetime) else at,
             "drift": drifting,
             "sites": [r for r, _ in rows],
         }
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
-        print_status(rows, head, at, Console(soft_wrap=False))
+        print_status(rows, head, Console(soft_wrap=False))
     sys.exit(EXIT_DRIFT if drifting else EXIT_OK)

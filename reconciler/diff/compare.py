@@ -12,19 +12,22 @@ from reconciler.control.core import decide
 from reconciler.control.schedule import active_entries, winner
 from reconciler.control.types import ControlState, Observation, Signals
 from reconciler.diff.desired import Desired
-from reconciler.diff.model import Drift, Ignored, Report, Summary
+from reconciler.diff.model import Drift, Ignored, Report, Severity, Summary
 from reconciler.diff.normalise import (
     desired_settings,
     kw,
     kwh,
+    limit_tolerances,
     power_tolerance_kw,
     same_setting,
     setting,
 )
 from reconciler.diff.observed import Breaches, Observed
+from reconciler.source.validate import validate_text
 
 #: Modes whose proposal depends on market signals the database does not hold, so the diff
-#: cannot re-derive them; a different winner among these is not called drift.
+#: cannot re-derive them: when the agent's winner is one of these, its own setpoint is the
+#: reference the battery is held to, and a different winner is not called drift.
 SIGNAL_MODES = frozenset(
     {
         "niv_chase",
@@ -70,10 +73,12 @@ def _why_not_applied(desired: Desired, status: dict[str, Any]) -> str:
     revisions = status.get("revisions") or {}
     for q in status.get("quarantined") or []:
         if q.get("sha") == want:
+            reason, message = str(q.get("reason", "?")), str(q.get("message", ""))
+            why = message if message.startswith(reason) else f"{reason}: {message}"
             return (
-                f"{short(want)} is quarantined: {q.get('reason', '?')}: {q.get('message', '')} "
-                "(not retried until a newer commit arrives)"
-            ).strip()
+                f"{short(want)} failed the health gate and is quarantined ({why}); it is not "
+                "retried until a newer commit arrives"
+            )
     if status.get("suspended"):
         return f"applying is suspended: {status.get('suspended_reason') or 'by an operator'}"
     if revisions.get("attempted") == want:
@@ -148,11 +153,27 @@ def revision_drifts(desired: Desired, obs: Observed) -> list[Drift]:
 # --------------------------------------------------------------------------- device
 
 
-def device_drifts(site: Site, obs: Observed, revision_differs: bool) -> list[Drift]:
-    """The battery's writable settings read back against the site file."""
-    if site.control.shadow:
-        return []
+def applied_site(desired: Desired, obs: Observed) -> Site | None:
+    """The site of the revision the agent runs, if this repository has it and it is valid."""
+    sha = applied_revision(obs)
+    data = desired.content_at(sha) if sha and not sha.startswith("file:") else None
+    if data is None:
+        return None
+    return validate_text(data, desired.rel_path).site
+
+
+def device_drifts(
+    site: Site, obs: Observed, applied: Site | None = None, *, behind: bool = False
+) -> list[Drift]:
+    """The battery's writable settings read back against the site file. ``applied`` is
+    the site of the revision the agent runs, when it is another one (``behind``): a
+    setting that matches it is a revision not applied yet, not a change behind the agent's
+    back."""
+    if site.control.shadow or (obs.source == "database" and obs.status is None):
+        return []  # not commanded, or no report at all (the revision line says so)
     if obs.device_settings is None:
+        if site.devices.battery.name in obs.errors:
+            return []  # the battery did not answer at all: a telemetry line says so
         why = obs.settings_error or "the agent reported no device settings read-back"
         return [Drift("device", "read_back", "settings read back", "unknown", why, "warning")]
     drifts: list[Drift] = []
@@ -162,8 +183,12 @@ def device_drifts(site: Site, obs: Observed, revision_differs: bool) -> list[Dri
             continue  # the profile has no such register
         if same_setting(name, want, got):
             continue
-        if revision_differs:
+        running = desired_settings(applied).get(name) if applied is not None else None
+        if running is not None and same_setting(name, running, got):
             reason = "the desired revision is not applied yet (see revision)"
+        elif behind and applied is None:
+            reason = "the desired revision is not applied yet (see revision), or it was changed "
+            reason += "on the battery"
         elif name == "real_power_mode":
             reason = (
                 "the battery left direct mode (local control, or its controller restarted): "
@@ -176,7 +201,7 @@ def device_drifts(site: Site, obs: Observed, revision_differs: bool) -> list[Dri
                 "changed on the battery behind the agent's back; the agent writes it at start:"
                 " restart the agent to write it again"
             )
-        severity = "warning" if name.startswith("ramp_") else "critical"
+        severity: Severity = "warning" if name.startswith("ramp_") else "critical"
         drifts.append(
             Drift("device", name, setting(name, want), setting(name, got), reason, severity)
         )
@@ -211,6 +236,10 @@ def operating_drifts(
     decision = obs.decision
     tol = power_tolerance_kw(site)
     desired_mode = want.winner or "idle"
+    target_kw = want.target_kw
+    target = f"{kw(want.target_kw)} ({want.reason})" + (
+        f"; {planned} is selected but proposes nothing" if planned != desired_mode else ""
+    )
     if decision is not None:
         if decision.safe_stop:
             drifts.append(
@@ -225,10 +254,14 @@ def operating_drifts(
         elif (decision.winner or "idle") != desired_mode:
             modes = {e.label: e.entry.mode for e in active_entries(site, at)}
             if modes.get(decision.winner or "", "") in SIGNAL_MODES:
+                # The agent's market-driven setpoint cannot be re-derived here; the battery
+                # is still held to it.
                 notes.append(
                     f"operating point: the agent runs {decision.winner}, which needs market "
-                    "signals the diff does not have; not compared"
+                    "signals the diff does not have; its own setpoint is the reference"
                 )
+                target_kw = decision.target_kw
+                target = f"{kw(decision.target_kw)} (the agent's: {decision.reason})"
             else:
                 why = (
                     "the agent runs another revision (see revision)"
@@ -241,7 +274,7 @@ def operating_drifts(
     if site.control.shadow:
         notes.append("operating point: shadow mode, the agent does not command the battery")
         return drifts, notes
-    if abs(want.target_kw - battery.target_power_kw) <= tol:
+    if abs(target_kw - battery.target_power_kw) <= tol:
         return drifts, notes
     settings = obs.device_settings or {}
     causes: list[str] = []
@@ -253,8 +286,11 @@ def operating_drifts(
         causes.append("command source 0: not under Modbus control")
     if decision is not None and decision.safe_stop:
         causes.insert(0, f"the agent holds 0 kW in safe stop ({decision.reason})")
-    elif decision is not None and abs(decision.target_kw - want.target_kw) <= tol:
-        causes.insert(0, f"the battery is not following the agent's {kw(decision.target_kw)}")
+    elif decision is not None and abs(decision.target_kw - battery.target_power_kw) > tol:
+        # Checked first: a battery that does not follow winds the agent's own target up.
+        causes.insert(
+            0, f"the battery is not following the agent's setpoint {kw(decision.target_kw)}"
+        )
     elif decision is not None:
         causes.insert(
             0,
@@ -267,7 +303,7 @@ def operating_drifts(
         Drift(
             "operating",
             "setpoint",
-            f"{kw(want.target_kw)} ({planned}: {want.reason})",
+            target,
             f"{kw(battery.target_power_kw)} ({soe})",
             "; ".join(causes) or "the battery does not do what the schedule implies",
         )
@@ -302,16 +338,18 @@ def limits_drifts(site: Site, obs: Observed) -> list[Drift]:
     """Readings outside the site's import/export and SoE limits in the window."""
     lim = site.limits
     if obs.source == "live":
+        tol = limit_tolerances(site)
         out = []
         grid = obs.meters.get(site.grid_meter_name)
-        if grid is not None and grid.power_kw > lim.site_import_kw:
+        if grid is not None and grid.power_kw > lim.site_import_kw + tol.power_kw:
             out.append(("site_import", f"<= {kw(lim.site_import_kw)} import", kw(grid.power_kw)))
-        if grid is not None and -grid.power_kw > lim.site_export_kw:
+        if grid is not None and -grid.power_kw > lim.site_export_kw + tol.power_kw:
             out.append(("site_export", f"<= {kw(lim.site_export_kw)} export", kw(grid.power_kw)))
-        if obs.battery is not None and obs.battery.soe_kwh < site.soe_min_kwh:
-            out.append(("soe_min", f">= {kwh(site.soe_min_kwh)}", kwh(obs.battery.soe_kwh)))
-        if obs.battery is not None and obs.battery.soe_kwh > site.soe_max_kwh:
-            out.append(("soe_max", f"<= {kwh(site.soe_max_kwh)}", kwh(obs.battery.soe_kwh)))
+        soe = obs.battery.soe_kwh if obs.battery is not None else None
+        if soe is not None and soe < site.soe_min_kwh - tol.energy_kwh:
+            out.append(("soe_min", f">= {kwh(site.soe_min_kwh)}", kwh(soe)))
+        if soe is not None and soe > site.soe_max_kwh + tol.energy_kwh:
+            out.append(("soe_max", f"<= {kwh(site.soe_max_kwh)}", kwh(soe)))
         return [
             Drift("limits", f, d, f"now {o}", _breach_reason(site, f, obs.at)) for f, d, o in out
         ]
@@ -466,7 +504,9 @@ def diff_site(desired: Desired, obs: Observed, *, window: timedelta) -> Report:
         revision = []
         report.notes.append("revision: not observable from the devices (use --database-url)")
     behind = any(d.field == "applied" for d in revision)
-    drifts += device_drifts(site, obs, behind)
+    drifts += device_drifts(
+        site, obs, applied_site(desired, obs) if behind else None, behind=behind
+    )
     operating, notes = operating_drifts(desired, obs, behind)
     drifts += operating
     report.notes += notes

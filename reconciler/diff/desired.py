@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import git
-from gitdb.exc import BadName, BadObject
+from git.exc import BadName, BadObject
 
 from reconciler.config.model import Site
 from reconciler.source.validate import validate_text
@@ -63,8 +63,8 @@ class Desired:
         if self.repo is None or self.commit is None:
             return None
         try:
-            return bool(self.repo.is_ancestor(sha, self.commit))
-        except (git.GitCommandError, ValueError):
+            return bool(self.repo.is_ancestor(self.repo.commit(sha), self.repo.commit(self.commit)))
+        except (BadName, BadObject, git.GitCommandError, ValueError):
             return None
 
 
@@ -123,7 +123,7 @@ def load_desired(site: str, *, repo: str | Path = ".", ref: str = "HEAD") -> Des
             except ValueError:
                 gitrepo = None
         parsed = _validated(data, str(path), "disk", None)
-        return Desired(parsed, data, "file", None, rel, gitrepo)
+        return Desired(parsed, data, str(path), None, rel, gitrepo)
     gitrepo = open_repo(repo)
     commit = resolve_commit(gitrepo, ref)
     rel = site_path(site)

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from reconciler.clock import WallClock
+from reconciler.clock import Clock, ManualClock, WallClock
 from reconciler.config.model import Site
 from reconciler.control.types import BatteryReading, MeterReading
 from reconciler.devices.errors import DeviceError
@@ -99,11 +99,15 @@ WHERE site_id = %(site)s AND device = %(device)s AND time <= %(at)s
 ORDER BY time DESC LIMIT 1
 """
 
+# One index probe per device (primary key site_id, device, time), not a scan of history.
 _LATEST_METERS = """
-SELECT DISTINCT ON (device) device, time, power_kw, frequency_hz
-FROM flux.meter_readings
-WHERE site_id = %(site)s AND device = ANY(%(devices)s) AND time <= %(at)s
-ORDER BY device, time DESC
+SELECT d.device, r.time, r.power_kw, r.frequency_hz
+FROM unnest(%(devices)s::text[]) AS d(device)
+CROSS JOIN LATERAL (
+    SELECT time, power_kw, frequency_hz FROM flux.meter_readings m
+    WHERE m.site_id = %(site)s AND m.device = d.device AND m.time <= %(at)s
+    ORDER BY m.time DESC LIMIT 1
+) r
 """
 
 _LATEST_DECISION = """
@@ -126,9 +130,15 @@ ORDER BY time DESC LIMIT 1
 """
 
 _FIRST_READING = """
-SELECT least(
-    (SELECT min(time) FROM flux.bess_readings WHERE site_id = %(site)s),
-    (SELECT min(time) FROM flux.meter_readings WHERE site_id = %(site)s))
+SELECT min(f.time)
+FROM unnest(%(devices)s::text[]) AS d(device)
+CROSS JOIN LATERAL (
+    (SELECT time FROM flux.bess_readings b
+     WHERE b.site_id = %(site)s AND b.device = d.device ORDER BY b.time LIMIT 1)
+    UNION ALL
+    (SELECT time FROM flux.meter_readings m
+     WHERE m.site_id = %(site)s AND m.device = d.device ORDER BY m.time LIMIT 1)
+) f
 """
 
 # Breaches beyond a tolerance: the limit itself is not a breach.
@@ -163,10 +173,12 @@ WHERE site_id = %(site)s AND device = %(device)s AND time >= %(since)s AND time 
 
 @dataclass(frozen=True)
 class Tolerances:
-    """How far past a limit a reading must be to count as a breach (kW, kWh)."""
+    """How far past a limit a reading must be to count as a breach (kW, kWh), and the
+    longest run of empty minutes that is only the recording cadence (minutes)."""
 
     power_kw: float
     energy_kwh: float
+    cadence_gap_min: int = 0
 
 
 def _breaches(row: tuple[Any, ...], offset: int) -> Breaches:
@@ -200,7 +212,11 @@ def read_database(
         obs.status = status
         settings = status.get("device_settings")
         if isinstance(settings, dict):
-            obs.device_settings = {str(k): float(v) for k, v in settings.items()}
+            obs.device_settings = {
+                str(k): float(v)
+                for k, v in settings.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
         err = status.get("device_settings_error")
         obs.settings_error = str(err) if err else None
 
@@ -246,7 +262,7 @@ def read_database(
     ]
     obs.last_seen = max(seen) if seen else None
 
-    first_row = conn.execute(_FIRST_READING, params).fetchone()
+    first_row = conn.execute(_FIRST_READING, {**params, "devices": [bat, *meters]}).fetchone()
     first = first_row[0] if first_row else None
     since = at - window
     if first is not None and first > since:
@@ -291,6 +307,8 @@ def read_database(
         per: dict[str, list[int]] = {}
         starts: dict[str, datetime] = {}
         for gap in found:
+            if gap.minutes <= tolerances.cadence_gap_min:
+                continue
             per.setdefault(gap.device, []).append(gap.minutes)
             starts.setdefault(gap.device, gap.start)
         expected = [bat, *meters]
@@ -319,14 +337,26 @@ def read_database(
     return obs
 
 
+def latest_report(conn: psycopg.Connection[Any], site_id: str) -> datetime | None:
+    """When the agent of ``site_id`` last reported a status or a decision (None: never)."""
+    row = conn.execute(
+        "SELECT greatest("
+        "(SELECT max(time) FROM flux.agent_status WHERE site_id = %(site)s), "
+        "(SELECT max(time) FROM flux.control_decisions WHERE site_id = %(site)s))",
+        {"site": site_id},
+    ).fetchone()
+    return row[0] if row is not None else None
+
+
 # --------------------------------------------------------------------------- live
 
 
 async def read_live(site: Site, *, at: datetime | None = None) -> Observed:
     """Read the battery (reading and writable settings) and every meter once, read-only.
-    A device that cannot be read is named in ``errors`` with the reason."""
-    clock = WallClock()
-    obs = Observed(source="live", at=at or clock.now())
+    A device that cannot be read is named in ``errors`` with the reason. With ``at``, the
+    readings are taken as of that instant (the schedule is evaluated then)."""
+    clock: Clock = WallClock() if at is None else ManualClock(at)
+    obs = Observed(source="live", at=clock.now())
     battery, meters = open_site_devices(site, clock=clock, read_only=True, connect_attempts=1)
 
     async def bat_read() -> None:

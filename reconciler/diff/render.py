@@ -19,14 +19,15 @@ _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
 
 def summary_line(report: Report) -> str:
     where = f"{report.site} at {report.ref} ({short(report.summary.desired)})"
+    source = "observed live" if report.source == "live" else "observed from the database"
     ignored = f", {len(report.ignored)} ignored by the site file" if report.ignored else ""
     if not report.drifts:
-        return f"{where}: no drift (observed from the {report.source}){ignored}"
+        return f"{where}: no drift ({source}){ignored}"
     crit = sum(1 for d in report.drifts if d.severity == "critical")
     warn = len(report.drifts) - crit
     return (
         f"{where}: {len(report.drifts)} drift(s), {crit} critical, {warn} warning "
-        f"(observed from the {report.source}){ignored}"
+        f"({source}){ignored}"
     )
 
 
@@ -115,7 +116,7 @@ def status_row(site_id: str, report: Report | None, error: str | None) -> dict[s
 
 
 def print_status(
-    rows: list[tuple[dict[str, Any], Report | None]], head: str, now: datetime, console: Console
+    rows: list[tuple[dict[str, Any], Report | None]], head: str, console: Console
 ) -> None:
     table = Table(title=f"flux status (HEAD {short(head)})")
     for col in ("site", "applied", "Ready", "mode now", "SoE", "site power", "last seen", "drift"):
@@ -131,7 +132,7 @@ def print_status(
         )
         soe = "?" if row["soe_kwh"] is None else f"{row['soe_kwh']:.0f} kWh"
         power = "?" if row["site_power_kw"] is None else f"{row['site_power_kw']:.1f} kW"
-        seen = _ago(report.summary.last_seen if report else None, now)
+        seen = _ago(report.summary.last_seen, report.at) if report else "never"
         n = row["drift_count"]
         table.add_row(
             row["site"],

@@ -7,7 +7,7 @@ instant is integer microseconds since the epoch and becomes timestamptz in the I
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -43,17 +43,25 @@ class KindSpec:
     insert: str  # INSERT ... SELECT FROM the staging table ... ON CONFLICT DO NOTHING
     has_device: bool
     fast: str | None = None  # the same, cheaper when the rows are newer than those stored
+    newest: str | None = None  # per staged device: newest stored time, oldest staged time
+    plain: str | None = None  # a plain INSERT, when every staged row is newer than stored
 
 
-def _split_insert(table: str, stage: str, columns: str, source: str) -> tuple[str, str]:
-    """(safe, fast) statements inserting the rows of ``source`` (a SELECT giving time,
-    site_id, device and ``columns``) and returning how many were new.
+def _split_insert(
+    table: str, stage: str, columns: str, source: str, plain_source: str | None = None
+) -> tuple[str, str, str, str]:
+    """(safe, fast, newest, plain) statements inserting the rows of ``source`` (a SELECT giving
+    time, site_id, device and ``columns``) and returning how many were new.
 
     A speculative insert (ON CONFLICT) costs about twice a plain one. Rows newer than a
     device's newest stored row cannot conflict with a stored row, so the fast statement
     inserts those plainly and only older ones (re-sends, late rows) with ON CONFLICT.
     Two rows with one key inside a batch (or a concurrent writer) make the plain insert
     fail with a unique violation; the caller then uses the safe statement.
+
+    The newest stored times are read by a separate statement first and passed in: inside
+    the inserting statement the lookup would run per row and wade through the index
+    entries that statement has just added (quadratic).
     """
     cols = f"time, site_id, device, {columns}"
     safe = f"""
@@ -62,13 +70,20 @@ def _split_insert(table: str, stage: str, columns: str, source: str) -> tuple[st
                 ON CONFLICT DO NOTHING RETURNING 1)
         SELECT count(*) FROM ins
     """
+    newest = f"""
+        SELECT k.site_id, k.device,
+               (SELECT max(t.time) FROM {table} t
+                WHERE t.site_id = k.site_id AND t.device = k.device) AS t_max,
+               timestamptz 'epoch' + k.t_us * interval '1 microsecond' AS t_min
+        FROM (SELECT site_id, device, min(t_us) AS t_us FROM {stage} GROUP BY 1, 2) k
+    """
+    # The usual case (in-order uploads): nothing staged is older than what is stored.
+    plain = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM ({plain_source or source}) src"
     fast = f"""
         WITH src AS ({source}),
         newest AS (
-            SELECT k.site_id, k.device,
-                   (SELECT max(t.time) FROM {table} t
-                    WHERE t.site_id = k.site_id AND t.device = k.device) AS t_max
-            FROM (SELECT DISTINCT site_id, device FROM {stage}) k
+            SELECT * FROM unnest(%(sites)s::text[], %(devices)s::text[],
+                                 %(t_max)s::timestamptz[]) AS n(site_id, device, t_max)
         ),
         s AS (SELECT src.*, n.t_max FROM src JOIN newest n USING (site_id, device)),
         fresh AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM s
@@ -77,7 +92,7 @@ def _split_insert(table: str, stage: str, columns: str, source: str) -> tuple[st
                   WHERE time <= t_max ON CONFLICT DO NOTHING RETURNING 1)
         SELECT (SELECT count(*) FROM fresh) + (SELECT count(*) FROM older)
     """
-    return safe, fast
+    return safe, fast, newest, plain
 
 
 # Staging checks what the outbox's fast path does not: a bad value fails the COPY, and
@@ -99,7 +114,13 @@ def _spec_meter() -> KindSpec:
     nulls = ", ".join(f"NULL::double precision AS {c}" for c in _METER_VALUE_COLUMNS)
     # The delta of each reading is taken against the previous reading of the same device:
     # within the batch, or the newest stored one before it (the seed). A drop is a reset.
-    source = f"""
+    # A reading staged twice is taken once (else which copy's delta lands is arbitrary);
+    # the plain statement skips that sort, as duplicates make it fail anyway.
+    deduped = (
+        "(SELECT DISTINCT ON (site_id, device, t_us) * FROM stage_meter"
+        " ORDER BY site_id, device, t_us) AS stage_meter"
+    )
+    template = f"""
         SELECT time, site_id, device, {plain},
                imp AS energy_import_kwh, exp AS energy_export_kwh,
                CASE WHEN prev_imp IS NULL THEN 0 WHEN imp >= prev_imp THEN imp - prev_imp
@@ -111,7 +132,7 @@ def _spec_meter() -> KindSpec:
             FROM (
                 SELECT false AS is_seed, {_TS} AS time, site_id, device, {plain},
                        energy_import_kwh AS imp, energy_export_kwh AS exp
-                FROM stage_meter
+                FROM {{staged}}
                 UNION ALL
                 SELECT true, p.time, k.site_id, k.device, {nulls},
                        p.energy_import_kwh, p.energy_export_kwh
@@ -128,12 +149,14 @@ def _spec_meter() -> KindSpec:
         ) x
         WHERE NOT is_seed
     """
-    safe, fast = _split_insert(
+    source = template.replace("{staged}", deduped)
+    safe, fast, newest, plain = _split_insert(
         "flux.meter_readings",
         "stage_meter",
         f"{plain}, energy_import_kwh, energy_export_kwh, energy_import_delta_kwh,"
         " energy_export_delta_kwh",
         source,
+        template.replace("{staged}", "stage_meter"),
     )
     return KindSpec(
         "stage_meter",
@@ -142,12 +165,14 @@ def _spec_meter() -> KindSpec:
         safe,
         True,
         fast,
+        newest,
+        plain,
     )
 
 
 def _spec_bess() -> KindSpec:
     columns = "soe_kwh, target_power_kw, actual_power_kw, available_blocks, command_source"
-    safe, fast = _split_insert(
+    safe, fast, newest, plain = _split_insert(
         "flux.bess_readings",
         "stage_bess",
         columns,
@@ -161,6 +186,8 @@ def _spec_bess() -> KindSpec:
         safe,
         True,
         fast,
+        newest,
+        plain,
     )
 
 
@@ -276,54 +303,59 @@ def ensure_staging(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-Staged = tuple[str, str, "str | tuple[Any, ...]"]
-"""(site_id, device, data): data is COPY text (readings) or a row of values."""
+Staged = str | tuple[str, str, tuple[Any, ...]]
+"""A full COPY text line (site, device and values, no newline) or (site, device, values)."""
 
 _ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(value: str) -> str:
-    return value.translate(_ESCAPES)
+def copy_line(site: str, device: str, values: str) -> str:
+    """A COPY text line from a site, a device and already tab-separated values."""
+    return f"{site.translate(_ESCAPES)}\t{device.translate(_ESCAPES)}\t{values}"
 
 
 def write_batch(
     conn: psycopg.Connection[Any],
     rows_by_kind: Mapping[str, Sequence[Staged]],
+    keys: Collection[tuple[str, str, str]],
     *,
     safe: bool = False,
 ) -> IngestCounts:
-    """Stage and insert every kind's rows; the caller owns the transaction. ``safe``
+    """Stage and insert every kind's rows; the caller owns the transaction. ``keys`` are
+    the (kind, site, device) of the rows (for the sites and devices tables). ``safe``
     inserts every row with ON CONFLICT (after the fast path met a unique violation)."""
     sent: dict[str, int] = {}
     inserted: dict[str, int] = {}
-    sites: set[str] = set()
-    devices: set[tuple[str, str, str]] = set()
     with conn.cursor() as cur:
         for kind, rows in rows_by_kind.items():
             if not rows:
                 continue
             spec = SPECS[kind]
             with cur.copy(f"COPY {spec.stage} FROM STDIN") as copy:
-                prefixes: dict[tuple[str, str], str] = {}
-                lines: list[str] = []
-                for site, device, data in rows:
-                    if isinstance(data, str):
-                        prefix = prefixes.get((site, device))
-                        if prefix is None:
-                            prefix = f"{_copy_text(site)}\t{_copy_text(device)}\t"
-                            prefixes[(site, device)] = prefix
-                        lines.append(f"{prefix}{data}\n")
-                    else:
-                        copy.write_row((site, device, *data))
+                lines = [r for r in rows if isinstance(r, str)]
                 if lines:
-                    copy.write("".join(lines))
-            sites.update(r[0] for r in rows)
-            if spec.has_device:
-                devices.update((r[0], r[1], kind) for r in rows)
+                    copy.write("\n".join(lines) + "\n")
+                for row in rows:
+                    if not isinstance(row, str):
+                        copy.write_row((row[0], row[1], *row[2]))
             late: list[tuple[Any, ...]] = []
             if kind == "meter":
                 late = cur.execute(_LATE_METER_DEVICES).fetchall()
-            cur.execute(spec.fast if spec.fast and not safe else spec.insert)
+            if spec.fast and spec.newest and spec.plain and not safe:
+                newest = cur.execute(spec.newest).fetchall()
+                if all(t_max is None or t_min > t_max for _, _, t_max, t_min in newest):
+                    cur.execute(spec.plain)
+                else:
+                    cur.execute(
+                        spec.fast,
+                        {
+                            "sites": [n[0] for n in newest],
+                            "devices": [n[1] for n in newest],
+                            "t_max": [n[2] for n in newest],
+                        },
+                    )
+            else:
+                cur.execute(spec.insert)
             counted = cur.fetchone() if cur.description else None
             sent[kind] = len(rows)
             inserted[kind] = int(counted[0]) if counted else max(cur.rowcount, 0)
@@ -332,15 +364,17 @@ def write_batch(
                     _REDERIVE_DELTAS,
                     {"site": site, "device": device, "t0": from_us(t0), "t1": from_us(t1)},
                 )
+        sites = sorted({site for _, site, _ in keys})
+        devices = sorted({(site, device, kind) for kind, site, device in keys if device})
         if sites:
             cur.executemany(
                 "INSERT INTO flux.sites (site_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                [(s,) for s in sorted(sites)],
+                [(site,) for site in sites],
             )
         if devices:
             cur.executemany(
                 "INSERT INTO flux.devices (site_id, device, kind) VALUES (%s, %s, %s)"
                 " ON CONFLICT DO NOTHING",
-                sorted(devices),
+                devices,
             )
     return IngestCounts(sent, inserted)

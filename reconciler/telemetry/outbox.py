@@ -56,6 +56,36 @@ CREATE TABLE IF NOT EXISTS quarantine (
 RawRow = tuple[int, str, str, str, Any]
 """(id, kind, site_id, device, payload) as stored."""
 
+# A reading whose payload is one bracketed line of text without tabs, newlines or
+# backslashes, and whose site and device are plain text, becomes a COPY text line right
+# in SQLite: "site<TAB>device<TAB>v1<TAB>v2...", JSON null as \N. Its values are checked by
+# the database's staging table; anything else takes the slow path (uploader.py).
+_PLAIN = (
+    "instr({0}, char(9)) = 0 AND instr({0}, char(10)) = 0 AND instr({0}, char(13)) = 0"
+    " AND instr({0}, '\\') = 0"
+)
+_WELL_FRAMED = (
+    "kind IN ('bess', 'meter') AND typeof(payload) = 'text' AND typeof(site_id) = 'text'"
+    " AND typeof(device) = 'text' AND site_id <> ''"
+    " AND substr(payload, 1, 1) = '[' AND substr(payload, -1, 1) = ']'"
+    f" AND {_PLAIN.format('payload')} AND {_PLAIN.format('site_id || device')}"
+)
+_LINE = (
+    "site_id || char(9) || device || char(9) || replace(replace("
+    "substr(payload, 2, length(payload) - 2), ',', char(9)), 'null', '\\N')"
+)
+
+
+@dataclass(frozen=True)
+class OutboxBatch:
+    """Rows ``after_id < id <= last_id``: COPY lines of well-framed readings as (id, line)
+    per kind, every other row as stored, and the (kind, site, device) of the lines."""
+
+    last_id: int | None
+    lines: dict[str, list[tuple[int, str]]]
+    others: list[RawRow]
+    keys: set[tuple[str, str, str]]
+
 
 @dataclass(frozen=True)
 class OutboxRecord:
@@ -346,16 +376,57 @@ class Outbox:
 
     # ------------------------------------------------------------------ for the uploader
 
-    def oldest(self, limit: int) -> list[RawRow]:
-        """The ``limit`` oldest pending rows, as stored (oldest first)."""
-        return (
-            self._conn()
-            .execute(
-                "SELECT id, kind, site_id, device, payload FROM outbox ORDER BY id LIMIT ?",
-                (limit,),
-            )
-            .fetchall()
+    def oldest(self, limit: int, *, after_id: int | None = None) -> list[RawRow]:
+        """The ``limit`` oldest pending rows (after ``after_id``), as stored, oldest first."""
+        cursor = self._conn().execute(
+            "SELECT id, kind, site_id, device, payload FROM outbox WHERE id > ?"
+            " ORDER BY id LIMIT ?",
+            (after_id if after_id is not None else -1, limit),
         )
+        return cursor.fetchall()
+
+    def read_batch(self, limit: int, *, after_id: int | None = None) -> OutboxBatch:
+        """The next ``limit`` rows after ``after_id`` for upload. Well-framed readings come
+        back as COPY text lines built by SQLite (cheap); all other rows as stored."""
+        conn = self._conn()
+        start = after_id if after_id is not None else -1
+        (last_id,) = conn.execute(
+            "SELECT max(id) FROM (SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT ?)",
+            (start, limit),
+        ).fetchone()
+        if last_id is None:
+            return OutboxBatch(None, {}, [], set())
+        bounds = (start, last_id)
+        lines = {
+            kind: conn.execute(
+                f"SELECT id, {_LINE} FROM outbox"
+                f" WHERE id > ? AND id <= ? AND kind = ? AND {_WELL_FRAMED}",
+                (*bounds, kind),
+            ).fetchall()
+            for kind in ("bess", "meter")
+        }
+        keys = set(
+            conn.execute(
+                "SELECT DISTINCT kind, site_id, device FROM outbox"
+                f" WHERE id > ? AND id <= ? AND {_WELL_FRAMED}",
+                bounds,
+            ).fetchall()
+        )
+        others = conn.execute(
+            "SELECT id, kind, site_id, device, payload FROM outbox"
+            f" WHERE id > ? AND id <= ? AND NOT ({_WELL_FRAMED})",
+            bounds,
+        ).fetchall()
+        return OutboxBatch(last_id, lines, others, keys)
+
+    def payload(self, row_id: int) -> tuple[str, Any] | None:
+        """(kind, payload) of one pending row."""
+        row = (
+            self._conn()
+            .execute("SELECT kind, payload FROM outbox WHERE id = ?", (row_id,))
+            .fetchone()
+        )
+        return (str(row[0]), row[1]) if row else None
 
     def confirm(self, first_id: int, last_id: int) -> int:
         """Delete rows ``first_id..last_id``: the database has committed them.

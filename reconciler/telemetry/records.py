@@ -315,10 +315,10 @@ def decode_revision(payload: object) -> tuple[Any, ...]:
 
 # --------------------------------------------------------------------------- COPY text
 # Readings are copied as text straight from their JSON: a JSON number is valid PostgreSQL
-# float8/bigint input, so only the separators change. The fast path checks only the
-# framing here; the staging tables check the values (types, field count, finite numbers,
-# time range) and a rejected batch is split until the bad row is found and quarantined
-# with the message of the full check below (``DECODERS``).
+# float8/bigint input, so only the separators change. The fast path (outbox.read_batch)
+# checks only the framing; the staging tables check the values (types, field count,
+# finite numbers, time range) and a rejected batch is split until the bad row is found
+# and quarantined with the message of the full check (``DECODERS``).
 
 READING_KINDS: Final = frozenset({"bess", "meter"})
 
@@ -333,19 +333,6 @@ def reading_line(kind: str, payload: object) -> str:
     text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
     assert isinstance(text, str)
     return _line(text.strip())
-
-
-def reading_lines(payloads: Sequence[object]) -> list[str] | None:
-    """COPY text of many readings, or None when the framing of any is off (not a single
-    bracketed text line without backslashes): the caller then checks them one by one."""
-    for p in payloads:
-        if type(p) is not str or p[:1] != "[" or p[-1:] != "]":
-            return None
-    raw = "".join(payloads)  # type: ignore[arg-type]
-    # A newline, tab or backslash inside a payload would change COPY's row framing.
-    if "\n" in raw or "\r" in raw or "\t" in raw or "\\" in raw:
-        return None
-    return [_line(p) for p in payloads]  # type: ignore[arg-type]
 
 
 DECODERS: Final[dict[str, Callable[[object], tuple[Any, ...]]]] = {

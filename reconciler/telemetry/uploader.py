@@ -17,7 +17,8 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,13 +34,12 @@ from reconciler.telemetry import ingest
 from reconciler.telemetry.database import connect, describe
 from reconciler.telemetry.errors import DatabaseUnreachable, TelemetryError
 from reconciler.telemetry.migrations import require_current
-from reconciler.telemetry.outbox import Outbox, OutboxCondition, RawRow
+from reconciler.telemetry.outbox import Outbox, OutboxCondition
 from reconciler.telemetry.records import (
     DECODERS,
     READING_KINDS,
     MalformedRecord,
     reading_line,
-    reading_lines,
 )
 
 DEFAULT_BATCH = 20_000
@@ -81,10 +81,15 @@ class UploaderState:
     quarantined_total: int = 0
 
 
-class _DataRejected(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch read from the outbox (ids after_id+1..last_id), staged per kind."""
+
+    after_id: int
+    last_id: int | None
+    by_kind: dict[str, list[Item]]
+    bad: list[tuple[int, str]]
+    keys: set[tuple[str, str, str]]
 
 
 class Uploader:
@@ -117,10 +122,9 @@ class Uploader:
         self.wait_max_s = wait_max_s
         self.refresh_rollups = refresh_rollups
         self.refresh_every_s = refresh_every_s
-        self._batch: Sequence[RawRow] = ()
         self.state = UploaderState()
         self._conn: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ connection
 
@@ -132,6 +136,8 @@ class Uploader:
         conn = connect(self.database_url)
         try:
             require_current(conn)
+            # Room to sort a batch in memory (the meter deltas' window) instead of on disk.
+            conn.execute("SET work_mem = '64MB'")
             ingest.ensure_staging(conn)
             conn.commit()
         except BaseException:
@@ -171,68 +177,93 @@ class Uploader:
         if self.database_url is None:
             return UploadResult(remaining=self.outbox.pending())
         with self._lock:
-            rows = self.outbox.oldest(self.batch_size)
-            if not rows:
-                return UploadResult(remaining=0)
-            self._batch = rows
-            by_kind, bad = _decode(rows)
-            quarantined = self.outbox.quarantine(bad)
+            result = self._upload(self._prepare(None), refresh=refresh)
+            return replace(result, remaining=self.outbox.pending())
+
+    def _prepare(self, after_id: int | None) -> _Prepared:
+        """Read and stage the next batch (safe to run in another thread)."""
+        batch = self.outbox.read_batch(self.batch_size, after_id=after_id)
+        by_kind: dict[str, list[Item]] = {k: list(v) for k, v in batch.lines.items() if v}
+        keys = set(batch.keys)
+        bad: list[tuple[int, str]] = []
+        for row_id, kind, site_id, device, payload in batch.others:
             try:
-                sent, inserted, rejected = self._send_with_retries(by_kind)
-            except (TelemetryError, psycopg.Error) as exc:
-                message = _message(exc)
-                self._failed(message)
-                self.close()
-                return UploadResult(
-                    quarantined=quarantined, remaining=self.outbox.pending(), error=message
-                )
-            # Committed in PostgreSQL: now (and only now) forget them locally.
-            quarantined += self.outbox.quarantine(rejected)
-            self.outbox.confirm(rows[0][0], rows[-1][0])
-            refreshed = self._refresh() if refresh else 0
-            self.state.last_success_at = datetime.now(UTC)
-            self.state.consecutive_failures = 0
-            self.state.sent_total += sum(sent.values())
-            self.state.quarantined_total += quarantined
-            return UploadResult(
-                sent=sent,
-                inserted=inserted,
-                quarantined=quarantined,
-                remaining=self.outbox.pending(),
-                refreshed_hours=refreshed,
-            )
+                item, key = _stage_slowly(kind, site_id, device, payload)
+            except MalformedRecord as exc:
+                bad.append((row_id, str(exc)))
+                continue
+            by_kind.setdefault(kind, []).append((row_id, item))
+            keys.add(key)
+        start = after_id if after_id is not None else -1
+        return _Prepared(start, batch.last_id, by_kind, bad, keys)
+
+    def _upload(self, batch: _Prepared, *, refresh: bool) -> UploadResult:
+        if batch.last_id is None:
+            return UploadResult()
+        quarantined = self.outbox.quarantine(batch.bad)
+        try:
+            sent, inserted, rejected = self._send_with_retries(batch)
+        except (TelemetryError, psycopg.Error) as exc:
+            message = _message(exc)
+            self._failed(message)
+            self.close()
+            return UploadResult(quarantined=quarantined, error=message)
+        # Committed in PostgreSQL: now (and only now) forget them locally.
+        quarantined += self.outbox.quarantine(rejected)
+        self.outbox.confirm(batch.after_id + 1, batch.last_id)
+        refreshed = self._refresh() if refresh else 0
+        self.state.last_success_at = datetime.now(UTC)
+        self.state.consecutive_failures = 0
+        self.state.sent_total += sum(sent.values())
+        self.state.quarantined_total += quarantined
+        return UploadResult(
+            sent=sent, inserted=inserted, quarantined=quarantined, refreshed_hours=refreshed
+        )
 
     def drain(self, *, max_batches: int | None = None) -> UploadResult:
         """Upload batches, oldest first, until the outbox is empty, an error, or
-        ``max_batches``. Rows added meanwhile are picked up in later batches."""
+        ``max_batches``. Rows added meanwhile are picked up in later batches.
+
+        The next batch is read and decoded in a helper thread while the database works
+        on the current one; it is only read, so a failure simply discards it.
+        """
+        if self.database_url is None:
+            return UploadResult(remaining=self.outbox.pending())
         sent: dict[str, int] = defaultdict(int)
         inserted: dict[str, int] = defaultdict(int)
         quarantined = refreshed = batches = 0
-        result = UploadResult()
+        error: str | None = None
         # A backlog refreshes the rollups every refresh_every_s and once at the end rather
         # than after each batch: the same hours would otherwise be recomputed many times.
         last_refresh = time.monotonic()
         stale = False
-        while max_batches is None or batches < max_batches:
-            due = time.monotonic() - last_refresh >= self.refresh_every_s
-            result = self.upload_once(refresh=due)
-            if due:
-                last_refresh = time.monotonic()
-            stale = (stale and not due) or (result.total_sent > 0 and not due)
-            batches += 1
-            for k, n in result.sent.items():
-                sent[k] += n
-            for k, n in result.inserted.items():
-                inserted[k] += n
-            quarantined += result.quarantined
-            refreshed += result.refreshed_hours
-            if not result.ok or (result.total_sent == 0 and result.quarantined == 0):
-                break
-        if stale:
-            with self._lock:
+        with self._lock, ThreadPoolExecutor(1, thread_name_prefix="flux-outbox") as pool:
+            upcoming: Future[_Prepared] = pool.submit(self._prepare, None)
+            while max_batches is None or batches < max_batches:
+                batch = upcoming.result()
+                if batch.last_id is None:
+                    break
+                upcoming = pool.submit(self._prepare, batch.last_id)
+                due = time.monotonic() - last_refresh >= self.refresh_every_s
+                result = self._upload(batch, refresh=due)
+                if due:
+                    last_refresh = time.monotonic()
+                stale = (stale and not due) or (result.total_sent > 0 and not due)
+                batches += 1
+                for k, n in result.sent.items():
+                    sent[k] += n
+                for k, n in result.inserted.items():
+                    inserted[k] += n
+                quarantined += result.quarantined
+                refreshed += result.refreshed_hours
+                if not result.ok:
+                    error = result.error
+                    break
+            upcoming.cancel()
+            if stale:
                 refreshed += self._refresh()
         return UploadResult(
-            dict(sent), dict(inserted), quarantined, result.remaining, result.error, refreshed
+            dict(sent), dict(inserted), quarantined, self.outbox.pending(), error, refreshed
         )
 
     async def run(self, stop_event: asyncio.Event, *, interval_s: float = 10.0) -> None:
@@ -258,7 +289,7 @@ class Uploader:
         self.state.consecutive_failures += 1
 
     def _send_with_retries(
-        self, by_kind: dict[str, list[Item]]
+        self, batch: _Prepared
     ) -> tuple[dict[str, int], dict[str, int], list[tuple[int, str]]]:
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
@@ -269,25 +300,25 @@ class Uploader:
         for attempt in retrying:
             with attempt:
                 try:
-                    return self._send(by_kind)
+                    return self._send(batch)
                 except psycopg.OperationalError:
                     self.close()
                     raise
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _send(
-        self, by_kind: dict[str, list[Item]]
+        self, batch: _Prepared
     ) -> tuple[dict[str, int], dict[str, int], list[tuple[int, str]]]:
         """Commit every row the database accepts; return rows it rejected as data."""
         conn = self._connection()
-        rows_by_kind = {k: [r for _, r in v] for k, v in by_kind.items()}
+        rows_by_kind = {k: [r for _, r in v] for k, v in batch.by_kind.items()}
         try:
             try:
                 with conn.transaction():
-                    counts = ingest.write_batch(conn, rows_by_kind)
+                    counts = ingest.write_batch(conn, rows_by_kind, batch.keys)
             except psycopg.errors.UniqueViolation:
                 with conn.transaction():
-                    counts = ingest.write_batch(conn, rows_by_kind, safe=True)
+                    counts = ingest.write_batch(conn, rows_by_kind, batch.keys, safe=True)
             return counts.sent, counts.inserted, []
         except (psycopg.DataError, psycopg.IntegrityError):
             pass
@@ -295,8 +326,9 @@ class Uploader:
         sent: dict[str, int] = defaultdict(int)
         inserted: dict[str, int] = defaultdict(int)
         rejected: list[tuple[int, str]] = []
-        for kind, items in by_kind.items():
-            self._bisect(conn, kind, items, sent, inserted, rejected)
+        for kind, items in batch.by_kind.items():
+            keys = {k for k in batch.keys if k[0] == kind}
+            self._bisect(conn, kind, items, keys, sent, inserted, rejected)
         return dict(sent), dict(inserted), rejected
 
     def _bisect(
@@ -304,13 +336,14 @@ class Uploader:
         conn: psycopg.Connection[Any],
         kind: str,
         items: Sequence[Item],
+        keys: set[tuple[str, str, str]],
         sent: dict[str, int],
         inserted: dict[str, int],
         rejected: list[tuple[int, str]],
     ) -> None:
         try:
             with conn.transaction():
-                counts = ingest.write_batch(conn, {kind: [r for _, r in items]}, safe=True)
+                counts = ingest.write_batch(conn, {kind: [r for _, r in items]}, keys, safe=True)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             if len(items) == 1:
                 rejected.append((items[0][0], self._why(kind, items[0][0], exc)))
@@ -320,13 +353,14 @@ class Uploader:
             inserted[kind] += counts.inserted.get(kind, 0)
             return
         middle = len(items) // 2
-        self._bisect(conn, kind, items[:middle], sent, inserted, rejected)
-        self._bisect(conn, kind, items[middle:], sent, inserted, rejected)
+        self._bisect(conn, kind, items[:middle], keys, sent, inserted, rejected)
+        self._bisect(conn, kind, items[middle:], keys, sent, inserted, rejected)
 
     def _why(self, kind: str, row_id: int, exc: BaseException) -> str:
         """The quarantine message of a row the database refused: the full local check's
         finding when it has one (clearer), else the database's message."""
-        payload = next((r[4] for r in self._batch if r[0] == row_id), None)
+        stored = self.outbox.payload(row_id)
+        payload = stored[1] if stored else None
         decoder = DECODERS.get(kind)
         if decoder is not None and payload is not None:
             try:
@@ -349,42 +383,23 @@ class Uploader:
             return 0
 
 
-def _decode(rows: Sequence[RawRow]) -> tuple[dict[str, list[Item]], list[tuple[int, str]]]:
-    """Split rows into staged rows per kind, each with its outbox id, and problems."""
-    by_kind: dict[str, list[Item]] = defaultdict(list)
-    readings: dict[str, list[tuple[int, str, str, Any]]] = defaultdict(list)
-    bad: list[tuple[int, str]] = []
-    for row_id, kind, site_id, device, payload in rows:
-        decoder = DECODERS.get(kind)
-        if decoder is None:
-            bad.append((row_id, f"unknown record kind {kind!r}"))
-            continue
-        if type(site_id) is not str or not site_id or type(device) is not str:
-            bad.append((row_id, f"site {site_id!r} / device {device!r} must be text"))
-            continue
+def _stage_slowly(
+    kind: str, site_id: object, device: object, payload: object
+) -> tuple[ingest.Staged, tuple[str, str, str]]:
+    """Check one row fully in Python: a record that is not a well-framed reading, or a
+    reading the fast path would not take. Raises MalformedRecord with the reason."""
+    decoder = DECODERS.get(kind)
+    if decoder is None:
+        raise MalformedRecord(f"unknown record kind {kind!r}")
+    if type(site_id) is not str or not site_id or type(device) is not str:
+        raise MalformedRecord(f"site {site_id!r} / device {device!r} must be text")
+    try:
         if kind in READING_KINDS:
-            readings[kind].append((row_id, site_id, device, payload))
-            continue
-        try:
-            values = decoder(payload)
-        except MalformedRecord as exc:
-            bad.append((row_id, f"malformed {kind} record: {exc}"))
-            continue
-        by_kind[kind].append((row_id, (site_id, device, values)))
-    for kind, items in readings.items():
-        lines = reading_lines([p for _, _, _, p in items])
-        if lines is not None:
-            by_kind[kind].extend(
-                (row_id, (site, device, line))
-                for (row_id, site, device, _), line in zip(items, lines, strict=True)
-            )
-            continue
-        for row_id, site, device, payload in items:  # something is off: one by one
-            try:
-                by_kind[kind].append((row_id, (site, device, reading_line(kind, payload))))
-            except MalformedRecord as exc:
-                bad.append((row_id, f"malformed {kind} record: {exc}"))
-    return {k: v for k, v in by_kind.items() if v}, bad
+            line = ingest.copy_line(site_id, device, reading_line(kind, payload))
+            return line, (kind, site_id, device)
+        return (site_id, device, decoder(payload)), (kind, site_id, "")
+    except MalformedRecord as exc:
+        raise MalformedRecord(f"malformed {kind} record: {exc}") from None
 
 
 def _message(exc: BaseException) -> str:

@@ -282,3 +282,17 @@ def test_upload_cli_unreachable_database_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot connect to the database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_duplicates_inside_one_batch_are_stored_once(migrated_url: str, outbox: Outbox) -> None:
+    outbox.add_bess_many("s", "bess", _bess(0, 3))
+    outbox.add_bess_many("s", "bess", _bess(1, 3))  # minutes 1 and 2 again, then 3
+    outbox.add_meter_many("s", "site", _meters(0, 2) + _meters(0, 2))
+    result = Uploader(outbox, migrated_url).drain()
+    assert result.ok, result.error
+    assert result.sent == {"bess": 6, "meter": 4}
+    assert result.inserted == {"bess": 4, "meter": 2}
+    assert _times(migrated_url, "bess_readings") == [T0 + timedelta(minutes=i) for i in range(4)]
+    with psycopg.connect(migrated_url) as conn:
+        (energy,) = conn.execute("SELECT sum(energy_import_kwh) FROM flux.meter_5m").fetchone()
+    assert energy == pytest.approx(0.5)  # one delta, 0 -> 0.5 kWh, counted once

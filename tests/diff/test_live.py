@@ -1,0 +1,78 @@
+"""`flux diff --live`: the devices read now over read-only Modbus (the simulator on
+loopback), beside an agent that has been commanding them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from tests.diff.conftest import World, invoke, variant
+
+
+async def live(world: World, *args: str) -> Result:
+    # The CLI runs its own event loop; the simulator serves from this one meanwhile.
+    return await asyncio.to_thread(
+        invoke,
+        "diff",
+        "demo",
+        "--repo",
+        str(world.repo),
+        "--live",
+        "--at",
+        world.clock.now().isoformat(),
+        *args,
+    )
+
+
+async def live_json(world: World) -> tuple[int, dict[str, Any]]:
+    result = await live(world, "--output", "json")
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+async def test_live_read_of_a_site_in_order_has_no_drift_and_writes_nothing(
+    world: World,
+) -> None:
+    await world.run(60)
+    writes = len(world.sim.writes())
+    result = await live(world)
+    assert result.exit_code == 0, result.output
+    assert "no drift (observed live)" in result.output
+    assert "revision: not observable" in result.output
+    assert len(world.sim.writes()) == writes  # read-only
+
+
+async def test_live_shows_a_changed_register_and_an_unreachable_meter(world: World) -> None:
+    await world.run(60)
+    world.sim.plant.write("heartbeat_timeout", 60)
+    world.sim.plant.write("ramp_down", 5.0)
+    world.sim.faults.away("solar", 600)
+    code, doc = await live_json(world)
+    assert code == 1
+    lines = {(d["category"], d["field"]): d for d in doc["drifts"]}
+    assert set(lines) == {
+        ("device", "heartbeat_timeout"),
+        ("device", "ramp_down"),
+        ("telemetry", "solar"),
+    }
+    assert lines[("device", "heartbeat_timeout")]["desired"] == "10 s"
+    assert lines[("device", "heartbeat_timeout")]["observed"] == "60 s"
+    assert lines[("device", "ramp_down")]["severity"] == "warning"
+    assert "connect" in lines[("telemetry", "solar")]["reason"]
+
+
+@pytest.mark.parametrize("initial_text", [variant(homes="250")], indirect=True)
+async def test_live_sees_a_battery_that_left_direct_mode(world: World) -> None:
+    await world.run(60)
+    world.sim.plant.write("real_power_mode", 0)  # local control: the setpoint is ignored
+    world.sim.clock.advance(2)  # the battery ramps to 0 kW under local control
+    await world.sim.tick()
+    code, doc = await live_json(world)
+    assert code == 1
+    lines = {(d["category"], d["field"]): d for d in doc["drifts"]}
+    assert lines[("device", "real_power_mode")]["reason"].startswith("the battery left direct")
+    assert "not in direct real-power mode" in lines[("operating", "setpoint")]["reason"]
