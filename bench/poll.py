@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import signal
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from simproc import SimDidNotStart, sim_process, site_with_free_ports
 
 from reconciler.config.loader import load_site
 from reconciler.devices.acuvim import AcuvimMeter
@@ -28,20 +27,6 @@ from reconciler.devices.plan import plan_single
 from reconciler.devices.powerpack import READ_REGISTERS, PowerPackBattery
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def with_free_ports(site_path: Path, folder: Path) -> Path:
-    text = site_path.read_text(encoding="utf-8")
-    text = re.sub(r"(\n\s+port:) \d+", lambda m: f"{m.group(1)} {free_port()}", text)
-    path = folder / "bench-site.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 async def poll_planned(battery: PowerPackBattery, meters: list[AcuvimMeter]) -> None:
@@ -84,39 +69,24 @@ async def main() -> int:
     parser.add_argument("--site", type=Path, default=ROOT / "sites" / "demo.yaml")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = with_free_ports(args.site, Path(tmp))
+        path = site_with_free_ports(args.site, Path(tmp))
         site = load_site(path)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from reconciler.cli import main; main()",
-            "sim",
-            str(path),
-            "--status-every",
-            "3600",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
         try:
-            while b"soe" not in (line := await asyncio.wait_for(proc.stdout.readline(), 30)):
-                if not line:
-                    print("flux sim did not start:", (await proc.stderr.read()).decode())  # type: ignore[union-attr]
-                    return 1
-            battery, meter_map = open_site_devices(site)
-            meters = list(meter_map.values())
-            results = {
-                "planned": await measure("planned", poll_planned, battery, meters, args.polls),
-                "one register per request": await measure(
-                    "single", poll_single, battery, meters, args.polls
-                ),
-            }
-            await battery.close()
-            for m in meters:
-                await m.close()
-        finally:
-            proc.send_signal(signal.SIGINT)
-            await proc.communicate()
+            async with sim_process(path):
+                battery, meter_map = open_site_devices(site)
+                meters = list(meter_map.values())
+                results = {
+                    "planned": await measure("planned", poll_planned, battery, meters, args.polls),
+                    "one register per request": await measure(
+                        "single", poll_single, battery, meters, args.polls
+                    ),
+                }
+                await battery.close()
+                for m in meters:
+                    await m.close()
+        except SimDidNotStart as exc:
+            print("flux sim did not start:", exc)
+            return 1
     print(
         f"{args.polls} polls of battery + {len(meters)} meters ({site.site.id}), "
         "concurrent per poll, simulator in its own process"

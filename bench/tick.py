@@ -20,9 +20,6 @@ import argparse
 import asyncio
 import math
 import os
-import re
-import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without an install
     sys.path.insert(0, str(ROOT))
+
+from simproc import SimDidNotStart, sim_process, site_with_free_ports  # noqa: E402
 
 from reconciler.config.loader import load_site  # noqa: E402
 from reconciler.config.model import Site  # noqa: E402
@@ -111,22 +110,6 @@ def measure_decide(site: Site, decisions: int) -> dict[str, float]:
 # --------------------------------------------------------------------------- whole tick
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def bench_site_file(site_path: Path, folder: Path) -> Path:
-    """The site with free ports, and devices polled on every tick (so each tick reads)."""
-    text = site_path.read_text(encoding="utf-8")
-    text = re.sub(r"(\n\s+port:) \d+", lambda m: f"{m.group(1)} {free_port()}", text)
-    text = re.sub(r"(\n\s+poll_interval_s:) [\d.]+", r"\1 0.001", text)
-    path = folder / "bench-tick-site.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 async def measure_whole_tick(site_path: Path, ticks: int) -> tuple[dict[str, float], str] | str:
     """p50/p99/max of ReconcileLoop.tick() against `flux sim`, or why it was not measured."""
     from reconciler.agent.loop import ReconcileLoop
@@ -134,50 +117,33 @@ async def measure_whole_tick(site_path: Path, ticks: int) -> tuple[dict[str, flo
     from reconciler.devices.factory import open_site_devices
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = bench_site_file(site_path, Path(tmp))
+        # Every device polled on every tick, so each tick reads.
+        path = site_with_free_ports(site_path, Path(tmp), poll_interval_s=0.001)
         site = load_site(path)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from reconciler.cli import main; main()",
-            "sim",
-            str(path),
-            "--status-every",
-            "3600",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=str(ROOT),
-        )
-        assert proc.stdout is not None and proc.stderr is not None
         try:
-            while b"soe" not in (line := await asyncio.wait_for(proc.stdout.readline(), 30)):
-                if not line:
-                    return "flux sim did not start: " + (await proc.stderr.read()).decode()
-            battery, meters = open_site_devices(site)
-            loop = ReconcileLoop(
-                site_fn=lambda: (site, None),
-                battery=battery,
-                meters=meters,
-                clock=WallClock(),
-                signals=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024()),
-            )
-            for _ in range(20):  # warm up: connections made, start-up settings written
-                await loop.tick()
-            took: list[float] = []
-            writes = safe = 0
-            for _ in range(ticks):
-                t0 = time.perf_counter()
-                result = await loop.tick()
-                took.append(time.perf_counter() - t0)
-                writes += result.written_kw is not None
-                safe += result.decision.safe_stop
-            last = result.decision.reason
-            await battery.close()
-            for m in meters.values():
-                await m.close()
-        finally:
-            proc.send_signal(signal.SIGINT)
-            await proc.communicate()
+            async with sim_process(path):
+                battery, meters = open_site_devices(site)
+                loop = ReconcileLoop(
+                    site_fn=lambda: (site, None),
+                    battery=battery,
+                    meters=meters,
+                    clock=WallClock(),
+                    signals=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024()),
+                )
+                for _ in range(20):  # warm up: connections made, start-up settings written
+                    await loop.tick()
+                took: list[float] = []
+                writes = safe = 0
+                for _ in range(ticks):
+                    t0 = time.perf_counter()
+                    result = await loop.tick()
+                    took.append(time.perf_counter() - t0)
+                    writes += result.written_kw is not None
+                    safe += result.decision.safe_stop
+                last = result.decision.reason
+                await loop.close()
+        except SimDidNotStart as exc:
+            return f"flux sim did not start: {exc}"
     p50, p99, worst = quantiles_ms(took)
     figures = {"p50": p50, "p99": p99, "max": worst, "writes": writes / ticks, "safe": safe / ticks}
     return figures, last

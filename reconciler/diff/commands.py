@@ -11,15 +11,14 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 import psycopg
 from rich.console import Console
 
+from reconciler.clierrors import user_errors
 from reconciler.devices.errors import DeviceError
 from reconciler.diff.compare import diff_site
 from reconciler.diff.desired import Desired, DiffError, load_desired, open_repo, site_ids
@@ -31,35 +30,10 @@ from reconciler.telemetry.database import ENV_URL, connect
 from reconciler.telemetry.errors import TelemetryError
 from reconciler.telemetry.migrations import require_current
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 LATEST = "latest"
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_ERROR)
-
-
-def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Every error a user can act on as one line on stderr and exit 2."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except (DiffError, TelemetryError) as exc:
-            _fail(str(exc))
-        except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()
-            _fail(f"database error: {first[0] if first else type(exc).__name__}")
-        raise AssertionError("unreachable")
-
-    return wrapper
 
 
 def parse_window(_ctx: click.Context, _param: click.Parameter, value: str) -> timedelta:
@@ -141,7 +115,7 @@ def _observe(
 @at_option
 @output_option
 @click.pass_context
-@user_errors
+@user_errors(DiffError, TelemetryError)
 def diff(
     ctx: click.Context,
     site: str,
@@ -199,7 +173,7 @@ def diff(
 @window_option
 @at_option
 @output_option
-@user_errors
+@user_errors(DiffError, TelemetryError)
 def status(
     repo: str, database_url: str | None, window: timedelta, at: datetime | str, output: str
 ) -> None:

@@ -9,27 +9,22 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from reconciler.clierrors import fail, user_errors
 from reconciler.telemetry.database import ENV_URL, connect, describe
 from reconciler.telemetry.errors import TelemetryError
 from reconciler.telemetry.gaps import find_gaps
 from reconciler.telemetry.migrations import known_version, migrate, require_current, schema_state
 from reconciler.telemetry.outbox import DEFAULT_MAX_ROWS, Outbox
 from reconciler.telemetry.uploader import DEFAULT_BATCH, Uploader
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 _ROLLUPS = ("bess_5m", "meter_5m", "bess_30m", "meter_30m", "bess_1h", "meter_1h")
 _TABLES = (
@@ -50,28 +45,6 @@ database_url_option = click.option(
     metavar="URL",
     help=f"PostgreSQL URL, e.g. postgresql://postgres@127.0.0.1:5432/flux (or ${ENV_URL}).",
 )
-
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Print a telemetry or database error as one clear line and exit 2, never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except TelemetryError as exc:
-            _fail(str(exc))
-        except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()
-            _fail(f"database error: {first[0] if first else type(exc).__name__}")
-        raise AssertionError("unreachable")
-
-    return wrapper
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:
@@ -100,7 +73,7 @@ def db() -> None:
     show_default=True,
     help="Schema branch; auto uses TimescaleDB when the extension can be created.",
 )
-@user_errors
+@user_errors(TelemetryError)
 def migrate_command(database_url: str, flavour: str) -> None:
     """Apply the numbered migrations in sql/ that the database lacks."""
     result = migrate(database_url, flavour=flavour)  # type: ignore[arg-type]
@@ -119,7 +92,7 @@ def migrate_command(database_url: str, flavour: str) -> None:
 
 @db.command("refresh")
 @database_url_option
-@user_errors
+@user_errors(TelemetryError)
 def refresh_command(database_url: str) -> None:
     """Bring the 5 m, 30 m and 1 h rollups up to date with the readings."""
     with connect(database_url, autocommit=True) as conn:
@@ -141,7 +114,7 @@ def refresh_command(database_url: str) -> None:
 @click.option("--since", default=None, help="Start of the window (ISO 8601, UTC if no offset).")
 @click.option("--until", default=None, help="End of the window, exclusive.")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@user_errors
+@user_errors(TelemetryError)
 def gaps_command(
     database_url: str,
     site: str,
@@ -187,7 +160,7 @@ def gaps_command(
 @click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(0.0))
 @click.option("--attempts", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--no-refresh", is_flag=True, help="Do not refresh rollups after each batch.")
-@user_errors
+@user_errors(TelemetryError)
 def upload_command(
     outbox_path: Path,
     database_url: str,
@@ -199,7 +172,7 @@ def upload_command(
 ) -> None:
     """Upload an outbox (oldest first) and remove what the database confirmed."""
     if not outbox_path.exists():
-        _fail(f"outbox {outbox_path} does not exist; pass the agent's outbox file")
+        fail(f"outbox {outbox_path} does not exist; pass the agent's outbox file")
     with connect(database_url) as conn:
         require_current(conn)
     outbox = Outbox(outbox_path)
@@ -223,7 +196,7 @@ def upload_command(
         f"uploaded {sent}; {result.quarantined} quarantined; {result.remaining} left in outbox"
     )
     if not result.ok:
-        _fail(f"upload stopped: {result.error} (rows kept in the outbox)", code=1)
+        fail(f"upload stopped: {result.error} (rows kept in the outbox)", code=1)
 
 
 async def _follow(uploader: Uploader, interval: float) -> None:
@@ -244,7 +217,7 @@ async def _follow(uploader: Uploader, interval: float) -> None:
     help="Also show this outbox's backlog.",
 )
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@user_errors
+@user_errors(TelemetryError)
 def status_command(database_url: str, outbox_path: Path | None, output: str) -> None:
     """Schema version, row counts and the newest reading of each site."""
     info: dict[str, Any] = {"database": describe(database_url)}
