@@ -13,25 +13,13 @@ from typing import Any, Final
 
 import psycopg
 
-from reconciler.telemetry.records import from_us
+from reconciler.telemetry.records import METER_FIELDS, from_us
 
 _TS: Final = "timestamptz 'epoch' + t_us * interval '1 microsecond'"
 
-_METER_VALUE_COLUMNS: Final = (
-    "power_kw",
-    "frequency_hz",
-    "voltage_v",
-    "current_a",
-    "current_b",
-    "current_c",
-    "current_avg",
-    "power_a_kw",
-    "power_b_kw",
-    "power_c_kw",
-    "reactive_kvar",
-    "apparent_kva",
-    "power_factor",
-)
+# The meter's instantaneous values; the two energy counters are staged apart, as the
+# deltas are derived from them.
+_METER_VALUE_COLUMNS: Final = tuple(f for f in METER_FIELDS if not f.startswith("energy_"))
 
 
 @dataclass(frozen=True)
