@@ -262,6 +262,11 @@ class ReconcileLoop:
             await self.start()
         at = self.clock.now()
         obs = await self._poll(site, at)
+        if self.state.last_at is None and obs.battery is not None:
+            # First tick (or a restart inside the heartbeat timeout, with the battery still
+            # running the old setpoint): the site prediction must start from what the
+            # battery is doing, not from 0 kW.
+            self.state = ControlState(last_target_kw=obs.battery.target_power_kw)
         signals = self.signals.signals_at(at)
         decision = decide(site, at, obs, signals, self.state)
         shadow = site.control.shadow if self._shadow_override is None else self._shadow_override
