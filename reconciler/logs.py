@@ -33,10 +33,24 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **f
 
 
 def configure(level: str = "info", stream: Any = None) -> None:
-    """Send every ``flux.*`` logger to ``stream`` (default stderr) as JSON lines."""
+    """Send every ``flux.*`` logger to ``stream`` (default stderr) as JSON lines; with
+    level debug, pymodbus's own frame dumps too."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonLineFormatter())
     root = logging.getLogger("flux")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    if level.lower() == "debug":
+        modbus = logging.getLogger("pymodbus")
+        modbus.handlers[:] = [handler]
+        modbus.setLevel(logging.DEBUG)
+
+
+def quiet_pymodbus() -> None:
+    """pymodbus logs every malformed frame as an error with a hex dump. Flux turns those
+    into typed errors that name the device and register, so by default the dumps go
+    nowhere rather than to stderr through logging's last-resort handler."""
+    modbus = logging.getLogger("pymodbus")
+    if not modbus.handlers:
+        modbus.addHandler(logging.NullHandler())

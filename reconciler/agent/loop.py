@@ -252,7 +252,7 @@ class ReconcileLoop:
                 await self.battery.start()
             except Exception as exc:
                 # Keep going: the guard will hold 0 kW and say why until the battery answers.
-                log_event(log, "battery_start_failed", error=str(exc))
+                log_event(log, "battery_start_failed", level=logging.WARNING, error=str(exc))
         self._started = True
 
     async def tick(self) -> TickResult:

@@ -37,6 +37,9 @@ from reconciler.devices.errors import (
     WriteRefused,
 )
 from reconciler.devices.plan import Block, pick, plan_reads
+from reconciler.logs import quiet_pymodbus
+
+quiet_pymodbus()
 
 #: Most registers one write request (function 16) may carry.
 MAX_WRITE_WORDS = 123

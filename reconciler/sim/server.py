@@ -24,7 +24,10 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from reconciler.config.profiles import Profile, Register
 from reconciler.devices.codec import CodecError, Ratios, Value, decode, encode
+from reconciler.logs import quiet_pymodbus
 from reconciler.sim.faults import DeviceFaults
+
+quiet_pymodbus()
 
 READ_CODES = (3,)
 WRITE_CODES = (6, 16)
