@@ -5,10 +5,12 @@
 
 Makes its own database (unique name) on the server of --admin-url and drops it after.
 Half the readings are battery readings, half meter readings, from 4 + 4 devices at one
-reading a minute. The uploader run is the production path: decode and check every row,
-COPY into temp staging, INSERT ... ON CONFLICT DO NOTHING (meter energy deltas derived),
-commit, delete from the outbox, refresh the rollups (every 10 s and at the end). The baseline is
-psql's `\\copy` of the same rows straight into the same (emptied) tables.
+reading a minute. The uploader run is the production path (Uploader.drain): read and check
+every row, COPY in-order readings straight into their tables (meter energy deltas derived
+from the stored counters; re-sends and late rows would go through staging and ON CONFLICT),
+commit, delete from the outbox, refresh the rollups (concurrently on a second connection,
+and once more at the end so they are current when drain returns). The baseline is psql's
+`\\copy` of the same rows straight into the same (emptied) tables.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def main() -> None:
             upload_rate = total / upload_s
             print(
                 f"uploader: {upload_s:.2f} s = {upload_rate:,.0f} rows/s "
-                f"(batch {args.batch_size:,}; rollups refreshed every 10 s and at the end:"
+                f"(batch {args.batch_size:,}; rollups refreshed alongside and at the end:"
                 f" {result.refreshed_hours:,} device-hours)"
             )
             outbox.close()

@@ -3,17 +3,25 @@ INSERT ... ON CONFLICT DO NOTHING into the real table (a re-sent row is skipped)
 
 Staging rows start with (site_id, device), then the decoded values of records.py; the
 instant is integer microseconds since the epoch and becomes timestamptz in the INSERT.
+
+The usual case, readings uploaded in order, skips staging: when every device's rows come
+strictly in time order and are all newer than anything stored for that device, they are
+copied straight into the table (time as text, meter energy deltas derived here from the
+previous counter values, seeded by the newest stored row). A re-send, a late row or a
+value the table refuses instead rolls back to a savepoint and takes the staging path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 import psycopg
 
-from reconciler.telemetry.records import METER_FIELDS, from_us
+from reconciler.telemetry.outbox import DeviceRows
+from reconciler.telemetry.records import BESS_FIELDS, EPOCH, METER_FIELDS, from_us
 
 _TS: Final = "timestamptz 'epoch' + t_us * interval '1 microsecond'"
 
@@ -293,6 +301,162 @@ def ensure_staging(conn: psycopg.Connection[Any]) -> None:
 
 Staged = str | tuple[str, str, tuple[Any, ...]]
 """A full COPY text line (site, device and values, no newline) or (site, device, values)."""
+Item = tuple[int, Staged]
+"""(outbox id, staged row)."""
+Device = tuple[str, str]
+"""(site, device)."""
+
+
+def staging_items(groups: Sequence[DeviceRows]) -> list[Item]:
+    """The staging COPY lines of well-framed readings: JSON numbers are valid input."""
+    tab, null = "\t", "\\N"
+    items: list[Item] = []
+    for group in groups:
+        prefix = f"{group.site_id}{tab}{group.device}{tab}"
+        items += [
+            (row_id, prefix + p[1:-1].replace(",", tab).replace("null", null))
+            for row_id, p in group.rows
+        ]
+    return items
+
+
+# Instants outside 2000..2200 are corruption (as the staging table's check).
+_MIN_US: Final = 946_684_800_000_000
+_MAX_US: Final = 7_258_118_400_000_000
+_HOUR_US: Final = 3_600_000_000
+_hours: dict[int, str] = {}
+_MINUTES: Final = tuple(f"{m:02d}:" for m in range(60))
+_SECONDS: Final = tuple(f"{s:02d}." for s in range(60))
+
+
+def timestamp_text(us: int) -> str:
+    """timestamptz input text (UTC, exact to the microsecond) of microseconds since 1970.
+    Hot (once per reading): hours are cached, minutes and seconds looked up."""
+    hour, rest = divmod(us, _HOUR_US)
+    prefix = _hours.get(hour)
+    if prefix is None:
+        if len(_hours) > 100_000:
+            _hours.clear()
+        prefix = _hours[hour] = (EPOCH + timedelta(hours=hour)).strftime("%Y-%m-%d %H:")
+    minute, rest = divmod(rest, 60_000_000)
+    second, micro = divmod(rest, 1_000_000)
+    return f"{prefix}{_MINUTES[minute]}{_SECONDS[second]}{micro:06d}+00"
+
+
+@dataclass(frozen=True)
+class Direct:
+    """One kind's rows as CSV lines of the table itself (see the module docstring).
+
+    ``first_us`` is each device's oldest instant (microseconds). A meter device's first
+    line depends on the newest stored counters, so ``seeds`` holds, per device, the
+    line's index, the line without its two deltas and its two counters (kWh)."""
+
+    lines: list[str]
+    first_us: dict[Device, int]
+    seeds: dict[Device, tuple[int, str, float, float]]
+
+
+def _delta(value: float, previous: float) -> float:
+    """The energy (kWh) between two counter readings; a drop is a reset to zero."""
+    return value - previous if value >= previous else value
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def direct_rows(kind: str, groups: Sequence[DeviceRows]) -> Direct | None:
+    """Well-framed readings as CSV lines for the table (a JSON list's inside is CSV, with
+    ``null`` as the NULL marker); None when some device's rows are not strictly in time
+    order or a value does not parse here: the staging path then checks and orders them."""
+    lines: list[str] = []
+    first_us: dict[Device, int] = {}
+    seeds: dict[Device, tuple[int, str, float, float]] = {}
+    meter = kind == "meter"
+    for group in groups:
+        key = (group.site_id, group.device)
+        prefix = f"{_quoted(group.site_id)},{_quoted(group.device)},"
+        previous = -1
+        imp = exp = last_imp = last_exp = 0.0
+        for _, payload in group.rows:
+            comma = payload.find(",")
+            values = payload[comma + 1 : -1]
+            try:
+                t = int(payload[1:comma])
+                if meter:
+                    _, imp_text, exp_text = values.rsplit(",", 2)
+                    imp = float(imp_text)
+                    exp = float(exp_text)
+            except ValueError:
+                return None
+            if comma < 0 or t <= previous or not _MIN_US <= t <= _MAX_US:
+                return None
+            line = f"{prefix}{timestamp_text(t)},{values}"
+            if previous < 0:
+                first_us[key] = t
+                if meter:
+                    seeds[key] = (len(lines), line, imp, exp)
+            elif meter:
+                line = f"{line},{_delta(imp, last_imp)!r},{_delta(exp, last_exp)!r}"
+            lines.append(line)
+            previous, last_imp, last_exp = t, imp, exp
+    return Direct(lines, first_us, seeds) if lines else None
+
+
+_COPY_DIRECT: Final = {
+    "bess": f"COPY flux.bess_readings (site_id, device, time, {', '.join(BESS_FIELDS)})"
+    " FROM STDIN (FORMAT csv, NULL 'null')",
+    "meter": f"COPY flux.meter_readings (site_id, device, time, {', '.join(METER_FIELDS)},"
+    " energy_import_delta_kwh, energy_export_delta_kwh) FROM STDIN (FORMAT csv, NULL 'null')",
+}
+_NEWEST_STORED: Final = """
+    SELECT k.site_id, k.device, (extract(epoch FROM p.time) * 1000000)::bigint, {counters}
+    FROM unnest(%s::text[], %s::text[]) AS k(site_id, device)
+    LEFT JOIN LATERAL (
+        SELECT * FROM {table} t WHERE t.site_id = k.site_id AND t.device = k.device
+        ORDER BY t.time DESC LIMIT 1
+    ) p ON true
+"""
+_NEWEST: Final = {
+    "bess": _NEWEST_STORED.format(table="flux.bess_readings", counters="NULL, NULL"),
+    "meter": _NEWEST_STORED.format(
+        table="flux.meter_readings", counters="p.energy_import_kwh, p.energy_export_kwh"
+    ),
+}
+
+
+def copy_direct(conn: psycopg.Connection[Any], kind: str, direct: Direct) -> bool:
+    """Copy one kind's rows straight into its table, if every row is newer than those
+    stored for its device; False (and nothing written) if not or if the table refuses.
+    The caller owns the transaction."""
+    devices = list(direct.first_us)
+    with conn.cursor() as cur:
+        newest = cur.execute(
+            _NEWEST[kind], ([d[0] for d in devices], [d[1] for d in devices])
+        ).fetchall()
+        stored: dict[Device, tuple[float, float]] = {}
+        for site, device, t_max, imp, exp in newest:
+            if t_max is not None:
+                if direct.first_us[site, device] <= t_max:
+                    return False
+                stored[site, device] = (imp, exp)
+        lines = direct.lines
+        if direct.seeds:
+            lines = list(lines)
+            for key, (index, line, imp, exp) in direct.seeds.items():
+                before = stored.get(key)
+                di, de = (_delta(imp, before[0]), _delta(exp, before[1])) if before else (0.0, 0.0)
+                lines[index] = f"{line},{di!r},{de!r}"
+        try:
+            # In a savepoint: a refusal leaves the batch's transaction usable.
+            with conn.transaction(), cur.copy(_COPY_DIRECT[kind]) as copy:
+                copy.write("\n".join(lines) + "\n")
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error:
+            return False
+    return True
+
 
 _ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 

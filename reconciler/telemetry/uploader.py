@@ -1,7 +1,8 @@
 """Moving the outbox into PostgreSQL without losing or doubling a row.
 
-One batch: read the oldest rows, quarantine any that do not parse, COPY the rest into
-staging tables and INSERT ... ON CONFLICT DO NOTHING, COMMIT in PostgreSQL, and only then
+One batch: read the oldest rows, quarantine any that do not parse, write the rest (in-order
+readings COPY straight into their tables, everything else through staging tables and
+INSERT ... ON CONFLICT DO NOTHING, see ingest.py), COMMIT in PostgreSQL, and only then
 delete the batch from the outbox. A crash between the commit and the delete re-sends the
 batch next time, which the unique keys make harmless. Connection failures are retried
 with exponential backoff (tenacity); when the retries run out the rows simply stay.
@@ -14,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,7 +34,7 @@ from reconciler.telemetry import ingest
 from reconciler.telemetry.database import connect, describe
 from reconciler.telemetry.errors import DatabaseUnreachable, TelemetryError
 from reconciler.telemetry.migrations import require_current
-from reconciler.telemetry.outbox import Outbox, OutboxCondition
+from reconciler.telemetry.outbox import DeviceRows, Outbox, OutboxCondition
 from reconciler.telemetry.records import (
     DECODERS,
     READING_KINDS,
@@ -43,8 +43,7 @@ from reconciler.telemetry.records import (
 )
 
 DEFAULT_BATCH = 20_000
-Item = tuple[int, ingest.Staged]
-"""(outbox id, staged row)."""
+Item = ingest.Item
 
 
 @dataclass(frozen=True)
@@ -83,13 +82,24 @@ class UploaderState:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A batch read from the outbox (ids after_id+1..last_id), staged per kind."""
+    """A batch read from the outbox (ids after_id+1..last_id): well-framed readings per
+    kind (staged only if needed), other rows staged per kind, and the direct form of the
+    reading kinds that allow it (every row of the kind, see ingest.Direct)."""
 
     after_id: int
     last_id: int | None
-    by_kind: dict[str, list[Item]]
+    readings: dict[str, list[DeviceRows]]
+    slow: dict[str, list[Item]]
     bad: list[tuple[int, str]]
     keys: set[tuple[str, str, str]]
+    direct: dict[str, ingest.Direct] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> set[str]:
+        return set(self.readings) | set(self.slow)
+
+    def staged(self, kind: str) -> list[Item]:
+        return ingest.staging_items(self.readings.get(kind, ())) + self.slow.get(kind, [])
 
 
 class Uploader:
@@ -110,7 +120,6 @@ class Uploader:
         wait_initial_s: float = 0.5,
         wait_max_s: float = 30.0,
         refresh_rollups: bool = True,
-        refresh_every_s: float = 10.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -121,9 +130,9 @@ class Uploader:
         self.wait_initial_s = wait_initial_s
         self.wait_max_s = wait_max_s
         self.refresh_rollups = refresh_rollups
-        self.refresh_every_s = refresh_every_s
         self.state = UploaderState()
         self._conn: psycopg.Connection[Any] | None = None
+        self._refresh_conn: psycopg.Connection[Any] | None = None
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ connection
@@ -131,7 +140,7 @@ class Uploader:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
-        self.close()
+        self._close_main()
         assert self.database_url is not None
         conn = connect(self.database_url)
         try:
@@ -147,6 +156,17 @@ class Uploader:
         return conn
 
     def close(self) -> None:
+        """Close the connections (not while a call is running)."""
+        try:
+            self._close_main()
+        finally:
+            if self._refresh_conn is not None:
+                try:
+                    self._refresh_conn.close()
+                finally:
+                    self._refresh_conn = None
+
+    def _close_main(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -183,7 +203,12 @@ class Uploader:
     def _prepare(self, after_id: int | None) -> _Prepared:
         """Read and stage the next batch (safe to run in another thread)."""
         batch = self.outbox.read_batch(self.batch_size, after_id=after_id)
-        by_kind: dict[str, list[Item]] = {k: list(v) for k, v in batch.lines.items() if v}
+        slow: dict[str, list[Item]] = {}
+        direct: dict[str, ingest.Direct] = {}
+        for kind, readings in batch.readings.items():
+            straight = ingest.direct_rows(kind, readings)
+            if straight is not None:
+                direct[kind] = straight
         keys = set(batch.keys)
         bad: list[tuple[int, str]] = []
         for row_id, kind, site_id, device, payload in batch.others:
@@ -192,12 +217,21 @@ class Uploader:
             except MalformedRecord as exc:
                 bad.append((row_id, str(exc)))
                 continue
-            by_kind.setdefault(kind, []).append((row_id, item))
+            slow.setdefault(kind, []).append((row_id, item))
             keys.add(key)
+            direct.pop(kind, None)  # the direct form must hold every row of its kind
         start = after_id if after_id is not None else -1
-        return _Prepared(start, batch.last_id, by_kind, bad, keys)
+        return _Prepared(start, batch.last_id, batch.readings, slow, bad, keys, direct)
 
-    def _upload(self, batch: _Prepared, *, refresh: bool) -> UploadResult:
+    def _upload(
+        self,
+        batch: _Prepared,
+        *,
+        refresh: bool,
+        confirm: Callable[[int, int], object] | None = None,
+    ) -> UploadResult:
+        """Send one batch; ``confirm`` (default: the outbox's) forgets it locally after
+        the commit."""
         if batch.last_id is None:
             return UploadResult()
         quarantined = self.outbox.quarantine(batch.bad)
@@ -206,11 +240,11 @@ class Uploader:
         except (TelemetryError, psycopg.Error) as exc:
             message = _message(exc)
             self._failed(message)
-            self.close()
+            self._close_main()
             return UploadResult(quarantined=quarantined, error=message)
         # Committed in PostgreSQL: now (and only now) forget them locally.
         quarantined += self.outbox.quarantine(rejected)
-        self.outbox.confirm(batch.after_id + 1, batch.last_id)
+        (confirm or self.outbox.confirm)(batch.after_id + 1, batch.last_id)
         refreshed = self._refresh() if refresh else 0
         self.state.last_success_at = datetime.now(UTC)
         self.state.consecutive_failures = 0
@@ -222,10 +256,15 @@ class Uploader:
 
     def drain(self, *, max_batches: int | None = None) -> UploadResult:
         """Upload batches, oldest first, until the outbox is empty, an error, or
-        ``max_batches``. Rows added meanwhile are picked up in later batches.
+        ``max_batches``. Rows added meanwhile are picked up in later batches. When it
+        returns, the rollups cover every row it committed.
 
-        The next batch is read and decoded in a helper thread while the database works
-        on the current one; it is only read, so a failure simply discards it.
+        Helper threads keep the database busy. One reads and stages the next batch while
+        the current one is written (it is only read, so a failure simply discards it).
+        One deletes committed batches from the outbox. One refreshes the rollups on its
+        own connection while batches go on, starting again once a refresh is done if
+        batches committed meanwhile (so a long backlog refreshes about as often as a
+        refresh takes, never per batch).
         """
         if self.database_url is None:
             return UploadResult(remaining=self.outbox.pending())
@@ -233,35 +272,47 @@ class Uploader:
         inserted: dict[str, int] = defaultdict(int)
         quarantined = refreshed = batches = 0
         error: str | None = None
-        # A backlog refreshes the rollups every refresh_every_s and once at the end rather
-        # than after each batch: the same hours would otherwise be recomputed many times.
-        last_refresh = time.monotonic()
+        refreshing: Future[int] | None = None
         stale = False
-        with self._lock, ThreadPoolExecutor(1, thread_name_prefix="flux-outbox") as pool:
+        confirms: list[Future[int]] = []
+        with (
+            self._lock,
+            ThreadPoolExecutor(1, thread_name_prefix="flux-outbox") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="flux-confirm") as deleter,
+            ThreadPoolExecutor(1, thread_name_prefix="flux-rollups") as rollups,
+        ):
+
+            def confirm(first: int, last: int) -> None:
+                confirms.append(deleter.submit(self.outbox.confirm, first, last))
+
             upcoming: Future[_Prepared] = pool.submit(self._prepare, None)
             while max_batches is None or batches < max_batches:
                 batch = upcoming.result()
                 if batch.last_id is None:
                     break
                 upcoming = pool.submit(self._prepare, batch.last_id)
-                due = time.monotonic() - last_refresh >= self.refresh_every_s
-                result = self._upload(batch, refresh=due)
-                if due:
-                    last_refresh = time.monotonic()
-                stale = (stale and not due) or (result.total_sent > 0 and not due)
+                result = self._upload(batch, refresh=False, confirm=confirm)
                 batches += 1
                 for k, n in result.sent.items():
                     sent[k] += n
                 for k, n in result.inserted.items():
                     inserted[k] += n
                 quarantined += result.quarantined
-                refreshed += result.refreshed_hours
+                if result.total_sent > 0 and self.refresh_rollups:
+                    stale = True
+                    if refreshing is None or refreshing.done():
+                        refreshed += refreshing.result() if refreshing else 0
+                        refreshing = rollups.submit(self._refresh, apart=True)
+                        stale = False
                 if not result.ok:
                     error = result.error
                     break
             upcoming.cancel()
+            for done in confirms:
+                done.result()
+            refreshed += refreshing.result() if refreshing else 0
             if stale:
-                refreshed += self._refresh()
+                refreshed += rollups.submit(self._refresh, apart=True).result()
         return UploadResult(
             dict(sent), dict(inserted), quarantined, self.outbox.pending(), error, refreshed
         )
@@ -302,7 +353,7 @@ class Uploader:
                 try:
                     return self._send(batch)
                 except psycopg.OperationalError:
-                    self.close()
+                    self._close_main()
                     raise
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
@@ -311,13 +362,17 @@ class Uploader:
     ) -> tuple[dict[str, int], dict[str, int], list[tuple[int, str]]]:
         """Commit every row the database accepts; return rows it rejected as data."""
         conn = self._connection()
-        rows_by_kind = {k: [r for _, r in v] for k, v in batch.by_kind.items()}
         try:
             try:
                 with conn.transaction():
-                    counts = ingest.write_batch(conn, rows_by_kind, batch.keys)
+                    direct = {k for k, d in batch.direct.items() if ingest.copy_direct(conn, k, d)}
+                    rest = {k: [r for _, r in batch.staged(k)] for k in batch.kinds - direct}
+                    counts = ingest.write_batch(conn, rest, batch.keys)
+                for k in direct:
+                    counts.sent[k] = counts.inserted[k] = len(batch.direct[k].lines)
             except psycopg.errors.UniqueViolation:
                 with conn.transaction():
+                    rows_by_kind = {k: [r for _, r in batch.staged(k)] for k in batch.kinds}
                     counts = ingest.write_batch(conn, rows_by_kind, batch.keys, safe=True)
             return counts.sent, counts.inserted, []
         except (psycopg.DataError, psycopg.IntegrityError):
@@ -326,7 +381,8 @@ class Uploader:
         sent: dict[str, int] = defaultdict(int)
         inserted: dict[str, int] = defaultdict(int)
         rejected: list[tuple[int, str]] = []
-        for kind, items in batch.by_kind.items():
+        for kind in batch.kinds:
+            items = batch.staged(kind)
             keys = {k for k in batch.keys if k[0] == kind}
             self._bisect(conn, kind, items, keys, sent, inserted, rejected)
         return dict(sent), dict(inserted), rejected
@@ -369,17 +425,33 @@ class Uploader:
                 return f"malformed {kind} record: {problem}"
         return f"rejected by the database: {_message(exc)}"
 
-    def _refresh(self) -> int:
-        if not self.refresh_rollups or self._conn is None:
+    def _refresh(self, *, apart: bool = False) -> int:
+        """Run flux.refresh_rollups() on the upload connection, or ``apart`` on the
+        refresher's own one (opened when needed); the device-hours recomputed."""
+        if not self.refresh_rollups:
             return 0
+        conn: psycopg.Connection[Any] | None
         try:
-            with self._conn.transaction():
-                row = self._conn.execute("SELECT flux.refresh_rollups()").fetchone()
-            return int(row[0]) if row and row[0] is not None else 0
-        except psycopg.Error as exc:
+            if apart:
+                conn = self._refresh_conn
+                if conn is None or conn.closed or conn.broken:
+                    assert self.database_url is not None
+                    conn = self._refresh_conn = connect(self.database_url)
+            elif self._conn is None:
+                return 0
+            else:
+                conn = self._conn
+            with conn.transaction():
+                row = conn.execute("SELECT flux.refresh_rollups()").fetchone()
+            return int(str(row[0])) if row and row[0] is not None else 0
+        except (TelemetryError, psycopg.Error) as exc:
             # The dirty spans stay recorded: the next batch or `flux db refresh` redoes them.
             self._failed(f"rollup refresh failed: {_message(exc)}")
-            self.close()
+            if apart and self._refresh_conn is not None:
+                self._refresh_conn.close()
+                self._refresh_conn = None
+            elif not apart:
+                self._close_main()
             return 0
 
 
