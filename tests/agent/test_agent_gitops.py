@@ -9,29 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.agent.run import Agent, AgentOptions
+from reconciler.agent.run import Agent
 from reconciler.agent.status import ConditionType
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
-from reconciler.devices.factory import open_site_devices
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import GitSource
-from reconciler.source.settings import SourceSettings
-from reconciler.telemetry.outbox import Outbox
-from tests.source.conftest import DEMO_TEXT, START, Upstream, git
+from tests.rigs import git_agent, site_text_for
+from tests.source.conftest import DEMO_TEXT, START, Upstream
 
 
-def site_text_for(sim: SiteSimulator, homes: int = 54) -> str:
-    """The demo site file pointing at the simulator's ephemeral ports."""
-    text = DEMO_TEXT.replace("  homes: 54\n", f"  homes: {homes}\n")
-    for name, port in (
-        ("bess", 15020),
-        ("site", 15021),
-        ("battery_meter", 15022),
-        ("solar", 15023),
-    ):
-        text = text.replace(f"port: {port}\n", f"port: {sim.port_of(name)}\n")
-    return text
+def site_text(sim: SiteSimulator, homes: int = 54) -> str:
+    """The demo site file, with ``homes`` homes, pointing at the simulator."""
+    return site_text_for(sim, DEMO_TEXT.replace("  homes: 54\n", f"  homes: {homes}\n"))
 
 
 @dataclass
@@ -57,34 +47,11 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = ManualClock(START)
     site = load_site(Path(__file__).resolve().parents[2] / "sites" / "demo.yaml")
-    async with SiteSimulator(site, clock=clock, ports="ephemeral") as sim:
-        repo = tmp_path / "config"
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
-        upstream = Upstream(repo)
-        upstream.commit(site_text_for(sim), "first")
-        settings = SourceSettings(
-            repo=str(repo),
-            site="demo",
-            branch="main",
-            interval_s=60,
-            jitter_s=0,
-            health_gate_ticks=3,
-            state_dir=tmp_path / "state",
-        )
-        source = GitSource(settings, clock=clock)
-        outbox = Outbox(tmp_path / "outbox.sqlite")
-        agent = Agent(
-            source,
-            clock=clock,
-            outbox=outbox,
-            options=AgentOptions(http_port=None),
-            devices=lambda s, c: open_site_devices(s, clock=c),
-        )
-        yield World(upstream, sim, source, agent, clock)
-        if agent.loop is not None:
-            await agent.loop.close()
-        outbox.close()
+    async with (
+        SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
+        git_agent(tmp_path, sim, clock) as rig,
+    ):
+        yield World(rig.upstream, sim, rig.source, rig.agent, clock)
 
 
 async def test_good_commit_is_applied_after_the_health_gate(world: World) -> None:
@@ -95,7 +62,7 @@ async def test_good_commit_is_applied_after_the_health_gate(world: World) -> Non
     assert status.revisions.last_known_good == first
     assert status.condition(ConditionType.READY).status == "True"
 
-    second = world.upstream.commit(site_text_for(world.sim, homes=60), "more homes")
+    second = world.upstream.commit(site_text(world.sim, homes=60), "more homes")
     await world.source.sync_once()
     assert world.controlling_sha == second  # staged: in control, not yet trusted
     assert world.source.status().snapshot().revisions.last_known_good == first
@@ -110,7 +77,7 @@ async def test_invalid_commit_is_refused_and_control_goes_on(world: World) -> No
     good = world.controlling_sha
     await world.ticks(4)
     bad = world.upstream.commit(
-        site_text_for(world.sim).replace("  tick_s: 4\n", "  tick_s: fast\n"), "oops"
+        site_text(world.sim).replace("  tick_s: 4\n", "  tick_s: fast\n"), "oops"
     )
     await world.source.sync_once()
     assert world.controlling_sha == good
@@ -131,7 +98,7 @@ async def test_failing_health_gate_reverts_and_quarantines_until_a_newer_commit(
     good = world.controlling_sha
     await world.ticks(4)
 
-    suspect = world.upstream.commit(site_text_for(world.sim, homes=70), "suspect")
+    suspect = world.upstream.commit(site_text(world.sim, homes=70), "suspect")
     await world.source.sync_once()
     assert world.controlling_sha == suspect
     # The battery stops following: every inverter block trips.
@@ -147,7 +114,7 @@ async def test_failing_health_gate_reverts_and_quarantines_until_a_newer_commit(
     await world.ticks(3)
     assert world.controlling_sha == good
 
-    newer = world.upstream.commit(site_text_for(world.sim, homes=71), "fixed")
+    newer = world.upstream.commit(site_text(world.sim, homes=71), "fixed")
     await world.source.sync_once()
     assert world.controlling_sha == newer
     await world.ticks(4)

@@ -13,20 +13,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from reconciler.agent.run import Agent, AgentOptions
+from reconciler.agent.run import Agent
 from reconciler.cli import cli
 from reconciler.clock import ManualClock
 from reconciler.config import Site, load_site
 from reconciler.control.signals import FeedSignals
-from reconciler.devices.factory import open_site_devices
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import GitSource
-from reconciler.source.settings import SourceSettings
 from reconciler.telemetry.migrations import migrate
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
-from tests.source.conftest import DEMO_TEXT, Upstream, git
+from tests.rigs import git_agent, site_text_for
+from tests.source.conftest import DEMO_TEXT, Upstream
 from tests.telemetry.conftest import _database, url_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,16 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MIDDAY = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 
 
-def site_text(sim: SiteSimulator, text: str = DEMO_TEXT) -> str:
-    """A demo site file pointing at the simulator's ephemeral ports."""
-    for name, port in (
-        ("bess", 15020),
-        ("site", 15021),
-        ("battery_meter", 15022),
-        ("solar", 15023),
-    ):
-        text = text.replace(f"port: {port}\n", f"port: {sim.port_of(name)}\n")
-    return text
+site_text = site_text_for
 
 
 @pytest.fixture(scope="session")
@@ -162,36 +152,12 @@ async def world(
     site = site.model_copy(
         update={"site": variant.site, "simulation": variant.simulation, "limits": variant.limits}
     )
-    async with SiteSimulator(site, clock=clock, ports="ephemeral") as sim:
-        repo = tmp_path / "config"
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
-        upstream = Upstream(repo)
-        upstream.commit(site_text(sim, initial_text), "first")
-        settings = SourceSettings(
-            repo=str(repo),
-            site="demo",
-            branch="main",
-            interval_s=60,
-            jitter_s=0,
-            health_gate_ticks=3,
-            state_dir=tmp_path / "state",
-        )
-        source = GitSource(settings, clock=clock)
-        outbox = Outbox(tmp_path / "outbox.sqlite")
-        agent = Agent(
-            source,
-            clock=clock,
-            outbox=outbox,
-            options=AgentOptions(http_port=None),
-            signals=signals,
-            devices=lambda s, c: open_site_devices(s, clock=c),
-        )
-        await source.sync_once()
-        yield World(repo, upstream, sim, source, agent, clock, outbox, db_url)
-        if agent.loop is not None:
-            await agent.loop.close()
-        outbox.close()
+    async with (
+        SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
+        git_agent(tmp_path, sim, clock, initial_text, signals=signals) as rig,
+    ):
+        await rig.source.sync_once()
+        yield World(rig.repo, rig.upstream, sim, rig.source, rig.agent, clock, rig.outbox, db_url)
 
 
 @pytest.fixture
