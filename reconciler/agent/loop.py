@@ -79,6 +79,8 @@ class _DeviceMemory:
     meters: dict[str, MeterReading] = field(default_factory=dict)
     polled_at: dict[str, datetime] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: When each meter's values last changed (a live meter's frequency always moves).
+    changed_at: dict[str, datetime] = field(default_factory=dict)
 
 
 class ReconcileLoop:
@@ -152,10 +154,24 @@ class ReconcileLoop:
             if isinstance(result, BatteryReading):
                 memory.battery = result
             elif isinstance(result, MeterReading):
+                frozen = self._frozen_for(name, result, at)
+                if frozen > site.limits.max_reading_age_s:
+                    # A gateway serving cached registers answers on time with old values:
+                    # as stale as no answer at all.
+                    memory.errors[name] = (
+                        f"values unchanged for {frozen:.0f} s (frozen meter or gateway)"
+                    )
                 memory.meters[name] = result
         return Observation(
             battery=memory.battery, meters=dict(memory.meters), errors=dict(memory.errors)
         )
+
+    def _frozen_for(self, name: str, reading: MeterReading, at: datetime) -> float:
+        """Seconds the meter's values (everything but the read time) have not changed."""
+        previous = self._memory.meters.get(name)
+        if previous is None or replace(previous, at=reading.at) != reading:
+            self._memory.changed_at[name] = at
+        return (at - self._memory.changed_at.get(name, at)).total_seconds()
 
     # ------------------------------------------------------------------ act
 

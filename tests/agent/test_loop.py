@@ -262,3 +262,30 @@ async def test_a_restarted_loop_starts_from_what_the_battery_is_doing(tmp_path: 
         # Import avoidance keeps covering the load; starting from 0 kW would have dropped
         # the battery to about the site's (near zero) import.
         assert abs(first.decision.target_kw - before) < 10, first.decision.reason
+
+
+async def test_a_frozen_grid_meter_is_stale_and_goes_safe(tmp_path: Path) -> None:
+    """The meter answers on time, but with the same values: a gateway serving a cache."""
+    site = demo_site()
+    start = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=3.0) as rig:
+        await rig.run_for(60)
+        assert not rig.results[-1].decision.safe_stop
+        rig.sim.faults.freeze("site")
+        frozen_at = rig.clock.now()
+        stale = await rig.tick()
+        assert not stale.decision.safe_stop  # one unchanged reading proves nothing
+        for _ in range(10):  # bounded: without the check it would never go safe
+            if stale.decision.safe_stop:
+                break
+            stale = await rig.tick()
+        assert stale.decision.safe_stop, "a frozen grid meter never made control go safe"
+        # Safe once the values are older than the reading-age limit, within one tick.
+        waited = (stale.at - frozen_at).total_seconds()
+        limit = site.limits.max_reading_age_s
+        assert limit <= waited <= limit + 2 * site.control.tick_s, waited
+        assert stale.decision.target_kw == 0.0
+        assert "frozen" in stale.decision.reason
+        rig.sim.faults.freeze("site", frozen=False)
+        recovered = await rig.tick()
+        assert not recovered.decision.safe_stop, recovered.decision.reason
