@@ -137,3 +137,14 @@ def promote(source: GitSource, clock: ManualClock) -> None:
     """Feed healthy ticks until the staged revision becomes last-known-good."""
     for _ in range(source.settings.health_gate_ticks):
         source.observe_tick(healthy(clock))
+
+
+async def running_on(
+    upstream: Upstream, make_source: SourceFactory, clock: ManualClock, message: str
+) -> tuple[GitSource, str]:
+    """A source whose first commit (the demo site) passed the health gate: (source, sha)."""
+    sha = upstream.commit(DEMO_TEXT, message)
+    source = make_source()
+    await source.sync_once()
+    promote(source, clock)
+    return source, sha

@@ -23,6 +23,7 @@ from tests.source.conftest import (
     healthy,
     make_settings,
     promote,
+    running_on,
     unhealthy,
 )
 
@@ -97,10 +98,7 @@ async def test_the_mirror_is_shallow_for_a_local_path(
 async def test_invalid_commit_is_refused_with_the_validators_message(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock
 ) -> None:
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, good = await running_on(upstream, make_source, clock, "good")
 
     bad_text = DEMO_TEXT.replace("    port: 15020\n", "    port: 99999\n")
     bad = upstream.commit(bad_text, "bad port")
@@ -125,10 +123,7 @@ async def test_invalid_commit_is_refused_with_the_validators_message(
 async def test_a_commit_that_deletes_the_site_file_is_refused(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock
 ) -> None:
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, good = await running_on(upstream, make_source, clock, "good")
     upstream.commit(None, "remove the site")
     await source.sync_once()
     assert cond(source, C.VALIDATED)[:2] == ("False", "SiteFileMissing")
@@ -150,10 +145,7 @@ async def test_a_file_for_another_site_is_refused(
 async def test_failing_health_gate_reverts_and_quarantines_until_a_newer_commit(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock, state_dir: Path
 ) -> None:
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, good = await running_on(upstream, make_source, clock, "good")
 
     bad = upstream.commit(demo_variant(60), "looks fine, runs badly")
     await source.sync_once()
@@ -212,10 +204,7 @@ async def test_without_a_last_known_good_a_failing_revision_stays_in_control(
 async def test_a_newer_commit_preempts_a_staged_one(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock
 ) -> None:
-    upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, _ = await running_on(upstream, make_source, clock, "good")
     staged = upstream.commit(demo_variant(70), "b")
     await source.sync_once()
     source.observe_tick(healthy(clock))
@@ -237,10 +226,7 @@ async def test_a_newer_commit_preempts_a_staged_one(
 async def test_ticks_of_another_revision_do_not_count_for_the_staged_one(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock
 ) -> None:
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, good = await running_on(upstream, make_source, clock, "good")
     upstream.commit(demo_variant(80), "b")
     await source.sync_once()
     for _ in range(5):
@@ -254,10 +240,7 @@ async def test_ticks_of_another_revision_do_not_count_for_the_staged_one(
 async def test_unreachable_remote_keeps_control_and_says_why(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock, tmp_path: Path
 ) -> None:
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, good = await running_on(upstream, make_source, clock, "good")
     upstream.path.rename(tmp_path / "moved-away")
     await source.sync_once()
     current = source.current()
@@ -274,10 +257,7 @@ async def test_unreachable_remote_keeps_control_and_says_why(
 async def test_restart_with_no_network_runs_the_persisted_last_known_good(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock, state_dir: Path
 ) -> None:
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, good = await running_on(upstream, make_source, clock, "good")
     shutil.rmtree(upstream.path)
 
     booted = GitSource(make_settings(upstream, state_dir), clock=clock)
@@ -297,10 +277,7 @@ async def test_restart_with_no_network_runs_the_persisted_last_known_good(
 async def test_a_force_pushed_branch_is_followed(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock
 ) -> None:
-    first = upstream.commit(DEMO_TEXT, "first")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, first = await running_on(upstream, make_source, clock, "first")
     second = upstream.commit(demo_variant(90), "second")
     await source.sync_once()
     promote(source, clock)
@@ -345,10 +322,7 @@ async def test_a_hanging_remote_is_cut_off_and_reported(
     clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    _source, good = await running_on(upstream, make_source, clock, "good")
     # an SSH remote whose "ssh" never answers: the fetch must be killed, not wait forever
     monkeypatch.setenv("GIT_SSH_COMMAND", "sh -c 'sleep 20'")
     hanging = make_source(repo="ssh://git@example.invalid/sites.git", fetch_timeout_s=1)

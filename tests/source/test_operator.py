@@ -25,17 +25,14 @@ from tests.source.conftest import (
     demo_variant,
     healthy,
     make_settings,
-    promote,
+    running_on,
 )
 
 
 async def test_suspend_stops_applying_and_resume_applies(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock, state_dir: Path
 ) -> None:
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, good = await running_on(upstream, make_source, clock, "good")
 
     result = CliRunner().invoke(
         suspend, ["--state-dir", str(state_dir), "--reason", "maintenance visit"]
@@ -72,10 +69,7 @@ async def test_status_command_prints_the_truth(
     assert missing.exit_code == 2
     assert "no status file" in missing.output
 
-    good = upstream.commit(DEMO_TEXT, "good")
-    source = make_source()
-    await source.sync_once()
-    promote(source, clock)
+    source, good = await running_on(upstream, make_source, clock, "good")
     upstream.commit(DEMO_TEXT.replace("  tick_s: 4\n", "  tick_s: -4\n"), "bad")
     await source.sync_once()
 
