@@ -116,6 +116,18 @@ def run(
     configure(log_level)
     clock: Clock = WallClock()
     state_dir = Path(options["state_dir"])
+    # The lock first: a second agent must not touch the running one's status file.
+    lock = BatteryLock(state_dir)
+    if not shadow:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except BatteryLockHeld:
+            raise
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot take the battery lock in {state_dir}: {exc.strerror}"
+            ) from None
     source = source_from_options(site, options, clock=clock)
     outbox_file = outbox_path or StatePaths(state_dir).root / "outbox.sqlite"
     try:
@@ -139,16 +151,6 @@ def run(
         ),
         signals=replay_signals(replay_prices),
     )
-    lock = BatteryLock(state_dir)
-    if not shadow:
-        try:
-            lock.acquire()
-        except BatteryLockHeld:
-            raise
-        except OSError as exc:
-            raise click.ClickException(
-                f"cannot take the battery lock in {state_dir}: {exc.strerror}"
-            ) from None
     log_event(log, "agent_starting", site=site, shadow=shadow, outbox=str(outbox_file))
     try:
         run_until_signalled(agent_.run)

@@ -98,3 +98,38 @@ async def test_agent_run_controls_the_simulator_and_stops_cleanly_on_sigterm(
     assert status["loop"]["ticks_total"] >= 1
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
+
+
+async def test_a_second_agent_refuses_and_leaves_the_running_one_alone(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = await asyncio.create_subprocess_exec(
+        *FLUX,
+        "agent",
+        "run",
+        "--site",
+        str(DEMO),
+        "--state-dir",
+        str(state),
+        "--http-port",
+        "0",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        status_file = state / "status.json"
+        for _ in range(100):
+            if status_file.exists():
+                break
+            await asyncio.sleep(0.1)
+        before = json.loads(status_file.read_text())
+        assert before["pid"] == first.pid
+        second = await asyncio.to_thread(
+            flux, "agent", "run", "--site", str(DEMO), "--state-dir", str(state)
+        )
+        assert second.returncode == 3
+        assert f"the agent (pid {first.pid}) holds the battery lock" in second.stderr
+        assert json.loads(status_file.read_text())["pid"] == first.pid
+    finally:
+        first.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(first.wait(), timeout=30)
