@@ -175,13 +175,17 @@ class ReconcileLoop:
 
     # ------------------------------------------------------------------ act
 
-    def _should_write(self, site: Site, target_kw: float, at: datetime) -> bool:
-        """Skip a write inside the deadband, but never let the heartbeat lapse.
+    def _should_write(self, site: Site, decision: Decision, at: datetime) -> bool:
+        """Skip a write inside the deadband, but never let the heartbeat lapse, and never
+        skip a stop: a safe stop or a move to exactly 0 kW is always written.
 
         The PowerPack's heartbeat toggles with every command, so a skipped write is also a
         skipped heartbeat: write at least three times per heartbeat timeout.
         """
         if self._last_written_kw is None or self._last_write_at is None:
+            return True
+        target_kw = decision.target_kw
+        if decision.safe_stop or (target_kw == 0.0 and self._last_written_kw != 0.0):
             return True
         if abs(target_kw - self._last_written_kw) >= site.control.deadband_kw:
             return True
@@ -192,7 +196,7 @@ class ReconcileLoop:
         self, site: Site, decision: Decision, at: datetime
     ) -> tuple[float | None, str | None]:
         shadow = site.control.shadow if self._shadow_override is None else self._shadow_override
-        if shadow or not self._should_write(site, decision.target_kw, at):
+        if shadow or not self._should_write(site, decision, at):
             return None, None
         try:
             await self.battery.command(decision.target_kw)

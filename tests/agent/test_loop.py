@@ -289,3 +289,19 @@ async def test_a_frozen_grid_meter_is_stale_and_goes_safe(tmp_path: Path) -> Non
         rig.sim.faults.freeze("site", frozen=False)
         recovered = await rig.tick()
         assert not recovered.decision.safe_stop, recovered.decision.reason
+
+
+async def test_a_safe_stop_is_written_even_inside_a_wide_deadband(tmp_path: Path) -> None:
+    # Wider than anything import avoidance asks for, and a heartbeat that lets the loop
+    # skip writes for 20 s at a time.
+    site = demo_site(deadband_kw=500.0, heartbeat_timeout_s=60)
+    start = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=3.0) as rig:
+        await rig.run_for(8)  # two ticks: one write, one skipped inside the deadband
+        assert [r.written_kw is not None for r in rig.results] == [True, False]
+        assert rig.sim.plant.battery.setpoint_kw > 50  # discharging to cover the load
+        rig.sim.faults.away("site", seconds=60)
+        stop = await rig.tick()
+        assert stop.decision.safe_stop
+        assert stop.written_kw == 0.0
+        assert rig.sim.plant.battery.setpoint_kw == 0.0
