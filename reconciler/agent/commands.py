@@ -7,13 +7,14 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import click
 
 from reconciler.agent import operator
-from reconciler.agent.lock import BatteryLock, BatteryLockHeld
+from reconciler.agent.lock import BatteryLock
 from reconciler.agent.loop import SignalSource
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import Clock, WallClock
@@ -121,9 +122,7 @@ def run(
     if not shadow:
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-        except BatteryLockHeld:
-            raise
+            lock.acquire()  # BatteryLockHeld (exit 3) says who holds it
         except OSError as exc:
             raise click.ClickException(
                 f"cannot take the battery lock in {state_dir}: {exc.strerror}"
@@ -133,9 +132,10 @@ def run(
     try:
         outbox_file.parent.mkdir(parents=True, exist_ok=True)
         outbox = Outbox(outbox_file)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         raise click.ClickException(
-            f"cannot open the outbox {outbox_file}: {exc.strerror}; choose --outbox or "
+            f"cannot open the outbox {outbox_file}: {getattr(exc, 'strerror', None) or exc}; "
+            "choose --outbox or "
             "--state-dir in a writable folder"
         ) from None
     http_port = options.get("http_port")

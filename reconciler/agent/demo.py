@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,8 +35,12 @@ DEFAULT_START = "2024-01-15T15:30"
 
 
 def _demo_site_path(given: Path | None) -> Path:
-    for candidate in (given, Path("sites/demo.yaml"), REPO_DEMO):
-        if candidate is not None and candidate.exists():
+    if given is not None:
+        if not given.exists():
+            raise click.UsageError(f"--site {given}: no such file")
+        return given
+    for candidate in (Path("sites/demo.yaml"), REPO_DEMO):
+        if candidate.exists():
             return candidate
     raise click.UsageError("no sites/demo.yaml here; run from the repository or pass --site")
 
@@ -137,8 +142,14 @@ def demo(
     if local_start.tzinfo is None:
         local_start = local_start.replace(tzinfo=tz)
     clock = ScaledClock(local_start, speed=speed)
-    store.parent.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(store)
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        outbox = Outbox(store)
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(
+            f"cannot open the store {store}: {getattr(exc, 'strerror', None) or exc}; "
+            "choose another --store"
+        ) from None
     view = LiveView(tz, outbox)
     console = Console()
 

@@ -175,6 +175,10 @@ class ReconcileLoop:
 
     # ------------------------------------------------------------------ act
 
+    def _shadow(self, site: Site) -> bool:
+        """Shadow mode: the command line's choice, else the site file's."""
+        return site.control.shadow if self._shadow_override is None else self._shadow_override
+
     def _should_write(self, site: Site, decision: Decision, at: datetime) -> bool:
         """Skip a write inside the deadband, but never let the heartbeat lapse, and never
         skip a stop: a safe stop or a move to exactly 0 kW is always written.
@@ -195,7 +199,7 @@ class ReconcileLoop:
     async def _act(
         self, site: Site, decision: Decision, at: datetime
     ) -> tuple[float | None, str | None]:
-        shadow = site.control.shadow if self._shadow_override is None else self._shadow_override
+        shadow = self._shadow(site)
         if shadow or not self._should_write(site, decision, at):
             return None, None
         try:
@@ -266,7 +270,7 @@ class ReconcileLoop:
     async def start(self) -> None:
         """Connect to the battery and write its start-up settings (not in shadow mode)."""
         site, _ = self._site_fn()
-        shadow = site.control.shadow if self._shadow_override is None else self._shadow_override
+        shadow = self._shadow(site)
         if not shadow:
             try:
                 await self.battery.start()
@@ -289,7 +293,7 @@ class ReconcileLoop:
             self.state = ControlState(last_target_kw=obs.battery.target_power_kw)
         signals = self.signals.signals_at(at)
         decision = decide(site, at, obs, signals, self.state)
-        shadow = site.control.shadow if self._shadow_override is None else self._shadow_override
+        shadow = self._shadow(site)
         tracking_ok = self._tracking_ok(site, obs, shadow)
         written, write_error = await self._act(site, decision, at)
         self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)

@@ -19,19 +19,12 @@ from rich.table import Table
 from reconciler.agent.lock import lock_holder
 from reconciler.agent.status import StatusSnapshot, read_status_file
 from reconciler.source import flags
-from reconciler.source.paths import DEFAULT_STATE_DIR, StatePaths
+from reconciler.source.paths import StatePaths, state_dir_option
 
 EXIT_NOT_READY = 1
 EXIT_NO_STATUS = 2
 
-state_dir_option = click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-    envvar="FLUX_STATE_DIR",
-    help="The agent's state folder (env FLUX_STATE_DIR).",
-)
+STATE_DIR_OPTION = state_dir_option("The agent's state folder (env FLUX_STATE_DIR).")
 
 
 def _age(at: datetime | None, now: datetime) -> str:
@@ -121,7 +114,7 @@ def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> Non
 
 
 @click.command("status")
-@state_dir_option
+@STATE_DIR_OPTION
 @click.option(
     "--status-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -151,7 +144,7 @@ def status(state_dir: Path, status_file: Path | None, output: str) -> None:
 
 
 @click.command("suspend")
-@state_dir_option
+@STATE_DIR_OPTION
 @click.option("--reason", default="", help="Why (shown in the status).")
 def suspend(state_dir: Path, reason: str) -> None:
     """Stop applying new revisions; control continues on the current one."""
@@ -170,7 +163,7 @@ def suspend(state_dir: Path, reason: str) -> None:
 
 
 @click.command("resume")
-@state_dir_option
+@STATE_DIR_OPTION
 def resume(state_dir: Path) -> None:
     """Apply new revisions again (the agent fetches at once)."""
     paths = StatePaths(state_dir)
@@ -182,7 +175,7 @@ def resume(state_dir: Path) -> None:
 
 
 @click.command("reconcile")
-@state_dir_option
+@STATE_DIR_OPTION
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the fetch.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
 def reconcile(state_dir: Path, wait: bool, timeout: float) -> None:

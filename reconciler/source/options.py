@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from reconciler.clock import Clock
 from reconciler.config.loader import SiteFileError
 from reconciler.source.controller import FileSource, GitSource, SourceError
-from reconciler.source.paths import DEFAULT_STATE_DIR, StatePaths
+from reconciler.source.paths import DEFAULT_STATE_DIR, StatePaths, state_dir_option
 from reconciler.source.settings import SourceSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,14 +93,7 @@ _OPTIONS: list[Callable[[F], F]] = [
         envvar="FLUX_HEALTH_GATE_TICKS",
         help="Healthy ticks before a new revision becomes last-known-good.",
     ),
-    click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=DEFAULT_STATE_DIR,
-        show_default=True,
-        envvar="FLUX_STATE_DIR",
-        help="Where the mirror, last-known-good, status and lock live.",
-    ),
+    state_dir_option("Where the mirror, last-known-good, status and lock live."),
     click.option(
         "--status-file",
         type=_FILE,

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import click
 
 DEFAULT_STATE_DIR = Path("/var/lib/flux")
+
+
+def state_dir_option(help: str) -> Callable[[Any], Any]:
+    """The ``--state-dir`` option (env FLUX_STATE_DIR) every agent command shares."""
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_STATE_DIR,
+        show_default=True,
+        envvar="FLUX_STATE_DIR",
+        help=help,
+    )
 
 
 @dataclass(frozen=True)

@@ -133,3 +133,16 @@ async def test_a_second_agent_refuses_and_leaves_the_running_one_alone(tmp_path:
     finally:
         first.send_signal(signal.SIGTERM)
         await asyncio.wait_for(first.wait(), timeout=30)
+
+
+def test_demo_user_errors_name_the_problem(tmp_path: Path) -> None:
+    missing = flux("demo", "--site", str(tmp_path / "nope.yaml"), "--no-live")
+    assert missing.returncode == 2
+    assert "nope.yaml: no such file" in missing.stderr
+    not_a_db = tmp_path / "store.sqlite"
+    not_a_db.write_text("this is not SQLite")
+    bad_store = flux("demo", "--store", str(not_a_db), "--minutes", "1", "--no-live")
+    assert bad_store.returncode == 1
+    assert f"cannot open the store {not_a_db}" in bad_store.stderr
+    for result in (missing, bad_store):
+        assert "Traceback" not in result.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sites" / "demo.yaml"
 #: A weekday noon in January: the shipped profiles have both load and solar then.
 NOON = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from reconciler.config.loader import load_site
 from reconciler.config.model import Site
 from reconciler.devices.factory import open_site_devices
 from reconciler.sim.simulator import SiteSimulator
+from tests.net import free_port
 
-from .conftest import DEMO, free_port
+from .conftest import DEMO
 
 FLUX = [sys.executable, "-c", "from reconciler.cli import main; main()"]
 DEMO_PORTS = (15020, 15021, 15022, 15023)

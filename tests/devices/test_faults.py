@@ -18,8 +18,7 @@ from reconciler.devices.errors import (
 from reconciler.devices.plan import Block
 from reconciler.devices.transport import ModbusTransport
 from reconciler.sim.simulator import SiteSimulator
-
-from .conftest import free_port
+from tests.net import free_port
 
 
 def meter_transport(site: Site, name: str = "site", **options: object) -> ModbusTransport:

@@ -7,16 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.diff.conftest import invoke
-from tests.source.conftest import DEMO_TEXT, Upstream, git
-from tests.telemetry.conftest import free_port
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Upstream:
-    path = tmp_path / "config-repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    return Upstream(path)
+from tests.net import free_port
+from tests.source.conftest import DEMO_TEXT, Upstream
 
 
 @pytest.fixture

@@ -81,14 +81,6 @@ class Upstream:
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Upstream:
-    path = tmp_path / "config-repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    return Upstream(path)
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
 

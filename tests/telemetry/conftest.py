@@ -16,6 +16,7 @@ import pytest
 
 from reconciler.telemetry.migrations import migrate
 from reconciler.telemetry.outbox import Outbox
+from tests.net import free_port
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -100,12 +101,6 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
     box = Outbox(tmp_path / "outbox.db")
     yield box
     box.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proxy:

@@ -11,8 +11,7 @@ from click.testing import CliRunner
 from reconciler.cli import cli
 from reconciler.telemetry.errors import SchemaTooNew, TelemetryError
 from reconciler.telemetry.migrations import discover, known_version, migrate
-
-from .conftest import free_port
+from tests.net import free_port
 
 
 def _applied(url: str) -> list[tuple[int, str, str]]:

@@ -19,8 +19,9 @@ from reconciler.control.types import BatteryReading, Component, Decision, MeterR
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.records import to_us
 from reconciler.telemetry.uploader import Uploader
+from tests.net import free_port
 
-from .conftest import Proxy, free_port, url_for
+from .conftest import Proxy, url_for
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 FLUX = [sys.executable, "-c", "from reconciler.cli import main; main()"]
