@@ -52,6 +52,17 @@ def run_until_signalled(work: Any) -> None:
         asyncio.run(main())
 
 
+def open_outbox(path: Path, what_to_do: str) -> Outbox:
+    """The telemetry outbox at ``path`` (folders made as needed), or a click error that
+    says why it cannot be used and ``what_to_do``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return Outbox(path)
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise click.ClickException(f"cannot open {path}: {reason}; {what_to_do}") from None
+
+
 def database_url_for(source: DesiredStateSource, explicit: str | None) -> str | None:
     """--database-url, else the variable the site file names (telemetry.database_url_env)."""
     if explicit:
@@ -129,15 +140,7 @@ def run(
             ) from None
     source = source_from_options(site, options, clock=clock)
     outbox_file = outbox_path or StatePaths(state_dir).root / "outbox.sqlite"
-    try:
-        outbox_file.parent.mkdir(parents=True, exist_ok=True)
-        outbox = Outbox(outbox_file)
-    except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(
-            f"cannot open the outbox {outbox_file}: {getattr(exc, 'strerror', None) or exc}; "
-            "choose --outbox or "
-            "--state-dir in a writable folder"
-        ) from None
+    outbox = open_outbox(outbox_file, "choose --outbox or --state-dir in a writable folder")
     http_port = options.get("http_port")
     agent_ = Agent(
         source,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.agent.commands import run_until_signalled
+from reconciler.agent.commands import open_outbox, run_until_signalled
 from reconciler.agent.loop import TickResult
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import ScaledClock
@@ -142,14 +141,7 @@ def demo(
     if local_start.tzinfo is None:
         local_start = local_start.replace(tzinfo=tz)
     clock = ScaledClock(local_start, speed=speed)
-    try:
-        store.parent.mkdir(parents=True, exist_ok=True)
-        outbox = Outbox(store)
-    except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(
-            f"cannot open the store {store}: {getattr(exc, 'strerror', None) or exc}; "
-            "choose another --store"
-        ) from None
+    outbox = open_outbox(store, "choose another --store")
     view = LiveView(tz, outbox)
     console = Console()
 

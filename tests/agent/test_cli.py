@@ -143,6 +143,6 @@ def test_demo_user_errors_name_the_problem(tmp_path: Path) -> None:
     not_a_db.write_text("this is not SQLite")
     bad_store = flux("demo", "--store", str(not_a_db), "--minutes", "1", "--no-live")
     assert bad_store.returncode == 1
-    assert f"cannot open the store {not_a_db}" in bad_store.stderr
+    assert f"cannot open {not_a_db}: file is not a database" in bad_store.stderr
     for result in (missing, bad_store):
         assert "Traceback" not in result.stderr
