@@ -324,23 +324,26 @@ def staging_items(groups: Sequence[DeviceRows]) -> list[Item]:
 _MIN_US: Final = 946_684_800_000_000
 _MAX_US: Final = 7_258_118_400_000_000
 _HOUR_US: Final = 3_600_000_000
-_hours: dict[int, str] = {}
-_MINUTES: Final = tuple(f"{m:02d}:" for m in range(60))
-_SECONDS: Final = tuple(f"{s:02d}." for s in range(60))
+_SECOND_US: Final = 1_000_000
+# "MM:SS" of every second of an hour; with the UTC offset for whole seconds (the usual
+# case: records are aligned to their interval).
+_CLOCK: Final = tuple(f"{s // 60:02d}:{s % 60:02d}" for s in range(3600))
+_CLOCK_UTC: Final = tuple(f"{clock}+00" for clock in _CLOCK)
+
+
+def _hour_text(hour: int) -> str:
+    """The text ``YYYY-MM-DD HH:`` of an hour counted from 1970 (UTC)."""
+    return (EPOCH + timedelta(hours=hour)).strftime("%Y-%m-%d %H:")
 
 
 def timestamp_text(us: int) -> str:
     """timestamptz input text (UTC, exact to the microsecond) of microseconds since 1970.
-    Hot (once per reading): hours are cached, minutes and seconds looked up."""
+    direct_rows inlines this (once per reading) with the hour kept between rows."""
     hour, rest = divmod(us, _HOUR_US)
-    prefix = _hours.get(hour)
-    if prefix is None:
-        if len(_hours) > 100_000:
-            _hours.clear()
-        prefix = _hours[hour] = (EPOCH + timedelta(hours=hour)).strftime("%Y-%m-%d %H:")
-    minute, rest = divmod(rest, 60_000_000)
-    second, micro = divmod(rest, 1_000_000)
-    return f"{prefix}{_MINUTES[minute]}{_SECONDS[second]}{micro:06d}+00"
+    second, micro = divmod(rest, _SECOND_US)
+    if micro:
+        return f"{_hour_text(hour)}{_CLOCK[second]}.{micro:06d}+00"
+    return _hour_text(hour) + _CLOCK_UTC[second]
 
 
 @dataclass(frozen=True)
@@ -376,7 +379,8 @@ def direct_rows(kind: str, groups: Sequence[DeviceRows]) -> Direct | None:
     for group in groups:
         key = (group.site_id, group.device)
         prefix = f"{_quoted(group.site_id)},{_quoted(group.device)},"
-        previous = -1
+        previous = last_hour = -1
+        hour_text = ""
         imp = exp = last_imp = last_exp = 0.0
         for _, payload in group.rows:
             comma = payload.find(",")
@@ -391,13 +395,22 @@ def direct_rows(kind: str, groups: Sequence[DeviceRows]) -> Direct | None:
                 return None
             if comma < 0 or t <= previous or not _MIN_US <= t <= _MAX_US:
                 return None
-            line = f"{prefix}{timestamp_text(t)},{values}"
+            hour, rest = divmod(t, _HOUR_US)
+            if hour != last_hour:
+                hour_text, last_hour = _hour_text(hour), hour
+            second, micro = divmod(rest, _SECOND_US)
+            if micro:
+                line = f"{prefix}{hour_text}{_CLOCK[second]}.{micro:06d}+00,{values}"
+            else:
+                line = f"{prefix}{hour_text}{_CLOCK_UTC[second]},{values}"
             if previous < 0:
                 first_us[key] = t
                 if meter:
                     seeds[key] = (len(lines), line, imp, exp)
-            elif meter:
-                line = f"{line},{_delta(imp, last_imp)!r},{_delta(exp, last_exp)!r}"
+            elif meter:  # _delta, inlined: this runs once per meter reading
+                di = imp - last_imp if imp >= last_imp else imp
+                de = exp - last_exp if exp >= last_exp else exp
+                line = f"{line},{di!r},{de!r}"
             lines.append(line)
             previous, last_imp, last_exp = t, imp, exp
     return Direct(lines, first_us, seeds) if lines else None

@@ -20,9 +20,25 @@ T0 = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
 def test_timestamp_text_is_exact_to_the_microsecond() -> None:
     rng = random.Random(6)
     samples = [rng.randrange(946_684_800_000_000, 7_258_118_400_000_000) for _ in range(5000)]
-    for us in [946_684_800_000_000, 7_258_118_399_999_999, *samples]:
-        expected = (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        assert ingest.timestamp_text(us) == expected
+    whole_seconds = [us - us % 1_000_000 for us in samples[:500]]
+    for us in [946_684_800_000_000, 7_258_118_399_999_999, *samples, *whole_seconds]:
+        instant = EPOCH + timedelta(microseconds=us)
+        text = ingest.timestamp_text(us)
+        assert datetime.fromisoformat(text) == instant
+        fraction = f".{instant.microsecond:06d}" if instant.microsecond else ""
+        assert text == instant.strftime(f"%Y-%m-%d %H:%M:%S{fraction}+00")
+
+
+def test_direct_rows_write_the_same_instants_as_timestamp_text() -> None:
+    # Whole seconds, a fraction, and an hour boundary crossed inside one device's rows.
+    base = 1_767_225_600_000_000 + 59 * 60_000_000  # 2026-01-01 00:59 UTC
+    stamps = [base, base + 30_000_123, base + 60_000_000, base + 3_600_000_000]
+    rows = [(i, f"[{us},1.0,2.0,null,4,1]") for i, us in enumerate(stamps)]
+    direct = ingest.direct_rows("bess", [DeviceRows("s", "b", rows)])
+    assert direct is not None
+    written = [line.split(",")[2] for line in direct.lines]
+    assert written == [ingest.timestamp_text(us) for us in stamps]
+    assert written[1] == "2026-01-01 00:59:30.000123+00"
 
 
 def _meter(minute: int, imp: float) -> MeterReading:
