@@ -1,4 +1,5 @@
-"""`flux db`: migrate, refresh rollups, list gaps, upload an outbox, show status.
+"""`flux db`: migrate, refresh rollups, list gaps, upload an outbox, show status, and
+give login roles their part (agent, reader, API).
 
 Exit codes: 0 done, 1 an upload did not finish (rows kept in the outbox), 2 a user error
 (unreachable database, wrong schema version, bad flag).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 
 import click
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +27,7 @@ from reconciler.telemetry.errors import TelemetryError
 from reconciler.telemetry.gaps import find_gaps
 from reconciler.telemetry.migrations import known_version, migrate, require_current, schema_state
 from reconciler.telemetry.outbox import DEFAULT_MAX_ROWS, Outbox
+from reconciler.telemetry.roles import Part, grant, list_roles, revoke_agent
 from reconciler.telemetry.uploader import DEFAULT_BATCH, Uploader
 
 _ROLLUPS = ("bess_5m", "meter_5m", "bess_30m", "meter_30m", "bess_1h", "meter_1h")
@@ -259,3 +263,125 @@ def status_command(database_url: str, outbox_path: Path | None, output: str) -> 
 def _count(conn: psycopg.Connection[Any], table: str) -> int:
     row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(str(row[0])) if row else 0
+
+
+# ---------------------------------------------------------------------- login roles
+
+password_env_option = click.option(
+    "--password-env",
+    metavar="VAR",
+    default=None,
+    help="Set the role's password from this environment variable (never on the command "
+    "line, where shell history would keep it). Without it the password is left as is.",
+)
+
+
+def _password(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        fail(f"--password-env {variable}: the environment variable {variable} is not set")
+    return value
+
+
+def _grant(
+    database_url: str, part: Part, name: str, sites: tuple[str, ...], pw: str | None
+) -> None:
+    with connect(database_url) as conn:
+        require_current(conn)
+        done = grant(conn, part, name, sites=sites, password=_password(pw))
+        conn.commit()
+    verb = "created login role" if done.created else "updated role"
+    password = "; password set" if done.password_set else ""
+    click.echo(f"{verb} {done.name}{password}; member of {', '.join(done.groups)}")
+    if done.sites:
+        click.echo(f"uploads for site(s): {', '.join(done.sites)}")
+    parts = conninfo_to_dict(database_url)
+    host, port = parts.get("host") or "localhost", parts.get("port") or "5432"
+    click.echo(f"connect as: postgresql://{done.name}@{host}:{port}/{parts.get('dbname') or ''}")
+
+
+@db.command("add-agent")
+@click.argument("name")
+@click.option("--site", "sites", multiple=True, required=True, help="Site id (repeatable).")
+@password_env_option
+@database_url_option
+@user_errors(TelemetryError)
+def add_agent_command(
+    name: str, sites: tuple[str, ...], password_env: str | None, database_url: str
+) -> None:
+    """Let login role NAME (created if missing) upload for its sites only: one role per
+    Revolution Pi, e.g. `flux db add-agent flux_wlce --site wlce`."""
+    _grant(database_url, "agent", name, sites, password_env)
+
+
+@db.command("add-reader")
+@click.argument("name")
+@password_env_option
+@database_url_option
+@user_errors(TelemetryError)
+def add_reader_command(name: str, password_env: str | None, database_url: str) -> None:
+    """Let login role NAME (created if missing) read every site: Grafana, analysts."""
+    _grant(database_url, "reader", name, (), password_env)
+
+
+@db.command("add-api")
+@click.argument("name")
+@password_env_option
+@database_url_option
+@user_errors(TelemetryError)
+def add_api_command(name: str, password_env: str | None, database_url: str) -> None:
+    """Create PostgREST's authenticator NAME: it logs in, then may only switch to
+    flux_anon or flux_reader (see deploy/postgrest.conf)."""
+    _grant(database_url, "api", name, (), password_env)
+
+
+@db.command("remove-agent")
+@click.argument("name")
+@click.option(
+    "--site", "sites", multiple=True, help="Only this site (repeatable); default: every site."
+)
+@database_url_option
+@user_errors(TelemetryError)
+def remove_agent_command(name: str, sites: tuple[str, ...], database_url: str) -> None:
+    """Stop agent NAME uploading (for SITEs, or at all): a lost or replaced Pi. Takes
+    effect on its next statement; the role itself is kept."""
+    with connect(database_url) as conn:
+        require_current(conn)
+        left = revoke_agent(conn, name, sites)
+        conn.commit()
+    if left:
+        click.echo(f"{name} keeps {left} site(s); `flux db roles` lists them")
+    else:
+        click.echo(f"{name} can no longer upload for any site (left flux_agent)")
+
+
+@db.command("roles")
+@database_url_option
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@user_errors(TelemetryError)
+def roles_command(database_url: str, output: str) -> None:
+    """Login roles with a Flux part, and each agent's sites in this database."""
+    with connect(database_url) as conn:
+        require_current(conn)
+        roles = list_roles(conn)
+    if output == "json":
+        click.echo(json.dumps([r.as_json() for r in roles], indent=2))
+        return
+    table = Table(title=f"roles of {describe(database_url)}")
+    table.add_column("role", no_wrap=True)
+    for column in ("groups", "sites", "login", "password", "warning"):
+        table.add_column(column)
+    for r in roles:
+        password = "?" if r.has_password is None else ("set" if r.has_password else "none")
+        warning = "bypasses row-level security" if r.bypasses_rls else ""
+        table.add_row(
+            r.name,
+            ", ".join(r.groups),
+            ", ".join(r.sites),
+            "yes" if r.can_login else "no",
+            password,
+            warning,
+        )
+    Console().print(table)

@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -71,29 +71,40 @@ def migrated_url(dbname: str) -> str:
 
 
 @pytest.fixture
-def make_role(dbname: str) -> Iterator[object]:
-    """Create login roles with unique names; dropped after the test database."""
-    created: list[str] = []
+def role_names(dbname: str) -> Iterator[Callable[[], str]]:
+    """Unique role names for a test; whatever roles by those names exist afterwards are
+    dropped (before dbname's teardown, so what they hold there is revoked first)."""
+    names: list[str] = []
 
-    def make(member_of: str) -> str:
-        name = f"flux_t_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE {member_of}')
-        created.append(name)
-        return name
+    def new() -> str:
+        names.append(f"flux_t_{uuid.uuid4().hex[:10]}")
+        return names[-1]
 
-    yield make
-    # Runs before dbname's teardown: revoke what the role holds in the test database.
+    yield new
     with psycopg.connect(url_for(dbname), autocommit=True) as conn:
-        for name in created:
-            conn.execute(f'DROP OWNED BY "{name}"')
+        for name in names:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                conn.execute(f'DROP OWNED BY "{name}"')
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        for name in created:
+        for name in names:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
                 (name,),
             )
             conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+@pytest.fixture
+def make_role(role_names: Callable[[], str]) -> Callable[[str], str]:
+    """Create login roles with unique names (dropped after the test)."""
+
+    def make(member_of: str) -> str:
+        name = role_names()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE {member_of}')
+        return name
+
+    return make
 
 
 @pytest.fixture
