@@ -100,6 +100,23 @@ def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> Non
             cond.message,
         )
     console.print(table)
+    if snap.markets or snap.market_problems:
+        markets = Table(title="market APIs", title_justify="left", expand=False)
+        for col in ("source", "state", "last success", "failures", "next poll", "last error"):
+            markets.add_column(col, overflow="fold")
+        for m in snap.markets:
+            state = "[green]ok[/]" if m.ok else ("[red]failing[/]" if m.last_error else "waiting")
+            markets.add_row(
+                m.source,
+                state,
+                _age(m.last_success_at, now),
+                str(m.consecutive_failures),
+                m.next_poll_at.isoformat(timespec="seconds") if m.next_poll_at else "-",
+                m.last_error or "",
+            )
+        console.print(markets)
+        for problem in snap.market_problems:
+            console.print(f"[yellow]markets:[/] {problem}", highlight=False)
     if snap.quarantined:
         console.print("[bold]quarantined[/] (not retried until a newer commit):")
         for q in snap.quarantined:

@@ -17,12 +17,13 @@ from typing import Any
 
 from reconciler.agent.http import StatusServer
 from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
-from reconciler.agent.status import SystemdNotifier
+from reconciler.agent.status import MarketFeedStatus, SystemdNotifier
 from reconciler.clock import Clock
 from reconciler.config.model import Site
 from reconciler.devices.base import Battery, Meter
 from reconciler.devices.factory import open_site_devices
 from reconciler.logs import log_event
+from reconciler.markets.live import FeedState, LiveMarkets
 from reconciler.source.controller import DesiredStateSource, Revision, TickHealth
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
@@ -71,6 +72,14 @@ class Agent:
         self.clock = clock
         self.outbox = outbox
         self.options = options or AgentOptions()
+        # Other signals (a replay) stand in for the market APIs; by default the site
+        # file's markets section says which live clients to run.
+        if signals is None:
+            signals = LiveMarkets(clock=clock, sink=outbox)
+        self.markets = signals if isinstance(signals, LiveMarkets) else None
+        if self.markets is not None:  # what it fetches is recorded with everything else
+            self.markets.sink = outbox
+            self.markets.on_change = self._markets_changed
         self.signals = signals
         self._devices_factory = devices
         self._on_tick = on_tick
@@ -93,6 +102,8 @@ class Agent:
             return
         previous = self._revision
         self._revision = revision
+        if self.markets is not None:
+            self.markets.configure(revision.site)
         key = device_key(revision.site)
         if self.loop is None or key != self._device_key:
             battery, meters = self._devices_factory(revision.site, self.clock)
@@ -126,6 +137,22 @@ class Agent:
             previous=previous.sha if previous else None,
             site=revision.site.site.id,
         )
+
+    def _markets_changed(self, states: list[FeedState], problems: list[str]) -> None:
+        feeds = [
+            MarketFeedStatus(
+                source=s.source,
+                ok=s.ok,
+                last_success_at=s.last_success_at,
+                last_error=s.last_error,
+                last_error_at=s.last_error_at,
+                consecutive_failures=s.consecutive_failures,
+                next_poll_at=s.next_poll_at,
+                recorded_total=s.recorded_total,
+            )
+            for s in states
+        ]
+        self.source.status().set_markets(feeds, problems)
 
     def _conditions(self) -> dict[str, Any]:
         return self.source.status().snapshot().model_dump(mode="json")
@@ -206,6 +233,8 @@ class Agent:
                 self._guarded("notifier", SystemdNotifier(self.source.status()).run(stop))
             ),
         ]
+        if self.markets is not None:
+            tasks.append(asyncio.create_task(self._guarded("markets", self.markets.run(stop))))
         if self.options.http_port is not None:
             self.http = StatusServer(
                 self.source.status().snapshot,

@@ -99,6 +99,19 @@ class Revisions(_Model):
     last_known_good: str | None = None
 
 
+class MarketFeedStatus(_Model):
+    """One market API as the agent sees it (times UTC)."""
+
+    source: str
+    ok: bool
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    next_poll_at: datetime | None = None
+    recorded_total: int = 0
+
+
 class StatusSnapshot(_Model):
     """Everything ``/status`` and the status file hold."""
 
@@ -119,6 +132,8 @@ class StatusSnapshot(_Model):
     quarantined: list[QuarantinedRevision] = Field(default_factory=list)
     transitions: list[Transition] = Field(default_factory=list)
     loop: LoopStats = Field(default_factory=LoopStats)
+    markets: list[MarketFeedStatus] = Field(default_factory=list)
+    market_problems: list[str] = Field(default_factory=list)
 
     def condition(self, kind: ConditionType) -> Condition:
         for cond in self.conditions:
@@ -261,6 +276,12 @@ class AgentStatus:
             loop.outbox_size = outbox_size
         self._dirty = True
         self.flush()
+
+    def set_markets(self, feeds: list[MarketFeedStatus], problems: list[str]) -> None:
+        """The market clients' state (see reconciler.markets.live)."""
+        self._snap.markets = feeds
+        self._snap.market_problems = problems
+        self._dirty = True
 
     def set_outbox_size(self, size: int) -> None:
         self._snap.loop.outbox_size = size

@@ -1,0 +1,82 @@
+"""The agent end to end with a live (faked) Modo API: a real config repository, the
+simulator over Modbus TCP, and prices arriving over HTTP that switch NIV chase on; an API
+that fails leaves control running on the lower-priority modes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from reconciler.agent.status import StatusSnapshot
+from reconciler.clock import ManualClock
+from reconciler.config import load_site
+from reconciler.control.periods import period_at
+from reconciler.control.types import Decision
+from reconciler.markets.live import LiveMarkets
+from reconciler.sim.simulator import SiteSimulator
+from tests.rigs import git_agent
+from tests.source.conftest import DEMO_TEXT, START
+
+ROOT = Path(__file__).resolve().parents[2]
+# 11 minutes into the period: the live estimate for it is trusted (live_after_s 600).
+AT = START + timedelta(minutes=11)
+SITE_TEXT = DEMO_TEXT.replace(
+    "  modo: {}\n", "  modo: {base_url: 'https://modo.test/markets', poll_s: 60}\n"
+)
+
+
+def modo(price_gbp_mwh: float, niv_mwh: float, *, up: bool = True) -> httpx.MockTransport:
+    period = period_at(AT)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if not up:
+            return httpx.Response(503, text="maintenance")
+        field, value = (
+            ("system_price", price_gbp_mwh)
+            if request.url.path.endswith("/system-price-live")
+            else ("niv", niv_mwh)
+        )
+        row = {"date": period.day.isoformat(), "settlement_period": period.number, field: value}
+        return httpx.Response(200, json={"results": [row]})
+
+    return httpx.MockTransport(handle)
+
+
+async def run_agent(
+    tmp_path: Path, transport: httpx.MockTransport
+) -> tuple[Decision, StatusSnapshot]:
+    """80 s of the agent with market polls between ticks; the last decision and status."""
+    clock = ManualClock(AT)
+    site = load_site(ROOT / "sites" / "demo.yaml")
+    markets = LiveMarkets(clock=clock, environ={}, http=httpx.AsyncClient(transport=transport))
+    async with (
+        SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
+        git_agent(tmp_path, sim, clock, SITE_TEXT, signals=markets) as rig,
+    ):
+        await rig.source.sync_once()
+        for _ in range(20):  # both endpoints polled (one call a minute)
+            await rig.agent.step()
+            await markets.poll_due()
+            clock.advance(4)
+        result = await rig.agent.step()
+        assert result is not None
+        return result.decision, rig.source.status().snapshot()
+
+
+async def test_live_prices_switch_niv_chase_on(tmp_path: Path) -> None:
+    # -£50/MWh with the system long: the charge curve wants the battery full.
+    decision, status = await run_agent(tmp_path, modo(-50.0, -300.0))
+    assert decision.winner == "weekday NIV chase", decision.reason
+    assert decision.target_kw < 0  # charging
+    assert [(m.source, m.ok) for m in status.markets] == [("modo", True)]
+
+
+async def test_a_failing_api_leaves_control_on_the_other_modes(tmp_path: Path) -> None:
+    decision, status = await run_agent(tmp_path, modo(-50.0, -300.0, up=False))
+    assert decision.winner != "weekday NIV chase"
+    assert not decision.safe_stop  # the battery is still run
+    (feed,) = status.markets
+    assert not feed.ok and feed.consecutive_failures >= 1
+    assert feed.last_error is not None and "HTTP 503" in feed.last_error
