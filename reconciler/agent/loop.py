@@ -175,7 +175,7 @@ class ReconcileLoop:
 
     # ------------------------------------------------------------------ act
 
-    def _shadow(self, site: Site) -> bool:
+    def is_shadow(self, site: Site) -> bool:
         """Shadow mode: the command line's choice, else the site file's."""
         return site.control.shadow if self._shadow_override is None else self._shadow_override
 
@@ -199,7 +199,7 @@ class ReconcileLoop:
     async def _act(
         self, site: Site, decision: Decision, at: datetime
     ) -> tuple[float | None, str | None]:
-        shadow = self._shadow(site)
+        shadow = self.is_shadow(site)
         if shadow or not self._should_write(site, decision, at):
             return None, None
         try:
@@ -270,7 +270,7 @@ class ReconcileLoop:
     async def start(self) -> None:
         """Connect to the battery and write its start-up settings (not in shadow mode)."""
         site, _ = self._site_fn()
-        shadow = self._shadow(site)
+        shadow = self.is_shadow(site)
         if not shadow:
             try:
                 await self.battery.start()
@@ -293,7 +293,7 @@ class ReconcileLoop:
             self.state = ControlState(last_target_kw=obs.battery.target_power_kw)
         signals = self.signals.signals_at(at)
         decision = decide(site, at, obs, signals, self.state)
-        shadow = self._shadow(site)
+        shadow = self.is_shadow(site)
         tracking_ok = self._tracking_ok(site, obs, shadow)
         written, write_error = await self._act(site, decision, at)
         self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)

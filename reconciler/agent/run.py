@@ -202,8 +202,23 @@ class Agent:
             outbox_size=self.outbox.pending(),
             safe=result.decision.safe_stop,
         )
+        self._observe_delivery(revision.site, result)
         await self._heartbeat(revision.site, result.at)
         return result
+
+    def _observe_delivery(self, site: Site, result: TickResult) -> None:
+        """What the site and battery did, for Axle's delivery reports. Not in shadow mode
+        (the battery is not ours to report on), on a safe stop (readings may be stale) nor
+        without readings. Battery power is the PowerPack's reported real-power target
+        (register 201, kW, + discharge): it has no measured-power register."""
+        battery = result.observation.battery
+        site_kw = result.decision.site_power_kw
+        if self.markets is None or battery is None or site_kw is None:
+            return
+        assert self.loop is not None
+        if self.loop.is_shadow(site) or result.decision.safe_stop:  # stale or not ours
+            return
+        self.markets.observe(result.at, site_kw, battery.target_power_kw, battery.soe_kwh)
 
     async def _control(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

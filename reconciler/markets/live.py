@@ -27,6 +27,7 @@ from reconciler.control.signals import AxleFeed, ImbalanceFeed, signals_at
 from reconciler.control.types import Signals
 from reconciler.logs import log_event
 from reconciler.markets.axle import AxleClient
+from reconciler.markets.delivery import AxleDelivery
 from reconciler.markets.elexon import ElexonClient
 from reconciler.markets.errors import MarketError, MarketUnavailable
 from reconciler.markets.modo import ModoClient
@@ -87,6 +88,7 @@ class _Built:
     clients: list[MarketClient] = field(default_factory=list)
     imbalance: ImbalanceFeed | None = None
     axle: AxleFeed | None = None
+    delivery: AxleDelivery | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -131,7 +133,8 @@ def build_clients(markets: Markets, http: httpx.AsyncClient, environ: Environ) -
         else:
             assert user is not None and password is not None
             axle = AxleClient(axle_settings, client=http, username=user, password=password)
-            built.clients.append(axle)
+            built.delivery = AxleDelivery(axle)
+            built.clients += [axle, built.delivery]
             built.axle = axle
     return built
 
@@ -186,6 +189,14 @@ class LiveMarkets:
 
     def signals_at(self, at: datetime) -> Signals:
         return signals_at(at, imbalance=self._built.imbalance, axle=self._built.axle)
+
+    def observe(
+        self, at: datetime, site_power_kw: float, battery_power_kw: float, soe_kwh: float
+    ) -> None:
+        """A tick's site power (kW, + import), battery power (kW, + discharge) and SoE
+        (kWh), for delivery reports (only when Axle is configured)."""
+        if self._built.delivery is not None:
+            self._built.delivery.observe(at, site_power_kw, battery_power_kw, soe_kwh)
 
     # ------------------------------------------------------------------ polling
 

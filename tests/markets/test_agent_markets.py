@@ -4,6 +4,7 @@ that fails leaves control running on the lower-priority modes."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from reconciler.control.periods import period_at
 from reconciler.control.types import Decision
 from reconciler.markets.live import LiveMarkets
 from reconciler.sim.simulator import SiteSimulator
+from tests.markets.fakes import BASE, PASSWORD, USER, FakeAxle, step_json
 from tests.rigs import git_agent
 from tests.source.conftest import DEMO_TEXT, START
 
@@ -45,18 +47,25 @@ def modo(price_gbp_mwh: float, niv_mwh: float, *, up: bool = True) -> httpx.Mock
 
 
 async def run_agent(
-    tmp_path: Path, transport: httpx.MockTransport
+    tmp_path: Path,
+    transport: httpx.MockTransport,
+    text: str = SITE_TEXT,
+    *,
+    ticks: int = 20,
+    environ: dict[str, str] | None = None,
 ) -> tuple[Decision, StatusSnapshot]:
-    """80 s of the agent with market polls between ticks; the last decision and status."""
+    """The agent for ``ticks`` ticks of 4 s with market polls between them (20: both Modo
+    endpoints polled, one call a minute); the last decision and status."""
     clock = ManualClock(AT)
     site = load_site(ROOT / "sites" / "demo.yaml")
-    markets = LiveMarkets(clock=clock, environ={}, http=httpx.AsyncClient(transport=transport))
+    http = httpx.AsyncClient(transport=transport)
+    markets = LiveMarkets(clock=clock, environ=environ or {}, http=http)
     async with (
         SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
-        git_agent(tmp_path, sim, clock, SITE_TEXT, signals=markets) as rig,
+        git_agent(tmp_path, sim, clock, text, signals=markets) as rig,
     ):
         await rig.source.sync_once()
-        for _ in range(20):  # both endpoints polled (one call a minute)
+        for _ in range(ticks):
             await rig.agent.step()
             await markets.poll_due()
             clock.advance(4)
@@ -80,3 +89,40 @@ async def test_a_failing_api_leaves_control_on_the_other_modes(tmp_path: Path) -
     (feed,) = status.markets
     assert not feed.ok and feed.consecutive_failures >= 1
     assert feed.last_error is not None and "HTTP 503" in feed.last_error
+
+
+AXLE_TEXT = DEMO_TEXT.replace(
+    "schedule:\n", "schedule:\n  - name: axle dispatch\n    mode: axle\n", 1
+).replace(
+    "  modo: {}\n",
+    f"  axle: {{base_url: '{BASE}', asset_id: asset-1, username_env: AXLE_USERNAME,"
+    " password_env: AXLE_PASSWORD}\n",
+)
+
+
+async def test_an_axle_dispatch_is_followed_and_its_delivery_reported(tmp_path: Path) -> None:
+    fake = FakeAxle()
+    fake.schedule = {
+        "schedule_steps": [
+            step_json(
+                (AT - timedelta(minutes=30)).isoformat(),
+                (AT + timedelta(hours=1)).isoformat(),
+                "discharge_max",
+            )
+        ]
+    }
+    decision, status = await run_agent(
+        tmp_path,
+        httpx.MockTransport(fake.handler),
+        AXLE_TEXT,
+        ticks=90,  # 6 minutes: one whole 5-minute delivery window
+        environ={"AXLE_USERNAME": USER, "AXLE_PASSWORD": PASSWORD},
+    )
+    assert decision.winner == "axle dispatch", decision.reason
+    assert decision.target_kw > 0  # discharging, as dispatched
+    feeds = {m.source: m.ok for m in status.markets}
+    assert feeds == {"axle": True, "axle-delivery": True}
+    (report,) = fake.of("POST", "/api/data/readings")
+    readings = json.loads(report.content)["readings"]
+    battery = [r["value"] for r in readings if r["label"] == "battery_inverter_import_kw"]
+    assert len(battery) == 1 and battery[0] < 0  # discharging is negative import for Axle
