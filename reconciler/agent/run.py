@@ -20,6 +20,7 @@ from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
 from reconciler.agent.status import MarketFeedStatus, SystemdNotifier
 from reconciler.clock import Clock
 from reconciler.config.model import Site
+from reconciler.control.types import PeriodValue
 from reconciler.devices.base import Battery, Meter
 from reconciler.devices.factory import open_site_devices
 from reconciler.logs import log_event
@@ -81,6 +82,7 @@ class Agent:
             self.markets.sink = outbox
             self.markets.on_change = self._markets_changed
         self.signals = signals
+        self._replayed: dict[str, PeriodValue] = {}
         self._devices_factory = devices
         self._on_tick = on_tick
         self.loop: ReconcileLoop | None = None
@@ -203,8 +205,35 @@ class Agent:
             safe=result.decision.safe_stop,
         )
         self._observe_delivery(revision.site, result)
+        self._record_replayed_prices(revision.site, result.at)
         await self._heartbeat(revision.site, result.at)
         return result
+
+    def _record_replayed_prices(self, site: Site, at: datetime) -> None:
+        """A replay (demo, --replay-prices) calls no API, so the prices it fed control are
+        recorded here, once per period and value, as source ``replay``: the dashboard's
+        price panel and `flux diff` then see what control saw. Live clients record their
+        own values."""
+        if self.markets is not None or self.signals is None:
+            return
+        signals = self.signals.signals_at(at)
+        for type_, value in (
+            ("imbalance_price", signals.imbalance_price),
+            ("niv", signals.imbalance_volume),
+        ):
+            if value is None or self._replayed.get(type_) == value:
+                continue
+            self._replayed[type_] = value
+            self.outbox.add_market(
+                site.site.id,
+                type=type_,
+                period_start=value.period.start,
+                settlement_date=value.period.day,
+                settlement_period=value.period.number,
+                value=value.value,
+                source="replay",
+                fetched_at=at,
+            )
 
     def _observe_delivery(self, site: Site, result: TickResult) -> None:
         """What the site and battery did, for Axle's delivery reports. Not in shadow mode

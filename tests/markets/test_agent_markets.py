@@ -14,8 +14,10 @@ from reconciler.agent.status import StatusSnapshot
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
 from reconciler.control.periods import period_at
+from reconciler.control.signals import FeedSignals
 from reconciler.control.types import Decision
 from reconciler.markets.live import LiveMarkets
+from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.sim.simulator import SiteSimulator
 from tests.markets.fakes import BASE, PASSWORD, USER, FakeAxle, step_json
 from tests.rigs import git_agent
@@ -126,3 +128,31 @@ async def test_an_axle_dispatch_is_followed_and_its_delivery_reported(tmp_path: 
     readings = json.loads(report.content)["readings"]
     battery = [r["value"] for r in readings if r["label"] == "battery_inverter_import_kw"]
     assert len(battery) == 1 and battery[0] < 0  # discharging is negative import for Axle
+
+
+async def test_replayed_prices_are_recorded_once_per_period(tmp_path: Path) -> None:
+    clock = ManualClock(AT)
+    site = load_site(ROOT / "sites" / "demo.yaml")
+    replay = FeedSignals(imbalance=ReplayImbalanceFeed.january_2024())
+    async with (
+        SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
+        git_agent(tmp_path, sim, clock, signals=replay) as rig,
+    ):
+        await rig.source.sync_once()
+        for _ in range(600):  # 40 minutes: into the next settlement period
+            await rig.agent.step()
+            clock.advance(4)
+        batch = rig.outbox.read_batch(10_000)
+        rows = [json.loads(p) for _, kind, _, _, p in batch.others if kind == "market"]
+    first = period_at(AT)
+    assert sorted((r["type"], r["settlement_period"]) for r in rows) == [
+        ("imbalance_price", first.number),
+        ("imbalance_price", first.number + 1),
+        ("niv", first.number),
+        ("niv", first.number + 1),
+    ]
+    assert {r["source"] for r in rows} == {"replay"}
+    expected = replay.signals_at(AT).imbalance_price
+    assert expected is not None
+    prices = [r["value"] for r in rows if r["type"] == "imbalance_price"]
+    assert prices[0] == expected.value
