@@ -25,8 +25,9 @@ from reconciler.diff.normalise import (
 from reconciler.diff.observed import Breaches, Observed
 from reconciler.source.validate import validate_text
 
-#: Modes whose proposal depends on market signals the database does not hold, so the diff
-#: cannot re-derive them: when the agent's winner is one of these, its own setpoint is the
+#: Modes whose proposal depends on market signals. The imbalance price and NIV the agent
+#: recorded let the diff re-derive all but Axle's (the schedule is not recorded); without
+#: them none can be. When the agent's winner cannot be re-derived, its own setpoint is the
 #: reference the battery is held to, and a different winner is not called drift.
 SIGNAL_MODES = frozenset(
     {
@@ -37,6 +38,7 @@ SIGNAL_MODES = frozenset(
         "dynamic_peak_approach",
     }
 )
+NOT_RECORDED_MODES = frozenset({"axle"})
 
 
 def short(sha: str | None) -> str:
@@ -226,7 +228,9 @@ def operating_drifts(
     # The battery's own power as the last target: what the modes add to (import avoidance
     # cancels site power on top of it), as the loop would on a battery that tracks.
     state = ControlState(last_target_kw=battery.target_power_kw)
-    want = decide(site, at, observation, Signals(), state)
+    signals = obs.signals or Signals()
+    want = decide(site, at, observation, signals, state)
+    unknowable = NOT_RECORDED_MODES if obs.signals is not None else SIGNAL_MODES
     scheduled = winner(site, at)
     planned = scheduled.label if scheduled is not None else "idle"
     soe = f"SoE {kwh(battery.soe_kwh)}"
@@ -253,7 +257,7 @@ def operating_drifts(
             )
         elif (decision.winner or "idle") != desired_mode:
             modes = {e.label: e.entry.mode for e in active_entries(site, at)}
-            if modes.get(decision.winner or "", "") in SIGNAL_MODES:
+            if modes.get(decision.winner or "", "") in unknowable:
                 # The agent's market-driven setpoint cannot be re-derived here; the battery
                 # is still held to it.
                 notes.append(

@@ -17,10 +17,12 @@ import psycopg
 
 from reconciler.clock import Clock, ManualClock, WallClock
 from reconciler.config.model import Site
-from reconciler.control.types import BatteryReading, MeterReading
+from reconciler.control.periods import SettlementPeriod
+from reconciler.control.types import BatteryReading, MeterReading, PeriodValue, Signals
 from reconciler.devices.errors import DeviceError
 from reconciler.devices.factory import open_site_devices
 from reconciler.diff.model import Source
+from reconciler.markets.points import is_fresh
 from reconciler.telemetry.gaps import find_gaps
 
 
@@ -88,6 +90,8 @@ class Observed:
     gaps: list[DeviceGaps] | None = None
     since: datetime | None = None
     last_seen: datetime | None = None
+    #: The imbalance price and NIV the agent recorded as known at ``at`` (None: none).
+    signals: Signals | None = None
 
 
 # --------------------------------------------------------------------------- database
@@ -190,6 +194,43 @@ def _floor_minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
+# Per type, the value of the newest period as last fetched by ``at``. The primary key
+# (site_id, type, source, time, fetched_at) serves it.
+_LATEST_MARKET = """
+SELECT DISTINCT ON (type) type, settlement_date, settlement_period, value
+FROM flux.market_data
+WHERE site_id = %(site)s AND type = ANY(%(types)s) AND source = ANY(%(sources)s)
+  AND fetched_at <= %(at)s AND time > %(at)s - interval '2 hours'
+ORDER BY type, time DESC, fetched_at DESC
+"""
+# What the agent's imbalance feed serves, in its order: live estimates (or a replay of
+# them), else Elexon's settled prices (SSP as the imbalance price).
+_FEEDS = (
+    (("imbalance_price", "niv"), ["modo", "replay"]),
+    (("system_sell_price", "niv"), ["elexon"]),
+)
+
+
+def market_signals(conn: psycopg.Connection[Any], site_id: str, at: datetime) -> Signals | None:
+    """The imbalance price (p/kWh) and NIV (MWh) the agent had recorded by ``at``, stale
+    values dropped as its feed drops them; None when it recorded none (no market
+    clients, or an agent from before market data was recorded)."""
+    for (price_type, volume_type), sources in _FEEDS:
+        rows = conn.execute(
+            _LATEST_MARKET,
+            {"site": site_id, "at": at, "types": [price_type, volume_type], "sources": sources},
+        ).fetchall()
+        values = {
+            str(kind): PeriodValue(SettlementPeriod(day, int(number)), float(value))
+            for kind, day, number, value in rows
+        }
+        price = is_fresh(values.get(price_type), at)
+        volume = is_fresh(values.get(volume_type), at)
+        if price is not None or volume is not None:
+            return Signals(imbalance_price=price, imbalance_volume=volume)
+    return None
+
+
 def read_database(
     conn: psycopg.Connection[Any],
     site: Site,
@@ -238,6 +279,8 @@ def read_database(
         _LATEST_METERS, {**params, "devices": meters}
     ).fetchall():
         obs.meters[str(device)] = MeterReading(at=t, power_kw=float(power), frequency_hz=freq)
+
+    obs.signals = market_signals(conn, sid, at)
 
     row = conn.execute(_LATEST_DECISION, params).fetchone()
     if row is not None:

@@ -24,8 +24,12 @@ from reconciler.control.types import PeriodValue
 from reconciler.markets.errors import MarketMalformed
 from reconciler.markets.fields import describe, finite_number, settlement_day, settlement_period
 from reconciler.markets.http import request_json
-from reconciler.markets.modo import is_fresh
-from reconciler.markets.points import POUNDS_PER_MWH_TO_P_PER_KWH, ChangedOnly, MarketPoint
+from reconciler.markets.points import (
+    POUNDS_PER_MWH_TO_P_PER_KWH,
+    ChangedOnly,
+    MarketPoint,
+    is_fresh,
+)
 
 SOURCE = "elexon"
 

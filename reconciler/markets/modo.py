@@ -15,12 +15,17 @@ from typing import Any, Literal
 import httpx
 
 from reconciler.config.model import ModoSettings
-from reconciler.control.periods import PERIOD, SettlementPeriod
+from reconciler.control.periods import SettlementPeriod
 from reconciler.control.types import PeriodValue
 from reconciler.markets.errors import MarketMalformed
 from reconciler.markets.fields import describe, finite_number, settlement_day, settlement_period
 from reconciler.markets.http import request_json
-from reconciler.markets.points import POUNDS_PER_MWH_TO_P_PER_KWH, ChangedOnly, MarketPoint
+from reconciler.markets.points import (
+    POUNDS_PER_MWH_TO_P_PER_KWH,
+    ChangedOnly,
+    MarketPoint,
+    is_fresh,
+)
 
 SOURCE = "modo"
 
@@ -42,15 +47,6 @@ _PRICE = _Endpoint(
     "system-price-live", "system_price", "imbalance_price", POUNDS_PER_MWH_TO_P_PER_KWH
 )
 _NIV = _Endpoint("niv-live", "niv", "niv", 1.0)
-
-
-def is_fresh(value: PeriodValue | None, at: datetime) -> PeriodValue | None:
-    """``value`` if its period is the one containing ``at`` or the one before (or later),
-    else None: a value older than that means the feed has stopped, and serving it would
-    let the control act on an hour-old market."""
-    if value is None or value.period.end <= at - PERIOD:
-        return None
-    return value
 
 
 def _parse(endpoint: _Endpoint, body: Any) -> dict[SettlementPeriod, float]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from reconciler.control.periods import SettlementPeriod
+from reconciler.control.periods import PERIOD, SettlementPeriod
+from reconciler.control.types import PeriodValue
 
 POUNDS_PER_MWH_TO_P_PER_KWH = 0.1
 """£1/MWh = 100p / 1000 kWh = 0.1 p/kWh."""
@@ -47,3 +48,12 @@ class ChangedOnly:
             for key in sorted(self._last, key=lambda k: k[2])[: len(self._last) - self._keep]:
                 del self._last[key]
         return fresh
+
+
+def is_fresh(value: PeriodValue | None, at: datetime) -> PeriodValue | None:
+    """``value`` if its period is the one containing ``at`` or the one before (or later),
+    else None: a value older than that means the feed has stopped, and serving it would
+    let the control act on an hour-old market."""
+    if value is None or value.period.end <= at - PERIOD:
+        return None
+    return value

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from reconciler.agent.run import Agent, AgentOptions
@@ -58,20 +59,52 @@ async def test_a_site_doing_what_it_should_has_no_drift(world: World) -> None:
     assert silent and "stopped reporting" in silent[0]["reason"]
 
 
-@pytest.mark.parametrize("market", [datetime(2024, 1, 16, 2, 30, tzinfo=UTC)], indirect=True)
-async def test_an_agent_driven_by_market_prices_is_not_drift(world: World) -> None:
-    """NIV chase needs imbalance prices the diff does not have: the agent's own setpoint
-    is then the reference, and a battery that follows it is in order."""
+NIGHT = datetime(2024, 1, 16, 2, 30, tzinfo=UTC)  # weekday NIV chase on replayed prices
+
+
+@pytest.mark.parametrize("market", [NIGHT], indirect=True)
+async def test_niv_chase_is_re_derived_from_the_recorded_prices(world: World) -> None:
+    """The prices the agent used are in flux.market_data: the diff decides again with
+    them and agrees with the agent (no drift, no caveat)..."""
     await world.run(1200)
     world.upload()
     code, doc = world.diff_json()
     assert code == 0, doc["drifts"]
     assert doc["summary"]["mode"] == "weekday NIV chase"
+    assert not any("market signals" in n for n in doc["notes"]), doc["notes"]
+
+    # ...and it is the recorded prices that count: make them £1,000/MWh dearer and the
+    # schedule wants a different setpoint from the one the battery follows.
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE flux.market_data SET value = value + 100 WHERE type = 'imbalance_price'"
+        )
+    code, doc = world.diff_json()
+    assert code == 1
+    (line,) = drifts(doc, "operating")
+    assert line["field"] == "setpoint" and "weekday NIV chase" in line["desired"]
+
+
+@pytest.mark.parametrize("market", [NIGHT], indirect=True)
+async def test_without_recorded_prices_the_agents_setpoint_is_the_reference(
+    world: World,
+) -> None:
+    """No market data (an agent from before it was recorded): NIV chase cannot be
+    re-derived, so the agent's own setpoint is the reference, and a battery that follows
+    it is in order while one that does not is drift."""
+    await world.run(1200)
+    world.upload()
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM flux.market_data")
+    code, doc = world.diff_json()
+    assert code == 0, doc["drifts"]
     assert any("market signals" in n for n in doc["notes"])
 
     world.sim.plant.battery.available_blocks = 0  # and one that does not follow is not
     await world.run(120)
     world.upload()
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM flux.market_data")
     code, doc = world.diff_json()
     assert code == 1
     (line,) = drifts(doc, "operating")
