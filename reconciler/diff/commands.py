@@ -24,7 +24,13 @@ from reconciler.diff.compare import diff_site
 from reconciler.diff.desired import Desired, DiffError, load_desired, open_repo, site_ids
 from reconciler.diff.model import Report
 from reconciler.diff.normalise import limit_tolerances
-from reconciler.diff.observed import latest_report, read_database, read_live
+from reconciler.diff.observed import (
+    DEFAULT_AGENT_URL,
+    latest_report,
+    read_agent_status,
+    read_database,
+    read_live,
+)
 from reconciler.diff.render import print_report, print_status, report_json, status_row
 from reconciler.telemetry.database import ENV_URL, connect
 from reconciler.telemetry.errors import TelemetryError
@@ -111,6 +117,13 @@ def _observe(
 @click.option("--ref", default="HEAD", show_default=True, help="Commit, branch or tag.")
 @database_option
 @click.option("--live", is_flag=True, help="Read the devices now (read-only Modbus), on site.")
+@click.option(
+    "--agent-url",
+    default=DEFAULT_AGENT_URL,
+    show_default=True,
+    envvar="FLUX_AGENT_URL",
+    help="With --live: the agent's status endpoint, for the revision it runs.",
+)
 @window_option
 @at_option
 @output_option
@@ -123,6 +136,7 @@ def diff(
     ref: str,
     database_url: str | None,
     live: bool,
+    agent_url: str,
     window: timedelta,
     at: datetime | str,
     output: str,
@@ -154,6 +168,7 @@ def diff(
             obs = asyncio.run(read_live(desired.site, at=stamp))
         except (DeviceError, ValueError) as exc:
             raise DiffError(f"cannot read the devices of {desired.site.site.id}: {exc}") from None
+        read_agent_status(obs, desired.site.site.id, agent_url)
         report = diff_site(desired, obs, window=window)
     else:
         assert database_url is not None

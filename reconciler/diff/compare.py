@@ -501,12 +501,16 @@ def diff_site(desired: Desired, obs: Observed, *, window: timedelta) -> Report:
         window_s=window.total_seconds(),
     )
     drifts: list[Drift] = []
-    if obs.source == "database":
+    if obs.source == "database" or obs.status is not None:
         revision = revision_drifts(desired, obs)
         drifts += revision
     else:
         revision = []
-        report.notes.append("revision: not observable from the devices (use --database-url)")
+        why = f" ({obs.status_error})" if obs.status_error else ""
+        report.notes.append(
+            f"revision: not observable from the devices{why}; use --agent-url on site, "
+            "or --database-url"
+        )
     behind = any(d.field == "applied" for d in revision)
     drifts += device_drifts(
         site, obs, applied_site(desired, obs) if behind else None, behind=behind

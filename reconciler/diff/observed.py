@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import psycopg
 
 from reconciler.clock import Clock, ManualClock, WallClock
@@ -92,6 +93,8 @@ class Observed:
     last_seen: datetime | None = None
     #: The imbalance price and NIV the agent recorded as known at ``at`` (None: none).
     signals: Signals | None = None
+    #: Live: why the agent's own status could not be read (its revision is then unknown).
+    status_error: str | None = None
 
 
 # --------------------------------------------------------------------------- database
@@ -424,3 +427,31 @@ async def read_live(site: Site, *, at: datetime | None = None) -> Observed:
             await meter.close()
     obs.last_seen = obs.at if (obs.battery or obs.meters) else None
     return obs
+
+
+DEFAULT_AGENT_URL = "http://127.0.0.1:9464"
+
+
+def read_agent_status(obs: Observed, site_id: str, url: str) -> None:
+    """Add the running agent's status (``GET {url}/status``, what `flux agent status`
+    shows) to a live observation, so its revision can be compared; on failure say why in
+    ``status_error``. A status of another site is not used."""
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/status", timeout=3.0)
+        response.raise_for_status()
+        status = response.json()
+    except httpx.HTTPError as exc:
+        obs.status_error = f"cannot read the agent's status at {url}: {exc or type(exc).__name__}"
+        return
+    except ValueError:
+        obs.status_error = f"{url}/status did not answer with JSON: is it a Flux agent?"
+        return
+    if not isinstance(status, dict) or status.get("site") != site_id:
+        site = status.get("site") if isinstance(status, dict) else None
+        obs.status_error = f"the agent at {url} runs site {site!r}, not {site_id!r}"
+        return
+    obs.status = status
+    try:
+        obs.status_at = datetime.fromisoformat(str(status.get("updated_at")))
+    except ValueError:
+        obs.status_at = None

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from click.testing import Result
 
+from reconciler.agent.http import StatusServer
 from tests.diff.conftest import World, invoke, variant
+from tests.net import free_port
+from tests.source.conftest import DEMO_TEXT
 
 
 async def live(world: World, *args: str) -> Result:
@@ -28,8 +31,8 @@ async def live(world: World, *args: str) -> Result:
     )
 
 
-async def live_json(world: World) -> tuple[int, dict[str, Any]]:
-    result = await live(world, "--output", "json")
+async def live_json(world: World, *args: str) -> tuple[int, dict[str, Any]]:
+    result = await live(world, "--output", "json", *args)
     assert result.exit_code in (0, 1), result.output
     return result.exit_code, json.loads(result.stdout)
 
@@ -76,3 +79,33 @@ async def test_live_sees_a_battery_that_left_direct_mode(world: World) -> None:
     lines = {(d["category"], d["field"]): d for d in doc["drifts"]}
     assert lines[("device", "real_power_mode")]["reason"].startswith("the battery left direct")
     assert "not in direct real-power mode" in lines[("operating", "setpoint")]["reason"]
+
+
+async def test_live_compares_the_revision_the_agent_serves_on_its_status_endpoint(
+    world: World,
+) -> None:
+    await world.source.sync_once()
+    await world.run(60)
+    server = StatusServer(world.source.status().snapshot, port=0)
+    await server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        result = await live(world, "--agent-url", url)
+        assert result.exit_code == 0, result.output
+        assert "revision: not observable" not in result.output
+
+        world.commit(DEMO_TEXT.replace("ramp_up_kw_per_s: 100", "ramp_up_kw_per_s: 90"))
+        code, doc = await live_json(world, "--agent-url", url)
+        assert code == 1
+        (line,) = [d for d in doc["drifts"] if d["category"] == "revision"]
+        assert "has not fetched" in line["reason"]  # said by the agent's own status
+    finally:
+        await server.close()
+
+
+async def test_live_without_the_agents_status_says_why(world: World) -> None:
+    await world.run(60)
+    code, doc = await live_json(world, "--agent-url", f"http://127.0.0.1:{free_port()}")
+    assert code == 0, doc["drifts"]
+    (note,) = [n for n in doc["notes"] if n.startswith("revision:")]
+    assert "cannot read the agent's status at http://127.0.0.1:" in note
