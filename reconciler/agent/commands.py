@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from reconciler.agent import operator
-from reconciler.agent.lock import BatteryLock
+from reconciler.agent.lock import BatteryLock, StateFolderInUse, lock_holder
 from reconciler.agent.loop import SignalSource
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import Clock, WallClock
@@ -130,7 +130,13 @@ def run(
     state_dir = Path(options["state_dir"])
     # The lock first: a second agent must not touch the running one's status file.
     lock = BatteryLock(state_dir)
-    if not shadow:
+    if shadow:
+        # A shadow agent writes nothing to the battery, so it takes no lock; but it must
+        # not share a running agent's status file and outbox either.
+        holder = lock_holder(state_dir)
+        if holder is not None:
+            raise StateFolderInUse(holder or None, state_dir)
+    else:
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             lock.acquire()  # BatteryLockHeld (exit 3) says who holds it

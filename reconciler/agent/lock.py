@@ -35,6 +35,21 @@ class BatteryLockHeld(click.ClickException):
         self.pid = pid
 
 
+class StateFolderInUse(click.ClickException):
+    """A shadow agent asked to share a running agent's state folder. Exit code 3."""
+
+    exit_code = 3
+
+    def __init__(self, pid: int | None, state_dir: Path) -> None:
+        who = f"the agent (pid {pid})" if pid else "another agent"
+        super().__init__(
+            f"{who} runs on {state_dir}: a shadow agent there would overwrite its status file "
+            f"and share its outbox; give it a folder of its own, e.g. --state-dir "
+            f"{state_dir}-shadow"
+        )
+        self.pid = pid
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         text = path.read_text(encoding="ascii").strip()

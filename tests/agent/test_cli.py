@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from reconciler.agent.lock import BatteryLock
 from reconciler.config import load_site
 from reconciler.sim.simulator import SiteSimulator
 
@@ -146,3 +147,14 @@ def test_demo_user_errors_name_the_problem(tmp_path: Path) -> None:
     assert f"cannot open {not_a_db}: file is not a database" in bad_store.stderr
     for result in (missing, bad_store):
         assert "Traceback" not in result.stderr
+
+
+def test_a_shadow_agent_refuses_a_running_agents_state_folder(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    with BatteryLock(state):  # as a running agent holds it
+        result = flux("agent", "run", "--site", str(DEMO), "--state-dir", str(state), "--shadow")
+    assert result.returncode == 3
+    assert f"--state-dir {state}-shadow" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (state / "status.json").exists()  # the running agent's file is untouched
