@@ -28,7 +28,7 @@ from reconciler.config.model import AxleSettings
 from reconciler.control.types import AxleAction, AxleStep
 from reconciler.logs import log_event
 from reconciler.markets.errors import MarketMalformed, MarketRejected
-from reconciler.markets.fields import describe
+from reconciler.markets.fields import describe, items_of, record
 from reconciler.markets.http import request_json
 from reconciler.markets.points import MarketPoint
 
@@ -152,19 +152,17 @@ def parse_schedule(body: Any) -> list[AxleStep]:
     def bad(problem: str) -> MarketMalformed:
         return MarketMalformed(SOURCE, _SCHEDULE_WHAT, problem)
 
-    if not isinstance(body, dict) or "schedule_steps" not in body:
-        raise bad(f'expected an object with "schedule_steps", got {describe(body)}')
-    raw_steps = body["schedule_steps"]
-    if not isinstance(raw_steps, list):
-        raise bad(f'"schedule_steps" should be a list, got {describe(raw_steps)}')
+    try:
+        raw_steps = items_of(body, "schedule_steps")
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     steps: list[AxleStep] = []
     for i, item in enumerate(raw_steps):
         where = f"schedule_steps[{i}]"
-        if not isinstance(item, dict):
-            raise bad(f"{where} should be an object, got {describe(item)}")
-        for name in _STEP_FIELDS:
-            if name not in item:
-                raise bad(f'{where}: field "{name}" is missing')
+        try:
+            item = record(item, where, _STEP_FIELDS)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         unknown = sorted(str(k) for k in item if k not in _STEP_FIELDS)
         if unknown:
             raise bad(f'{where}: unknown field "{unknown[0]}" (the schedule format changed?)')

@@ -22,7 +22,13 @@ from reconciler.control.periods import (
 )
 from reconciler.control.types import PeriodValue
 from reconciler.markets.errors import MarketMalformed
-from reconciler.markets.fields import describe, finite_number, settlement_day, settlement_period
+from reconciler.markets.fields import (
+    finite_number,
+    items_of,
+    record,
+    settlement_day,
+    settlement_period,
+)
 from reconciler.markets.http import request_json
 from reconciler.markets.points import (
     POUNDS_PER_MWH_TO_P_PER_KWH,
@@ -63,11 +69,10 @@ def _parse(day: date, what: str, body: Any) -> list[SettledPeriod]:
     def bad(problem: str) -> MarketMalformed:
         return MarketMalformed(SOURCE, what, problem)
 
-    if not isinstance(body, dict) or "data" not in body:
-        raise bad(f'expected an object with "data", got {describe(body)}')
-    rows = body["data"]
-    if not isinstance(rows, list):
-        raise bad(f'"data" should be a list, got {describe(rows)}')
+    try:
+        rows = items_of(body, "data")
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     fields = (
         "settlementDate",
         "settlementPeriod",
@@ -79,11 +84,10 @@ def _parse(day: date, what: str, body: Any) -> list[SettledPeriod]:
     settled: dict[SettlementPeriod, SettledPeriod] = {}
     for i, row in enumerate(rows):
         where = f"data[{i}]"
-        if not isinstance(row, dict):
-            raise bad(f"{where} should be an object, got {describe(row)}")
-        for name in fields:
-            if name not in row:
-                raise bad(f'{where}: field "{name}" is missing')
+        try:
+            row = record(row, where, fields)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         try:
             field = "settlementDate"
             if settlement_day(row["settlementDate"]) != day:

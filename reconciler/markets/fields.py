@@ -49,3 +49,23 @@ def finite_number(raw: Any) -> float:
     if not math.isfinite(raw):
         raise ValueError(f"{raw!r} is not a finite number")
     return float(raw)
+
+
+def items_of(body: Any, key: str) -> list[Any]:
+    """``body[key]``: a reply must be a JSON object holding a list there."""
+    if not isinstance(body, dict) or key not in body:
+        raise ValueError(f'expected an object with "{key}", got {describe(body)}')
+    items = body[key]
+    if not isinstance(items, list):
+        raise ValueError(f'"{key}" should be a list, got {describe(items)}')
+    return items
+
+
+def record(item: Any, where: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """One item of such a list: an object with every one of ``fields``."""
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} should be an object, got {describe(item)}")
+    for name in fields:
+        if name not in item:
+            raise ValueError(f'{where}: field "{name}" is missing')
+    return item

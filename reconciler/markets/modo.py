@@ -18,7 +18,13 @@ from reconciler.config.model import ModoSettings
 from reconciler.control.periods import SettlementPeriod
 from reconciler.control.types import PeriodValue
 from reconciler.markets.errors import MarketMalformed
-from reconciler.markets.fields import describe, finite_number, settlement_day, settlement_period
+from reconciler.markets.fields import (
+    finite_number,
+    items_of,
+    record,
+    settlement_day,
+    settlement_period,
+)
 from reconciler.markets.http import request_json
 from reconciler.markets.points import (
     POUNDS_PER_MWH_TO_P_PER_KWH,
@@ -56,19 +62,17 @@ def _parse(endpoint: _Endpoint, body: Any) -> dict[SettlementPeriod, float]:
     def bad(problem: str) -> MarketMalformed:
         return MarketMalformed(SOURCE, endpoint.what, problem)
 
-    if not isinstance(body, dict) or "results" not in body:
-        raise bad(f'expected an object with "results", got {describe(body)}')
-    results = body["results"]
-    if not isinstance(results, list):
-        raise bad(f'"results" should be a list, got {describe(results)}')
+    try:
+        results = items_of(body, "results")
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     values: dict[SettlementPeriod, float] = {}
     for i, item in enumerate(results):
         where = f"results[{i}]"
-        if not isinstance(item, dict):
-            raise bad(f"{where} should be an object, got {describe(item)}")
-        for name in ("date", "settlement_period", endpoint.field):
-            if name not in item:
-                raise bad(f'{where}: field "{name}" is missing')
+        try:
+            item = record(item, where, ("date", "settlement_period", endpoint.field))
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         try:
             field = "date"
             day = settlement_day(item["date"])
