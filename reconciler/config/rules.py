@@ -411,6 +411,28 @@ def _mode_rules(site: Site) -> Iterator[Finding]:
             yield from target((*here, "params", "reserve_soe"), entry.params.reserve_soe)
 
 
+#: Modo allows about one call a minute across its two endpoints (DOMAIN.md).
+MODO_MIN_POLL_S = 60.0
+
+
+def _market_rules(site: Site) -> Iterator[Finding]:
+    markets = site.markets
+    if markets.modo is not None and markets.modo.poll_s < MODO_MIN_POLL_S:
+        yield Finding(
+            ("markets", "modo", "poll_s"),
+            f"Modo allows about one call a minute across both endpoints; every "
+            f"{markets.modo.poll_s:g} s will be rate limited (HTTP 429) and back off",
+            severity="warning",
+        )
+    if markets.axle is not None and not any(e.mode == "axle" for e in site.schedule):
+        yield Finding(
+            ("markets", "axle"),
+            "no schedule entry has mode axle: the Axle schedule is fetched and delivery "
+            "reported, but dispatches are never followed; add `- mode: axle` to the schedule",
+            severity="warning",
+        )
+
+
 RULES = (
     _profile_rules,
     _device_rules,
@@ -419,4 +441,5 @@ RULES = (
     _window_rules,
     _overlap_rules,
     _mode_rules,
+    _market_rules,
 )

@@ -119,3 +119,26 @@ def test_a_window_past_midnight_meets_the_next_date_range() -> None:
         "(schedule[3]) both have priority 30 and are both active at 2024-04-01 00:00; give "
         "one a different priority or make the windows not overlap"
     ]
+
+
+def test_modo_polled_faster_than_its_rate_limit_is_a_warning() -> None:
+    text = BASE.replace(
+        "    api_key_env: FLUX_MODO_API_KEY\n",
+        "    api_key_env: FLUX_MODO_API_KEY\n    poll_s: 30\n",
+    )
+    (line,) = _problems(text)
+    assert line.startswith("warning: s.yaml:")
+    assert "markets.modo.poll_s: Modo allows about one call a minute" in line
+    assert "every 30 s will be rate limited" in line
+
+
+def test_axle_configured_but_never_scheduled_is_a_warning() -> None:
+    axle = (
+        "  axle:\n    base_url: https://api.axle.energy\n    asset_id: a-1\n"
+        "    username_env: AXLE_USER\n    password_env: AXLE_PASSWORD\n"
+    )
+    text = BASE.replace("markets:\n", "markets:\n" + axle)
+    (line,) = _problems(text)
+    assert "markets.axle: no schedule entry has mode axle" in line
+    scheduled = text.replace("schedule:\n", "schedule:\n  - mode: axle\n", 1)
+    assert _problems(scheduled) == []
