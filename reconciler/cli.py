@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "demo": "reconciler.agent.demo:demo",
     "diff": "reconciler.diff.commands:diff",
     "status": "reconciler.diff.commands:status",
+    "markets": "reconciler.markets.commands:markets",
 }
 
 
