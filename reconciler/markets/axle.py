@@ -337,7 +337,8 @@ class AxleClient:
 
     async def poll(self, now: datetime) -> list[MarketPoint]:
         """Fetch the battery schedule and keep it (replacing the previous one only when
-        the reply is valid). Returns no MarketPoints: the schedule is recorded elsewhere."""
+        the reply is valid). Returns no MarketPoints: a schedule is not a value per
+        settlement period; the decisions it drives are recorded with their reasons."""
         body = await self._authorized(
             "GET",
             f"{self._base}/entities/asset/{self._asset}/battery-schedule",
