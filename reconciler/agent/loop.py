@@ -65,6 +65,7 @@ class TickResult:
     write_error: str | None
     tracking_ok: bool
     envelope_ok: bool
+    signals: Signals = field(default_factory=Signals)  # the market signals decided on
 
     @property
     def devices_ok(self) -> bool:
@@ -305,6 +306,7 @@ class ReconcileLoop:
             write_error=write_error,
             tracking_ok=tracking_ok,
             envelope_ok=self._envelope_ok(site, decision),
+            signals=signals,
         )
         self._record(site, sha, result)
         self.ticks += 1

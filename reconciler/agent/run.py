@@ -205,18 +205,18 @@ class Agent:
             safe=result.decision.safe_stop,
         )
         self._observe_delivery(revision.site, result)
-        self._record_replayed_prices(revision.site, result.at)
+        self._record_replayed_prices(revision.site, result)
         await self._heartbeat(revision.site, result.at)
         return result
 
-    def _record_replayed_prices(self, site: Site, at: datetime) -> None:
+    def _record_replayed_prices(self, site: Site, result: TickResult) -> None:
         """A replay (demo, --replay-prices) calls no API, so the prices it fed control are
         recorded here, once per period and value, as source ``replay``: the dashboard's
         price panel and `flux diff` then see what control saw. Live clients record their
         own values."""
         if self.markets is not None or self.signals is None:
             return
-        signals = self.signals.signals_at(at)
+        signals = result.signals
         for type_, value in (
             ("imbalance_price", signals.imbalance_price),
             ("niv", signals.imbalance_volume),
@@ -232,7 +232,7 @@ class Agent:
                 settlement_period=value.period.number,
                 value=value.value,
                 source="replay",
-                fetched_at=at,
+                fetched_at=result.at,
             )
 
     def _observe_delivery(self, site: Site, result: TickResult) -> None:

@@ -84,7 +84,10 @@ class FeedState:
 
 
 @dataclass
-class _Built:
+class BuiltClients:
+    """The clients a markets section asks for, which of them feed control, and why any
+    was left out or runs degraded (one line each, ``source: what to do``)."""
+
     clients: list[MarketClient] = field(default_factory=list)
     imbalance: ImbalanceFeed | None = None
     axle: AxleFeed | None = None
@@ -95,10 +98,10 @@ class _Built:
 Environ = Mapping[str, str]
 
 
-def build_clients(markets: Markets, http: httpx.AsyncClient, environ: Environ) -> _Built:
+def build_clients(markets: Markets, http: httpx.AsyncClient, environ: Environ) -> BuiltClients:
     """The clients the site file asks for. A credential variable that is not set leaves
     that client out and says so (the agent runs on without it)."""
-    built = _Built()
+    built = BuiltClients()
     if markets.modo is not None:
         key = environ.get(markets.modo.api_key_env) if markets.modo.api_key_env else None
         if markets.modo.api_key_env and not key:
@@ -158,7 +161,7 @@ class LiveMarkets:
         self.on_change = on_change
         self._markets: Markets | None = None
         self._site_id = ""
-        self._built = _Built()
+        self._built = BuiltClients()
         self.states: dict[str, FeedState] = {}
 
     # ------------------------------------------------------------------ configuration
