@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.config.model import Site
@@ -144,7 +144,23 @@ def sites(draw: st.DrawFn) -> Site:
 EPS = 1e-6
 
 
+# Found by Hypothesis: a charge of 1e-40 kW at the import limit. The envelope cuts it to 0
+# (exactly, it would breach the limit); the check must not round the breach away.
+EDGE_SITE = make_site(
+    limits={
+        "battery_charge_kw": 1.0,
+        "battery_discharge_kw": 1.0,
+        "site_import_kw": 1.0,
+        "site_export_kw": 1.0,
+        "soe_min": 0.0,
+        "soe_max": 1.0,
+        "charge_efficiency": 1.0,
+    }
+)
+
+
 @settings(max_examples=300, deadline=None)
+@example(EDGE_SITE, -6.592735381748143e-40, 0.0, 0.0, 1.0, None)
 @given(
     sites(),
     kw,
@@ -193,10 +209,11 @@ def test_envelope_properties(
     if residual + most_chg >= -lim.site_export_kw:
         assert predicted >= -lim.site_export_kw - EPS
 
-    # a target already inside every limit passes unchanged (ramp aside)
+    # a target already inside every limit passes unchanged (ramp aside). The site limits
+    # as bounds on the target: ``residual - target`` would round a breach of 1e-40 kW away.
     inside = (
         -most_chg <= target <= most_dis
-        and -lim.site_export_kw <= residual - target <= lim.site_import_kw
+        and residual - lim.site_import_kw <= target <= residual + lim.site_export_kw
     )
     if inside and (lim.ramp_kw_per_s is None or elapsed is None):
         assert t == target or (t == 0.0 and target == 0.0)
