@@ -126,6 +126,27 @@ def render_metrics(snap: StatusSnapshot) -> str:
         ("flux_suspended", "gauge", "1 while applying is suspended.", str(int(snap.suspended))),
     ):
         metric(name, mtype, help_text, [(base, value)])
+
+    if snap.markets:
+        feeds = [(f'{base},source="{_label(m.source)}"', m) for m in snap.markets]
+        metric(
+            "flux_market_up",
+            "gauge",
+            "1 while a market API's last call gave usable data.",
+            [(labels, str(int(m.ok))) for labels, m in feeds],
+        )
+        metric(
+            "flux_market_consecutive_failures",
+            "gauge",
+            "Failed calls to a market API since its last success.",
+            [(labels, str(m.consecutive_failures)) for labels, m in feeds],
+        )
+        metric(
+            "flux_market_last_success_timestamp_seconds",
+            "gauge",
+            "When a market API last gave usable data (Unix time, s).",
+            [(labels, _ts(m.last_success_at)) for labels, m in feeds],
+        )
     return "\n".join(out) + "\n"
 
 

@@ -15,6 +15,7 @@ from reconciler.agent.http import StatusServer
 from reconciler.agent.status import (
     AgentStatus,
     ConditionType,
+    MarketFeedStatus,
     SystemdNotifier,
     read_status_file,
     sd_notify,
@@ -92,6 +93,23 @@ async def test_healthz_status_and_metrics_over_http(
             f'flux_last_fetch_timestamp_seconds{{site="demo"}} {fetched.timestamp():.3f}' in lines
         )
         assert "# TYPE flux_ticks_total counter" in m.text
+        assert "flux_market_up" not in m.text  # no market APIs configured: no series
+
+        source.status().set_markets(
+            [
+                MarketFeedStatus(source="modo", ok=True, last_success_at=clock.now()),
+                MarketFeedStatus(source="axle", ok=False, consecutive_failures=3),
+            ],
+            [],
+        )
+        lines = metric_lines((await get(server.port, "/metrics")).text)
+        assert 'flux_market_up{site="demo",source="modo"} 1' in lines
+        assert 'flux_market_up{site="demo",source="axle"} 0' in lines
+        assert 'flux_market_consecutive_failures{site="demo",source="axle"} 3' in lines
+        assert (
+            'flux_market_last_success_timestamp_seconds{site="demo",source="modo"} '
+            f"{clock.now().timestamp():.3f}"
+        ) in lines
 
         source.observe_tick(unhealthy(clock, "battery meter timed out"))
         sick = await get(server.port, "/healthz")
