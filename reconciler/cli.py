@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "validate": "reconciler.config.commands:validate",
     "schema": "reconciler.config.commands:schema",
     "schedule": "reconciler.config.commands:schedule",
+    "backtest": "reconciler.backtest.commands:backtest",
     "db": "reconciler.telemetry.commands:db",
     # devices and the simulator
     "sim": "reconciler.sim.commands:sim",

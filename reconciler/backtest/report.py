@@ -1,0 +1,491 @@
+"""What a backtest measured: energy, money and limits, per local day and in total.
+
+Units: energy kWh, power kW, money £ (rates are p/kWh, divided by 100), time in hours or
+minutes as the field name says, SoE kWh. Signs follow DOMAIN.md: site power + import,
+battery power + discharge; every metric here is a positive quantity unless its name says
+otherwise (``imbalance_value_gbp`` may be negative).
+
+``imbalance_value_gbp`` is an *indicator* of what NIV chase did, not a settlement: the sum
+over ticks of battery power (kW, + discharge) x tick length (h) x the imbalance price
+(p/kWh) the controller was given at that tick, in £. It is positive when the battery
+discharged into high prices and charged at low ones. It ignores metering, losses paid
+elsewhere, supplier terms and later settlement runs; ticks with no price add nothing (see
+``priced_hours``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from reconciler.config.model import Site
+
+#: Label of the time when no schedule entry proposed anything (Decision.winner is None).
+IDLE = "idle"
+#: Decimal places kept in JSON (keeps output stable and readable; 1e-6 kWh is 1 mWh).
+JSON_DIGITS = 6
+
+
+def _round(value: float) -> float:
+    rounded = round(value, JSON_DIGITS)
+    return 0.0 if rounded == 0 else rounded  # no "-0.0" in reports
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The metrics of one stretch of time (a local day, or the whole run).
+
+    ``hours`` is the length covered; ``hours_by_winner`` (entry label, or ``idle``) plus
+    ``safe_stop_hours`` add up to it. ``peak_import_at`` is a local instant (None when the
+    site never imported). Limit breaches are counted in minutes of simulated time.
+    """
+
+    hours: float
+    grid_import_kwh: float
+    grid_export_kwh: float
+    peak_import_kw: float
+    peak_import_at: datetime | None
+    load_kwh: float
+    solar_kwh: float
+    import_cost_gbp: float
+    export_value_gbp: float
+    battery_charged_kwh: float
+    battery_discharged_kwh: float
+    equivalent_full_cycles: float
+    imbalance_value_gbp: float
+    priced_hours: float
+    soe_start_kwh: float
+    soe_min_kwh: float
+    soe_max_kwh: float
+    soe_end_kwh: float
+    minutes_over_import_limit: float
+    minutes_over_export_limit: float
+    minutes_soe_outside_limits: float
+    hours_by_winner: tuple[tuple[str, float], ...]
+    safe_stop_hours: float
+
+    def winner_hours(self, label: str) -> float:
+        """Hours won by the entry labelled ``label`` (``idle`` for no winner), 0 if none."""
+        return dict(self.hours_by_winner).get(label, 0.0)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "hours_by_winner":
+                out[f.name] = {label: _round(h) for label, h in value}
+            elif f.name == "peak_import_at":
+                out[f.name] = value.isoformat() if value is not None else None
+            else:
+                out[f.name] = _round(value)
+        return out
+
+
+#: The numeric metrics, in report order, with a title for tables (units in the title).
+METRIC_TITLES: tuple[tuple[str, str], ...] = (
+    ("grid_import_kwh", "grid import kWh"),
+    ("grid_export_kwh", "grid export kWh"),
+    ("peak_import_kw", "peak import kW"),
+    ("import_cost_gbp", "import cost £ (site rates)"),
+    ("export_value_gbp", "export value £ (site rates)"),
+    ("imbalance_value_gbp", "imbalance value £ (indicator)"),
+    ("battery_charged_kwh", "battery charged kWh"),
+    ("battery_discharged_kwh", "battery discharged kWh"),
+    ("equivalent_full_cycles", "equivalent full cycles"),
+    ("soe_min_kwh", "SoE min kWh"),
+    ("soe_max_kwh", "SoE max kWh"),
+    ("soe_end_kwh", "SoE at end kWh"),
+    ("minutes_over_import_limit", "minutes over import limit"),
+    ("minutes_over_export_limit", "minutes over export limit"),
+    ("minutes_soe_outside_limits", "minutes SoE outside limits"),
+    ("load_kwh", "load kWh"),
+    ("solar_kwh", "solar kWh"),
+    ("priced_hours", "hours with an imbalance price"),
+    ("safe_stop_hours", "hours in safe stop"),
+    ("hours", "hours"),
+)
+NUMERIC_METRICS: tuple[str, ...] = tuple(name for name, _ in METRIC_TITLES)
+
+
+def breach_tolerances(site: Site) -> tuple[float, float]:
+    """How far past a limit counts as a breach: (kW, kWh), the tolerances `flux diff`
+    uses (reconciler/diff/normalise.py ``limit_tolerances``; a test holds them equal).
+
+    The control holds the site at a limit on readings one tick old while the load moves
+    within the tick, and the battery ramps down after a stop at the SoE minimum: both
+    overshoot by hundredths of a kW or a fraction of a kWh, which is not a breach.
+    """
+    power_kw = max(site.control.deadband_kw, 0.1)
+    full_kw = max(site.limits.battery_charge_kw, site.limits.battery_discharge_kw)
+    return power_kw, full_kw * site.control.tick_s / 3600.0
+
+
+class MetricsBuilder:
+    """Accumulates samples of one stretch of time into :class:`Metrics`.
+
+    Each sample covers ``dt_s`` seconds ending at ``at`` with the powers the plant
+    reported over it; the engine feeds one per physics sub-step. Site power beyond a
+    limit by more than ``power_tolerance_kw``, and SoE outside its limits by more than
+    ``energy_tolerance_kwh``, count as time outside the limits. The instant of the peak
+    is reported in ``tz`` (converted once, not per sample).
+    """
+
+    def __init__(
+        self,
+        *,
+        soe_start_kwh: float,
+        nameplate_kwh: float,
+        import_limit_kw: float,
+        export_limit_kw: float,
+        soe_min_kwh: float,
+        soe_max_kwh: float,
+        power_tolerance_kw: float = 0.0,
+        energy_tolerance_kwh: float = 0.0,
+        tz: tzinfo | None = None,
+    ) -> None:
+        self.tz = tz
+        self.nameplate_kwh = nameplate_kwh
+        self.import_over = import_limit_kw + power_tolerance_kw
+        self.export_over = export_limit_kw + power_tolerance_kw
+        self.soe_low = soe_min_kwh - energy_tolerance_kwh
+        self.soe_high = soe_max_kwh + energy_tolerance_kwh
+        self.seconds = 0.0
+        self.grid_import_kwh = self.grid_export_kwh = 0.0
+        self.peak_import_kw = 0.0
+        self.peak_import_at: datetime | None = None
+        self.load_kwh = self.solar_kwh = 0.0
+        self.import_cost_p = self.export_value_p = self.imbalance_value_p = 0.0
+        self.priced_s = 0.0
+        self.charged_kwh = self.discharged_kwh = 0.0
+        self.soe_start = self.soe_min = self.soe_max = self.soe_end = soe_start_kwh
+        self.over_import_s = self.over_export_s = self.soe_outside_s = 0.0
+        self.by_winner: dict[str, float] = {}
+        self.safe_s = 0.0
+
+    def add(
+        self,
+        dt_s: float,
+        at: datetime,
+        *,
+        grid_kw: float,
+        load_kw: float,
+        solar_kw: float,
+        battery_kw: float,
+        soe_kwh: float,
+        import_rate: float,
+        export_rate: float,
+        price: float | None,
+        winner: str | None,
+        safe_stop: bool,
+    ) -> None:
+        """One sample: powers kW, SoE kWh, rates and price p/kWh; ``winner`` is the
+        winning entry's label (None: idle) unless the tick was a safe stop."""
+        h = dt_s / 3600.0
+        self.seconds += dt_s
+        if grid_kw > 0:
+            kwh = grid_kw * h
+            self.grid_import_kwh += kwh
+            self.import_cost_p += kwh * import_rate
+            if grid_kw > self.peak_import_kw:
+                self.peak_import_kw = grid_kw
+                self.peak_import_at = at
+            if grid_kw > self.import_over:
+                self.over_import_s += dt_s
+        elif grid_kw < 0:
+            kwh = -grid_kw * h
+            self.grid_export_kwh += kwh
+            self.export_value_p += kwh * export_rate
+            if -grid_kw > self.export_over:
+                self.over_export_s += dt_s
+        self.load_kwh += load_kw * h
+        self.solar_kwh += solar_kw * h
+        if battery_kw > 0:
+            self.discharged_kwh += battery_kw * h
+        elif battery_kw < 0:
+            self.charged_kwh -= battery_kw * h
+        if price is not None:
+            self.imbalance_value_p += battery_kw * h * price
+            self.priced_s += dt_s
+        self.soe_end = soe_kwh
+        if soe_kwh < self.soe_min:
+            self.soe_min = soe_kwh
+        if soe_kwh > self.soe_max:
+            self.soe_max = soe_kwh
+        if soe_kwh < self.soe_low or soe_kwh > self.soe_high:
+            self.soe_outside_s += dt_s
+        if safe_stop:
+            self.safe_s += dt_s
+        else:
+            key = IDLE if winner is None else winner
+            self.by_winner[key] = self.by_winner.get(key, 0.0) + dt_s
+
+    def build(self) -> Metrics:
+        throughput = self.charged_kwh + self.discharged_kwh
+        return Metrics(
+            hours=self.seconds / 3600.0,
+            grid_import_kwh=self.grid_import_kwh,
+            grid_export_kwh=self.grid_export_kwh,
+            peak_import_kw=self.peak_import_kw,
+            peak_import_at=(
+                self.peak_import_at.astimezone(self.tz)
+                if self.peak_import_at is not None and self.tz is not None
+                else self.peak_import_at
+            ),
+            load_kwh=self.load_kwh,
+            solar_kwh=self.solar_kwh,
+            import_cost_gbp=self.import_cost_p / 100.0,
+            export_value_gbp=self.export_value_p / 100.0,
+            battery_charged_kwh=self.charged_kwh,
+            battery_discharged_kwh=self.discharged_kwh,
+            equivalent_full_cycles=throughput / 2.0 / self.nameplate_kwh,
+            imbalance_value_gbp=self.imbalance_value_p / 100.0,
+            priced_hours=self.priced_s / 3600.0,
+            soe_start_kwh=self.soe_start,
+            soe_min_kwh=self.soe_min,
+            soe_max_kwh=self.soe_max,
+            soe_end_kwh=self.soe_end,
+            minutes_over_import_limit=self.over_import_s / 60.0,
+            minutes_over_export_limit=self.over_export_s / 60.0,
+            minutes_soe_outside_limits=self.soe_outside_s / 60.0,
+            hours_by_winner=tuple(
+                sorted(((k, s / 3600.0) for k, s in self.by_winner.items()), key=_winner_order)
+            ),
+            safe_stop_hours=self.safe_s / 3600.0,
+        )
+
+
+def _winner_order(item: tuple[str, float]) -> tuple[float, str]:
+    return (-item[1], item[0])
+
+
+def combine(parts: Sequence[Metrics], nameplate_kwh: float) -> Metrics:
+    """Consecutive stretches (e.g. the local days of a run) as one."""
+    if not parts:
+        raise ValueError("nothing to combine")
+
+    def total(name: str) -> float:
+        return math.fsum(getattr(p, name) for p in parts)
+
+    peak = max(parts, key=lambda p: p.peak_import_kw)  # the first of equal peaks
+    winners: dict[str, float] = {}
+    for p in parts:
+        for label, h in p.hours_by_winner:
+            winners[label] = winners.get(label, 0.0) + h
+    charged, discharged = total("battery_charged_kwh"), total("battery_discharged_kwh")
+    return Metrics(
+        hours=total("hours"),
+        grid_import_kwh=total("grid_import_kwh"),
+        grid_export_kwh=total("grid_export_kwh"),
+        peak_import_kw=peak.peak_import_kw,
+        peak_import_at=peak.peak_import_at,
+        load_kwh=total("load_kwh"),
+        solar_kwh=total("solar_kwh"),
+        import_cost_gbp=total("import_cost_gbp"),
+        export_value_gbp=total("export_value_gbp"),
+        battery_charged_kwh=charged,
+        battery_discharged_kwh=discharged,
+        equivalent_full_cycles=(charged + discharged) / 2.0 / nameplate_kwh,
+        imbalance_value_gbp=total("imbalance_value_gbp"),
+        priced_hours=total("priced_hours"),
+        soe_start_kwh=parts[0].soe_start_kwh,
+        soe_min_kwh=min(p.soe_min_kwh for p in parts),
+        soe_max_kwh=max(p.soe_max_kwh for p in parts),
+        soe_end_kwh=parts[-1].soe_end_kwh,
+        minutes_over_import_limit=total("minutes_over_import_limit"),
+        minutes_over_export_limit=total("minutes_over_export_limit"),
+        minutes_soe_outside_limits=total("minutes_soe_outside_limits"),
+        hours_by_winner=tuple(sorted(winners.items(), key=_winner_order)),
+        safe_stop_hours=total("safe_stop_hours"),
+    )
+
+
+@dataclass(frozen=True)
+class DayResult:
+    """One local day of a run. ``settlement_periods`` is the number of GB settlement
+    periods of that day (46, 48 or 50) for a site in Europe/London, else None."""
+
+    day: date
+    settlement_periods: int | None
+    metrics: Metrics
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "date": self.day.isoformat(),
+            "settlement_periods": self.settlement_periods,
+            **self.metrics.as_json(),
+        }
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """A whole run: the site's limits it was measured against, each local day, the total.
+
+    ``start`` and ``end`` are local instants; ``ticks`` the control decisions made. Time
+    outside a limit counts only beyond the ``breach_tolerance_*`` (see
+    :func:`breach_tolerances`).
+    """
+
+    site_id: str
+    timezone: str
+    start: datetime
+    end: datetime
+    tick_s: float
+    ticks: int
+    nameplate_kwh: float
+    import_limit_kw: float
+    export_limit_kw: float
+    soe_min_kwh: float
+    soe_max_kwh: float
+    breach_tolerance_kw: float
+    breach_tolerance_kwh: float
+    days: tuple[DayResult, ...]
+    total: Metrics
+
+    def day(self, day: date) -> Metrics:
+        for d in self.days:
+            if d.day == day:
+                return d.metrics
+        raise KeyError(day)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "site": self.site_id,
+            "timezone": self.timezone,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "tick_s": self.tick_s,
+            "ticks": self.ticks,
+            "limits": {
+                "nameplate_kwh": self.nameplate_kwh,
+                "site_import_kw": self.import_limit_kw,
+                "site_export_kw": self.export_limit_kw,
+                "soe_min_kwh": _round(self.soe_min_kwh),
+                "soe_max_kwh": _round(self.soe_max_kwh),
+                "breach_tolerance_kw": _round(self.breach_tolerance_kw),
+                "breach_tolerance_kwh": _round(self.breach_tolerance_kwh),
+            },
+            "days": [d.as_json() for d in self.days],
+            "total": self.total.as_json(),
+        }
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``this - base`` for every numeric metric, and for the hours each label won."""
+
+    values: tuple[tuple[str, float], ...]
+    hours_by_winner: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def of(cls, base: Metrics, this: Metrics) -> Difference:
+        labels = sorted({label for label, _ in (*base.hours_by_winner, *this.hours_by_winner)})
+        return cls(
+            values=tuple((n, getattr(this, n) - getattr(base, n)) for n in NUMERIC_METRICS),
+            hours_by_winner=tuple(
+                (label, this.winner_hours(label) - base.winner_hours(label)) for label in labels
+            ),
+        )
+
+    def __getitem__(self, name: str) -> float:
+        return dict(self.values)[name]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **{name: _round(v) for name, v in self.values},
+            "hours_by_winner": {label: _round(h) for label, h in self.hours_by_winner},
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two runs over the same days (base: the file before the change) and their
+    difference, this minus base, per day and in total."""
+
+    base: BacktestResult
+    this: BacktestResult
+    days: tuple[tuple[date, Difference], ...]
+    total: Difference
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "base": self.base.as_json(),
+            "this": self.this.as_json(),
+            "difference": {
+                "days": [{"date": d.isoformat(), **diff.as_json()} for d, diff in self.days],
+                "total": self.total.as_json(),
+            },
+            "summary": headline(self),
+        }
+
+
+def compare(base: BacktestResult, this: BacktestResult) -> Comparison:
+    """The difference of ``this`` from ``base``; both must cover the same local days."""
+    if [d.day for d in base.days] != [d.day for d in this.days]:
+        raise ValueError("the two runs do not cover the same local days")
+    return Comparison(
+        base=base,
+        this=this,
+        days=tuple(
+            (b.day, Difference.of(b.metrics, t.metrics))
+            for b, t in zip(base.days, this.days, strict=True)
+        ),
+        total=Difference.of(base.total, this.total),
+    )
+
+
+def _more_less(value: float, unit: str, more: str, less: str, digits: int = 0) -> str:
+    amount = f"{abs(value):,.{digits}f}"
+    if float(amount.replace(",", "")) == 0:
+        return "the same"
+    return f"{amount} {unit} {more if value > 0 else less}"
+
+
+def headline(cmp: Comparison) -> str:
+    """One sentence for a pull request: what the change would have done over these days."""
+    t = cmp.total
+    days = len(cmp.this.days)
+    first, last = cmp.this.days[0].day, cmp.this.days[-1].day
+    span = first.isoformat() if days == 1 else f"{first.isoformat()} to {last.isoformat()}"
+    breaches_base = sum(
+        getattr(cmp.base.total, n)
+        for n in (
+            "minutes_over_import_limit",
+            "minutes_over_export_limit",
+            "minutes_soe_outside_limits",
+        )
+    )
+    breaches_this = sum(
+        getattr(cmp.this.total, n)
+        for n in (
+            "minutes_over_import_limit",
+            "minutes_over_export_limit",
+            "minutes_soe_outside_limits",
+        )
+    )
+    imb = t["imbalance_value_gbp"]
+    imb_text = (
+        "the same in the imbalance market"
+        if abs(imb) < 0.005
+        else f"£{abs(imb):,.2f} {'more' if imb > 0 else 'less'} in the imbalance market"
+    )
+    cost = t["import_cost_gbp"]
+    cost_text = (
+        "the same at the site's import rates"
+        if abs(cost) < 0.005
+        else f"£{abs(cost):,.2f} {'more' if cost > 0 else 'less'} at the site's import rates"
+    )
+    return (
+        f"Over {span} ({days} day{'s' if days != 1 else ''}), this change would have "
+        f"imported {_more_less(t['grid_import_kwh'], 'kWh', 'more', 'less')}, "
+        f"exported {_more_less(t['grid_export_kwh'], 'kWh', 'more', 'less')}, paid "
+        f"{cost_text} and earned {imb_text}; peak import "
+        f"{_more_less(t['peak_import_kw'], 'kW', 'higher', 'lower')}; "
+        f"equivalent full cycles {t['equivalent_full_cycles']:+.2f}; "
+        f"{breaches_this:,.0f} minutes outside limits (base {breaches_base:,.0f})."
+    )

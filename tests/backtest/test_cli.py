@@ -1,0 +1,108 @@
+"""`flux backtest` through click: outputs, the --base comparison, and usage errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from reconciler.backtest.report import NUMERIC_METRICS
+from reconciler.cli import cli
+from tests.backtest.conftest import DEMO, ROOT, variant
+
+SITES = ROOT / "sites"
+
+
+def flux(*args: str) -> Result:
+    result = CliRunner().invoke(cli, ["backtest", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def test_json_has_stable_keys_with_breaches_as_counts() -> None:
+    result = flux("demo", "--sites-dir", str(SITES), "--output", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {
+        "file",
+        "prices",
+        "site",
+        "timezone",
+        "start",
+        "end",
+        "tick_s",
+        "ticks",
+        "limits",
+        "days",
+        "total",
+    } <= set(doc)
+    assert doc["site"] == "demo" and doc["prices"] == "january-2024"
+    assert doc["start"] == "2024-01-15T00:00:00+00:00"  # the default --from, local midnight
+    assert [d["date"] for d in doc["days"]] == ["2024-01-15"]
+    for part in (doc["days"][0], doc["total"]):
+        assert set(NUMERIC_METRICS) <= set(part)
+        assert {"peak_import_at", "hours_by_winner"} <= set(part)
+        for key in (
+            "minutes_over_import_limit",
+            "minutes_over_export_limit",
+            "minutes_soe_outside_limits",
+        ):
+            assert isinstance(part[key], (int, float))
+    assert sum(doc["total"]["hours_by_winner"].values()) == 24.0
+
+
+def test_markdown_with_base_is_a_pr_comment(tmp_path: Path) -> None:
+    # The pull request raises import avoidance above NIV chase.
+    changed = tmp_path / "demo.yaml"
+    changed.write_text(
+        variant("  - mode: import_avoidance\n", "  - mode: import_avoidance\n    priority: 65\n"),
+        encoding="utf-8",
+    )
+    result = flux(str(changed), "--base", str(DEMO), "--output", "markdown")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("#### Backtest of `demo`")
+    assert "| metric | base | this file | difference |" in lines
+    assert "|---|---:|---:|---:|" in lines
+    assert any(line.startswith("Over 2024-01-15 (1 day), this change would have") for line in lines)
+    row = next(line for line in lines if line.startswith("| hours won: weekday NIV chase |"))
+    base, this, diff = (cell.strip() for cell in row.strip("|").split("|")[1:])
+    assert float(this) < float(base) and diff.startswith("-")
+
+
+def test_markdown_without_base_has_a_column_per_day_and_a_total() -> None:
+    result = flux(
+        str(DEMO), "--from", "2024-01-20", "--days", "2", "--prices", "none", "--output", "markdown"
+    )
+    assert result.exit_code == 0, result.output
+    assert "| metric | 2024-01-20 | 2024-01-21 | total |" in result.stdout.splitlines()
+    assert "no market prices" in result.stdout
+
+
+def test_an_invalid_site_file_exits_2_with_file_and_line(tmp_path: Path) -> None:
+    text = variant("  soe_min: 5%\n", "  soe_min: lots\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text, encoding="utf-8")
+    line = text.splitlines().index("  soe_min: lots") + 1
+    for args in ([str(bad)], [str(DEMO), "--base", str(bad)]):
+        result = flux(*args)
+        assert result.exit_code == 2
+        assert f"{bad}:{line}:" in result.stderr
+        assert "limits.soe_min" in result.stderr
+        assert "Traceback" not in result.output
+        assert result.stdout == ""
+
+
+def test_usage_errors_exit_2() -> None:
+    for args in (
+        [str(DEMO), "--days", "0"],
+        [str(DEMO), "--days", "32"],
+        [str(DEMO), "--prices", "february-2024"],
+        [str(DEMO), "--from", "15/01/2024"],
+        ["no-such-site", "--sites-dir", str(SITES)],
+    ):
+        result = flux(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Usage:" in result.output or "no site" in result.output
+    assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "0").output
