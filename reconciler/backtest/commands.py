@@ -109,6 +109,11 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     help="Another version of the site file (path or id) to compare against: the base of a PR.",
 )
 @click.option(
+    "--base-label",
+    default=None,
+    help="How to name the base in the output (default: its path), e.g. origin/main:FILE.",
+)
+@click.option(
     "--sites-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("sites"),
@@ -127,6 +132,7 @@ def backtest(
     days: int,
     prices: str,
     base: str | None,
+    base_label: str | None,
     sites_dir: Path,
     output: str,
 ) -> None:
@@ -165,13 +171,14 @@ def backtest(
             print_single(result, str(path), prices)
         return
     cmp = compare(base_result, result)
+    base_name = base_label or str(base_path)
     if output == "json":
-        doc = {"file": str(path), "base_file": str(base_path), "prices": prices, **cmp.as_json()}
+        doc = {"file": str(path), "base_file": base_name, "prices": prices, **cmp.as_json()}
         click.echo(json.dumps(doc, indent=2))
     elif output == "markdown":
-        click.echo(markdown_comparison(cmp, str(path), str(base_path), prices))
+        click.echo(markdown_comparison(cmp, str(path), base_name, prices))
     else:
-        print_comparison(cmp, str(path), str(base_path), prices)
+        print_comparison(cmp, str(path), base_name, prices)
 
 
 # --------------------------------------------------------------------------- formatting

@@ -59,10 +59,13 @@ def test_markdown_with_base_is_a_pr_comment(tmp_path: Path) -> None:
         variant("  - mode: import_avoidance\n", "  - mode: import_avoidance\n    priority: 65\n"),
         encoding="utf-8",
     )
-    result = flux(str(changed), "--base", str(DEMO), "--output", "markdown")
+    result = flux(
+        str(changed), "--base", str(DEMO), "--base-label", "main:sites/demo.yaml",
+        "--output", "markdown",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("#### Backtest of `demo`")
+    assert lines[0].startswith("#### Backtest of `demo`: `main:sites/demo.yaml` (base)")
     assert "| metric | base | this file | difference |" in lines
     assert "|---|---:|---:|---:|" in lines
     assert any(line.startswith("Over 2024-01-15 (1 day), this change would have") for line in lines)
