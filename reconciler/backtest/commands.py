@@ -8,7 +8,6 @@ effect, next to `flux schedule`'s preview of who wins when.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -29,8 +28,7 @@ from reconciler.backtest.report import (
     compare,
     headline,
 )
-from reconciler.config.commands import find_site
-from reconciler.config.loader import check_site_file
+from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.config.model import Site
 from reconciler.config.preview import local_midnight
 from reconciler.control.signals import FeedSignals
@@ -38,19 +36,6 @@ from reconciler.markets.memory import ReplayImbalanceFeed
 
 DEFAULT_FROM = "2024-01-15"  # a Monday inside the shipped January 2024 prices
 PRICES = ("january-2024", "none")
-
-
-def load_or_exit(path: Path) -> Site:
-    """The site in ``path``, or its errors (file:line:col: field: message) on stderr and
-    exit 2: a backtest of a file that does not validate would mean nothing."""
-    site, problems = check_site_file(path)
-    errors = [p for p in problems if p.severity == "error"]
-    if site is None or errors:
-        for p in errors:
-            click.echo(str(p), err=True)
-        click.echo(f"{path} is not valid; fix it first (`flux validate {path}`)", err=True)
-        sys.exit(2)
-    return site
 
 
 def signals_for(prices: str) -> SignalSource | None:
@@ -113,13 +98,7 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     default=None,
     help="How to name the base in the output (default: its path), e.g. origin/main:FILE.",
 )
-@click.option(
-    "--sites-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("sites"),
-    show_default=True,
-    help="Where a site id is looked up.",
-)
+@sites_dir_option
 @click.option(
     "--output",
     type=click.Choice(["table", "json", "markdown"]),
@@ -146,8 +125,8 @@ def backtest(
     """
     path = find_site(site, sites_dir)
     base_path = find_site(base, sites_dir) if base is not None else None
-    this_site = load_or_exit(path)
-    base_site = load_or_exit(base_path) if base_path is not None else None
+    this_site = load_valid_site(path)
+    base_site = load_valid_site(base_path) if base_path is not None else None
     day: date = first.date()
 
     def run(s: Site, progress: Callable[[float], None]) -> BacktestResult:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from reconciler.config.loader import Problem, check_site_file
+from reconciler.config.model import Site
 
 SCHEMA_PATH = Path("schemas/site.schema.json")
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/site.schema.json"
@@ -167,6 +168,28 @@ def schema(output: Path, check: bool) -> None:
 # --------------------------------------------------------------------------- schedule
 
 
+sites_dir_option = click.option(
+    "--sites-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("sites"),
+    show_default=True,
+    help="Where a site id is looked up.",
+)
+
+
+def load_valid_site(path: Path, *, exit_code: int = 2) -> Site:
+    """The site in ``path``, or its errors (file:line:col: field: message) on stderr and
+    exit ``exit_code``: a command on a file that does not validate would mean nothing."""
+    site, problems = check_site_file(path)
+    errors = [p for p in problems if p.severity == "error"]
+    if site is None or errors:
+        for p in errors:
+            click.echo(str(p), err=True)
+        click.echo(f"{path} is not valid; fix it first (`flux validate {path}`)", err=True)
+        sys.exit(exit_code)
+    return site
+
+
 def find_site(site: str, sites_dir: Path) -> Path:
     """A site given as a path or as an id looked up in ``sites_dir``."""
     as_path = Path(site)
@@ -194,13 +217,7 @@ def find_site(site: str, sites_dir: Path) -> Path:
     default="table",
     show_default=True,
 )
-@click.option(
-    "--sites-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("sites"),
-    show_default=True,
-    help="Where a site id is looked up.",
-)
+@sites_dir_option
 def schedule(site: str, first: datetime | None, days: int, output: str, sites_dir: Path) -> None:
     """Show which schedule entry wins when, in the site's local time.
 
@@ -212,12 +229,7 @@ def schedule(site: str, first: datetime | None, days: int, output: str, sites_di
     from reconciler.control.schedule import zone
 
     path = find_site(site, sites_dir)
-    loaded, problems = check_site_file(path)
-    errors = [p for p in problems if p.severity == "error"]
-    if loaded is None or errors:
-        click.echo("\n".join(str(p) for p in errors), err=True)
-        click.echo(f"{path} is not valid; fix it first (`flux validate {path}`)", err=True)
-        sys.exit(1)
+    loaded = load_valid_site(path, exit_code=1)
     day: date = (
         first.date() if first is not None else datetime.now(zone(loaded.site.timezone)).date()
     )

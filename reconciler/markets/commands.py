@@ -18,8 +18,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from reconciler.config.commands import find_site
-from reconciler.config.loader import check_site_file
+from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.markets.check import CheckResult, check_markets
 from reconciler.markets.live import TIMEOUT_S
 
@@ -30,25 +29,14 @@ def markets() -> None:
 
 
 async def _check(path: Path) -> tuple[str, list[CheckResult]]:
-    site, problems = check_site_file(path)
-    errors = [p for p in problems if p.severity == "error"]
-    if site is None or errors:
-        click.echo("\n".join(str(p) for p in errors), err=True)
-        click.echo(f"{path} is not valid; fix it first (`flux validate {path}`)", err=True)
-        sys.exit(2)
+    site = load_valid_site(path)
     async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
         return site.site.id, await check_markets(site, os.environ, http, datetime.now(UTC))
 
 
 @markets.command("check")
 @click.argument("site")
-@click.option(
-    "--sites-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("sites"),
-    show_default=True,
-    help="Where a site id is looked up.",
-)
+@sites_dir_option
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def check(site: str, sites_dir: Path, output: str) -> None:
     """Call each market API SITE configures once, with the credentials of this
