@@ -116,6 +116,8 @@ class ReconcileLoop:
         self._memory = _DeviceMemory()
         self._last_write_at: datetime | None = None
         self._last_written_kw: float | None = None
+        #: The battery's power (kW) when the last setpoint was written: where its ramp began.
+        self._power_at_write: float | None = None
         self._last_record_bucket: int | None = None
         self._last_recorded_key: tuple[str | None, bool] | None = None
         self._started = False
@@ -240,14 +242,25 @@ class ReconcileLoop:
 
     # ------------------------------------------------------------------ health
 
-    def _tracking_ok(self, site: Site, obs: Observation, shadow: bool) -> bool:
-        """The battery reports the power we asked for (within tolerance) one tick later."""
-        if shadow or obs.battery is None or self._last_written_kw is None:
+    def _tracking_ok(self, site: Site, obs: Observation, shadow: bool, at: datetime) -> bool:
+        """The battery follows the last setpoint as fast as its ramp allows: its power is
+        within tolerance of where a battery ramping from its power at the write would be
+        now. A big step is not "not tracked" just because the ramp takes longer than a
+        tick (565 kW at 100 kW/s needs 5.65 s); a battery that does not move still is."""
+        written, before, when = self._last_written_kw, self._power_at_write, self._last_write_at
+        if shadow or obs.battery is None or written is None:
             return True
-        return (
-            abs(obs.battery.target_power_kw - self._last_written_kw)
-            <= site.control.tracking_tolerance_kw
-        )
+        expected = written
+        if before is not None and when is not None:
+            device = site.devices.battery
+            rising = abs(written) > abs(before) and written * before >= 0
+            # An unset ramp is the battery's own (unknown): assume full power in a second.
+            rate = (device.ramp_up_kw_per_s if rising else device.ramp_down_kw_per_s) or (
+                device.nameplate_power_kw
+            )
+            step = rate * max(0.0, (at - when).total_seconds())
+            expected = before + max(-step, min(step, written - before))
+        return abs(obs.battery.target_power_kw - expected) <= site.control.tracking_tolerance_kw
 
     @staticmethod
     def _envelope_ok(site: Site, decision: Decision) -> bool:
@@ -295,8 +308,10 @@ class ReconcileLoop:
         signals = self.signals.signals_at(at)
         decision = decide(site, at, obs, signals, self.state)
         shadow = self.is_shadow(site)
-        tracking_ok = self._tracking_ok(site, obs, shadow)
+        tracking_ok = self._tracking_ok(site, obs, shadow, at)
         written, write_error = await self._act(site, decision, at)
+        if written is not None:
+            self._power_at_write = obs.battery.target_power_kw if obs.battery else None
         self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)
         result = TickResult(
             at=at,
@@ -323,6 +338,7 @@ class ReconcileLoop:
         self._memory = _DeviceMemory()
         self._last_write_at = None
         self._last_written_kw = None
+        self._power_at_write = None
         self._started = False
 
     async def close(self) -> None:

@@ -305,3 +305,25 @@ async def test_a_safe_stop_is_written_even_inside_a_wide_deadband(tmp_path: Path
         assert stop.decision.safe_stop
         assert stop.written_kw == 0.0
         assert rig.sim.plant.battery.setpoint_kw == 0.0
+
+
+async def test_a_step_longer_than_a_tick_to_ramp_is_still_tracking(tmp_path: Path) -> None:
+    """Into the red band the battery is asked for full discharge: at 100 kW/s the step
+    takes longer than one 4 s tick. Moving as fast as its ramp allows is tracking; a
+    battery that then stops moving (every inverter block trips) is not."""
+    site = demo_site()
+    start = datetime(2024, 1, 15, 17, 45, tzinfo=UTC)  # Monday, late in the red band (GMT)
+    async with make_rig(tmp_path, start, site) as rig:
+        first = await rig.tick()
+        assert first.written_kw is not None and first.written_kw > 450, first.decision.reason
+        second = await rig.tick()
+        battery = second.observation.battery
+        assert battery is not None
+        gap = abs(battery.target_power_kw - first.written_kw)
+        assert gap > site.control.tracking_tolerance_kw  # mid-ramp, not there yet
+        assert second.tracking_ok, (battery.target_power_kw, first.written_kw)
+
+        rig.sim.plant.battery.available_blocks = 0
+        rig.sim.catch_up()
+        tripped = [await rig.tick() for _ in range(2)]
+        assert not tripped[-1].tracking_ok
