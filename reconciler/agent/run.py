@@ -31,6 +31,9 @@ from reconciler.telemetry.uploader import Uploader
 
 log = logging.getLogger("flux.agent")
 
+#: The market line of an agent fed other signals (a replay): no API is called, on purpose.
+REPLAYED = "replay: market signals are replayed (demo or --replay-prices); no API is called"
+
 DevicesFactory = Callable[[Site, Clock], tuple[Battery, Mapping[str, Meter]]]
 
 
@@ -81,6 +84,8 @@ class Agent:
         if self.markets is not None:  # what it fetches is recorded with everything else
             self.markets.sink = outbox
             self.markets.on_change = self._markets_changed
+        else:
+            self.source.status().set_markets([], [REPLAYED])
         self.signals = signals
         self._replayed: dict[str, PeriodValue] = {}
         self._devices_factory = devices

@@ -404,15 +404,64 @@ def silent_after_s(site: Site) -> float:
     return max(3 * site.telemetry.record_interval_s, 180.0)
 
 
-def telemetry_drifts(site: Site, obs: Observed) -> list[Drift]:
-    """Missing minutes per device, devices that cannot be read, and a silent agent."""
+def market_drifts(site: Site, obs: Observed) -> list[Drift]:
+    """Market APIs the site file configures that the agent does not run, or that keep
+    failing, from the agent's own status (nothing when its status has no market section:
+    an agent from before the market clients)."""
+    status = obs.status
+    if status is None or "markets" not in status:
+        return []
+    feeds = {str(m.get("source")): m for m in status.get("markets") or [] if isinstance(m, dict)}
+    problems = [str(p) for p in status.get("market_problems") or []]
+    if any(p.startswith("replay:") for p in problems):
+        return []  # a demo or backtest-like run: the APIs are replaced on purpose
+    configured = [name for name in ("modo", "elexon", "axle") if getattr(site.markets, name)]
+    if site.markets.axle is not None:
+        configured.append("axle-delivery")
     drifts: list[Drift] = []
+    for name in configured:
+        feed = feeds.get(name)
+        field = f"market:{name}"
+        if feed is None:
+            base = name.split("-")[0]
+            why = next((p for p in problems if p.startswith(f"{base}:")), None)
+            drifts.append(
+                Drift(
+                    "telemetry",
+                    field,
+                    "called by the agent",
+                    "not running",
+                    why
+                    or "the agent's revision does not configure it (see revision), or the "
+                    "agent predates it",
+                )
+            )
+        elif not feed.get("ok") and int(feed.get("consecutive_failures") or 0) > 0:
+            since = feed.get("last_success_at") or "the agent's start"
+            drifts.append(
+                Drift(
+                    "telemetry",
+                    field,
+                    "answering",
+                    f"failing: {feed.get('consecutive_failures')} call(s) in a row since {since}",
+                    str(feed.get("last_error") or "no error recorded"),
+                    "warning",
+                )
+            )
+    return drifts
+
+
+def telemetry_drifts(site: Site, obs: Observed) -> list[Drift]:
+    """Missing minutes per device, devices that cannot be read, market APIs that fail,
+    and a silent agent."""
+    drifts: list[Drift] = market_drifts(site, obs)
     if obs.source == "live":
         for name, err in sorted(obs.errors.items()):
             drifts.append(Drift("telemetry", name, "readable", "unreachable", err))
         return drifts
     if obs.last_seen is None:
         return [
+            *drifts,
             Drift(
                 "telemetry",
                 "agent",
@@ -420,7 +469,7 @@ def telemetry_drifts(site: Site, obs: Observed) -> list[Drift]:
                 "nothing in the database",
                 "the agent never uploaded: not running, no --database-url, or uploads failing "
                 "(`flux db status` on site)",
-            )
+            ),
         ]
     silent = (obs.at - obs.last_seen).total_seconds()
     if silent > silent_after_s(site):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -348,3 +349,41 @@ async def test_a_file_source_agent_is_compared_by_content(world: World, tmp_path
     (line,) = drifts(doc, "revision")
     assert line["observed"] == source.current().sha
     assert "local site file" in line["reason"]
+
+
+async def test_a_failing_market_api_is_telemetry_drift(world: World) -> None:
+    markets = world.agent.markets
+    assert markets is not None  # no replay: the agent runs the site file's market clients
+    down = httpx.MockTransport(lambda request: httpx.Response(503, text="maintenance"))
+    markets.http = httpx.AsyncClient(transport=down)
+    for _ in range(40):  # 160 s: a failed call, and another after the backoff
+        await world.run(4)
+        await markets.poll_due()
+    world.upload()
+    code, doc = world.diff_json()
+    assert code == 1
+    (line,) = [d for d in drifts(doc, "telemetry") if d["field"] == "market:modo"]
+    assert line["observed"].startswith("failing: 2 call(s) in a row")
+    assert "HTTP 503" in line["reason"] and line["severity"] == "warning"
+
+
+AXLE_SITE = DEMO_TEXT.replace(
+    "  modo: {}\n",
+    "  modo: {}\n  axle: {base_url: 'https://axle.test', asset_id: a-1,"
+    " username_env: FLUX_T_AXLE_USER, password_env: FLUX_T_AXLE_PASSWORD}\n",
+)
+
+
+@pytest.mark.parametrize("initial_text", [AXLE_SITE], indirect=True)
+async def test_a_market_api_the_agent_cannot_run_says_why(world: World) -> None:
+    markets = world.agent.markets
+    assert markets is not None
+    markets.environ = {}  # the credential variables are not set on the site
+    await world.run(120)
+    world.upload()
+    code, doc = world.diff_json()
+    assert code == 1
+    lines = {d["field"]: d for d in drifts(doc, "telemetry")}
+    assert lines["market:axle"]["observed"] == "not running"
+    assert "FLUX_T_AXLE_USER and FLUX_T_AXLE_PASSWORD not set" in lines["market:axle"]["reason"]
+    assert "market:modo" not in lines  # configured, running, not yet failing
