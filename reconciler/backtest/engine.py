@@ -24,7 +24,6 @@ from reconciler.backtest.report import (
     BacktestResult,
     DayResult,
     MetricsBuilder,
-    breach_tolerances,
     combine,
 )
 from reconciler.config.model import Site
@@ -40,6 +39,7 @@ from reconciler.control.types import (
     Observation,
 )
 from reconciler.devices.powerpack import DIRECT_MODE, HEARTBEAT_VALUES
+from reconciler.diff.tolerances import limit_tolerances
 from reconciler.sim.plant import MAX_STEP_S, Plant
 from reconciler.sim.registers import battery_values, meter_values
 
@@ -156,7 +156,9 @@ def run_backtest(
     nameplate = site.devices.battery.nameplate_energy_kwh
     limits = site.limits
 
-    power_tol, energy_tol = breach_tolerances(site)
+    # The same tolerances as `flux diff`: overshoot of a tick's worth is not a breach.
+    tolerances = limit_tolerances(site)
+    power_tol, energy_tol = tolerances.power_kw, tolerances.energy_kwh
 
     def builder(soe: float) -> MetricsBuilder:
         return MetricsBuilder(

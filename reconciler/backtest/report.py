@@ -21,8 +21,6 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from reconciler.config.model import Site
-
 #: Label of the time when no schedule entry proposed anything (Decision.winner is None).
 IDLE = "idle"
 #: Decimal places kept in JSON (keeps output stable and readable; 1e-6 kWh is 1 mWh).
@@ -108,19 +106,6 @@ METRIC_TITLES: tuple[tuple[str, str], ...] = (
     ("hours", "hours"),
 )
 NUMERIC_METRICS: tuple[str, ...] = tuple(name for name, _ in METRIC_TITLES)
-
-
-def breach_tolerances(site: Site) -> tuple[float, float]:
-    """How far past a limit counts as a breach: (kW, kWh), the tolerances `flux diff`
-    uses (reconciler/diff/normalise.py ``limit_tolerances``; a test holds them equal).
-
-    The control holds the site at a limit on readings one tick old while the load moves
-    within the tick, and the battery ramps down after a stop at the SoE minimum: both
-    overshoot by hundredths of a kW or a fraction of a kWh, which is not a breach.
-    """
-    power_kw = max(site.control.deadband_kw, 0.1)
-    full_kw = max(site.limits.battery_charge_kw, site.limits.battery_discharge_kw)
-    return power_kw, full_kw * site.control.tick_s / 3600.0
 
 
 class MetricsBuilder:
@@ -325,7 +310,7 @@ class BacktestResult:
 
     ``start`` and ``end`` are local instants; ``ticks`` the control decisions made. Time
     outside a limit counts only beyond the ``breach_tolerance_*`` (see
-    :func:`breach_tolerances`).
+    :func:`reconciler.diff.tolerances.limit_tolerances`, the same as `flux diff`'s).
     """
 
     site_id: str

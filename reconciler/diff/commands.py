@@ -23,7 +23,6 @@ from reconciler.devices.errors import DeviceError
 from reconciler.diff.compare import diff_site
 from reconciler.diff.desired import Desired, DiffError, load_desired, open_repo, site_ids
 from reconciler.diff.model import Report
-from reconciler.diff.normalise import limit_tolerances
 from reconciler.diff.observed import (
     DEFAULT_AGENT_URL,
     latest_report,
@@ -32,6 +31,7 @@ from reconciler.diff.observed import (
     read_live,
 )
 from reconciler.diff.render import print_report, print_status, report_json, status_row
+from reconciler.diff.tolerances import limit_tolerances
 from reconciler.telemetry.database import ENV_URL, connect
 from reconciler.telemetry.errors import TelemetryError
 from reconciler.telemetry.migrations import require_current

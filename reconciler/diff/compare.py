@@ -17,12 +17,12 @@ from reconciler.diff.normalise import (
     desired_settings,
     kw,
     kwh,
-    limit_tolerances,
     power_tolerance_kw,
     same_setting,
     setting,
 )
 from reconciler.diff.observed import Breaches, Observed
+from reconciler.diff.tolerances import limit_tolerances
 from reconciler.source.validate import validate_text
 
 #: Modes whose proposal depends on market signals. The imbalance price and NIV the agent

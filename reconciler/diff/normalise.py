@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 from reconciler.config.model import Site
-from reconciler.diff.observed import Tolerances
 
 #: Register resolution of the shipped profiles' kW/s values (scale 0.001).
 RAMP_RESOLUTION_KW_PER_S = 0.001
@@ -20,24 +19,6 @@ def power_tolerance_kw(site: Site) -> float:
     """How far apart two powers may be and still be the same operating point (kW): the
     loop's own tracking tolerance, never less than its write deadband."""
     return max(site.control.deadband_kw, site.control.tracking_tolerance_kw)
-
-
-def limit_tolerances(site: Site) -> Tolerances:
-    """How far past a limit counts as a breach: the write deadband (kW), and one tick of
-    full power (kWh), which is how far SoE can move before the envelope sees it.
-
-    The agent records one reading per record-interval bucket (aligned to the clock), at
-    the first tick in it; so consecutive readings are at most max(interval, tick) apart
-    and only ceil(that / 60) - 1 empty minutes between them are the cadence (none for the
-    default one-minute interval). Only longer gaps are missing telemetry.
-    """
-    full_kw = max(site.limits.battery_charge_kw, site.limits.battery_discharge_kw)
-    spacing_s = max(site.telemetry.record_interval_s, site.control.tick_s)
-    return Tolerances(
-        power_kw=max(site.control.deadband_kw, 0.1),
-        energy_kwh=full_kw * site.control.tick_s / 3600.0,
-        cadence_gap_min=max(0, math.ceil(spacing_s / 60) - 1),
-    )
 
 
 def same_setting(name: str, desired: float, observed: float) -> bool:

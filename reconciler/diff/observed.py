@@ -23,6 +23,7 @@ from reconciler.control.types import BatteryReading, MeterReading, PeriodValue, 
 from reconciler.devices.errors import DeviceError
 from reconciler.devices.factory import open_site_devices
 from reconciler.diff.model import Source
+from reconciler.diff.tolerances import Tolerances
 from reconciler.markets.points import is_fresh
 from reconciler.telemetry.gaps import find_gaps
 
@@ -176,16 +177,6 @@ SELECT count(*),
 FROM flux.bess_readings
 WHERE site_id = %(site)s AND device = %(device)s AND time >= %(since)s AND time <= %(at)s
 """
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """How far past a limit a reading must be to count as a breach (kW, kWh), and the
-    longest run of empty minutes that is only the recording cadence (minutes)."""
-
-    power_kw: float
-    energy_kwh: float
-    cadence_gap_min: int = 0
 
 
 def _breaches(row: tuple[Any, ...], offset: int) -> Breaches:

@@ -10,9 +10,10 @@ import pytest
 
 from reconciler.backtest.commands import signals_for
 from reconciler.backtest.engine import observe, run_backtest
-from reconciler.backtest.report import IDLE, BacktestResult, breach_tolerances
+from reconciler.backtest.report import IDLE, BacktestResult
 from reconciler.config.model import Site
 from reconciler.config.preview import local_midnight
+from reconciler.diff.tolerances import limit_tolerances
 from reconciler.sim.plant import Plant
 from tests.backtest.conftest import DAY, demo_text, run_day, site_of, variant
 
@@ -44,7 +45,8 @@ def test_battery_energy_matches_the_plants_soe(demo_site: Site, demo_day: Backte
 def test_soe_and_site_power_stay_within_the_limits(
     demo_site: Site, demo_day: BacktestResult
 ) -> None:
-    power_tol, energy_tol = breach_tolerances(demo_site)
+    tolerances = limit_tolerances(demo_site)
+    power_tol, energy_tol = tolerances.power_kw, tolerances.energy_kwh
     for m in [*(d.metrics for d in demo_day.days), demo_day.total]:
         assert m.soe_min_kwh >= demo_site.soe_min_kwh - energy_tol
         assert m.soe_max_kwh <= demo_site.soe_max_kwh + energy_tol

@@ -13,14 +13,12 @@ from reconciler.backtest.report import (
     BacktestResult,
     Metrics,
     MetricsBuilder,
-    breach_tolerances,
     combine,
     compare,
     headline,
 )
 from reconciler.config.model import Site
 from reconciler.config.preview import local_midnight
-from reconciler.diff.normalise import limit_tolerances
 from tests.backtest.conftest import run_day, site_of, variant
 
 T0 = datetime(2024, 1, 15, 12, tzinfo=UTC)
@@ -157,11 +155,6 @@ def test_json_is_plain_and_rounded() -> None:
     assert doc["grid_import_kwh"] == round(10 / 3 / 3600, 6)
     assert doc["peak_import_at"] == (T0 + timedelta(seconds=1)).isoformat()
     assert doc["hours_by_winner"] == {IDLE: round(10 / 3600, 6)}
-
-
-def test_breach_tolerances_are_flux_diffs(demo_site: Site) -> None:
-    tol = limit_tolerances(demo_site)
-    assert breach_tolerances(demo_site) == (tol.power_kw, tol.energy_kwh)
 
 
 # --------------------------------------------------------------------------- comparison
