@@ -16,6 +16,7 @@ from rich.console import Console
 from reconciler.clock import Clock, ScaledClock, WallClock
 from reconciler.config.loader import SiteFileError, load_site
 from reconciler.config.model import Site
+from reconciler.sim.markets import Dispatch, MarketSimulator
 from reconciler.sim.simulator import SiteSimulator
 
 EXIT_RUNTIME = 1
@@ -54,7 +55,13 @@ def status_line(sim: SiteSimulator, tz: str) -> str:
     )
 
 
-async def run(site: Site, clock: Clock, faults: tuple[str, ...], every_s: float) -> None:
+async def run(
+    site: Site,
+    clock: Clock,
+    faults: tuple[str, ...],
+    every_s: float,
+    markets: MarketSimulator | None = None,
+) -> None:
     console = Console(highlight=False)
     async with SiteSimulator(site, clock=clock) as sim:
         for spec in faults:
@@ -67,6 +74,11 @@ async def run(site: Site, clock: Clock, faults: tuple[str, ...], every_s: float)
             console.print(f"  {name:<14} meter ({m.role:<7}) 127.0.0.1:{sim.port_of(name)}")
         for spec in faults:
             console.print(f"  fault: {spec}")
+        if markets is not None:
+            for api in ("modo", "elexon", "axle"):
+                console.print(f"  {api:<14} market API      {markets.base_url(api)}")
+            for d in markets.dispatches:
+                console.print(f"  axle dispatch: {d.action} {d.start:%H:%M}-{d.end:%H:%M} daily")
         while True:
             console.print(status_line(sim, site.site.timezone), soft_wrap=True)
             await asyncio.sleep(every_s)
@@ -98,6 +110,23 @@ async def run(site: Site, clock: Clock, faults: tuple[str, ...], every_s: float)
     ),
 )
 @click.option(
+    "--markets",
+    "markets_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="Also serve simulated Modo, Elexon and Axle APIs on this port (0: any free one); "
+    "point the site file's markets base_url at them.",
+)
+@click.option(
+    "--axle-dispatch",
+    "dispatches",
+    multiple=True,
+    metavar="'HH:MM-HH:MM ACTION'",
+    help="A daily Axle schedule step (local time) for --markets, e.g. '17:00-17:30 "
+    "discharge_max' (repeatable).",
+)
+@click.option(
     "--status-every",
     type=click.FloatRange(min=0.1),
     default=5.0,
@@ -109,6 +138,8 @@ def sim(
     speed: float,
     start_text: str | None,
     faults: tuple[str, ...],
+    markets_port: int | None,
+    dispatches: tuple[str, ...],
     status_every: float,
 ) -> None:
     """Simulate the battery and meters of SITE_FILE on loopback Modbus TCP.
@@ -133,6 +164,12 @@ def sim(
                 f"{', '.join(sorted(names))}",
                 param_hint="--fault",
             )
+    try:
+        steps = [Dispatch.parse(text) for text in dispatches]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--axle-dispatch") from None
+    if steps and markets_port is None:
+        raise click.UsageError("--axle-dispatch needs --markets PORT")
     clock: Clock
     if start_text is None and speed == 1.0:
         clock = WallClock()
@@ -146,9 +183,15 @@ def sim(
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        await run(site, clock, faults, status_every)
+        await run(site, clock, faults, status_every, markets)
 
+    markets: MarketSimulator | None = None
     try:
+        if markets_port is not None:
+            markets = MarketSimulator(
+                clock, timezone=site.site.timezone, dispatches=steps, port=markets_port
+            )
+            markets.start()
         asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("flux sim: stopped")
@@ -158,3 +201,6 @@ def sim(
     except ValueError as exc:
         click.echo(f"flux sim: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    finally:
+        if markets is not None:
+            markets.stop()
