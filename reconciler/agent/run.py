@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -146,19 +146,7 @@ class Agent:
         )
 
     def _markets_changed(self, states: list[FeedState], problems: list[str]) -> None:
-        feeds = [
-            MarketFeedStatus(
-                source=s.source,
-                ok=s.ok,
-                last_success_at=s.last_success_at,
-                last_error=s.last_error,
-                last_error_at=s.last_error_at,
-                consecutive_failures=s.consecutive_failures,
-                next_poll_at=s.next_poll_at,
-                recorded_total=s.recorded_total,
-            )
-            for s in states
-        ]
+        feeds = [MarketFeedStatus(**asdict(s), ok=s.ok) for s in states]
         self.source.status().set_markets(feeds, problems)
 
     def _conditions(self) -> dict[str, Any]:

@@ -115,11 +115,6 @@ class ModoClient:
         self._changed = ChangedOnly()
         self.last_success_at: datetime | None = None
 
-    @property
-    def next_endpoint(self) -> str:
-        """The endpoint the next poll will call (for status output)."""
-        return (_PRICE if self._next == "price" else _NIV).path
-
     async def poll(self, now: datetime) -> list[MarketPoint]:
         """One call to Modo; the points not recorded before (price p/kWh or NIV MWh).
 

@@ -188,9 +188,14 @@ def sim(
     markets: MarketSimulator | None = None
     try:
         if markets_port is not None:
-            markets = MarketSimulator(
-                clock, timezone=site.site.timezone, dispatches=steps, port=markets_port
-            )
+            try:
+                markets = MarketSimulator(
+                    clock, timezone=site.site.timezone, dispatches=steps, port=markets_port
+                )
+            except OSError as exc:
+                raise OSError(
+                    f"--markets {markets_port}: {exc.strerror}; choose another port (0: any)"
+                ) from None
             markets.start()
         asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):

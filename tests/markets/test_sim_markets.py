@@ -4,6 +4,7 @@ by Flux's own clients, as the Modbus simulator is by the device drivers."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,3 +113,15 @@ def test_a_dispatch_without_markets_is_a_usage_error() -> None:
         cli, ["sim", str(ROOT / "sites" / "demo.yaml"), "--axle-dispatch", "17:00-17:30 charge_max"]
     )
     assert result.exit_code == 2 and "--axle-dispatch needs --markets PORT" in result.output
+
+
+def test_a_taken_markets_port_names_itself() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            cli, ["sim", str(ROOT / "sites" / "demo.yaml"), "--markets", str(port)]
+        )
+    assert result.exit_code == 1
+    assert f"--markets {port}: Address already in use; choose another port" in result.output
