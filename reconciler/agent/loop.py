@@ -17,6 +17,7 @@ from typing import Protocol
 from reconciler.clock import Clock
 from reconciler.config.model import Site
 from reconciler.control.core import decide
+from reconciler.control.guard import ramp_step
 from reconciler.control.types import (
     BatteryReading,
     ControlState,
@@ -252,14 +253,8 @@ class ReconcileLoop:
             return True
         expected = written
         if before is not None and when is not None:
-            device = site.devices.battery
-            rising = abs(written) > abs(before) and written * before >= 0
-            # An unset ramp is the battery's own (unknown): assume full power in a second.
-            rate = (device.ramp_up_kw_per_s if rising else device.ramp_down_kw_per_s) or (
-                device.nameplate_power_kw
-            )
-            step = rate * max(0.0, (at - when).total_seconds())
-            expected = before + max(-step, min(step, written - before))
+            elapsed_s = max(0.0, (at - when).total_seconds())
+            expected = before + ramp_step(site, before, written, elapsed_s)
         return abs(obs.battery.target_power_kw - expected) <= site.control.tracking_tolerance_kw
 
     @staticmethod

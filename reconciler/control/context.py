@@ -26,6 +26,7 @@ class ModeContext:
     entry: ActiveEntry
     soe_kwh: float
     site_power_kw: float
+    battery_power_kw: float
     last_target_kw: float
     import_rate: float
     export_rate: float
@@ -52,8 +53,9 @@ class ModeContext:
 
     @property
     def residual_kw(self) -> float:
-        """Site power with the battery's last target taken out: load minus generation, kW."""
-        return self.site_power_kw + self.last_target_kw
+        """Site power with the battery's measured power taken out: load minus generation,
+        kW. Measured, not the last target: a battery still ramping is not yet there."""
+        return self.site_power_kw + self.battery_power_kw
 
     def predict(
         self, live_after_s: float, when_short: PredictionRule, when_long: PredictionRule

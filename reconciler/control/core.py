@@ -32,9 +32,9 @@ def decide(
     to do, e.g. NIV chase without a price, proposes nothing and cannot win);
     ``effective`` the labels whose target or bound shaped the folded target; ``bound_by``
     the envelope limits that cut it; ``predicted_site_power_kw`` the site power expected
-    once the battery moves from ``state.last_target_kw`` to the target.
+    once the battery moves from its measured power to the target.
     """
-    checked = guard.check(site, at, obs)
+    checked = guard.check(site, at, obs, state.last_target_kw)
     if isinstance(checked, str):
         return Decision(
             at=at,
@@ -60,6 +60,7 @@ def decide(
         folded.target_kw,
         soe_kwh=checked.soe_kwh,
         site_power_kw=checked.site_power_kw,
+        battery_power_kw=checked.battery_power_kw,
         last_target_kw=state.last_target_kw,
         elapsed_s=elapsed,
     )
@@ -93,6 +94,7 @@ def contexts(
             entry=entry,
             soe_kwh=fresh.soe_kwh,
             site_power_kw=fresh.site_power_kw,
+            battery_power_kw=fresh.battery_power_kw,
             last_target_kw=state.last_target_kw,
             import_rate=import_rate,
             export_rate=export_rate,

@@ -6,7 +6,12 @@ In order of precedence:
 2. state of energy: no discharge at/below ``soe_min``, no charge at/above ``soe_max``,
    and never so hard that one tick would cross either;
 3. site import/export limits, on the predicted site power
-   ``expected_site = site_now - (target - last_target)``, honoured whenever the battery
+   ``expected_site = site_now - (target - battery_now)``, with ``battery_now`` the
+   battery's measured power, not its last target: a battery still ramping from discharge
+   toward charge is not yet at its last command (+93 kW measured against a -201 kW
+   command let a 410 kW import through a 220 kW limit). The battery moves monotonically
+   from its measured power to the target, so when both ends keep the site inside the
+   limits every instant of the ramp does too. Honoured whenever the battery
    can (within 1 and 2). When solar export alone (battery at 0 kW) is over the export
    limit the battery charges to absorb the excess rather than sit idle or discharge
    ("solar_export_absorb"), which the reference left open;
@@ -63,10 +68,13 @@ def apply_envelope(
     *,
     soe_kwh: float,
     site_power_kw: float,
+    battery_power_kw: float,
     last_target_kw: float,
     elapsed_s: float | None,
 ) -> Enveloped:
-    """Cut ``target_kw`` to the envelope. ``elapsed_s`` is the time since the last decision
+    """Cut ``target_kw`` to the envelope. ``battery_power_kw`` is the battery's measured
+    power when ``site_power_kw`` was read; ``last_target_kw`` the setpoint last commanded
+    (what the ramp limit is measured from); ``elapsed_s`` the time since the last decision
     (None: the first decision, no ramp)."""
     limits = site.limits
     bound: list[str] = []
@@ -104,7 +112,7 @@ def apply_envelope(
         bound.append("soe_max")
 
     # 3. site limits on the predicted site power
-    residual = site_power_kw + last_target_kw  # site power if the battery were at 0 kW
+    residual = site_power_kw + battery_power_kw  # site power if the battery were at 0 kW
     site_iv = (residual - limits.site_import_kw, residual + limits.site_export_kw)
     iv = _narrow(iv, site_iv)
     before = t
@@ -128,4 +136,4 @@ def apply_envelope(
 
     if t == 0.0:
         t = 0.0  # no "-0.0" in records
-    return Enveloped(t, tuple(bound), site_power_kw - (t - last_target_kw))
+    return Enveloped(t, tuple(bound), residual - t)

@@ -73,7 +73,12 @@ def ctx_for(
 ) -> ModeContext:
     """The context of the single active entry of ``site`` at ``at``."""
     found = contexts(
-        site, at, Fresh(soe, site_kw), signals or Signals(), ControlState(last_target_kw=last)
+        # the battery at rest at its last target
+        site,
+        at,
+        Fresh(soe, site_kw, last),
+        signals or Signals(),
+        ControlState(last_target_kw=last),
     )
     assert len(found) == 1, f"expected one active entry, got {[c.entry.label for c in found]}"
     return found[0]

@@ -239,7 +239,11 @@ def test_decisions_stay_in_the_envelope(
 ) -> None:
     at = utc(2024, 1, 10) + timedelta(minutes=minute)
     d = decide(
-        DEMO, at, _obs(at, soe, site_kw), live(period_at(at), price, niv), ControlState(last)
+        DEMO,
+        at,
+        _obs(at, soe, site_kw, battery_kw=last),
+        live(period_at(at), price, niv),
+        ControlState(last),
     )
     lim = DEMO.limits
     assert -lim.battery_charge_kw <= d.target_kw <= lim.battery_discharge_kw
@@ -259,9 +263,9 @@ def test_decisions_stay_in_the_envelope(
 DEMO: Site = load_site(ROOT / "sites" / "demo.yaml")
 
 
-def _obs(at: datetime, soe: float, site_kw: float) -> Observation:
+def _obs(at: datetime, soe: float, site_kw: float, battery_kw: float = 0.0) -> Observation:
     return Observation(
-        battery=BatteryReading(at, soe, 0.0),
+        battery=BatteryReading(at, soe, battery_kw),
         meters={DEMO.grid_meter_name: MeterReading(at, site_kw)},
     )
 

@@ -27,6 +27,8 @@ def cut(site: Site = SITE, **kw: Any) -> Any:
         "elapsed_s": None,
     }
     args.update(kw)
+    # A battery at rest at its last target unless the case says what it measured.
+    args.setdefault("battery_power_kw", args["last_target_kw"])
     target = args.pop("target")
     return apply_envelope(site, target, **args)
 
@@ -43,11 +45,26 @@ def cut(site: Site = SITE, **kw: Any) -> Any:
         ({"target": -300.0, "site_power_kw": 100.0}, -100.0, ("site_import_kw",), 200.0),
         # the site load alone imports 350: discharge at least 150 even if idle was asked
         ({"target": 0.0, "site_power_kw": 350.0}, 150.0, ("site_import_kw",), 200.0),
-        # prediction uses the last target: site 100 at last +50 -> residual 150;
-        # charging 100 would import 250 > 200: cut to -50
+        # prediction uses the measured power: site 100 with the battery at +50 ->
+        # residual 150; charging 100 would import 250 > 200: cut to -50
         (
             {"target": -100.0, "site_power_kw": 100.0, "last_target_kw": 50.0},
             -50.0,
+            ("site_import_kw",),
+            200.0,
+        ),
+        # still ramping: commanded -201 kW but measured +93 kW (discharging). The homes
+        # draw site 120 + 93 = 213 kW, so the battery must discharge at least 13 kW to keep
+        # the import at 200; the last target (residual 120 - 201 = -81) would have allowed
+        # a 281 kW charge, an import of 494 kW
+        (
+            {
+                "target": -400.0,
+                "site_power_kw": 120.0,
+                "last_target_kw": -201.0,
+                "battery_power_kw": 93.0,
+            },
+            13.0,
             ("site_import_kw",),
             200.0,
         ),
@@ -160,7 +177,7 @@ EDGE_SITE = make_site(
 
 
 @settings(max_examples=300, deadline=None)
-@example(EDGE_SITE, -6.592735381748143e-40, 0.0, 0.0, 1.0, None)
+@example(EDGE_SITE, -6.592735381748143e-40, 0.0, 0.0, 1.0, None, 1.0)
 @given(
     sites(),
     kw,
@@ -168,12 +185,25 @@ EDGE_SITE = make_site(
     kw,
     kw,
     st.one_of(st.none(), st.floats(0.1, 60)),
+    kw,
 )
 def test_envelope_properties(
-    site: Site, target: float, soe: float, site_kw: float, last: float, elapsed: float | None
+    site: Site,
+    target: float,
+    soe: float,
+    site_kw: float,
+    last: float,
+    elapsed: float | None,
+    measured: float,
 ) -> None:
     out = apply_envelope(
-        site, target, soe_kwh=soe, site_power_kw=site_kw, last_target_kw=last, elapsed_s=elapsed
+        site,
+        target,
+        soe_kwh=soe,
+        site_power_kw=site_kw,
+        battery_power_kw=measured,
+        last_target_kw=last,
+        elapsed_s=elapsed,
     )
     t = out.target_kw
     lim = site.limits
@@ -201,7 +231,7 @@ def test_envelope_properties(
         if soe >= site.soe_max_kwh
         else min(charge_cap, (site.soe_max_kwh - soe) / tick_h / lim.charge_efficiency)
     )
-    residual = site_kw + last
+    residual = site_kw + measured
     predicted = residual - t
     assert predicted == pytest.approx(out.predicted_site_kw)
     if residual - most_dis <= lim.site_import_kw:
