@@ -26,10 +26,13 @@ from reconciler.control.types import (
     Observation,
     Signals,
 )
-from reconciler.devices.base import Battery, Meter
+from reconciler.devices.base import Battery, Meter, SettingChange
 from reconciler.logs import log_event
 
 log = logging.getLogger("flux.agent")
+
+#: How long (s) a battery found frozen is held in safe stop before it is tried again.
+FROZEN_RETRY_S = 300.0
 
 
 class Sink(Protocol):
@@ -67,6 +70,10 @@ class TickResult:
     tracking_ok: bool
     envelope_ok: bool
     signals: Signals = field(default_factory=Signals)  # the market signals decided on
+    #: Battery settings found changed (a restart, a local override) and written again.
+    settings_changed: tuple[SettingChange, ...] = ()
+    #: Why the settings could not be read back or rewritten, if they could not.
+    settings_error: str | None = None
 
     @property
     def devices_ok(self) -> bool:
@@ -83,6 +90,8 @@ class _DeviceMemory:
     errors: dict[str, str] = field(default_factory=dict)
     #: When each meter's values last changed (a live meter's frequency always moves).
     changed_at: dict[str, datetime] = field(default_factory=dict)
+    #: The battery's values when they were found frozen; stale until they move again.
+    frozen_battery: BatteryReading | None = None
 
 
 class ReconcileLoop:
@@ -119,6 +128,8 @@ class ReconcileLoop:
         self._last_written_kw: float | None = None
         #: The battery's power (kW) when the last setpoint was written: where its ramp began.
         self._power_at_write: float | None = None
+        #: Since when a non-zero setpoint has been commanded (None: at 0 kW, or never).
+        self._commanding_since: datetime | None = None
         self._last_record_bucket: int | None = None
         self._last_recorded_key: tuple[str | None, bool] | None = None
         self._started = False
@@ -156,6 +167,9 @@ class ReconcileLoop:
                 continue
             memory.errors.pop(name, None)
             if isinstance(result, BatteryReading):
+                stuck = self._battery_frozen(site, result, at)
+                if stuck is not None:
+                    memory.errors[name] = stuck
                 memory.battery = result
             elif isinstance(result, MeterReading):
                 frozen = self._frozen_for(name, result, at)
@@ -168,6 +182,47 @@ class ReconcileLoop:
                 memory.meters[name] = result
         return Observation(
             battery=memory.battery, meters=dict(memory.meters), errors=dict(memory.errors)
+        )
+
+    def _battery_frozen(self, site: Site, reading: BatteryReading, at: datetime) -> str | None:
+        """Why the battery's registers look frozen, or None.
+
+        A battery told to move whose SoE and power do not change for longer than the
+        reading age limit is answering from cached registers (or not running): as stale
+        as no answer. Measured from the later of the last change and the start of the
+        non-zero command, so a battery at rest for hours is not frozen on its first
+        command. Once found frozen it stays so until its values move, even across the
+        safe stop's 0 kW (which would otherwise restart the count every other tick), or
+        until ``FROZEN_RETRY_S`` has passed: a battery that simply never started moving
+        reads the same at rest as when it froze, so it is tried again now and then.
+        """
+        memory = self._memory
+        values = replace(reading, at=at)
+        previous = memory.battery
+        if previous is None or replace(previous, at=at) != values:
+            memory.changed_at[self.battery.name] = at
+            memory.frozen_battery = None
+            return None
+        frozen = memory.frozen_battery
+        if frozen is not None:
+            if (at - frozen.at).total_seconds() < FROZEN_RETRY_S:
+                return self._frozen_message(frozen, at)
+            memory.frozen_battery = None
+            memory.changed_at[self.battery.name] = at
+        since = self._commanding_since
+        if since is None:
+            return None
+        start = max(memory.changed_at.get(self.battery.name, at), since)
+        if (at - start).total_seconds() <= site.limits.max_reading_age_s:
+            return None
+        memory.frozen_battery = replace(reading, at=memory.changed_at.get(self.battery.name, at))
+        return self._frozen_message(memory.frozen_battery, at)
+
+    def _frozen_message(self, frozen: BatteryReading, at: datetime) -> str:
+        return (
+            f"SoE {frozen.soe_kwh:.1f} kWh and power {frozen.target_power_kw:.1f} kW "
+            f"unchanged for {(at - frozen.at).total_seconds():.0f} s while commanded "
+            f"{self._last_written_kw or 0.0:.0f} kW (frozen battery registers)"
         )
 
     def _frozen_for(self, name: str, reading: MeterReading, at: datetime) -> float:
@@ -211,8 +266,29 @@ class ReconcileLoop:
         except Exception as exc:  # a device error must not stop the loop: say why and go on
             return None, str(exc) or type(exc).__name__
         self._last_write_at = at
+        if decision.target_kw == 0.0:
+            self._commanding_since = None
+        elif not self._last_written_kw:
+            self._commanding_since = at
         self._last_written_kw = decision.target_kw
         return decision.target_kw, None
+
+    async def _ensure_settings(self) -> tuple[tuple[SettingChange, ...], str | None]:
+        """After a write: read the battery's mode and settings back and rewrite what
+        differs (a battery that restarted or left direct mode ignores every setpoint)."""
+        try:
+            changes = await self.battery.ensure_settings()
+        except Exception as exc:  # reported in the decision and status; control goes on
+            return (), str(exc) or type(exc).__name__
+        if changes:
+            log_event(
+                log,
+                "battery_settings_reapplied",
+                level=logging.WARNING,
+                device=self.battery.name,
+                changes=[str(c) for c in changes],
+            )
+        return changes, None
 
     # ------------------------------------------------------------------ record
 
@@ -224,6 +300,8 @@ class ReconcileLoop:
             return
         at = result.at
         key = (result.decision.winner, result.decision.safe_stop)
+        if result.settings_changed:
+            self._last_recorded_key = None  # a re-apply is recorded at once, with its reason
         # Aligned to the interval (whole minutes by default), not to the last record: one
         # reading per minute bucket, so a missing minute in the database is a real gap.
         bucket = int(at.timestamp() // site.telemetry.record_interval_s)
@@ -305,8 +383,23 @@ class ReconcileLoop:
         shadow = self.is_shadow(site)
         tracking_ok = self._tracking_ok(site, obs, shadow, at)
         written, write_error = await self._act(site, decision, at)
+        changed: tuple[SettingChange, ...] = ()
+        settings_error: str | None = None
         if written is not None:
             self._power_at_write = obs.battery.target_power_kw if obs.battery else None
+            changed, settings_error = await self._ensure_settings()
+        if changed:
+            listed = ", ".join(str(c) for c in changed)
+            decision = replace(
+                decision,
+                reason=f"{decision.reason}; battery settings re-applied ({listed}): it had "
+                "restarted or left direct mode",
+            )
+        elif settings_error is not None:
+            decision = replace(
+                decision,
+                reason=f"{decision.reason}; battery settings not verified: {settings_error}",
+            )
         self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)
         result = TickResult(
             at=at,
@@ -317,6 +410,8 @@ class ReconcileLoop:
             tracking_ok=tracking_ok,
             envelope_ok=self._envelope_ok(site, decision),
             signals=signals,
+            settings_changed=changed,
+            settings_error=settings_error,
         )
         self._record(site, sha, result)
         self.ticks += 1
@@ -334,6 +429,7 @@ class ReconcileLoop:
         self._last_write_at = None
         self._last_written_kw = None
         self._power_at_write = None
+        self._commanding_since = None
         self._started = False
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from reconciler.agent.http import StatusServer
 from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
-from reconciler.agent.status import MarketFeedStatus, SystemdNotifier
+from reconciler.agent.status import ConditionType, MarketFeedStatus, SystemdNotifier
 from reconciler.clock import Clock
 from reconciler.config.model import Site
 from reconciler.control.types import PeriodValue
@@ -197,10 +197,39 @@ class Agent:
             outbox_size=self.outbox.pending(),
             safe=result.decision.safe_stop,
         )
+        self._report_battery_settings(revision.site, result)
         self._observe_delivery(revision.site, result)
         self._record_replayed_prices(revision.site, result)
         await self._heartbeat(revision.site, result.at)
         return result
+
+    def _report_battery_settings(self, site: Site, result: TickResult) -> None:
+        """The BatterySettings condition, from what the tick's read-back found. Only ticks
+        that wrote say anything: the settings are read back after each write."""
+        assert self.loop is not None
+        status = self.source.status()
+        kind = ConditionType.BATTERY_SETTINGS
+        if self.loop.is_shadow(site):
+            status.set_condition(
+                kind, "Unknown", "Shadow", "shadow mode: the battery's settings are not ours"
+            )
+        elif result.settings_error is not None:
+            status.set_condition(
+                kind, "False", "ReadBackFailed", f"cannot verify: {result.settings_error}"
+            )
+        elif result.settings_changed:
+            listed = ", ".join(str(c) for c in result.settings_changed)
+            status.set_condition(
+                kind,
+                "False",
+                "Reapplied",
+                f"found {listed} at {result.at:%H:%M:%S}Z and wrote them again (the battery "
+                "restarted or left direct mode)",
+            )
+        elif result.written_kw is not None:
+            status.set_condition(
+                kind, "True", "AsDesired", "direct mode, ramps and heartbeat timeout as desired"
+            )
 
     def _record_replayed_prices(self, site: Site, result: TickResult) -> None:
         """A replay (demo, --replay-prices) calls no API, so the prices it fed control are

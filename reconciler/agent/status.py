@@ -38,7 +38,9 @@ class ConditionType(StrEnum):
     VALIDATED = "Validated"
     APPLIED = "Applied"
     HEALTHY = "Healthy"
-    READY = "Ready"
+    #: The battery holds the mode and settings Flux writes (read back after each write).
+    BATTERY_SETTINGS = "BatterySettings"
+    READY = "Ready"  # last: the summary
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -26,9 +26,7 @@ class Fresh:
         return self.site_power_kw + self.battery_power_kw
 
 
-def check(
-    site: Site, at: datetime, obs: Observation, last_target_kw: float = 0.0
-) -> Fresh | str:
+def check(site: Site, at: datetime, obs: Observation, last_target_kw: float = 0.0) -> Fresh | str:
     """The readings to decide on, or why there are none to trust (a human sentence).
 
     ``last_target_kw`` is the setpoint last commanded: the battery ramps toward it, which
@@ -69,9 +67,7 @@ def check(
     )
 
 
-def battery_power_at(
-    site: Site, obs: Observation, when: datetime, last_target_kw: float
-) -> float:
+def battery_power_at(site: Site, obs: Observation, when: datetime, last_target_kw: float) -> float:
     """The battery's measured power (kW, + discharge) at ``when``.
 
     Measured by the battery's own meter when the site has a fresh one (``role: battery``,

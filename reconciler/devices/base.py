@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.control.types import BatteryReading, MeterReading
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """A battery setting that differed from the desired one and was rewritten (its
+    register name, the value found and the value written)."""
+
+    name: str
+    found: float
+    wanted: float
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.found:g} -> {self.wanted:g}"
 
 
 class Battery(Protocol):
@@ -27,6 +41,11 @@ class Battery(Protocol):
     async def command(self, power_kw: float) -> None:
         """Write a real-power setpoint, kW (+ discharge), with the heartbeat that keeps the
         battery following it. Must be called at least once per heartbeat timeout."""
+        ...
+
+    async def ensure_settings(self) -> tuple[SettingChange, ...]:
+        """Read back the mode and settings (direct mode, ramps, heartbeat timeout,
+        always-active) and rewrite any that differ; what was rewritten."""
         ...
 
     async def close(self) -> None: ...

@@ -3,16 +3,23 @@
 The command sequence is the one DOMAIN.md gives: ramp rates and always-active at start;
 every command writes the power setpoint with the heartbeat toggled (0xAA55 / 0x55AA);
 after the first command, the heartbeat timeout and direct real-power mode.
+
+The settings are desired state like any other: :meth:`PowerPackBattery.ensure_settings`
+reads them back after each command and writes again whatever differs, so a battery that
+restarted (its registers back to their defaults) or left direct mode by itself is taken
+back within a tick instead of ignoring every setpoint written to it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from reconciler.clock import Clock, WallClock
 from reconciler.config.model import BatteryDevice
 from reconciler.config.profiles import Profile
 from reconciler.control.types import BatteryReading
+from reconciler.devices.base import SettingChange
 from reconciler.devices.transport import ModbusTransport
 
 HEARTBEAT_VALUES = (0xAA55, 0x55AA)
@@ -57,19 +64,32 @@ class PowerPackBattery:
         self.clock: Clock = clock or WallClock()
         self.transport = transport or ModbusTransport.for_device(device.name, device, profile)
         self.commands = 0
-        self.direct_mode_set = False
         self._heartbeat_index = 0
 
-    async def start(self) -> None:
-        """Connect and write the start-up settings: ramp rates (kW/s) and always-active."""
-        await self.transport.connect()
-        settings: dict[str, float | int] = {}
+    def _start_settings(self) -> dict[str, float]:
+        """Ramp rates (kW/s) and always-active: written at start, before any command."""
+        settings: dict[str, float] = {}
         if self.device.ramp_up_kw_per_s is not None:
             settings["ramp_up"] = self.device.ramp_up_kw_per_s
         if self.device.ramp_down_kw_per_s is not None:
             settings["ramp_down"] = self.device.ramp_down_kw_per_s
-        settings["always_active"] = 1 if self.device.always_active else 0
-        await self.transport.write_many(settings)
+        settings["always_active"] = 1.0 if self.device.always_active else 0.0
+        return settings
+
+    def desired_settings(self) -> dict[str, float]:
+        """Every setting Flux wants the battery to hold now (kW/s, s, flags). Direct mode
+        and the heartbeat timeout only once a command has been written: the reference
+        switches to direct mode after the first power command, never before."""
+        settings = self._start_settings()
+        if self.commands:
+            settings["heartbeat_timeout"] = float(self.device.heartbeat_timeout_s)
+            settings["real_power_mode"] = float(DIRECT_MODE)
+        return {name: v for name, v in settings.items() if name in self.profile.registers}
+
+    async def start(self) -> None:
+        """Connect and write the start-up settings: ramp rates (kW/s) and always-active."""
+        await self.transport.connect()
+        await self.transport.write_many(self._start_settings())
 
     async def read(self) -> BatteryReading:
         """SoE (kWh), target power (kW, + discharge), available blocks, command source."""
@@ -109,15 +129,21 @@ class PowerPackBattery:
         await self.transport.write_many({"power_command": power_kw, "heartbeat": beat})
         self._heartbeat_index += 1
         self.commands += 1
-        if not self.direct_mode_set:
-            # After the first command (and again after any command, until it succeeds).
-            await self.transport.write_many(
-                {
-                    "heartbeat_timeout": self.device.heartbeat_timeout_s,
-                    "real_power_mode": DIRECT_MODE,
-                }
-            )
-            self.direct_mode_set = True
+
+    async def ensure_settings(self) -> tuple[SettingChange, ...]:
+        """Read the settings back and rewrite those that differ from :meth:`desired_settings`;
+        the changes made (none when the battery already held them). One read, and one
+        write per group of neighbouring registers that differ."""
+        wanted = self.desired_settings()
+        held = await self.read_settings()
+        changes = tuple(
+            SettingChange(name, held[name], value)
+            for name, value in wanted.items()
+            if name in held and not math.isclose(held[name], value, rel_tol=1e-6, abs_tol=1e-6)
+        )
+        if changes:
+            await self.transport.write_many({c.name: c.wanted for c in changes})
+        return changes
 
     async def close(self) -> None:
         await self.transport.close()

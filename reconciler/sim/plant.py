@@ -216,6 +216,23 @@ class Plant:
         elif name == "ramp_down":
             b.ramp_down_kw_per_s = float(value)
 
+    def restart_battery(self) -> None:
+        """The battery controller reboots: its writable registers go back to their
+        power-on defaults (local mode, no power-saving override, its own ramps, a 10 s
+        heartbeat timeout, no setpoint) and it stops; the stored energy stays."""
+        b = self.battery
+        b.setpoint_kw = 0.0
+        b.power_kw = 0.0
+        b.real_power_mode = 0
+        b.always_active = 0
+        b.peak_power_mode = 0
+        b.heartbeat = 0
+        b.heartbeat_timeout_s = 10
+        b.ramp_up_kw_per_s = b.ramp_down_kw_per_s = b.nameplate_power_kw
+        b.last_heartbeat_change = None
+        b.heartbeat_lost = False
+        self._update_flows()
+
     # ------------------------------------------------------------------ physics
 
     def advance_to(self, when: datetime) -> None:

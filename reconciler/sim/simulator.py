@@ -168,6 +168,13 @@ class SiteSimulator:
 
     # ------------------------------------------------------------------ faults
 
+    def restart_battery(self) -> None:
+        """Power-cycle the battery: its connections drop and its settings go back to
+        their defaults (what a reboot of a real battery controller does)."""
+        self.catch_up()
+        self.plant.restart_battery()
+        self.servers[self.site.devices.battery.name].drop_connections()
+
     def _drop(self, device: str) -> None:
         self.servers[device].drop_connections()
 

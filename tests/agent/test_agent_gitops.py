@@ -134,3 +134,25 @@ async def test_unreachable_remote_keeps_control_on_the_last_known_good(
     await world.ticks(3)
     assert world.controlling_sha == good
     assert world.agent.loop is not None and world.agent.loop.ticks == 7
+
+
+async def test_a_restarted_battery_shows_in_the_battery_settings_condition(
+    world: World,
+) -> None:
+    await world.source.sync_once()
+    await world.ticks(4)
+    cond = world.source.status().condition(ConditionType.BATTERY_SETTINGS)
+    assert (cond.status, cond.reason) == ("True", "AsDesired")
+    world.sim.restart_battery()
+    await world.ticks(3)
+    snap = world.source.status().snapshot()
+    found = [
+        t
+        for t in snap.transitions
+        if t.type == ConditionType.BATTERY_SETTINGS and t.reason == "Reapplied"
+    ]
+    assert found, [(t.type, t.reason) for t in snap.transitions]
+    assert "real_power_mode 0 -> 1" in found[-1].message
+    # taken back: the next read-back finds everything as desired again
+    assert snap.condition(ConditionType.BATTERY_SETTINGS).status == "True"
+    assert world.sim.plant.battery.direct

@@ -327,3 +327,84 @@ async def test_a_step_longer_than_a_tick_to_ramp_is_still_tracking(tmp_path: Pat
         rig.sim.catch_up()
         tripped = [await rig.tick() for _ in range(2)]
         assert not tripped[-1].tracking_ok
+
+
+@pytest.mark.parametrize("how", ["restart", "local mode"])
+async def test_a_battery_that_restarts_or_leaves_direct_mode_is_taken_back(
+    tmp_path: Path, how: str
+) -> None:
+    """Its settings are desired state: read back after each write and rewritten when they
+    differ, so the battery follows setpoints again within a tick or two, and the decision
+    says why."""
+    site = demo_site()
+    start = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=3.0) as rig:
+        await rig.run_for(60)
+        assert rig.sim.plant.battery_kw > 50  # discharging to cover the load
+        if how == "restart":
+            rig.sim.restart_battery()
+        else:
+            rig.sim.plant.battery.real_power_mode = 0  # someone switched it to local
+        after = [await rig.tick() for _ in range(3)]
+        changed = [c.name for r in after for c in r.settings_changed]
+        assert "real_power_mode" in changed, [r.decision.reason for r in after]
+        if how == "restart":
+            assert {"ramp_up", "ramp_down", "always_active"} <= set(changed)
+        reapplied = next(r for r in after if r.settings_changed)
+        assert "battery settings re-applied" in reapplied.decision.reason
+        assert "real_power_mode 0 -> 1" in reapplied.decision.reason
+        b = rig.sim.plant.battery
+        assert b.direct and b.always_active == 1
+        assert b.ramp_up_kw_per_s == pytest.approx(site.devices.battery.ramp_up_kw_per_s)
+        # ... and it follows the setpoint again
+        await rig.run_for(8)
+        assert rig.sim.plant.battery_kw == pytest.approx(b.setpoint_kw, abs=1.0)
+        assert rig.sim.plant.battery_kw > 50
+        # settled: the next read-backs find nothing to rewrite
+        assert not rig.results[-1].settings_changed
+        decisions = rig.outbox.latest("decision", limit=100)
+        assert any("re-applied" in str(d.values.get("reason")) for d in decisions)
+
+
+async def test_a_frozen_battery_is_stale_and_goes_safe(tmp_path: Path) -> None:
+    """The battery answers on time but its SoE and power stop moving while it is told to
+    discharge: its registers are a cache. Safe within the reading-age limit, and back once
+    the values move again."""
+    site = demo_site()
+    start = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=3.0) as rig:
+        await rig.run_for(60)
+        assert not rig.results[-1].decision.safe_stop
+        assert rig.results[-1].decision.target_kw > 50
+        rig.sim.faults.freeze("bess")
+        frozen_at = rig.clock.now()
+        stale = await rig.tick()
+        assert not stale.decision.safe_stop  # one unchanged reading proves nothing
+        for _ in range(10):  # bounded: without the check it would never go safe
+            if stale.decision.safe_stop:
+                break
+            stale = await rig.tick()
+        assert stale.decision.safe_stop, "a frozen battery never made control go safe"
+        waited = (stale.at - frozen_at).total_seconds()
+        limit = site.limits.max_reading_age_s
+        assert limit <= waited <= limit + 2 * site.control.tick_s, waited
+        assert "frozen battery registers" in stale.decision.reason
+        # Still safe on the next ticks although 0 kW is now commanded.
+        held = [await rig.tick() for _ in range(3)]
+        assert all(r.decision.safe_stop for r in held), [r.decision.reason for r in held]
+        rig.sim.faults.freeze("bess", frozen=False)
+        recovered = [await rig.tick() for _ in range(2)]
+        assert not recovered[-1].decision.safe_stop, recovered[-1].decision.reason
+
+
+async def test_a_battery_at_rest_is_not_frozen_when_first_commanded(tmp_path: Path) -> None:
+    """Hours at 0 kW with the same SoE, then a command: that is a battery starting to
+    move, not frozen registers."""
+    site = demo_site()
+    start = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=0.0) as rig:
+        await rig.run_for(120)  # no load, no solar to speak of: nothing to do
+        rig.sim.plant.load = load_per_home().scaled(3.0 * site.site.homes)
+        rig.sim.catch_up()
+        moving = [await rig.tick() for _ in range(10)]
+        assert not any(r.decision.safe_stop for r in moving), [r.decision.reason for r in moving]

@@ -11,6 +11,7 @@ import pytest
 from reconciler.clock import ManualClock
 from reconciler.config.loader import load_site
 from reconciler.config.model import Site
+from reconciler.devices.base import Battery
 from reconciler.sim.simulator import SiteSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,3 +40,9 @@ async def sim(demo_site: Site, clock: ManualClock) -> AsyncIterator[SiteSimulato
 def sim_site(sim: SiteSimulator) -> Site:
     """The demo site with its devices pointed at the simulator."""
     return sim.site_for_ephemeral_ports()
+
+
+async def command(battery: Battery, kw: float) -> None:
+    """As the loop does after every write: the setpoint, then the settings verified."""
+    await battery.command(kw)
+    await battery.ensure_settings()

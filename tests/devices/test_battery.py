@@ -12,7 +12,7 @@ from reconciler.devices.factory import open_site_devices
 from reconciler.devices.powerpack import PowerPackBattery
 from reconciler.sim.simulator import SiteSimulator
 
-from .conftest import NOON
+from .conftest import NOON, command
 
 
 def writes_by_register(sim: SiteSimulator, site: Site) -> list[tuple[str, int]]:
@@ -50,7 +50,7 @@ async def test_setpoint_written_through_the_driver_shows_in_the_battery(
     sim: SiteSimulator, sim_site: Site
 ) -> None:
     battery = await started(sim_site, sim)
-    await battery.command(300.0)
+    await command(battery, 300.0)
     assert sim.plant.battery.setpoint_kw == pytest.approx(300.0)
     assert sim.plant.battery.direct
     await sim.step(1)
@@ -70,11 +70,13 @@ async def test_command_sequence_toggles_heartbeat_and_enables_direct_mode_once(
     sim: SiteSimulator, sim_site: Site
 ) -> None:
     battery = await started(sim_site, sim)
+    sim.plant.battery.heartbeat_timeout_s = 30  # as delivered: not the site's timeout
     before = len(sim.writes())
     for kw in (10.0, 20.0, -30.0, 40.0):
-        await battery.command(kw)
+        await command(battery, kw)
     sequence = writes_by_register(sim, sim_site)[3:]
-    assert len(sim.writes()) - before == 4 + 2  # one per command, plus mode and timeout
+    # one per command, plus mode and timeout once: later read-backs find them as wanted
+    assert len(sim.writes()) - before == 4 + 2
     beats = [w for n, w in sequence if n == "heartbeat"]
     assert beats == [0xAA55, 0x55AA, 0xAA55, 0x55AA]
     names = [n for n, _ in sequence]
@@ -90,7 +92,7 @@ async def test_command_sequence_toggles_heartbeat_and_enables_direct_mode_once(
 async def test_heartbeat_timeout_stops_the_battery(sim: SiteSimulator, sim_site: Site) -> None:
     battery = await started(sim_site, sim)
     for _ in range(6):  # commands every 4 s keep it going
-        await battery.command(200.0)
+        await command(battery, 200.0)
         await sim.step(4)
     assert sim.plant.battery_kw == pytest.approx(200.0)
     assert not sim.plant.battery.heartbeat_lost
@@ -100,7 +102,7 @@ async def test_heartbeat_timeout_stops_the_battery(sim: SiteSimulator, sim_site:
     assert sim.plant.battery_kw == 0.0
     assert (await battery.read()).target_power_kw == 0.0
     # A new command (with a new heartbeat) brings it back.
-    await battery.command(100.0)
+    await command(battery, 100.0)
     await sim.step(2)
     assert sim.plant.battery_kw == pytest.approx(100.0)
     await battery.close()
@@ -109,11 +111,11 @@ async def test_heartbeat_timeout_stops_the_battery(sim: SiteSimulator, sim_site:
 async def test_charging_stores_power_times_efficiency(sim: SiteSimulator, sim_site: Site) -> None:
     battery = await started(sim_site, sim)
     soe0 = sim.plant.soe_kwh
-    await battery.command(-500.0)
+    await command(battery, -500.0)
     await sim.step(10)  # ramp done after 5 s
     soe1 = sim.plant.soe_kwh
     for _ in range(225):  # 30 minutes at -500 kW, a command every 8 s
-        await battery.command(-500.0)
+        await command(battery, -500.0)
         await sim.step(8)
     # 500 kW for 0.5 h is 250 kWh drawn and 212.5 kWh stored at 0.85
     assert sim.plant.soe_kwh - soe1 == pytest.approx(250.0 * 0.85, rel=1e-6)
@@ -130,7 +132,7 @@ async def test_battery_respects_nameplate_power_and_energy(demo_site: Site) -> N
         battery, _ = open_site_devices(sim.site_for_ephemeral_ports(), clock=mclock)
         await battery.start()
         for _ in range(60):  # ask for more than nameplate, for 5 minutes
-            await battery.command(-2000.0)
+            await command(battery, -2000.0)
             await sim.step(5)
             assert sim.plant.battery_kw >= -565.0 - 1e-9
         # full: charging stopped by itself at nameplate energy

@@ -15,7 +15,7 @@ from reconciler.sim.curves import HalfHourly, load_per_home, parse_energy_csv, s
 from reconciler.sim.plant import Plant
 from reconciler.sim.simulator import SiteSimulator
 
-from .conftest import NOON
+from .conftest import NOON, command
 
 
 def test_profile_interpolates_between_half_hour_midpoints() -> None:
@@ -73,7 +73,7 @@ async def test_meters_are_consistent_with_the_physics(sim: SiteSimulator, sim_si
     await battery.start()
     before = {n: await m.read() for n, m in meters.items()}
     for _ in range(30):
-        await battery.command(150.0)
+        await command(battery, 150.0)
         await sim.step(4)
     r = {n: await m.read() for n, m in meters.items()}
     p = sim.plant

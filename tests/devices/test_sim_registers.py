@@ -14,6 +14,8 @@ from reconciler.devices.factory import open_site_devices
 from reconciler.devices.transport import ModbusTransport
 from reconciler.sim.simulator import SiteSimulator
 
+from .conftest import command
+
 
 def assert_decodes_to(profile_name: str, site: Site, got: Value, want: Value, name: str) -> None:
     reg = resolve_profile(site, profile_name).registers[name]
@@ -35,7 +37,7 @@ async def test_every_register_of_every_device_decodes_to_the_simulated_value(
     battery, _meters = open_site_devices(sim_site, clock=sim.clock)
     await battery.start()
     for _ in range(120):  # charging for 10 minutes: counters and SoE have moved
-        await battery.command(-250.0)
+        await command(battery, -250.0)
         await sim.step(5)
     assert sim.plant.battery_kw == pytest.approx(-250.0)
     devices = [(sim_site.devices.battery.name, sim_site.devices.battery)]

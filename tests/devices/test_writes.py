@@ -25,7 +25,7 @@ async def test_out_of_range_setpoint_is_refused_before_sending(
     assert sim.plant.battery.setpoint_kw == 0.0
     # the heartbeat did not advance either: the next command starts the sequence
     await battery.command(10.0)
-    assert sim.writes("bess")[-3].values[-1] == 0xAA55
+    assert sim.writes("bess")[-1].values[-1] == 0xAA55
     await battery.close()
 
 
