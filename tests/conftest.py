@@ -24,3 +24,13 @@ def upstream(tmp_path: Path) -> Upstream:
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
     return Upstream(path)
+
+
+@pytest.fixture(autouse=True)
+def _private_lock_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Battery locks of agents the tests start (in this process or as subprocesses, which
+    inherit the environment) go to a temporary folder: never the machine's /run/lock/flux,
+    where an agent running beside the suite holds its own."""
+    monkeypatch.setenv("FLUX_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))

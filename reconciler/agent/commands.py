@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from reconciler.agent import operator
-from reconciler.agent.lock import BatteryLock, StateFolderInUse, lock_holder
+from reconciler.agent.lock import DEFAULT_LOCK_DIR, BatteryLock, StateFolderInUse, lock_holder
 from reconciler.agent.loop import SignalSource
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import Clock, WallClock
@@ -110,6 +110,14 @@ def replay_signals(name: str | None) -> SignalSource | None:
     type=click.Choice(["january-2024"]),
     help="Feed the imbalance price and NIV of a shipped month (for simulation).",
 )
+@click.option(
+    "--lock-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_LOCK_DIR,
+    show_default=True,
+    envvar="FLUX_LOCK_DIR",
+    help="Where battery locks are taken: one writer per battery, whatever the state folder.",
+)
 @click.option("--log-level", default="info", show_default=True, help="debug, info, warning.")
 def run(
     site: str,
@@ -117,6 +125,7 @@ def run(
     database_url: str | None,
     outbox_path: Path | None,
     replay_prices: str | None,
+    lock_dir: Path,
     log_level: str,
     **options: Any,
 ) -> None:
@@ -157,6 +166,7 @@ def run(
             database_url=database_url_for(source, database_url),
             http_host=options.get("http_host") or "127.0.0.1",
             http_port=None if http_port in (None, -1) else int(http_port),
+            lock_dir=None if shadow else lock_dir,
         ),
         signals=replay_signals(replay_prices),
     )

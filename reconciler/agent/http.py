@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+import click
+
 from reconciler.agent.status import CONDITION_ORDER, StatusSnapshot
 
 log = logging.getLogger("flux.http")
@@ -156,6 +158,18 @@ def _healthz(snap: StatusSnapshot) -> tuple[int, str]:
     return (200 if snap.ready else 503), body
 
 
+class PortInUse(click.ClickException):
+    """The status endpoint's address cannot be listened on. Exit code 4."""
+
+    exit_code = 4
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(
+            f"cannot serve the status endpoint on {host}:{port}: {reason}; is another agent "
+            "running there? Choose another with --http-port (0 picks a free one)"
+        )
+
+
 class StatusServer:
     """Serves a status snapshot over HTTP. ``port`` 0 picks a free port (see ``.port``)."""
 
@@ -166,8 +180,11 @@ class StatusServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        """Start listening (raises OSError, e.g. the port is taken)."""
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        """Start listening; PortInUse (exit 4) when the address cannot be listened on."""
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as exc:
+            raise PortInUse(self.host, self.port, exc.strerror or str(exc)) from None
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("status endpoint on http://%s:%d/", self.host, self.port)

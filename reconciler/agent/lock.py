@@ -1,8 +1,14 @@
-"""The battery lock: the running agent is the single writer to the battery.
+"""The locks that make the running agent the single writer to its battery.
 
-An exclusive ``fcntl.flock`` on ``<state_dir>/agent.lock``, holding the agent's pid. The
-kernel drops it when the process dies, so a crashed agent never leaves a stale lock. CLI
-commands that write to the battery call :func:`refuse_if_agent_running` first.
+Two exclusive ``fcntl.flock`` locks, each on a file holding its holder's pid; the kernel
+drops them when the process dies, so a crashed agent never leaves a stale lock:
+
+- the state-folder lock, ``<state_dir>/agent.lock``: one agent per status file and outbox;
+- the battery lock, ``<lock_dir>/battery-<host>-<port>-<unit>.lock`` (``/run/lock/flux`` by
+  default): one writer per battery, whatever state folder each agent was given. Shadow
+  agents write nothing and take only a state folder of their own.
+
+CLI commands that write to the battery call :func:`refuse_if_agent_running` first.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import time
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +26,9 @@ import click
 from reconciler.source.paths import StatePaths
 
 _ATTEMPTS = 5
+#: Where battery locks live unless --lock-dir / FLUX_LOCK_DIR says otherwise: tmpfs, so a
+#: reboot clears it, and shared by every agent on the controller.
+DEFAULT_LOCK_DIR = Path("/run/lock/flux")
 
 
 class BatteryLockHeld(click.ClickException):
@@ -138,3 +148,73 @@ def refuse_if_agent_running(state_dir: Path) -> None:
     pid = lock_holder(state_dir)
     if pid is not None:
         raise BatteryLockHeld(pid or None, StatePaths(state_dir).lock_file)
+
+
+class BatteryInUse(click.ClickException):
+    """Another agent writes to this battery (same host, port and unit id). Exit code 3."""
+
+    exit_code = 3
+
+    def __init__(self, battery: str, holder: str | None, lock_file: Path) -> None:
+        who = holder or "another process"
+        super().__init__(
+            f"battery {battery} is already driven by {who} (lock {lock_file}); one writer "
+            "per battery: stop that agent, or run this one with --shadow"
+        )
+        self.holder = holder
+
+
+def battery_identity(host: str, port: int, unit_id: int) -> str:
+    """How a battery is named in locks and messages: ``host:port unit N``."""
+    return f"{host.lower()}:{port} unit {unit_id}"
+
+
+class DeviceLock:
+    """The battery lock: exclusive on one battery's identity, across state folders."""
+
+    def __init__(self, lock_dir: Path, host: str, port: int, unit_id: int) -> None:
+        self.battery = battery_identity(host, port, unit_id)
+        safe_host = re.sub(r"[^A-Za-z0-9.-]", "_", host.lower())
+        self.path = lock_dir / f"battery-{safe_host}-{port}-{unit_id}.lock"
+        self._fd: int | None = None
+
+    def acquire(self, holder: str) -> None:
+        """Take the lock, recording ``holder`` (who, in words), or raise BatteryInUse."""
+        if self._fd is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot take the battery lock {self.path}: {exc.strerror}; give a writable "
+                "folder with --lock-dir (FLUX_LOCK_DIR)"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BatteryInUse(self.battery, self._holder(), self.path) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{holder}\n".encode())
+        os.fsync(fd)
+        self._fd = fd
+
+    def _holder(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None

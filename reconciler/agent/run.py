@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from reconciler.agent.http import StatusServer
+from reconciler.agent.lock import DeviceLock
 from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
 from reconciler.agent.status import ConditionType, MarketFeedStatus, SystemdNotifier
 from reconciler.clock import Clock
@@ -56,6 +59,9 @@ class AgentOptions:
     http_host: str = "127.0.0.1"
     http_port: int | None = 9464
     upload_interval_s: float = 10.0
+    #: Where battery locks are taken (one writer per battery); None takes none (tests,
+    #: and shadow agents, which never write).
+    lock_dir: Path | None = None
 
 
 class Agent:
@@ -96,6 +102,7 @@ class Agent:
         self.http: StatusServer | None = None
         self._last_status_at: datetime | None = None
         self.uploader = Uploader(outbox, self.options.database_url)
+        self._battery_lock: DeviceLock | None = None
 
     # ------------------------------------------------------------------ revision
 
@@ -113,6 +120,7 @@ class Agent:
             self.markets.configure(revision.site)
         key = device_key(revision.site)
         if self.loop is None or key != self._device_key:
+            self._claim_battery(revision.site)
             battery, meters = self._devices_factory(revision.site, self.clock)
             if self.loop is None:
                 self.loop = ReconcileLoop(
@@ -144,6 +152,22 @@ class Agent:
             previous=previous.sha if previous else None,
             site=revision.site.site.id,
         )
+
+    def _claim_battery(self, site: Site) -> None:
+        """Take the battery's lock before its devices are opened (BatteryInUse, exit 3,
+        names the holder), then let go of the previous battery's. Not in shadow mode."""
+        lock_dir = self.options.lock_dir
+        shadow = self.options.shadow if self.options.shadow is not None else site.control.shadow
+        if lock_dir is None or shadow:
+            return
+        dev = site.devices.battery
+        lock = DeviceLock(lock_dir, dev.host, dev.port, dev.unit_id)
+        if self._battery_lock is not None and self._battery_lock.path == lock.path:
+            return
+        lock.acquire(f"the agent (pid {os.getpid()}, site {site.site.id})")
+        previous, self._battery_lock = self._battery_lock, lock
+        if previous is not None:
+            previous.release()
 
     def _markets_changed(self, states: list[FeedState], problems: list[str]) -> None:
         feeds = [MarketFeedStatus(**asdict(s), ok=s.ok) for s in states]
@@ -286,29 +310,34 @@ class Agent:
             await self.clock.sleep(max(0.0, tick_s - elapsed))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run everything until ``stop`` is set; then close devices and the outbox."""
-        tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(self._guarded("source", self.source.run(stop))),
-            asyncio.create_task(
-                self._guarded(
-                    "uploader",
-                    self.uploader.run(stop, interval_s=self.options.upload_interval_s),
-                )
-            ),
-            asyncio.create_task(
-                self._guarded("notifier", SystemdNotifier(self.source.status()).run(stop))
-            ),
-        ]
-        if self.markets is not None:
-            tasks.append(asyncio.create_task(self._guarded("markets", self.markets.run(stop))))
-        if self.options.http_port is not None:
-            self.http = StatusServer(
-                self.source.status().snapshot,
-                host=self.options.http_host,
-                port=self.options.http_port,
-            )
-            await self.http.start()
+        """Run everything until ``stop`` is set; then close devices and the outbox.
+
+        The cleanup runs on every way out: a stop, a taken status port (PortInUse), a
+        battery another agent drives (BatteryInUse), or any other error."""
+        tasks: list[asyncio.Task[None]] = []
         try:
+            if self.options.http_port is not None:
+                # First: a taken port is refused before anything else has started.
+                self.http = StatusServer(
+                    self.source.status().snapshot,
+                    host=self.options.http_host,
+                    port=self.options.http_port,
+                )
+                await self.http.start()
+            tasks += [
+                asyncio.create_task(self._guarded("source", self.source.run(stop))),
+                asyncio.create_task(
+                    self._guarded(
+                        "uploader",
+                        self.uploader.run(stop, interval_s=self.options.upload_interval_s),
+                    )
+                ),
+                asyncio.create_task(
+                    self._guarded("notifier", SystemdNotifier(self.source.status()).run(stop))
+                ),
+            ]
+            if self.markets is not None:
+                tasks.append(asyncio.create_task(self._guarded("markets", self.markets.run(stop))))
             await self._control(stop)
         finally:
             stop.set()
@@ -323,6 +352,8 @@ class Agent:
                 await self.http.close()
             if self.loop is not None:
                 await self.loop.close()
+            if self._battery_lock is not None:
+                self._battery_lock.release()
             # The tick counters are flushed lazily (SD cards); the last word is written now.
             self.source.status().flush(force=True)
 

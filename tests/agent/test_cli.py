@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -158,3 +159,78 @@ def test_a_shadow_agent_refuses_a_running_agents_state_folder(tmp_path: Path) ->
     assert f"--state-dir {state}-shadow" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (state / "status.json").exists()  # the running agent's file is untouched
+
+
+async def test_a_second_writer_to_the_same_battery_is_refused_whatever_its_state_folder(
+    tmp_path: Path,
+) -> None:
+    """Two agents, two state folders and status ports, one battery: the second is refused
+    (exit 3, naming the holder) and never writes; a shadow agent beside it is allowed."""
+    site = load_site(DEMO)
+    async with SiteSimulator(site, ports="ephemeral") as sim:
+        text = DEMO.read_text()
+        for name, port in {
+            "bess": 15020,
+            "site": 15021,
+            "battery_meter": 15022,
+            "solar": 15023,
+        }.items():
+            text = text.replace(f"port: {port}\n", f"port: {sim.port_of(name)}\n")
+        site_file = tmp_path / "demo.yaml"
+        site_file.write_text(text)
+        first = await asyncio.create_subprocess_exec(
+            *FLUX, "agent", "run", "--site", str(site_file), "--state-dir", str(tmp_path / "a"),
+            "--http-port", "0", cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(200):
+                await asyncio.sleep(0.1)
+                if sim.plant.battery.direct:
+                    break
+            assert sim.plant.battery.direct, "the first agent never took control"
+            second = await asyncio.to_thread(
+                flux, "agent", "run", "--site", str(site_file), "--state-dir",
+                str(tmp_path / "b"), "--http-port", "0",
+            )  # fmt: skip
+            assert second.returncode == 3, second.stderr
+            assert f"the agent (pid {first.pid}, site demo)" in second.stderr
+            assert "127.0.0.1" in second.stderr and "Traceback" not in second.stderr
+            # refused before its devices were opened: it never took control
+            assert "revision_in_control" not in second.stderr
+            # A shadow agent decides beside it and writes nothing.
+            shadow = await asyncio.create_subprocess_exec(
+                *FLUX, "agent", "run", "--site", str(site_file), "--state-dir",
+                str(tmp_path / "c"), "--http-port", "0", "--shadow", cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            status = tmp_path / "c" / "status.json"
+            for _ in range(200):
+                await asyncio.sleep(0.1)
+                if status.exists() and json.loads(status.read_text())["loop"]["ticks_total"]:
+                    break
+            shadow.send_signal(signal.SIGTERM)
+            _, shadow_err = await asyncio.wait_for(shadow.communicate(), timeout=30)
+            assert shadow.returncode == 0, shadow_err.decode()
+            assert json.loads(status.read_text())["loop"]["ticks_total"] >= 1
+        finally:
+            first.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(first.wait(), timeout=30)
+        assert first.returncode == 0
+
+
+def test_a_taken_status_port_is_one_line_and_its_own_exit_code(tmp_path: Path) -> None:
+    """A shadow agent started beside a running one, on the same status port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = flux(
+            "agent", "run", "--site", str(DEMO), "--state-dir", str(tmp_path / "s"),
+            "--shadow", "--http-port", str(port),
+        )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr and "--http-port" in result.stderr
+    assert "Traceback" not in result.stderr
+    events = [json.loads(x)["event"] for x in result.stderr.splitlines() if x.startswith("{")]
+    assert events[-1] == "agent_stopped"  # the cleanup ran
