@@ -1,9 +1,15 @@
-"""Structured log lines: one JSON object per line, for journald and log shippers."""
+"""Structured log lines: one JSON object per line, for journald and log shippers.
+
+Under systemd (``$JOURNAL_STREAM`` names the stream stderr is), each line starts with
+its syslog priority, ``<4>`` for a warning, which journald strips and keeps as the
+entry's priority: ``journalctl -p warning`` then finds safe stops and refused revisions.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +33,36 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(payload, default=str, separators=(",", ":"))
 
 
+#: syslog priorities by logging level (sd-daemon(3)).
+SYSLOG_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournalPrefixFormatter(JsonLineFormatter):
+    """JSON lines with the ``<N>`` priority prefix journald reads from a stream."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < 30 else 3)
+        return f"<{priority}>{super().format(record)}"
+
+
+def is_journal_stream(stream: Any) -> bool:
+    """True when ``stream`` is the journal connection systemd named in $JOURNAL_STREAM
+    (``device:inode``), not, say, a file the output was redirected to."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in value.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log ``event`` with structured ``fields`` (rendered by :class:`JsonLineFormatter`)."""
     logger.log(level, event, extra={"fields": fields})
@@ -35,8 +71,10 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **f
 def configure(level: str = "info", stream: Any = None) -> None:
     """Send every ``flux.*`` logger to ``stream`` (default stderr) as JSON lines; with
     level debug, pymodbus's own frame dumps too."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    journal = is_journal_stream(stream)
+    handler.setFormatter(JournalPrefixFormatter() if journal else JsonLineFormatter())
     root = logging.getLogger("flux")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -133,6 +133,7 @@ class ReconcileLoop:
         self._last_record_bucket: int | None = None
         self._last_recorded_key: tuple[str | None, bool] | None = None
         self._started = False
+        self._logged_safe = False
         self.ticks = 0
 
     # ------------------------------------------------------------------ observe
@@ -319,6 +320,18 @@ class ReconcileLoop:
             if name not in obs.errors:
                 self.sink.add_meter(site.site.id, name, reading)
 
+    def _log_safety(self, result: TickResult) -> None:
+        """A warning when control goes safe, and a line when it comes back: once per
+        change, never once per tick."""
+        safe = result.decision.safe_stop
+        if safe == self._logged_safe:
+            return
+        self._logged_safe = safe
+        if safe:
+            log_event(log, "safe_stop", level=logging.WARNING, reason=result.decision.reason)
+        else:
+            log_event(log, "safe_stop_cleared", reason=result.decision.reason)
+
     # ------------------------------------------------------------------ health
 
     def _tracking_ok(self, site: Site, obs: Observation, shadow: bool, at: datetime) -> bool:
@@ -414,6 +427,7 @@ class ReconcileLoop:
             settings_error=settings_error,
         )
         self._record(site, sha, result)
+        self._log_safety(result)
         self.ticks += 1
         if self._on_tick is not None:
             self._on_tick(result)

@@ -20,8 +20,13 @@ from typing import Any
 from reconciler.agent.http import StatusServer
 from reconciler.agent.lock import DeviceLock
 from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
-from reconciler.agent.status import ConditionType, MarketFeedStatus, SystemdNotifier
-from reconciler.clock import Clock
+from reconciler.agent.status import (
+    ConditionType,
+    LoopProgress,
+    MarketFeedStatus,
+    SystemdNotifier,
+)
+from reconciler.clock import Clock, sleep_unless_stopped
 from reconciler.config.model import Site
 from reconciler.control.types import PeriodValue
 from reconciler.devices.base import Battery, Meter
@@ -33,6 +38,9 @@ from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
 
 log = logging.getLogger("flux.agent")
+
+#: How long (s) the loop waits for a first revision before it looks again.
+IDLE_WAIT_S = 1.0
 
 #: The market line of an agent fed other signals (a replay): no API is called, on purpose.
 REPLAYED = "replay: market signals are replayed (demo or --replay-prices); no API is called"
@@ -103,6 +111,8 @@ class Agent:
         self._last_status_at: datetime | None = None
         self.uploader = Uploader(outbox, self.options.database_url)
         self._battery_lock: DeviceLock | None = None
+        #: What the systemd watchdog is fed by: iterations of the control loop on time.
+        self.progress = LoopProgress()
 
     # ------------------------------------------------------------------ revision
 
@@ -302,12 +312,15 @@ class Agent:
             if result is None:
                 # Nothing valid to run yet (first boot, no last-known-good): the battery is
                 # not commanded, so its own heartbeat timeout keeps it at 0 kW.
+                self.progress.mark(IDLE_WAIT_S)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    await asyncio.wait_for(stop.wait(), timeout=IDLE_WAIT_S)
                 continue
             tick_s = self._site()[0].control.tick_s
+            self.progress.mark(tick_s)
             elapsed = (self.clock.now() - started).total_seconds()
-            await self.clock.sleep(max(0.0, tick_s - elapsed))
+            # A stop wakes the wait: systemd's TimeoutStopSec is shorter than a long tick.
+            await sleep_unless_stopped(self.clock, max(0.0, tick_s - elapsed), stop)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run everything until ``stop`` is set; then close devices and the outbox.
@@ -315,6 +328,7 @@ class Agent:
         The cleanup runs on every way out: a stop, a taken status port (PortInUse), a
         battery another agent drives (BatteryInUse), or any other error."""
         tasks: list[asyncio.Task[None]] = []
+        notifier = SystemdNotifier(self.source.status(), self.progress)
         try:
             if self.options.http_port is not None:
                 # First: a taken port is refused before anything else has started.
@@ -332,9 +346,7 @@ class Agent:
                         self.uploader.run(stop, interval_s=self.options.upload_interval_s),
                     )
                 ),
-                asyncio.create_task(
-                    self._guarded("notifier", SystemdNotifier(self.source.status()).run(stop))
-                ),
+                asyncio.create_task(self._guarded("notifier", notifier.run(stop))),
             ]
             if self.markets is not None:
                 tasks.append(asyncio.create_task(self._guarded("markets", self.markets.run(stop))))

@@ -13,6 +13,8 @@ import contextlib
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -208,6 +210,8 @@ class AgentStatus:
         log_event(
             log,
             "condition",
+            # journald and alerting key on levels: a condition going False is a warning
+            level=logging.WARNING if status == "False" else logging.INFO,
             site=self._snap.site,
             type=str(kind),
             status=status,
@@ -373,29 +377,62 @@ def watchdog_interval_s() -> float | None:
     return value / 1e6 / 2 if value > 0 else None
 
 
+class LoopProgress:
+    """When the control loop last finished an iteration (a tick, or an idle wait for a
+    first revision), in monotonic seconds, and how long the next one may take.
+
+    The watchdog asks :meth:`on_time`: a loop is alive while its last iteration ended no
+    longer ago than its own interval plus a grace for a slow tick (device timeouts). So
+    a ``tick_s`` longer than half of ``WatchdogSec`` is not a hung loop.
+    """
+
+    #: Extra time (s) a tick may take beyond its interval: reads that time out, a retry.
+    GRACE_S = 10.0
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._at = monotonic()
+        self._interval_s = 1.0
+
+    def mark(self, interval_s: float) -> None:
+        """An iteration ended; the next is due within ``interval_s`` seconds."""
+        self._at = self._monotonic()
+        self._interval_s = interval_s
+
+    def overdue_s(self) -> float:
+        """Seconds past the expected end of the next iteration (<= 0: on time)."""
+        return self._monotonic() - self._at - self._interval_s - self.GRACE_S
+
+    def on_time(self) -> bool:
+        return self.overdue_s() <= 0
+
+
 class SystemdNotifier:
     """Tells systemd the agent is up (``READY=1``) and alive (``WATCHDOG=1``).
 
-    The watchdog is fed only while the control loop makes progress (its tick count moves),
-    or while there is no revision to control with yet (the loop idles legitimately), so a
-    hung control loop is restarted by systemd (``WatchdogSec=`` in the unit).
+    The watchdog is fed only while the control loop completes its iterations within
+    their expected time (:class:`LoopProgress`), so a hung control loop is restarted by
+    systemd (``WatchdogSec=`` in the unit), and a healthy slow one is not.
     """
 
-    def __init__(self, status: AgentStatus) -> None:
+    def __init__(self, status: AgentStatus, progress: LoopProgress) -> None:
         self._status = status
-        self._last_ticks = -1
+        self._progress = progress
 
     def ready(self) -> bool:
         return sd_notify("READY=1\nSTATUS=" + self._status_line())
 
     def beat(self) -> bool:
-        """Send ``WATCHDOG=1`` if the loop progressed since the last beat; True if sent."""
-        snap = self._status.snapshot()
-        ticks = snap.loop.ticks_total
-        progressing = ticks != self._last_ticks or snap.revisions.applied is None
-        self._last_ticks = ticks
-        if not progressing:
-            log.warning("control loop made no progress since the last watchdog beat")
+        """Send ``WATCHDOG=1`` if the loop is on time; True if sent."""
+        overdue = self._progress.overdue_s()
+        if overdue > 0:
+            log_event(
+                log,
+                "watchdog_withheld",
+                level=logging.ERROR,
+                overdue_s=round(overdue, 1),
+                why="the control loop has not completed an iteration in its expected time",
+            )
             return False
         return sd_notify("WATCHDOG=1\nSTATUS=" + self._status_line())
 

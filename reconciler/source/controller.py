@@ -555,7 +555,7 @@ class GitSource:
         self._status.set_health_gate(0, self.settings.health_gate_ticks)
         self._status.set_revisions(staged=None)
         lkg = self._lkg.revision.sha
-        log_event(log, "reverted", sha=sha, to=lkg, why=why)
+        log_event(log, "reverted", level=logging.WARNING, sha=sha, to=lkg, why=why)
         self._status.set_condition(
             C.APPLIED,
             "False",

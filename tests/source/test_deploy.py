@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import configparser
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 from tests.source.conftest import ROOT
 
@@ -20,3 +24,34 @@ def test_the_unit_runs_the_agent_with_a_watchdog_restart_and_its_own_user() -> N
     assert exec_start[1:3] == ["agent", "run"]
     assert "--state-dir" in exec_start and "${STATE_DIRECTORY}" in exec_start
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_the_unit_keeps_retrying_and_is_hardened(tmp_path: Path) -> None:
+    text = (ROOT / "deploy" / "flux-agent.service").read_text()
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string(text)
+    # systemd reads StartLimitIntervalSec only in [Unit]; in [Service] it is ignored
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0"
+    assert "StartLimitIntervalSec" not in unit["Service"]
+    service = unit["Service"]
+    for key in ("ProtectSystem", "NoNewPrivileges", "RestrictNamespaces", "SystemCallFilter"):
+        assert key in service, key
+    assert service["CapabilityBoundingSet"] == ""
+    exec_start = service["ExecStart"].split()
+    assert exec_start[exec_start.index("--lock-dir") + 1] == "${RUNTIME_DIRECTORY}"
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:  # the machine's own systemd scores the unit as written
+        copy = tmp_path / "flux-agent.service"
+        copy.write_text(text)
+        out = subprocess.run(
+            [analyze, "security", "--offline=yes", str(copy)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out.stdout)
+        assert match is not None, out.stdout + out.stderr
+        assert float(match.group(1)) <= 2.0, out.stdout
+        verify = subprocess.run(
+            [analyze, "verify", str(copy)], capture_output=True, text=True, check=False
+        )
+        assert "Unknown key" not in verify.stderr, verify.stderr

@@ -15,6 +15,7 @@ from reconciler.agent.http import StatusServer
 from reconciler.agent.status import (
     AgentStatus,
     ConditionType,
+    LoopProgress,
     MarketFeedStatus,
     SystemdNotifier,
     read_status_file,
@@ -227,34 +228,42 @@ def test_file_source_validates_and_names_the_revision_by_content(
         FileSource(tmp_path / "missing.yaml")
 
 
-async def test_systemd_notifier_feeds_the_watchdog_only_while_ticks_progress(
+async def test_systemd_notifier_feeds_the_watchdog_while_ticks_end_on_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: ManualClock
 ) -> None:
+    """Fed while the loop's last iteration ended within its own interval plus grace: a
+    28 s tick with beats every 15 s is alive at a 30.02 s gap (it was killed when the
+    watchdog asked for a new tick at every beat); a loop silent past 38 s is hung."""
     address = str(tmp_path / "notify.sock")
+    now = [1000.0]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(address)
         sock.settimeout(10)
         monkeypatch.setenv("NOTIFY_SOCKET", address)
         status = AgentStatus(clock=clock, site="demo", source="git")
-        notifier = SystemdNotifier(status)
+        progress = LoopProgress(monotonic=lambda: now[0])
+        notifier = SystemdNotifier(status, progress)
         assert notifier.ready()
         assert sock.recv(1024).startswith(b"READY=1\nSTATUS=")
-        # no revision yet: the loop idles legitimately, so the watchdog is fed
+        # no revision yet: the loop idles a second at a time
+        progress.mark(1.0)
         assert notifier.beat()
         assert sock.recv(1024).startswith(b"WATCHDOG=1")
-        status.set_revisions(applied="abc")
-        status.record_tick(at=clock.now())
-        assert notifier.beat()
-        assert sock.recv(1024).startswith(b"WATCHDOG=1")
-        assert not notifier.beat()  # a revision and no new tick: a hung loop
-        status.record_tick(at=clock.now())
+        progress.mark(28.0)  # a tick ended; the next is due in 28 s
+        for gap in (15.0, 30.02, 38.0):
+            now[0] = 1000.0 + gap
+            assert notifier.beat(), gap
+            assert sock.recv(1024).startswith(b"WATCHDOG=1")
+        now[0] = 1000.0 + 38.5  # 28 s + 10 s grace gone, no tick: hung
+        assert not notifier.beat()
+        progress.mark(28.0)
         assert notifier.beat()
         assert sock.recv(1024).startswith(b"WATCHDOG=1")
 
         monkeypatch.setenv("WATCHDOG_USEC", "100000")
         monkeypatch.delenv("WATCHDOG_PID", raising=False)
         stop = asyncio.Event()
-        task = asyncio.create_task(SystemdNotifier(status).run(stop))
+        task = asyncio.create_task(SystemdNotifier(status, progress).run(stop))
         first = await asyncio.to_thread(sock.recv, 1024)
         assert first.startswith(b"READY=1")
         beat = await asyncio.to_thread(sock.recv, 1024)
