@@ -114,8 +114,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "FLUX_SQL_DIR"}
-        and not k.startswith("FLUX_")
+        if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
+        and not k.startswith("FLUX_")  # e.g. FLUX_SQL_DIR would point back into the repo
     }
     cwd = tmp / "elsewhere"
     cwd.mkdir()
