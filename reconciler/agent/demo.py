@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections import deque
 from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,7 +29,9 @@ from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
 from reconciler.telemetry.outbox import Outbox
 
-REPO_DEMO = Path(__file__).resolve().parents[2] / "sites" / "demo.yaml"
+#: A copy of the repository's sites/demo.yaml inside the package (a test keeps them equal),
+#: so an installed flux runs the demo from any folder.
+SHIPPED_DEMO = resources.files("reconciler.agent") / "demo.yaml"
 #: A Monday in January 2024: the shipped prices cover it and the red band comes soon.
 DEFAULT_START = "2024-01-15T15:30"
 
@@ -38,10 +41,11 @@ def _demo_site_path(given: Path | None) -> Path:
         if not given.exists():
             raise click.UsageError(f"--site {given}: no such file")
         return given
-    for candidate in (Path("sites/demo.yaml"), REPO_DEMO):
-        if candidate.exists():
-            return candidate
-    raise click.UsageError("no sites/demo.yaml here; run from the repository or pass --site")
+    here = Path("sites/demo.yaml")
+    if here.exists():
+        return here
+    # A real file for as long as the command runs, even when the package is a zip.
+    return click.get_current_context().with_resource(resources.as_file(SHIPPED_DEMO))
 
 
 def _fmt_kw(value: float | None) -> str:

@@ -79,7 +79,7 @@ def db() -> None:
 )
 @user_errors(TelemetryError)
 def migrate_command(database_url: str, flavour: str) -> None:
-    """Apply the numbered migrations in sql/ that the database lacks."""
+    """Apply the numbered migrations (shipped in the package) that the database lacks."""
     result = migrate(database_url, flavour=flavour)  # type: ignore[arg-type]
     if result.applied:
         applied = ", ".join(f"{v:04d}" for v in result.applied)

@@ -1,4 +1,8 @@
-"""Numbered SQL migrations under ``sql/``, applied in order and recorded in the database.
+"""Numbered SQL migrations, applied in order and recorded in the database.
+
+They ship inside the package (``reconciler/telemetry/sql/``) and are read through
+:mod:`importlib.resources`, so an installed wheel finds them wherever it lives (a zip
+included); ``$FLUX_SQL_DIR`` points at another folder instead.
 
 A file is ``NNNN_name.sql`` (every database) or a pair ``NNNN_name.postgres.sql`` and
 ``NNNN_name.timescale.sql`` (the branch for plain PostgreSQL or for TimescaleDB). The
@@ -11,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
@@ -27,12 +33,12 @@ _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(postgres|timescale))?\.sql$")
 _LOCK_KEY = 0x466C7578
 
 
-def default_sql_dir() -> Path:
-    """``$FLUX_SQL_DIR`` or the ``sql/`` folder of this source tree."""
+def default_sql_dir() -> Traversable:
+    """``$FLUX_SQL_DIR``, else the migrations shipped in this package."""
     env = os.environ.get(ENV_SQL_DIR)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "sql"
+    return resources.files("reconciler.telemetry") / "sql"
 
 
 @dataclass(frozen=True)
@@ -41,20 +47,21 @@ class Migration:
 
     version: int
     name: str
-    files: dict[str, Path] = field(default_factory=dict)  # "any" | flavour -> path
+    files: dict[str, Traversable] = field(default_factory=dict)  # "any" | flavour -> file
 
     def sql_for(self, flavour: Flavour) -> str:
         path = self.files.get("any") or self.files[flavour]
         return path.read_text(encoding="utf-8")
 
 
-def discover(sql_dir: Path | None = None) -> list[Migration]:
+def discover(sql_dir: Traversable | None = None) -> list[Migration]:
     """The migrations in ``sql_dir``, checked to be numbered 1, 2, 3, ... without holes."""
     folder = sql_dir or default_sql_dir()
     if not folder.is_dir():
         raise TelemetryError(f"migration folder {folder} not found; set {ENV_SQL_DIR}")
     found: dict[int, Migration] = {}
-    for path in sorted(folder.glob("*.sql")):
+    entries = (e for e in folder.iterdir() if e.is_file() and e.name.endswith(".sql"))
+    for path in sorted(entries, key=lambda e: e.name):
         match = _FILE.match(path.name)
         if match is None:
             raise TelemetryError(
@@ -80,7 +87,7 @@ def discover(sql_dir: Path | None = None) -> list[Migration]:
     return migrations
 
 
-def known_version(sql_dir: Path | None = None) -> int:
+def known_version(sql_dir: Traversable | None = None) -> int:
     migrations = discover(sql_dir)
     return migrations[-1].version if migrations else 0
 
@@ -112,7 +119,7 @@ def too_new_message(database: int, known: int) -> str:
 
 
 def require_current(
-    conn: psycopg.Connection[tuple[object, ...]], sql_dir: Path | None = None
+    conn: psycopg.Connection[tuple[object, ...]], sql_dir: Traversable | None = None
 ) -> SchemaState:
     """The database's state, or an error when it is not at this flux's schema version."""
     state = schema_state(conn)
@@ -150,7 +157,10 @@ def _detect_flavour(conn: psycopg.Connection[tuple[object, ...]]) -> Flavour:
 
 
 def migrate(
-    url: str, *, sql_dir: Path | None = None, flavour: Flavour | Literal["auto"] = "auto"
+    url: str,
+    *,
+    sql_dir: Traversable | None = None,
+    flavour: Flavour | Literal["auto"] = "auto",
 ) -> MigrateResult:
     """Apply every migration the database lacks, each in its own transaction.
 

@@ -1,9 +1,9 @@
 """Login roles for the people and programs that use the telemetry database.
 
-The migrations create three group roles that cannot log in (sql/0001_core.sql):
-``flux_agent`` (uploads rows of its own sites; row-level security), ``flux_reader``
-(dashboards: reads every site) and ``flux_anon`` (nothing). The functions here give a
-login role one of those parts:
+The migrations create three group roles that cannot log in (``sql/0001_core.sql`` in
+this package): ``flux_agent`` (uploads rows of its own sites; row-level security),
+``flux_reader`` (dashboards: reads every site) and ``flux_anon`` (nothing). The functions
+here give a login role one of those parts:
 
 - an agent (one Revolution Pi): member of ``flux_agent``, its sites in flux.agent_sites;
 - a reader (Grafana, an analyst): member of ``flux_reader``;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+from importlib import resources
 from pathlib import Path
 
 import psycopg
@@ -129,6 +131,19 @@ def test_shipped_migrations_have_both_branches_where_needed() -> None:
         "timescaledb.continuous",
     ):
         assert call in timescale
+
+
+def test_migrations_are_read_through_importlib_resources_even_from_a_zip(
+    pg_url: str, tmp_path: Path
+) -> None:
+    shipped = resources.files("reconciler.telemetry") / "sql"
+    archive = tmp_path / "flux.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for entry in shipped.iterdir():
+            zf.writestr(f"reconciler/telemetry/sql/{entry.name}", entry.read_bytes())
+    in_zip = zipfile.Path(archive, "reconciler/telemetry/sql/")
+    assert [m.version for m in discover(in_zip)] == [m.version for m in discover()]
+    assert migrate(pg_url, sql_dir=in_zip).applied == tuple(range(1, known_version() + 1))
 
 
 def test_unreachable_database_is_a_clear_cli_error() -> None:

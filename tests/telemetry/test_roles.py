@@ -107,3 +107,52 @@ def test_anonymous_role_gets_nothing(
     ):
         with psycopg.connect(anon) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(query)
+
+
+def test_an_agent_learns_only_its_own_sites(
+    migrated_url: str, dbname: str, make_role: Callable[[str], str]
+) -> None:
+    a, b = make_role("flux_agent"), make_role("flux_agent")
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute("SELECT flux.register_agent(%s, 'site_a')", (a,))
+        conn.execute("SELECT flux.register_agent(%s, 'site_b')", (b,))
+        conn.execute(INSERT_BESS, (T0, "site_b"))
+    with psycopg.connect(url_for(dbname, a)) as conn:
+        assert conn.execute("SELECT flux.sites_of(current_user)").fetchone() == (["site_a"],)
+        assert conn.execute("SELECT flux.sites_of(%s)", (b,)).fetchone() == ([],)
+        # What the policies need still works: its own rows in, another site's refused.
+        conn.execute(INSERT_BESS, (T0, "site_a"))
+        sites = conn.execute("SELECT DISTINCT site_id FROM flux.bess_readings").fetchall()
+        assert sites == [("site_a",)]
+    # An administrator trying an agent's view with SET ROLE sees what the agent sees.
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute(f'SET ROLE "{b}"')
+        sites = conn.execute("SELECT DISTINCT site_id FROM flux.bess_readings").fetchall()
+        assert sites == [("site_b",)]
+
+
+def test_only_agents_may_execute_sites_of(
+    migrated_url: str, dbname: str, make_role: Callable[[str], str]
+) -> None:
+    with psycopg.connect(migrated_url) as conn:
+        may = {
+            role: conn.execute(
+                "SELECT has_function_privilege(%s, 'flux.sites_of(name)', 'EXECUTE')", (role,)
+            ).fetchone()
+            for role in ("public", "flux_agent", "flux_reader", "flux_anon")
+        }
+    assert may == {
+        "public": (False,),
+        "flux_agent": (True,),
+        "flux_reader": (False,),
+        "flux_anon": (False,),
+    }
+    agent = make_role("flux_agent")
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute("SELECT flux.register_agent(%s, 'site_a')", (agent,))
+    reader = url_for(dbname, make_role("flux_reader"))
+    with (
+        psycopg.connect(reader) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="function sites_of"),
+    ):
+        conn.execute("SELECT flux.sites_of(%s)", (agent,))
