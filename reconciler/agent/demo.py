@@ -29,8 +29,8 @@ from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
 from reconciler.telemetry.outbox import Outbox
 
-#: A copy of the repository's sites/demo.yaml inside the package (a test keeps them equal),
-#: so an installed flux runs the demo from any folder.
+#: The demo site, inside the package so an installed flux runs the demo from any folder
+#: (the repository's sites/demo.yaml is a link to it).
 SHIPPED_DEMO = resources.files("reconciler.agent") / "demo.yaml"
 #: A Monday in January 2024: the shipped prices cover it and the red band comes soon.
 DEFAULT_START = "2024-01-15T15:30"

@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from importlib import resources
 from pathlib import Path
 
 from reconciler.agent.lock import BatteryLock
@@ -41,12 +40,6 @@ def test_demo_runs_and_fills_the_embedded_store(tmp_path: Path) -> None:
     assert kinds["meter"] >= 27
     assert kinds["decision"] >= 9
     assert kinds["revision"] == 1
-
-
-def test_the_demo_shipped_in_the_package_is_sites_demo_yaml() -> None:
-    # An installed flux runs `flux demo` from its own copy (no checkout to read from).
-    shipped = resources.files("reconciler.agent") / "demo.yaml"
-    assert shipped.read_bytes() == DEMO.read_bytes(), "copy sites/demo.yaml to reconciler/agent/"
 
 
 def test_agent_run_with_an_invalid_site_file_names_the_problem(tmp_path: Path) -> None:
