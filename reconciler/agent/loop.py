@@ -133,6 +133,7 @@ class ReconcileLoop:
         self._last_record_bucket: int | None = None
         self._last_recorded_key: tuple[str | None, bool] | None = None
         self._started = False
+        self._settings_checked = False
         self._logged_safe = False
         self.ticks = 0
 
@@ -276,11 +277,23 @@ class ReconcileLoop:
 
     async def _ensure_settings(self) -> tuple[tuple[SettingChange, ...], str | None]:
         """After a write: read the battery's mode and settings back and rewrite what
-        differs (a battery that restarted or left direct mode ignores every setpoint)."""
+        differs (a battery that restarted or left direct mode ignores every setpoint).
+
+        The first check after start is the start-up sequence itself (direct mode after
+        the first command), not drift: it is logged, not reported as a re-apply."""
         try:
             changes = await self.battery.ensure_settings()
         except Exception as exc:  # reported in the decision and status; control goes on
             return (), str(exc) or type(exc).__name__
+        if not self._settings_checked:
+            self._settings_checked = True
+            log_event(
+                log,
+                "battery_settings_written",
+                device=self.battery.name,
+                changes=[str(c) for c in changes],
+            )
+            return (), None
         if changes:
             log_event(
                 log,
@@ -445,6 +458,7 @@ class ReconcileLoop:
         self._power_at_write = None
         self._commanding_since = None
         self._started = False
+        self._settings_checked = False
 
     async def close(self) -> None:
         """Close every device connection (errors are logged, not raised)."""

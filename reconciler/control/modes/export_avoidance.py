@@ -1,6 +1,6 @@
 """Export avoidance: charge to soak up any export at the site boundary (mirror of import).
 
-Target = site power + last battery target (- margin), a charge when the site exports;
+Target = site power + the battery's measured power (- margin), a charge when the site exports;
 lower priorities may charge harder. When the site is importing only an upper bound
 remains: discharging no harder than the import, so lower modes cannot cause an export.
 """
@@ -17,7 +17,9 @@ def avoid_export(ctx: ModeContext, margin_kw: float) -> Component:
     power = ctx.residual_kw - margin_kw
     if power <= 0:
         return ctx.at_least_this_charge(
-            power, note=f"site exporting {-ctx.site_power_kw:.0f} kW at last target"
+            power,
+            note=f"site exporting {-ctx.site_power_kw:.0f} kW with the battery at "
+            f"{ctx.battery_power_kw:.0f} kW",
         )
     return ctx.component(
         max_kw=power,

@@ -1,6 +1,6 @@
 """Import avoidance: discharge to cancel any import at the site boundary.
 
-Target = site power + last battery target (+ margin): the power that brings the site to
+Target = site power + the battery's measured power (+ margin): the power that brings the site to
 zero (or ``margin_kw`` of export). Lower priorities may discharge harder. When the site is
 exporting there is nothing to cancel, so only a lower bound remains: charging no harder
 than the export, so lower-priority modes cannot cause an import.
@@ -18,7 +18,9 @@ def avoid_import(ctx: ModeContext, margin_kw: float) -> Component:
     power = ctx.residual_kw + margin_kw
     if power >= 0:
         return ctx.at_least_this_discharge(
-            power, note=f"site importing {ctx.site_power_kw:.0f} kW at last target"
+            power,
+            note=f"site importing {ctx.site_power_kw:.0f} kW with the battery at "
+            f"{ctx.battery_power_kw:.0f} kW",
         )
     return ctx.component(
         min_kw=power,
