@@ -261,9 +261,3 @@ async def test_systemd_notifier_feeds_the_watchdog_only_while_ticks_progress(
         assert beat.startswith(b"WATCHDOG=1")
         stop.set()
         await asyncio.wait_for(task, 10)
-
-
-def test_state_files_are_readable_by_operators(tmp_path: Path) -> None:
-    path = tmp_path / "status.json"
-    write_atomic(path, "{}")
-    assert path.stat().st_mode & 0o777 == 0o644
