@@ -24,7 +24,7 @@ from reconciler.agent.status import (
 from reconciler.clock import ManualClock
 from reconciler.config.loader import SiteFileError
 from reconciler.source.atomic import write_atomic
-from reconciler.source.controller import FileSource, TickHealth
+from reconciler.source.controller import FileSource
 from tests.source.conftest import (
     DEMO_TEXT,
     ROOT,
@@ -32,6 +32,7 @@ from tests.source.conftest import (
     Upstream,
     healthy,
     promote,
+    tick,
     unhealthy,
 )
 
@@ -214,7 +215,7 @@ def test_file_source_validates_and_names_the_revision_by_content(
     assert source.status().condition(ConditionType.READY).status == "Unknown"
     source.observe_tick(healthy(clock))
     assert source.status().ready
-    source.observe_tick(TickHealth(clock.now(), False, True, True, "battery unreachable"))
+    source.observe_tick(tick(clock, detail="battery unreachable", battery_ok=False))
     assert source.status().condition(ConditionType.HEALTHY).reason == "DevicesUnresponsive"
     assert not source.status().ready
 
