@@ -45,24 +45,29 @@ async def git_agent(
     text: str = DEMO_TEXT,
     *,
     signals: SignalSource | None = None,
-    health_gate_ticks: int = 3,
+    health_gate_ticks: int | None = 3,
+    **settings_extra: object,
 ) -> AsyncIterator[GitAgent]:
     """A config repository whose first commit is ``text`` (pointed at ``sim``), and the
-    agent following it with a 3-tick health gate; devices and outbox closed after."""
+    agent following it with a 3-tick health gate (None: the site file's); devices and
+    outbox closed after."""
     repo = tmp_path / "config"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     upstream = Upstream(repo)
     upstream.commit(site_text_for(sim, text), "first")
-    settings = SourceSettings(
-        repo=str(repo),
-        site="demo",
-        branch="main",
-        interval_s=60,
-        jitter_s=0,
-        health_gate_ticks=health_gate_ticks,
-        state_dir=tmp_path / "state",
-    )
+    data: dict[str, object] = {
+        "repo": str(repo),
+        "site": "demo",
+        "branch": "main",
+        "interval_s": 60,
+        "jitter_s": 0,
+        "state_dir": tmp_path / "state",
+        **settings_extra,
+    }
+    if health_gate_ticks is not None:
+        data["health_gate_ticks"] = health_gate_ticks
+    settings = SourceSettings.model_validate(data)
     source = GitSource(settings, clock=clock)
     outbox = Outbox(tmp_path / "outbox.sqlite")
     agent = Agent(

@@ -214,16 +214,8 @@ class Agent:
         await self._follow_revision(revision)
         assert self.loop is not None
         result = await self.loop.tick()
-        self.source.observe_tick(
-            TickHealth(
-                at=result.at,
-                devices_ok=result.devices_ok,
-                tracking_ok=result.tracking_ok,
-                envelope_ok=result.envelope_ok,
-                detail=result.write_error or result.decision.reason,
-                sha=revision.sha,
-            )
-        )
+        # judged on the battery and the grid meter only: control uses no other device
+        self.source.observe_tick(TickHealth.of_tick(revision.site, result, revision.sha))
         self.source.status().record_tick(
             at=result.at,
             decision_reason=result.decision.reason,

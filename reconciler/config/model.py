@@ -572,7 +572,18 @@ class ControlSettings(_Model):
         default=1.0, ge=0, description="Skip rewriting a setpoint that moved less than this, kW."
     )
     health_gate_ticks: int = Field(
-        default=5, ge=1, le=1000, description="Healthy ticks before a new revision is trusted."
+        default=5,
+        ge=1,
+        le=1000,
+        description="Healthy ticks before a new revision is trusted (the agent's "
+        "--health-gate-ticks overrides it).",
+    )
+    allow_rollback: bool = Field(
+        default=False,
+        strict=True,
+        description="Let the agent follow its branch back to an older commit or onto a "
+        "rewritten history (a non-fast-forward move). Off: such a move is refused; "
+        "prefer git revert.",
     )
     tracking_tolerance_kw: float = Field(
         default=25.0, gt=0, description="Battery power within this of the setpoint is tracking, kW."

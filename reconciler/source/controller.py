@@ -2,11 +2,30 @@
 
 The loop asks :meth:`DesiredStateSource.current` at the top of every tick and reports each
 tick's health with :meth:`DesiredStateSource.observe_tick`. :class:`GitSource` runs the slow
-loop (fetch, verify, validate, stage) and the health gate: a staged revision becomes the
-last-known-good after N consecutive healthy ticks, and is reverted and quarantined at the
-first unhealthy one. An unreachable remote, an unsigned or invalid commit never stops
-control: the loop keeps the revision it has. :class:`FileSource` is the plain
-``--site file.yaml`` mode.
+loop (fetch, verify, validate, stage) and the health gate. An unreachable remote, an
+unsigned or invalid commit never stops control: the loop keeps the revision it has.
+:class:`FileSource` is the plain ``--site file.yaml`` mode.
+
+The health gate judges what a revision controls. A staged revision becomes the
+last-known-good after W healthy ticks of its own, W being its site file's
+``control.health_gate_ticks`` (the agent's ``--health-gate-ticks`` overrides it). It fails at
+once on a tick that leaves the envelope, or on which the battery, read fine, does not
+follow its setpoint. A tick on which the battery or the grid meter could not be read (an
+I/O error, a frozen grid meter) is a transient read error: up to one tick in five of the
+window, ``ceil(W / 5)`` (so at least one), is tolerated and does not count toward W; one
+more fails the gate. (A device polled less often than every tick keeps a failed read
+until it is polled again, so that counts for every tick in between.) Other meters, which
+control does not use, do not count. A failed gate reverts to the last-known-good and
+quarantines the revision; with no last-known-good it stays in control and the gate starts
+again.
+
+The followed branch (or tag) must move forward: a move to an ancestor of the revision in
+control (a rollback) or to a commit that does not descend from it (a rewritten history)
+is refused unless the agent runs with ``--allow-rollback`` or the site file *in control*
+says ``control.allow_rollback: true`` (the commit being moved to cannot allow itself).
+Going back to the last-known-good while a newer revision is in its gate is not refused:
+it is what a failed gate does anyway. With signature verification on, the persisted
+last-known-good is verified again at every start; one that fails is not run.
 """
 
 from __future__ import annotations
@@ -14,21 +33,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
 from reconciler.agent.status import AgentStatus, ConditionType, QuarantinedRevision
 from reconciler.clock import Clock, WallClock
 from reconciler.config.loader import Problem, SiteFileError
-from reconciler.config.model import Site
+from reconciler.config.model import ControlSettings, Site
 from reconciler.logs import log_event
 from reconciler.source import flags
-from reconciler.source.mirror import FetchError, GitMirror
+from reconciler.source.mirror import FetchError, GitMirror, Move
 from reconciler.source.paths import StatePaths
 from reconciler.source.settings import SourceSettings
 from reconciler.source.store import (
@@ -48,7 +68,13 @@ from reconciler.source.validate import (
 )
 from reconciler.source.verify import VerifyResult, verify_commit
 
+if TYPE_CHECKING:
+    from reconciler.agent.loop import TickResult
+
 log = logging.getLogger("flux.source")
+
+#: How to allow what a refused rollback refuses (the status message says it).
+ALLOW_ROLLBACK = "allow with control.allow_rollback or --allow-rollback"
 
 # How often (s, clock time) the wait between fetches looks for operator requests.
 _POLL_S = 0.5
@@ -67,7 +93,14 @@ class Revision:
 
 @dataclass(frozen=True)
 class TickHealth:
-    """How one control tick went, for the health gate.
+    """How one control tick went, for the health gate (see the module's docstring).
+
+    ``battery_ok``: the battery was read and took its setpoint without an error.
+    ``grid_ok``: the grid meter's last read succeeded, with live values. ``tracking_ok``:
+    the battery follows its last setpoint as fast as its ramp allows (meaningful only with
+    ``battery_ok``: otherwise it compares against an old reading). ``envelope_ok``: the
+    decision is inside the hard limits. ``other_errors`` names failing devices control does
+    not use (solar, ...): reported, not judged.
 
     ``sha`` (optional) is the revision the tick ran; when given, ticks of another revision
     do not count for (or against) a staged one. Without it, ticks that started before the
@@ -75,26 +108,55 @@ class TickHealth:
     """
 
     at: datetime
-    devices_ok: bool
+    battery_ok: bool
+    grid_ok: bool
     tracking_ok: bool
     envelope_ok: bool
     detail: str = ""
     sha: str | None = None
+    other_errors: tuple[str, ...] = ()
+
+    @classmethod
+    def of_tick(cls, site: Site, result: TickResult, sha: str | None) -> TickHealth:
+        """The health of a reconcile loop's tick of ``site``."""
+        errors = result.observation.errors
+        battery, grid = site.devices.battery.name, site.grid_meter_name
+        return cls(
+            at=result.at,
+            battery_ok=battery not in errors and result.write_error is None,
+            grid_ok=grid not in errors and grid in result.observation.meters,
+            tracking_ok=result.tracking_ok,
+            envelope_ok=result.envelope_ok,
+            detail=result.write_error or result.decision.reason,
+            sha=sha,
+            other_errors=tuple(f"{n}: {e}" for n, e in errors.items() if n not in (battery, grid)),
+        )
+
+    @property
+    def read_ok(self) -> bool:
+        """The battery and the grid meter were read (no transient read error)."""
+        return self.battery_ok and self.grid_ok
 
     @property
     def healthy(self) -> bool:
-        return self.devices_ok and self.tracking_ok and self.envelope_ok
+        return self.read_ok and self.tracking_ok and self.envelope_ok
 
     @property
     def reason(self) -> str:
         """The Healthy condition's reason for this tick."""
-        if not self.devices_ok:
+        if not self.read_ok:
             return "DevicesUnresponsive"
         if not self.tracking_ok:
             return "SetpointNotTracked"
         if not self.envelope_ok:
             return "EnvelopeBreach"
         return "Healthy"
+
+
+def tolerated_read_errors(gate_ticks: int) -> int:
+    """Ticks with a battery or grid-meter read error a gate of ``gate_ticks`` tolerates:
+    one in five, rounded up (so at least one)."""
+    return math.ceil(gate_ticks / 5)
 
 
 @runtime_checkable
@@ -124,11 +186,13 @@ def _short(sha: str | None) -> str:
 
 def _update_health(status: AgentStatus, health: TickHealth) -> None:
     if health.healthy:
+        others = f"; not used by control: {'; '.join(health.other_errors)}"
         status.set_condition(
             C.HEALTHY,
             "True",
             "Healthy",
-            "devices responsive, setpoint tracked, within the envelope",
+            "battery and grid meter responsive, setpoint tracked, within the envelope"
+            + (others if health.other_errors else ""),
         )
     else:
         status.set_condition(C.HEALTHY, "False", health.reason, health.detail or health.reason)
@@ -164,6 +228,7 @@ class _Candidate:
     site_path: str
     site_yaml: str
     resolved: dict[str, Any]
+    note: str = ""  # said while it is staged (an allowed rollback)
 
 
 @dataclass(frozen=True)
@@ -179,7 +244,19 @@ class _Outcome:
     missing: bool = False
     validation: Validation | None = None
     refused: tuple[str, str] | None = None  # (Validated reason, message) beyond the validator
+    moved: str | None = None  # a refused rollback or rewritten history, said
     candidate: _Candidate | None = None
+    in_control: str | None = None  # the revision in control the move was judged against
+
+
+def _describe_move(move: Move, old: str, new: str) -> str:
+    """A move of the followed ref that is not a fast-forward, for the status."""
+    if move == "rollback":
+        return f"rollback from {_short(old)} to {_short(new)}: not a fast-forward"
+    return (
+        f"move from {_short(old)} to {_short(new)}: not a fast-forward ({_short(new)} does "
+        f"not descend from {_short(old)}: a rewritten history)"
+    )
 
 
 class SourceError(Exception):
@@ -222,13 +299,13 @@ class GitSource:
             source="git",
             source_ref=f"{settings.ref_name} of {settings.redacted_repo()}",
             status_file=settings.effective_status_file,
-            health_gate_required=settings.health_gate_ticks,
+            health_gate_required=settings.health_gate_ticks or 0,
         )
-        self._status.set_health_gate(0, settings.health_gate_ticks)
         self._lkg: _Candidate | None = None
         self._staged: _Candidate | None = None
         self._staged_at: datetime | None = None
         self._passed = 0
+        self._read_errors = 0  # in the staged revision's gate, tolerated so far
         self._refused: str | None = None
         self._head: str | None = None
         self._suspension: flags.Suspension | None = None
@@ -256,18 +333,41 @@ class GitSource:
         _update_health(self._status, health)
         staged = self._staged
         if staged is not None and self._counts_for(staged, health):
-            if health.healthy:
-                self._passed += 1
-                self._status.set_health_gate(self._passed, self.settings.health_gate_ticks)
-                if self._passed >= self.settings.health_gate_ticks:
-                    self._promote(staged)
-                else:
-                    self._status.set_condition(
-                        C.APPLIED, "Unknown", "HealthGatePending", self._gate_message(staged)
-                    )
-            else:
-                self._fail_gate(staged, health)
+            self._judge(staged, health)
         self._refresh()
+
+    def _judge(self, staged: _Candidate, health: TickHealth) -> None:
+        """One tick of the staged revision's health gate (the rule: the module docstring)."""
+        ticks, _ = self._gate_ticks(staged)
+        tolerated = tolerated_read_errors(ticks)
+        detail = health.detail or health.reason
+        if not health.envelope_ok:
+            self._fail_gate(staged, "EnvelopeBreach", f"a decision left the envelope: {detail}")
+        elif health.battery_ok and not health.tracking_ok:
+            self._fail_gate(
+                staged, "SetpointNotTracked", f"the battery did not follow its setpoint: {detail}"
+            )
+        elif not health.read_ok:
+            self._read_errors += 1
+            if self._read_errors > tolerated:
+                self._fail_gate(
+                    staged,
+                    "DevicesUnresponsive",
+                    f"{self._read_errors} ticks with a battery or grid-meter read error, more "
+                    f"than the {tolerated} a {ticks}-tick gate tolerates; the last: {detail}",
+                )
+            else:
+                self._status.set_condition(
+                    C.APPLIED, "Unknown", "HealthGatePending", self._gate_message(staged)
+                )
+        else:
+            self._passed += 1
+            if self._passed >= ticks:
+                self._promote(staged)
+            else:
+                self._status.set_condition(
+                    C.APPLIED, "Unknown", "HealthGatePending", self._gate_message(staged)
+                )
 
     async def run(self, stop: asyncio.Event) -> None:
         self._status.flush(force=True)
@@ -298,8 +398,13 @@ class GitSource:
         if self._refused is not None:
             skip.add(self._refused)
         suspended = self._suspension is not None
+        in_control = self._current_sha()
+        allowance = self._rollback_allowance()
+        lkg = self._lkg.revision.sha if self._lkg is not None else None
         try:
-            outcome = await asyncio.to_thread(self._fetch_and_check, at, skip, suspended)
+            outcome = await asyncio.to_thread(
+                self._fetch_and_check, at, skip, suspended, in_control, allowance, lkg
+            )
             self._apply(outcome)
         except Exception as exc:  # the slow loop must survive anything; control goes on
             log.exception("source sync failed")
@@ -310,8 +415,25 @@ class GitSource:
         # once per fetch, so `flux agent reconcile` sees the fetch happen
         self._status.flush(force=True)
 
-    def _fetch_and_check(self, at: datetime, skip: set[str], suspended: bool) -> _Outcome:
-        """Runs in a worker thread: git and validation must not block the control loop."""
+    def _fetch_and_check(
+        self,
+        at: datetime,
+        skip: set[str],
+        suspended: bool,
+        in_control: str | None,
+        allowance: str | None,
+        lkg: str | None,
+    ) -> _Outcome:
+        """Runs in a worker thread: git and validation must not block the control loop.
+
+        ``in_control`` is the revision a move of the followed ref is judged against;
+        ``allowance`` what allows a rollback (None: refused); ``lkg`` the commit to keep
+        referenced in the mirror."""
+        if lkg is not None:
+            try:
+                self._mirror.pin(lkg)
+            except Exception as exc:  # advisory: the fetch itself must still happen
+                log.warning("cannot pin the last-known-good %s in the mirror: %s", lkg, exc)
         try:
             sha = self._mirror.fetch()
         except FetchError as exc:
@@ -320,10 +442,28 @@ class GitSource:
             return _Outcome(at, sha=sha, skipped=True)
         if suspended:
             return _Outcome(at, sha=sha, suspended=True)
+        return replace(self._check_commit(at, sha, in_control, allowance), in_control=in_control)
+
+    def _check_commit(
+        self, at: datetime, sha: str, in_control: str | None, allowance: str | None
+    ) -> _Outcome:
+        """Verify ``sha``, judge the move to it from ``in_control``, validate it."""
+        note = ""
         try:
             check = verify_commit(self._mirror.open(), sha, self.settings, self.paths)
             if not check.ok:
                 return _Outcome(at, sha=sha, verify=check)
+            if in_control is not None and in_control != sha:
+                try:
+                    move = self._mirror.relation(in_control, sha)
+                except FetchError as exc:
+                    return _Outcome(at, fetch_error=exc)
+                if move != "forward":
+                    what = _describe_move(move, in_control, sha)
+                    if allowance is None:
+                        moved = f"refused {what}; {ALLOW_ROLLBACK}"
+                        return _Outcome(at, sha=sha, verify=check, moved=moved)
+                    note = f"{what.replace(': not a fast-forward', '')} allowed by {allowance}"
             path = self.settings.site_path
             data = self._mirror.read_file(sha, path)
         except Exception as exc:
@@ -347,7 +487,7 @@ class GitSource:
             refused = ("ProfileUnresolved", f"{path}: {exc}")
             return _Outcome(at, sha=sha, verify=check, validation=validation, refused=refused)
         candidate = _Candidate(
-            Revision(sha, site, "git"), path, data.decode("utf-8", "replace"), resolved
+            Revision(sha, site, "git"), path, data.decode("utf-8", "replace"), resolved, note
         )
         return _Outcome(at, sha=sha, verify=check, validation=validation, candidate=candidate)
 
@@ -383,6 +523,11 @@ class GitSource:
                 f"{self._suspension.describe() if self._suspension else 'suspended'}; {running}",
             )
             return
+        if out.in_control != self._current_sha():
+            # Control moved while this commit was checked (the gate reverted the staged
+            # revision): judge it again, at once, against what is in control now.
+            self._reconcile_asked = True
+            return
         self._status.set_revisions(attempted=sha)
         check = out.verify
         assert check is not None
@@ -399,6 +544,16 @@ class GitSource:
                 "NotChecked",
                 f"{_short(sha)} was not validated: its signature was refused",
             )
+            return
+        if out.moved is not None:
+            log_event(log, "rollback_refused", sha=sha, in_control=out.in_control)
+            self._status.set_condition(
+                C.VALIDATED,
+                "Unknown",
+                "NotChecked",
+                f"{_short(sha)} was not validated: the move to it was refused",
+            )
+            self._refuse(sha, "RollbackRefused", f"{out.moved}; {running}")
             return
         if out.missing:
             self._status.set_condition(
@@ -469,8 +624,8 @@ class GitSource:
         self._staged = candidate
         self._staged_at = self._clock.now()
         self._passed = 0
+        self._read_errors = 0
         sha = candidate.revision.sha
-        self._status.set_health_gate(0, self.settings.health_gate_ticks)
         self._status.set_revisions(staged=sha)
         log_event(
             log,
@@ -478,16 +633,49 @@ class GitSource:
             sha=sha,
             preempted=previous.revision.sha if previous else None,
             last_known_good=self._lkg.revision.sha if self._lkg else None,
+            note=candidate.note or None,
         )
         self._status.set_condition(
             C.APPLIED, "Unknown", "HealthGatePending", self._gate_message(candidate)
         )
 
     def _gate_message(self, staged: _Candidate) -> str:
+        ticks, source = self._gate_ticks(staged)
+        errors = ""
+        if self._read_errors:
+            errors = (
+                f"; {self._read_errors} of {tolerated_read_errors(ticks)} tolerated read "
+                "error(s) so far"
+            )
+        note = f"; {staged.note}" if staged.note else ""
         return (
-            f"{_short(staged.revision.sha)} staged; {self._passed}/"
-            f"{self.settings.health_gate_ticks} healthy ticks before it becomes last-known-good"
+            f"{_short(staged.revision.sha)} staged; {self._passed}/{ticks} healthy ticks before "
+            f"it becomes last-known-good (the gate is {ticks} ticks: {source}){errors}{note}"
         )
+
+    def _gate_ticks(self, candidate: _Candidate | None) -> tuple[int, str]:
+        """The gate's length for ``candidate`` (ticks) and where that value comes from: its
+        site file, unless the agent's --health-gate-ticks overrides it."""
+        override = self.settings.health_gate_ticks
+        site_value = candidate.revision.site.control.health_gate_ticks if candidate else None
+        if override is not None:
+            if site_value is None:
+                return override, "--health-gate-ticks"
+            return override, f"--health-gate-ticks, overriding the site file's {site_value}"
+        if site_value is None:
+            default = ControlSettings.model_fields["health_gate_ticks"].default
+            return int(default), "control.health_gate_ticks' default"
+        return site_value, "control.health_gate_ticks of the site file"
+
+    def _rollback_allowance(self) -> str | None:
+        """What allows the followed ref to move back (None: nothing, it is refused). The
+        site file that counts is the one in control: a commit cannot allow itself."""
+        if self.settings.allow_rollback:
+            return "--allow-rollback"
+        current = self.current()
+        if current is not None and current.site.control.allow_rollback:
+            return f"control.allow_rollback in the site file of {_short(current.sha)}"
+        return None
 
     def _counts_for(self, staged: _Candidate, health: TickHealth) -> bool:
         if health.sha is not None:
@@ -515,6 +703,7 @@ class GitSource:
             note = f" (not persisted: {exc}; a restart would not find it)"
         self._lkg = staged
         self._staged = None
+        self._read_errors = 0
         self._status.set_revisions(last_known_good=sha, staged=None)
         log_event(log, "promoted", sha=sha, ticks=self._passed)
         self._status.set_condition(
@@ -525,25 +714,22 @@ class GitSource:
             f"last-known-good{note}",
         )
 
-    def _fail_gate(self, staged: _Candidate, health: TickHealth) -> None:
+    def _fail_gate(self, staged: _Candidate, reason: str, why: str) -> None:
         sha = staged.revision.sha
-        why = f"{health.reason}: {health.detail}" if health.detail else health.reason
+        self._passed = 0
+        self._read_errors = 0
         if self._lkg is None:
             # Nothing known-good to go back to: keep the only valid revision in control (the
             # hard envelope still holds) and start the gate again.
-            self._passed = 0
-            self._status.set_health_gate(0, self.settings.health_gate_ticks)
             self._status.set_condition(
                 C.APPLIED,
                 "Unknown",
                 "HealthGateFailing",
-                f"{_short(sha)} had an unhealthy tick ({why}); there is no last-known-good to "
-                "revert to, so it stays in control and the gate starts again",
+                f"{_short(sha)} failed its health gate ({why}); there is no last-known-good "
+                "to revert to, so it stays in control and the gate starts again",
             )
             return
-        entry = QuarantinedRevision(
-            sha=sha, at=self._clock.now(), reason=health.reason, message=why
-        )
+        entry = QuarantinedRevision(sha=sha, at=self._clock.now(), reason=reason, message=why)
         self._quarantine = [q for q in self._quarantine if q.sha != sha] + [entry]
         try:
             save_quarantine(self.paths.quarantine_file, self._quarantine)
@@ -551,8 +737,6 @@ class GitSource:
             log.error("cannot persist the quarantine to %s: %s", self.paths.quarantine_file, exc)
         self._status.set_quarantined(self._quarantine)
         self._staged = None
-        self._passed = 0
-        self._status.set_health_gate(0, self.settings.health_gate_ticks)
         self._status.set_revisions(staged=None)
         lkg = self._lkg.revision.sha
         log_event(log, "reverted", level=logging.WARNING, sha=sha, to=lkg, why=why)
@@ -560,7 +744,7 @@ class GitSource:
             C.APPLIED,
             "False",
             "HealthCheckFailed",
-            f"{_short(sha)} reverted to {_short(lkg)} after an unhealthy tick ({why}); "
+            f"{_short(sha)} reverted to {_short(lkg)}: it failed its health gate ({why}); "
             "quarantined until a newer commit",
         )
 
@@ -604,6 +788,28 @@ class GitSource:
                 f"{self.paths.lkg_file} no longer validates ({first}); waiting for a commit",
             )
             return
+        if self.settings.verify != "none":
+            check = self._verify_stored(stored, site)
+            self._status.set_condition(
+                C.VERIFIED,
+                "True" if check.ok else "False",
+                check.reason,
+                f"the persisted last-known-good: {check.message}",
+            )
+            if not check.ok:
+                log_event(
+                    log, "last_known_good_refused", level=logging.ERROR, sha=stored.sha,
+                    reason=check.reason,
+                )  # fmt: skip
+                self._status.set_condition(
+                    C.APPLIED,
+                    "False",
+                    "LastKnownGoodUnverified",
+                    f"the persisted last-known-good {_short(stored.sha)} is not run "
+                    f"({check.reason}); waiting for a verified commit, and meanwhile the "
+                    "battery is not commanded: its heartbeat timeout holds it at 0 kW",
+                )
+                return
         self._lkg = _Candidate(
             Revision(stored.sha, site, "lkg"), stored.site_path, stored.site_yaml, stored.resolved
         )
@@ -615,6 +821,44 @@ class GitSource:
             f"running {_short(stored.sha)} from the persisted last-known-good (promoted "
             f"{stored.promoted_at.isoformat(timespec='seconds')})",
         )
+
+    def _verify_stored(self, stored: StoredRevision, site: Site) -> VerifyResult:
+        """The checks a fetched commit gets, for the persisted last-known-good: its commit
+        (in the mirror) is signed by an allowed key, and the file holds what that commit
+        has, so what is stored cannot be changed behind the signature's back."""
+        sha, short, where = stored.sha, _short(stored.sha), self.paths.lkg_file
+        path = self.settings.site_path
+        try:
+            if not self._mirror.has_commit(sha):
+                return VerifyResult(
+                    False,
+                    "CommitMissing",
+                    f"commit {short} is not in the mirror {self.paths.repo_dir}, so its "
+                    "signature cannot be checked",
+                )
+            check = verify_commit(self._mirror.open(), sha, self.settings, self.paths)
+            if not check.ok:
+                return check
+            data = self._mirror.read_file(sha, path)
+        except Exception as exc:  # never run what could not be checked; never fail to start
+            return VerifyResult(False, "VerifierFailed", f"cannot check commit {short}: {exc}")
+        changed = f"{where} does not hold {path} as committed in {short}: it was changed"
+        if data is None or stored.site_path != path:
+            return VerifyResult(False, "ContentMismatch", changed)
+        if data.decode("utf-8", "replace") != stored.site_yaml:
+            return VerifyResult(False, "ContentMismatch", changed)
+        validation = validate_text(data, path, self._validator)
+        if not validation.ok:
+            first = validation.errors[0] if validation.errors else "not a valid site file"
+            return VerifyResult(False, "Invalid", f"{path} at {short} does not validate: {first}")
+        if validation.site != site:
+            return VerifyResult(
+                False,
+                "ContentMismatch",
+                f"{where}: the stored desired state differs from {path} as committed in "
+                f"{short}: it was changed",
+            )
+        return check
 
     def _check_suspension(self) -> bool:
         """Read the suspend flag; True when it was just lifted (fetch at once)."""
@@ -634,9 +878,11 @@ class GitSource:
     def _refresh(self) -> None:
         cur = self.current()
         self._status.set_revisions(applied=cur.sha if cur else None)
+        ticks, _ = self._gate_ticks(self._staged or self._lkg)
+        self._status.set_health_gate(self._passed if self._staged else 0, ticks)
         extra = ""
         if self._staged is not None:
-            extra = f" (staged, {self._passed}/{self.settings.health_gate_ticks} healthy ticks)"
+            extra = f" (staged, {self._passed}/{ticks} healthy ticks)"
         elif self._lkg is not None:
             extra = " (last-known-good)"
         if self._suspension is not None:

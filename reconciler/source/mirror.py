@@ -1,8 +1,11 @@
 """A bare mirror of the config repository, fetched with gitpython.
 
 Only the followed ref is fetched, with a forcing refspec (``+``) so a force-pushed branch
-is followed, and at depth 1 where the remote allows it. Nothing is checked out: files are
-read from the commit's tree, so a half-written work tree can never be read.
+is seen (whether it is followed is the source's decision: see :meth:`GitMirror.relation`).
+The first fetch into an empty mirror is at depth 1 where the remote allows it; later ones
+fetch only the new commits, so the history from there on is known and a fast-forward can
+be told from a rollback. Nothing is checked out: files are read from the commit's tree, so
+a half-written work tree can never be read.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import git
 
@@ -26,6 +30,16 @@ class FetchError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+#: Where the mirror keeps the last-known-good referenced: its signature is checked again at
+#: every start, so git's garbage collection must never drop it, wherever the branch went.
+PIN_REF = "refs/flux/last-known-good"
+
+Move = Literal["forward", "rollback", "diverged"]
+"""How the followed ref moved from the revision in control: ``forward`` (a fast-forward:
+the old commit is an ancestor of the new), ``rollback`` (the new commit is an ancestor of
+the old) or ``diverged`` (neither: a rewritten history)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,40 @@ def _clean(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     lines = [ln.removeprefix("stderr: ").strip("'").strip() for ln in lines]
     return "; ".join(ln for ln in lines if ln)[-500:] or "no output from git"
+
+
+def _parents(repo: git.Repo, sha: str) -> list[str] | None:
+    """The parents recorded in the commit object itself, or None when the mirror does not
+    have the commit. (A shallow mirror's grafts hide the parents from rev-list and
+    merge-base, even when the parent commits are there.)"""
+    try:
+        stream = repo.odb.stream(bytes.fromhex(sha))
+    except ValueError:  # not hex, or not in the object store
+        return None
+    if stream.type != b"commit":
+        return None
+    header = stream.read().split(b"\n\n", 1)[0]
+    return [line[7:].decode("ascii") for line in header.splitlines() if line.startswith(b"parent ")]
+
+
+def _descends(repo: git.Repo, new: str, old: str) -> bool | None:
+    """Whether ``old`` is ``new`` or one of its ancestors, walking the commits the mirror
+    has: True, False (the whole history of ``new`` is there, without ``old``), or None
+    (a commit on the way is missing, so it cannot be told)."""
+    todo, seen, complete = [new], set(), True
+    while todo:
+        sha = todo.pop()
+        if sha == old:
+            return True
+        if sha in seen:
+            continue
+        seen.add(sha)
+        parents = _parents(repo, sha)
+        if parents is None:
+            complete = False
+        else:
+            todo.extend(parents)
+    return False if complete else None
 
 
 class GitMirror:
@@ -158,7 +206,10 @@ class GitMirror:
             ) from None
         spec, local = self.refspec()
         where = f"{self.settings.ref_name} of {self.settings.redacted_repo()}"
-        attempts = [True, False] if self._shallow_ok else [False]
+        # Only an empty mirror is fetched shallow: later fetches bring just the new commits
+        # and keep the history that links them to what the agent already has.
+        fresh = self._resolve(repo, local) is None
+        attempts = [True, False] if self._shallow_ok and fresh else [False]
         last: git.GitCommandError | None = None
         for shallow in attempts:
             args = ["--no-tags", "--prune"]
@@ -182,23 +233,81 @@ class GitMirror:
                     continue
                 break
             else:
-                if shallow is False and self._shallow_ok:
+                if not shallow and len(attempts) == 2:
                     self._shallow_ok = False
                 last = None
                 break
         if last is not None:
-            stderr = str(last.stderr or last)
-            if _timed_out(last):
-                reason = "RemoteUnreachable"
-                detail = f"git fetch did not finish within {self.settings.fetch_timeout_s:g} s"
-            else:
-                reason = _classify(stderr)
-                detail = _clean(stderr)
-            raise FetchError(reason, f"fetching {where} failed: {detail}")
+            raise self._fetch_error(last, f"fetching {where}")
+        sha = self._resolve(repo, f"{local}^{{commit}}")
+        if sha is None:
+            raise FetchError("RefNotFound", f"{where} does not name a commit")
+        return sha
+
+    def _fetch_error(self, exc: git.GitCommandError, what: str) -> FetchError:
+        stderr = str(exc.stderr or exc)
+        if _timed_out(exc):
+            reason = "RemoteUnreachable"
+            detail = f"git fetch did not finish within {self.settings.fetch_timeout_s:g} s"
+        else:
+            reason = _classify(stderr)
+            detail = _clean(stderr)
+        return FetchError(reason, f"{what} failed: {detail}")
+
+    @staticmethod
+    def _resolve(repo: git.Repo, name: str) -> str | None:
         try:
-            return str(repo.git.rev_parse("--verify", f"{local}^{{commit}}"))
+            return str(repo.git.rev_parse("--verify", "--quiet", name))
         except git.GitCommandError:
-            raise FetchError("RefNotFound", f"{where} does not name a commit") from None
+            return None
+
+    # ------------------------------------------------------------------ history
+
+    def has_commit(self, sha: str) -> bool:
+        return _parents(self.open(), sha) is not None
+
+    def relation(self, old: str, new: str) -> Move:
+        """How the followed ref moved from ``old`` (the revision in control) to ``new``.
+
+        A shallow mirror (a new one, or one that lost ``old``) fetches the followed ref's
+        whole history first when that is needed to tell; raises FetchError if that fails.
+        A new commit that cannot be shown to descend from ``old`` is not a fast-forward.
+        """
+        repo = self.open()
+        found = _descends(repo, new, old)
+        if found is None and self._is_shallow(repo):
+            self._unshallow(repo)
+            found = _descends(repo, new, old)
+        if found:
+            return "forward"
+        if _descends(repo, old, new):
+            return "rollback"
+        return "diverged"
+
+    @staticmethod
+    def _is_shallow(repo: git.Repo) -> bool:
+        return str(repo.git.rev_parse("--is-shallow-repository")).strip() == "true"
+
+    def _unshallow(self, repo: git.Repo) -> None:
+        spec, _local = self.refspec()
+        try:
+            repo.git.fetch(
+                "--no-tags",
+                "--unshallow",
+                "origin",
+                spec,
+                env=self.env(),
+                kill_after_timeout=self.settings.fetch_timeout_s,
+            )
+        except git.GitCommandError as exc:
+            where = f"{self.settings.ref_name} of {self.settings.redacted_repo()}"
+            raise self._fetch_error(exc, f"fetching the history of {where}") from None
+
+    def pin(self, sha: str) -> None:
+        """Keep ``sha`` referenced (:data:`PIN_REF`) so garbage collection never drops it."""
+        repo = self.open()
+        if self._resolve(repo, PIN_REF) != sha and _parents(repo, sha) is not None:
+            repo.git.update_ref(PIN_REF, sha)
 
     def read_file(self, sha: str, path: str) -> bytes | None:
         """The file's bytes at ``sha``, or None when the commit has no such file."""

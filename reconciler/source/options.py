@@ -88,10 +88,18 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--health-gate-ticks",
         type=int,
-        default=5,
-        show_default=True,
+        default=None,
         envvar="FLUX_HEALTH_GATE_TICKS",
-        help="Healthy ticks before a new revision becomes last-known-good.",
+        help="Healthy ticks before a new revision becomes last-known-good. Overrides the "
+        "site file's control.health_gate_ticks (default: the site file's).",
+    ),
+    click.option(
+        "--allow-rollback",
+        is_flag=True,
+        default=False,
+        envvar="FLUX_ALLOW_ROLLBACK",
+        help="Follow the branch back to an older commit or onto a rewritten history "
+        "(refused by default; the site file's control.allow_rollback also allows it).",
     ),
     state_dir_option("Where the mirror, last-known-good, status and lock live."),
     click.option(
@@ -120,7 +128,7 @@ _OPTIONS: list[Callable[[F], F]] = [
 OPTION_NAMES = (
     "repo", "branch", "tag", "interval_s", "jitter_s", "shallow", "verify",
     "allowed_signers_file", "gpg_keyring_file", "ssh_key_file", "ssh_known_hosts_file",
-    "health_gate_ticks", "state_dir", "status_file", "http_host", "http_port",
+    "health_gate_ticks", "allow_rollback", "state_dir", "status_file", "http_host", "http_port",
 )  # fmt: skip
 
 

@@ -43,8 +43,15 @@ class SourceSettings(BaseModel):
     )
     ssh_key_file: Path | None = Field(default=None, description="Private key for ssh remotes.")
     ssh_known_hosts_file: Path | None = None
-    health_gate_ticks: int = Field(
-        default=5, ge=1, description="Consecutive healthy ticks before a revision is trusted."
+    health_gate_ticks: int | None = Field(
+        default=None,
+        ge=1,
+        description="Overrides the site file's control.health_gate_ticks (None: the site file's).",
+    )
+    allow_rollback: bool = Field(
+        default=False,
+        description="Follow the branch back to an older commit or onto a rewritten history "
+        "(the site file's control.allow_rollback also allows it).",
     )
     state_dir: Path = DEFAULT_STATE_DIR
     status_file: Path | None = Field(

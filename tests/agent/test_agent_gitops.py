@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.agent.run import Agent
+from reconciler.agent.run import Agent, AgentOptions
 from reconciler.agent.status import ConditionType
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
+from reconciler.devices.factory import open_site_devices
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import GitSource
+from reconciler.telemetry.outbox import Outbox
 from tests.rigs import git_agent, site_text_for
-from tests.source.conftest import DEMO_TEXT, START, Upstream
+from tests.source.conftest import DEMO_TEXT, START, Upstream, allowed_signers, keypair
 
 
 def site_text(sim: SiteSimulator, homes: int = 54) -> str:
@@ -156,3 +158,147 @@ async def test_a_restarted_battery_shows_in_the_battery_settings_condition(
     # taken back: the next read-back finds everything as desired again
     assert snap.condition(ConditionType.BATTERY_SETTINGS).status == "True"
     assert world.sim.plant.battery.direct
+
+
+async def test_a_solar_meter_blip_does_not_quarantine_a_good_revision(world: World) -> None:
+    """The gate judges what the revision controls: a meter control does not use may fail a
+    read without the revision being reverted."""
+    await world.source.sync_once()
+    await world.ticks(4)
+    second = world.upstream.commit(site_text(world.sim, homes=60), "more homes")
+    await world.source.sync_once()
+    await world.ticks(1)
+    world.sim.faults.exception("solar")
+    blip = await world.agent.step()
+    world.clock.advance(4)
+    world.sim.faults.clear("solar")
+    assert blip is not None and "solar" in blip.observation.errors
+    await world.ticks(3)
+    snap = world.source.status().snapshot()
+    assert snap.quarantined == []
+    assert snap.revisions.last_known_good == second
+
+
+async def test_one_grid_meter_blip_is_tolerated_but_a_dead_grid_meter_is_not(
+    world: World,
+) -> None:
+    await world.source.sync_once()
+    good = world.controlling_sha
+    await world.ticks(4)
+    second = world.upstream.commit(site_text(world.sim, homes=60), "more homes")
+    await world.source.sync_once()
+    await world.ticks(1)
+    world.sim.faults.exception("site")
+    blip = await world.agent.step()
+    world.clock.advance(4)
+    world.sim.faults.clear("site")
+    assert blip is not None and "site" in blip.observation.errors
+    await world.ticks(3)
+    snap = world.source.status().snapshot()
+    assert snap.quarantined == [] and snap.revisions.last_known_good == second
+
+    third = world.upstream.commit(site_text(world.sim, homes=61), "even more homes")
+    await world.source.sync_once()
+    world.sim.faults.exception("site")
+    await world.ticks(2)
+    assert world.controlling_sha == second
+    snap = world.source.status().snapshot()
+    assert [q.sha for q in snap.quarantined] == [third]
+    assert good != second
+
+
+def gate_of(text: str, ticks: int) -> str:
+    return text.replace(
+        "control:\n  tick_s: 4\n", f"control:\n  tick_s: 4\n  health_gate_ticks: {ticks}\n"
+    )
+
+
+async def test_the_site_files_health_gate_ticks_is_honoured_and_the_flag_overrides_it(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(START)
+    site = load_site(Path(__file__).resolve().parents[2] / "sites" / "demo.yaml")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with (
+        SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
+        git_agent(tmp_path / "a", sim, clock, gate_of(DEMO_TEXT, 2), health_gate_ticks=None) as rig,
+    ):
+        await rig.source.sync_once()
+        first = rig.source.current()
+        await rig.agent.step()
+        clock.advance(4)
+        assert rig.source.status().snapshot().revisions.last_known_good is None
+        await rig.agent.step()
+        clock.advance(4)
+        snap = rig.source.status().snapshot()
+        assert first is not None and snap.revisions.last_known_good == first.sha
+    async with (
+        SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
+        git_agent(tmp_path / "b", sim, clock, gate_of(DEMO_TEXT, 2), health_gate_ticks=4) as rig,
+    ):
+        await rig.source.sync_once()
+        for _ in range(3):
+            await rig.agent.step()
+            clock.advance(4)
+        applied = rig.source.status().snapshot().condition(ConditionType.APPLIED)
+        assert "3/4 healthy ticks" in applied.message
+        assert "--health-gate-ticks" in applied.message
+        await rig.agent.step()
+        assert rig.source.status().snapshot().revisions.last_known_good is not None
+
+
+async def test_an_unverifiable_last_known_good_leaves_the_battery_uncommanded(
+    tmp_path: Path,
+) -> None:
+    """With verification on, a restart on an unsigned last-known-good runs nothing: the
+    battery gets no command (its heartbeat timeout holds it at 0 kW) until a signed commit
+    arrives."""
+    clock = ManualClock(START)
+    site = load_site(Path(__file__).resolve().parents[2] / "sites" / "demo.yaml")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key = keypair(keys, "release")
+    signers = allowed_signers(keys, key)
+    async with (
+        SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
+        git_agent(tmp_path, sim, clock) as rig,
+    ):
+        await rig.source.sync_once()
+        for _ in range(4):
+            await rig.agent.step()
+            clock.advance(4)
+        assert rig.source.status().snapshot().revisions.last_known_good is not None
+        await rig.agent.loop.close()  # type: ignore[union-attr]
+
+        settings = rig.source.settings.model_copy(
+            update={"verify": "ssh", "allowed_signers_file": signers}
+        )
+        source = GitSource(settings, clock=clock)
+        outbox = Outbox(tmp_path / "outbox-2.sqlite")
+        agent = Agent(
+            source,
+            clock=clock,
+            outbox=outbox,
+            options=AgentOptions(http_port=None),
+            devices=lambda s, c: open_site_devices(s, clock=c),
+        )
+        try:
+            writes = len(sim.writes("bess"))
+            for _ in range(3):
+                assert await agent.step() is None
+                clock.advance(4)
+            assert len(sim.writes("bess")) == writes
+            ready = source.status().snapshot().condition(ConditionType.READY)
+            assert (ready.status, ready.reason) == ("False", "NoRevision")
+            assert "Unsigned" in ready.message or "not signed" in ready.message
+
+            signed = rig.upstream.commit(site_text(sim, homes=62), "signed", signing_key=key)
+            await source.sync_once()
+            result = await agent.step()
+            assert result is not None and source.current().sha == signed  # type: ignore[union-attr]
+            assert len(sim.writes("bess")) > writes
+        finally:
+            if agent.loop is not None:
+                await agent.loop.close()
+            outbox.close()

@@ -17,6 +17,10 @@ CORPUS = Path(__file__).parent / "corpus"
 
 CASES: list[tuple[str, list[str]]] = [
     (
+        "allow_rollback_not_bool.yaml",
+        ["70:19: control.allow_rollback: expected true or false; got 'yes'"],
+    ),
+    (
         "anchors.yaml",
         [
             "12:11: anchors and aliases are not allowed in site files; write the values out",

@@ -115,28 +115,60 @@ def make_source(upstream: Upstream, state_dir: Path, clock: ManualClock) -> Sour
     return factory
 
 
-def healthy(clock: ManualClock, sha: str | None = None) -> TickHealth:
+def tick(clock: ManualClock, sha: str | None = None, detail: str = "", **bad: bool) -> TickHealth:
+    """A tick 4 s after the last: healthy, except for the fields given (``grid_ok=False``)."""
     clock.advance(4)
-    return TickHealth(clock.now(), True, True, True, "", sha)
+    fields = {"battery_ok": True, "grid_ok": True, "tracking_ok": True, "envelope_ok": True}
+    fields.update(bad)
+    return TickHealth(at=clock.now(), detail=detail, sha=sha, **fields)
+
+
+def healthy(clock: ManualClock, sha: str | None = None) -> TickHealth:
+    return tick(clock, sha)
 
 
 def unhealthy(clock: ManualClock, detail: str = "battery stopped following") -> TickHealth:
-    clock.advance(4)
-    return TickHealth(clock.now(), True, False, True, detail)
+    return tick(clock, detail=detail, tracking_ok=False)
 
 
 def promote(source: GitSource, clock: ManualClock) -> None:
     """Feed healthy ticks until the staged revision becomes last-known-good."""
-    for _ in range(source.settings.health_gate_ticks):
+    for _ in range(source.status().snapshot().health_gate_required):
         source.observe_tick(healthy(clock))
 
 
+def keypair(folder: Path, name: str) -> Path:
+    """An SSH signing key (ed25519, no passphrase) made with ssh-keygen."""
+    key = folder / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
+        check=True,
+        capture_output=True,
+    )
+    return key
+
+
+def allowed_signers(folder: Path, *keys: Path) -> Path:
+    """An allowed-signers file naming ``keys`` (the committer's e-mail of the test repos)."""
+    signers = folder / "allowed_signers"
+    lines = [
+        f'test@flux.invalid namespaces="git" {k.with_suffix(".pub").read_text().strip()}'
+        for k in keys
+    ]
+    signers.write_text("\n".join(lines) + "\n")
+    return signers
+
+
 async def running_on(
-    upstream: Upstream, make_source: SourceFactory, clock: ManualClock, message: str
+    upstream: Upstream,
+    make_source: SourceFactory,
+    clock: ManualClock,
+    message: str,
+    **settings: object,
 ) -> tuple[GitSource, str]:
     """A source whose first commit (the demo site) passed the health gate: (source, sha)."""
     sha = upstream.commit(DEMO_TEXT, message)
-    source = make_source()
+    source = make_source(**settings)
     await source.sync_once()
     promote(source, clock)
     return source, sha

@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.agent.status import ConditionType as C
 from reconciler.clock import ManualClock
-from reconciler.source.controller import GitSource, TickHealth
+from reconciler.source.controller import GitSource
 from reconciler.source.validate import flux_validate
 from tests.source.conftest import (
     DEMO_TEXT,
@@ -24,6 +24,7 @@ from tests.source.conftest import (
     make_settings,
     promote,
     running_on,
+    tick,
     unhealthy,
 )
 
@@ -93,6 +94,13 @@ async def test_the_mirror_is_shallow_for_a_local_path(
     mirror = state_dir / "repo.git"
     assert (mirror / "shallow").exists()
     assert git(mirror, "rev-list", "--count", "refs/remotes/origin/main") == "1"
+    # later fetches bring just the new commits, linked to what the mirror has (so a
+    # fast-forward is seen as one), without fetching the history before the first fetch
+    upstream.commit(demo_variant(56), "three")
+    upstream.commit(demo_variant(57), "four")
+    await source.sync_once()
+    assert (mirror / "shallow").exists()
+    assert git(mirror, "rev-list", "--count", "refs/remotes/origin/main") == "3"
 
 
 async def test_invalid_commit_is_refused_with_the_validators_message(
@@ -192,7 +200,7 @@ async def test_without_a_last_known_good_a_failing_revision_stays_in_control(
     only = upstream.commit(DEMO_TEXT, "first ever")
     source = make_source()
     await source.sync_once()
-    source.observe_tick(TickHealth(clock.now(), False, True, True, "battery unreachable"))
+    source.observe_tick(unhealthy(clock, "battery at 0 kW, setpoint 300 kW"))
     current = source.current()
     assert current is not None and current.sha == only
     assert cond(source, C.APPLIED)[:2] == ("Unknown", "HealthGateFailing")
@@ -231,7 +239,9 @@ async def test_ticks_of_another_revision_do_not_count_for_the_staged_one(
     await source.sync_once()
     for _ in range(5):
         source.observe_tick(healthy(clock, sha=good))
-    source.observe_tick(TickHealth(clock.now(), False, False, False, "old tick", good))
+    source.observe_tick(
+        tick(clock, good, "old tick", battery_ok=False, tracking_ok=False, envelope_ok=False)
+    )
     snap = source.status().snapshot()
     assert snap.revisions.staged is not None and snap.health_gate_passed == 0
     assert snap.quarantined == []
@@ -274,10 +284,11 @@ async def test_restart_with_no_network_runs_the_persisted_last_known_good(
     assert cond(booted, C.READY)[0] == "True"
 
 
-async def test_a_force_pushed_branch_is_followed(
+async def test_a_force_pushed_branch_is_followed_when_rollbacks_are_allowed(
     upstream: Upstream, make_source: SourceFactory, clock: ManualClock
 ) -> None:
-    source, first = await running_on(upstream, make_source, clock, "first")
+    """Without --allow-rollback a rewritten history is refused: see test_rollback.py."""
+    source, first = await running_on(upstream, make_source, clock, "first", allow_rollback=True)
     second = upstream.commit(demo_variant(90), "second")
     await source.sync_once()
     promote(source, clock)

@@ -32,6 +32,21 @@ def test_options_and_environment_build_settings(tmp_path: Path) -> None:
     assert '"health_gate_ticks":7' in result.output and '"interval_s":30.0' in result.output
 
 
+def test_the_gate_length_defaults_to_the_site_files_and_rollbacks_need_a_flag(
+    tmp_path: Path,
+) -> None:
+    plain = CliRunner().invoke(run, ["--site", "wlce", "--repo", "/x"])
+    assert plain.exit_code == 0, plain.output
+    assert '"health_gate_ticks":null' in plain.output  # the site file's value applies
+    assert '"allow_rollback":false' in plain.output
+    allowed = CliRunner().invoke(run, ["--site", "wlce", "--repo", "/x", "--allow-rollback"])
+    assert '"allow_rollback":true' in allowed.output
+    by_env = CliRunner().invoke(
+        run, ["--site", "wlce", "--repo", "/x"], env={"FLUX_ALLOW_ROLLBACK": "1"}
+    )
+    assert '"allow_rollback":true' in by_env.output
+
+
 def test_bad_settings_are_a_usage_error_naming_the_option(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         run, ["--site", "wlce", "--repo", "/x", "--verify", "ssh", "--interval", "0"]

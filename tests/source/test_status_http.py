@@ -25,7 +25,7 @@ from reconciler.agent.status import (
 from reconciler.clock import ManualClock
 from reconciler.config.loader import SiteFileError
 from reconciler.source.atomic import write_atomic
-from reconciler.source.controller import FileSource, TickHealth
+from reconciler.source.controller import FileSource
 from tests.source.conftest import (
     DEMO_TEXT,
     ROOT,
@@ -33,6 +33,7 @@ from tests.source.conftest import (
     Upstream,
     healthy,
     promote,
+    tick,
     unhealthy,
 )
 
@@ -215,7 +216,7 @@ def test_file_source_validates_and_names_the_revision_by_content(
     assert source.status().condition(ConditionType.READY).status == "Unknown"
     source.observe_tick(healthy(clock))
     assert source.status().ready
-    source.observe_tick(TickHealth(clock.now(), False, True, True, "battery unreachable"))
+    source.observe_tick(tick(clock, detail="battery unreachable", battery_ok=False))
     assert source.status().condition(ConditionType.HEALTHY).reason == "DevicesUnresponsive"
     assert not source.status().ready
 
@@ -270,9 +271,3 @@ async def test_systemd_notifier_feeds_the_watchdog_while_ticks_end_on_time(
         assert beat.startswith(b"WATCHDOG=1")
         stop.set()
         await asyncio.wait_for(task, 10)
-
-
-def test_state_files_are_readable_by_operators(tmp_path: Path) -> None:
-    path = tmp_path / "status.json"
-    write_atomic(path, "{}")
-    assert path.stat().st_mode & 0o777 == 0o644

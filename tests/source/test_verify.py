@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,29 +12,23 @@ import pytest
 
 from reconciler.agent.status import ConditionType as C
 from reconciler.clock import ManualClock
+from reconciler.source.controller import GitSource
 from reconciler.source.settings import SourceSettings
 from tests.source.conftest import (
     DEMO_TEXT,
     GIT_ENV,
     SourceFactory,
     Upstream,
+    allowed_signers,
     demo_variant,
     git,
+    keypair,
+    make_settings,
     promote,
 )
 
 if shutil.which("ssh-keygen") is None:  # pragma: no cover - reported, not hidden
     pytest.fail("ssh-keygen is missing: install openssh-client to test signed commits")
-
-
-def keypair(folder: Path, name: str) -> Path:
-    key = folder / name
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
-        check=True,
-        capture_output=True,
-    )
-    return key
 
 
 @pytest.fixture
@@ -43,10 +38,7 @@ def keys(tmp_path: Path) -> tuple[Path, Path, Path]:
     folder.mkdir()
     allowed = keypair(folder, "release-manager")
     stranger = keypair(folder, "stranger")
-    public = allowed.with_suffix(".pub").read_text().strip()
-    signers = folder / "allowed_signers"
-    signers.write_text(f'test@flux.invalid namespaces="git" {public}\n')
-    return allowed, stranger, signers
+    return allowed, stranger, allowed_signers(folder, allowed)
 
 
 async def test_only_commits_signed_by_an_allowed_key_are_applied(
@@ -188,3 +180,107 @@ async def test_gpg_signatures_by_the_keyring_only(
                 env={**os.environ, "GNUPGHOME": str(home)},
                 check=False, capture_output=True,
             )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- at restart
+
+
+async def test_a_restart_with_verification_does_not_run_an_unsigned_last_known_good(
+    upstream: Upstream,
+    make_source: SourceFactory,
+    clock: ManualClock,
+    state_dir: Path,
+    keys: tuple[Path, Path, Path],
+) -> None:
+    allowed, _stranger, signers = keys
+    # promoted while verification was off (or by an older agent): unsigned, on disk
+    unsigned = upstream.commit(DEMO_TEXT, "not signed")
+    before = make_source()
+    await before.sync_once()
+    promote(before, clock)
+    assert (state_dir / "last-known-good.json").exists()
+
+    booted = GitSource(
+        make_settings(upstream, state_dir, verify="ssh", allowed_signers_file=signers),
+        clock=clock,
+    )
+    assert booted.current() is None  # not run: the battery is not commanded
+    verified = booted.status().condition(C.VERIFIED)
+    assert (verified.status, verified.reason) == ("False", "Unsigned")
+    assert "last-known-good" in verified.message and unsigned[:12] in verified.message
+    applied = booted.status().condition(C.APPLIED)
+    assert (applied.status, applied.reason) == ("False", "LastKnownGoodUnverified")
+    ready = booted.status().condition(C.READY)
+    assert (ready.status, ready.reason) == ("False", "NoRevision")
+    assert booted.status().snapshot().revisions.last_known_good is None
+
+    # the same unsigned head is refused when fetched too; a signed commit is the way back
+    await booted.sync_once()
+    assert booted.current() is None
+    assert booted.status().condition(C.VERIFIED).reason == "Unsigned"
+    signed = upstream.commit(demo_variant(44), "signed", signing_key=allowed)
+    await booted.sync_once()
+    current = booted.current()
+    assert current is not None and current.sha == signed
+    assert booted.status().condition(C.VERIFIED).reason == "Signed"
+
+
+async def test_a_restart_with_verification_runs_a_signed_last_known_good_at_once(
+    upstream: Upstream,
+    make_source: SourceFactory,
+    clock: ManualClock,
+    state_dir: Path,
+    keys: tuple[Path, Path, Path],
+) -> None:
+    allowed, _stranger, signers = keys
+    signed = upstream.commit(DEMO_TEXT, "signed", signing_key=allowed)
+    first = make_source(verify="ssh", allowed_signers_file=signers)
+    await first.sync_once()
+    promote(first, clock)
+    shutil.rmtree(upstream.path)  # no network at boot
+
+    booted = make_source(verify="ssh", allowed_signers_file=signers)
+    current = booted.current()
+    assert current is not None and (current.sha, current.source) == (signed, "lkg")
+    verified = booted.status().condition(C.VERIFIED)
+    assert (verified.status, verified.reason) == ("True", "Signed")
+    assert "last-known-good" in verified.message
+
+    # a persisted file edited after it was stored no longer matches the signed commit
+    lkg_file = state_dir / "last-known-good.json"
+    stored = json.loads(lkg_file.read_text())
+    stored["resolved"]["site"]["limits"]["site_import_kw"] = 9999
+    lkg_file.write_text(json.dumps(stored))
+    tampered = make_source(verify="ssh", allowed_signers_file=signers)
+    assert tampered.current() is None
+    verified = tampered.status().condition(C.VERIFIED)
+    assert (verified.status, verified.reason) == ("False", "ContentMismatch")
+    assert str(lkg_file) in verified.message
+
+
+async def test_the_last_known_good_commit_is_kept_in_the_mirror_after_a_force_push(
+    upstream: Upstream,
+    make_source: SourceFactory,
+    clock: ManualClock,
+    state_dir: Path,
+    keys: tuple[Path, Path, Path],
+) -> None:
+    """The signature of the persisted last-known-good is checked in the mirror at every
+    start, so git's garbage collection must never drop it, wherever the branch went."""
+    allowed, _stranger, signers = keys
+    upstream.commit(DEMO_TEXT, "base", signing_key=allowed)
+    good = upstream.commit(demo_variant(45), "good", signing_key=allowed)
+    source = make_source(verify="ssh", allowed_signers_file=signers, allow_rollback=True)
+    await source.sync_once()
+    promote(source, clock)
+    git(upstream.path, "reset", "-q", "--hard", "HEAD~1")
+    upstream.commit(demo_variant(46), "elsewhere", signing_key=allowed)
+    await source.sync_once()
+    mirror = state_dir / "repo.git"
+    git(mirror, "reflog", "expire", "--expire=now", "--all")
+    git(mirror, "gc", "-q", "--prune=now")
+    assert git(mirror, "cat-file", "-t", good) == "commit"
+
+    booted = make_source(verify="ssh", allowed_signers_file=signers)
+    current = booted.current()
+    assert current is not None and current.sha == good
