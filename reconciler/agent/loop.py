@@ -75,10 +75,6 @@ class TickResult:
     #: Why the settings could not be read back or rewritten, if they could not.
     settings_error: str | None = None
 
-    @property
-    def devices_ok(self) -> bool:
-        return not self.observation.errors and self.write_error is None
-
 
 @dataclass
 class _DeviceMemory:
