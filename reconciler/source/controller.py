@@ -52,10 +52,14 @@ from reconciler.source.mirror import FetchError, GitMirror, Move
 from reconciler.source.paths import StatePaths
 from reconciler.source.settings import SourceSettings
 from reconciler.source.store import (
+    GateInProgress,
     StoredRevision,
     StoreError,
+    clear_gate,
+    load_gate,
     load_lkg,
     load_quarantine,
+    save_gate,
     save_lkg,
     save_quarantine,
 )
@@ -75,6 +79,9 @@ log = logging.getLogger("flux.source")
 
 #: How to allow what a refused rollback refuses (the status message says it).
 ALLOW_ROLLBACK = "allow with control.allow_rollback or --allow-rollback"
+#: Gates of one revision started without the agent seeing them end before it is
+#: quarantined: the agent died during each (see GitSource._record_gate_start).
+MAX_GATE_STARTS = 2
 
 # How often (s, clock time) the wait between fetches looks for operator requests.
 _POLL_S = 0.5
@@ -374,6 +381,8 @@ class GitSource:
         while not stop.is_set():
             await self.sync_once()
             await self._pause(stop)
+        # A clean stop is not the staged revision's doing: its next gate starts afresh.
+        clear_gate(self.paths.gate_file)
 
     # ------------------------------------------------------------------ operator
 
@@ -620,6 +629,8 @@ class GitSource:
     # ------------------------------------------------------------------ staging and the gate
 
     def _stage(self, candidate: _Candidate) -> None:
+        if not self._record_gate_start(candidate):
+            return
         previous = self._staged
         self._staged = candidate
         self._staged_at = self._clock.now()
@@ -638,6 +649,49 @@ class GitSource:
         self._status.set_condition(
             C.APPLIED, "Unknown", "HealthGatePending", self._gate_message(candidate)
         )
+
+    def _record_gate_start(self, candidate: _Candidate) -> bool:
+        """Count a start of ``candidate``'s gate on disk; False (and quarantined) when its
+        gates were already started ``MAX_GATE_STARTS`` times and never ended: the agent died
+        each time (a crash, a watchdog kill, a power cut) while it was in control. One
+        death may be bad luck; another is the revision's doing."""
+        sha = candidate.revision.sha
+        previous = load_gate(self.paths.gate_file)
+        starts = previous.starts + 1 if previous is not None and previous.sha == sha else 1
+        if starts > MAX_GATE_STARTS:
+            clear_gate(self.paths.gate_file)
+            self._quarantine_sha(
+                sha,
+                "DiedInHealthGate",
+                f"the agent stopped {starts - 1} times before {_short(sha)} finished its "
+                "health gate (a crash, a watchdog kill or a power cut)",
+            )
+            lkg = self._lkg.revision.sha if self._lkg is not None else None
+            self._status.set_condition(
+                C.APPLIED,
+                "False",
+                "DiedInHealthGate",
+                f"{_short(sha)} quarantined: the agent stopped {starts - 1} times during its "
+                f"health gate; control stays on {_short(lkg)} until a newer commit",
+            )
+            return False
+        try:
+            save_gate(
+                self.paths.gate_file,
+                GateInProgress(sha=sha, starts=starts, started_at=self._clock.now()),
+            )
+        except OSError as exc:  # advisory: the gate goes on without the count
+            log.error("cannot persist the gate in progress to %s: %s", self.paths.gate_file, exc)
+        return True
+
+    def _quarantine_sha(self, sha: str, reason: str, why: str) -> None:
+        entry = QuarantinedRevision(sha=sha, at=self._clock.now(), reason=reason, message=why)
+        self._quarantine = [q for q in self._quarantine if q.sha != sha] + [entry]
+        try:
+            save_quarantine(self.paths.quarantine_file, self._quarantine)
+        except OSError as exc:
+            log.error("cannot persist the quarantine to %s: %s", self.paths.quarantine_file, exc)
+        self._status.set_quarantined(self._quarantine)
 
     def _gate_message(self, staged: _Candidate) -> str:
         ticks, source = self._gate_ticks(staged)
@@ -704,6 +758,7 @@ class GitSource:
         self._lkg = staged
         self._staged = None
         self._read_errors = 0
+        clear_gate(self.paths.gate_file)
         self._status.set_revisions(last_known_good=sha, staged=None)
         log_event(log, "promoted", sha=sha, ticks=self._passed)
         self._status.set_condition(
@@ -729,13 +784,8 @@ class GitSource:
                 "to revert to, so it stays in control and the gate starts again",
             )
             return
-        entry = QuarantinedRevision(sha=sha, at=self._clock.now(), reason=reason, message=why)
-        self._quarantine = [q for q in self._quarantine if q.sha != sha] + [entry]
-        try:
-            save_quarantine(self.paths.quarantine_file, self._quarantine)
-        except OSError as exc:
-            log.error("cannot persist the quarantine to %s: %s", self.paths.quarantine_file, exc)
-        self._status.set_quarantined(self._quarantine)
+        clear_gate(self.paths.gate_file)
+        self._quarantine_sha(sha, reason, why)
         self._staged = None
         self._status.set_revisions(staged=None)
         lkg = self._lkg.revision.sha

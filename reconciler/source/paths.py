@@ -45,6 +45,11 @@ class StatePaths:
         return self.root / "quarantine.json"
 
     @property
+    def gate_file(self) -> Path:
+        """The revision in its health gate, and how often its gate was started."""
+        return self.root / "gate.json"
+
+    @property
     def status_file(self) -> Path:
         return self.root / "status.json"
 

@@ -1,4 +1,5 @@
-"""What the source keeps on disk: the last-known-good revision and the quarantine.
+"""What the source keeps on disk: the last-known-good revision, the quarantine, and the
+health gate in progress.
 
 Both are written atomically (temp file, fsync, rename), so a power cut leaves the old file
 or the new one. The last-known-good holds the site YAML text as committed and the resolved
@@ -72,3 +73,32 @@ def load_quarantine(path: Path) -> list[QuarantinedRevision]:
         return [QuarantinedRevision.model_validate(item) for item in data]
     except (OSError, ValueError, TypeError, ValidationError):
         return []
+
+
+class GateInProgress(BaseModel):
+    """A revision in its health gate, as persisted when the gate starts: how many times a
+    gate of it was started without the agent seeing it end (promoted, failed, or a clean
+    stop). A revision that keeps killing the agent mid-gate is found this way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha: str
+    starts: int
+    started_at: datetime
+
+
+def save_gate(path: Path, gate: GateInProgress) -> None:
+    write_atomic(path, gate.model_dump_json(indent=1) + "\n")
+
+
+def load_gate(path: Path) -> GateInProgress | None:
+    """The gate in progress when the agent last stopped; None if none (or unreadable: the
+    file is advisory, and a damaged one must not stop a revision from being tried)."""
+    try:
+        return GateInProgress.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, ValidationError):
+        return None
+
+
+def clear_gate(path: Path) -> None:
+    path.unlink(missing_ok=True)

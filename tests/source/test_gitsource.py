@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import tempfile
@@ -343,3 +344,49 @@ async def test_a_hanging_remote_is_cut_off_and_reported(
     assert "did not finish within 1 s" in message
     current = hanging.current()
     assert current is not None and current.sha == good
+
+
+async def test_a_revision_the_agent_keeps_dying_in_is_quarantined(
+    upstream: Upstream, make_source: SourceFactory, clock: ManualClock
+) -> None:
+    """The agent is killed while B is in its health gate, twice (each start stages it
+    again: one death may be a power cut). At the third start B is quarantined and control
+    stays on A; a clean stop in between would not have counted."""
+    _source, good = await running_on(upstream, make_source, clock, "good")
+    bad = upstream.commit(demo_variant(60), "B")
+    for start in (1, 2):
+        restarted = make_source()  # the previous process died: nothing was cleaned up
+        assert restarted.current().sha == good  # type: ignore[union-attr]
+        await restarted.sync_once()
+        assert restarted.current().sha == bad, start  # type: ignore[union-attr]
+        restarted.observe_tick(healthy(clock))  # part way through the gate
+    third = make_source()
+    await third.sync_once()
+    assert third.current().sha == good  # type: ignore[union-attr]
+    status, reason, message = cond(third, C.APPLIED)
+    assert (status, reason) == ("False", "DiedInHealthGate"), message
+    assert "stopped 2 times" in message
+    assert [q.sha for q in third.status().snapshot().quarantined] == [bad]
+    # a newer commit is tried afresh
+    newer = upstream.commit(demo_variant(61), "C")
+    await third.sync_once()
+    assert third.current().sha == newer  # type: ignore[union-attr]
+
+
+async def test_a_clean_stop_during_the_gate_does_not_count_against_the_revision(
+    upstream: Upstream, make_source: SourceFactory, clock: ManualClock
+) -> None:
+    _source, good = await running_on(upstream, make_source, clock, "good")
+    staged = upstream.commit(demo_variant(60), "B")
+    for _ in range(3):
+        source = make_source()
+        stop = asyncio.Event()
+        stop.set()  # run() returns at once: a SIGTERM before the next fetch
+        await source.sync_once()
+        assert source.current().sha == staged  # type: ignore[union-attr]
+        await source.run(stop)
+    again = make_source()
+    assert again.current().sha == good  # type: ignore[union-attr]
+    await again.sync_once()
+    assert again.current().sha == staged  # type: ignore[union-attr]
+    assert again.status().snapshot().quarantined == []
