@@ -474,9 +474,12 @@ def config_apply(folder: Path) -> None:
         wait_for("B to be staged", lambda: status(http)["revisions"]["staged"] == second, 60)
         gate = status(http)
         stop(agent, signal.SIGKILL)
+        gate_file = json.loads((state / "gate.json").read_text())
         agent = start(*args, log=folder / "agent.log")
         wait_for("the restarted agent to tick", lambda: status(http)["loop"]["ticks_total"] > 0)
         after = status(http)["revisions"]
+        wait_for("B to be staged again", lambda: status(http)["revisions"]["staged"] == second)
+        restaged = json.loads((state / "gate.json").read_text())
         wait_for(
             "B to become last-known-good",
             lambda: status(http)["revisions"]["last_known_good"] == second,
@@ -491,6 +494,11 @@ def config_apply(folder: Path) -> None:
     print(
         f"  killed at {gate['health_gate_passed']}/{gate['health_gate_required']} healthy "
         f"ticks of B"
+    )
+    print(
+        f"  on disk at the kill: gate of {name.get(gate_file['sha'])} started "
+        f"{gate_file['starts']} time(s); staged again after the restart: start "
+        f"{restaged['starts']} (a third start without an end would quarantine it)"
     )
     print(f"  right after the restart it ran {name.get(after['applied'], after['applied'])}")
     print(
