@@ -400,7 +400,8 @@ class ImportAvoidanceWhenShortParams(AvoidanceParams):
 class AxleParams(_Model):
     honour_allow_deviation: bool = Field(
         default=True,
-        description="When a step allows deviation, let higher-priority modes win.",
+        description="When a step allows deviation, let lower-priority modes move the power "
+        "toward 0 kW (never past it).",
     )
 
 
