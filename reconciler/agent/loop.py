@@ -183,21 +183,23 @@ class ReconcileLoop:
         )
 
     def _battery_frozen(self, site: Site, reading: BatteryReading, at: datetime) -> str | None:
-        """Why the battery's registers look frozen, or None.
-
-        A battery told to move whose SoE and power do not change for longer than the
-        reading age limit is answering from cached registers (or not running): as stale
-        as no answer. Measured from the later of the last change and the start of the
-        non-zero command, so a battery at rest for hours is not frozen on its first
-        command. Once found frozen it stays so until its values move, even across the
-        safe stop's 0 kW (which would otherwise restart the count every other tick), or
-        until ``FROZEN_RETRY_S`` has passed: a battery that simply never started moving
-        reads the same at rest as when it froze, so it is tried again now and then.
+        """Why the battery's registers look frozen, or None. A battery told to move, with
+        inverter blocks available, whose SoE and power do not change for longer than
+        the reading age limit is answering from cached registers (or not running):
+        as stale as no answer. Measured from the later of the last change and the
+        start of the non-zero command, so a battery at rest for hours is not frozen
+        on its first command. Once found frozen it stays so until its values move,
+        even across the safe stop's 0 kW (which would otherwise restart the count
+        every other tick), or until ``FROZEN_RETRY_S`` has passed: a battery that
+        simply never started moving reads the same at rest as when it froze, so it
+        is tried again now and then.
         """
         memory = self._memory
         values = replace(reading, at=at)
         previous = memory.battery
-        if previous is None or replace(previous, at=at) != values:
+        # No inverter block available: the battery says why it does not move. That is a
+        # battery not following (the health gate and `flux diff` say so), not a cache.
+        if previous is None or replace(previous, at=at) != values or not reading.available_blocks:
             memory.changed_at[self.battery.name] = at
             memory.frozen_battery = None
             return None

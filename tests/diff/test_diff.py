@@ -141,10 +141,10 @@ async def test_a_setting_of_a_revision_not_applied_yet_says_so(world: World) -> 
     code, doc = world.diff_json()
     assert code == 1
     lines = {d["field"]: d for d in drifts(doc, "device")}
-    assert set(lines) == {"ramp_up", "ramp_down"}
+    # the panel's change was put back by the agent; the commit's is still to come
+    assert set(lines) == {"ramp_up"}
     assert (lines["ramp_up"]["desired"], lines["ramp_up"]["observed"]) == ("50 kW/s", "100 kW/s")
     assert "not applied yet" in lines["ramp_up"]["reason"]
-    assert "behind the agent's back" in lines["ramp_down"]["reason"]
 
 
 async def test_a_commit_that_leaves_the_site_file_alone_is_not_drift(world: World) -> None:
@@ -157,10 +157,12 @@ async def test_a_commit_that_leaves_the_site_file_alone_is_not_drift(world: Worl
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize("initial_text", [BIG_LOAD], indirect=True)
 async def test_a_quarantined_revision_says_why_it_was_refused(world: World) -> None:
+    # A load well over the tracking tolerance: a battery that stops following is seen.
     await world.run(60)
     good = world.source.current().sha  # type: ignore[union-attr]
-    suspect = world.commit(variant(homes="70"), "suspect")
+    suspect = world.commit(variant(homes="260"), "suspect")
     await world.source.sync_once()
     world.sim.plant.battery.available_blocks = 0  # the battery stops following
     await world.run(16)
@@ -175,23 +177,22 @@ async def test_a_quarantined_revision_says_why_it_was_refused(world: World) -> N
     assert "quarantined" in line["reason"] and "health gate" not in line["observed"]
 
 
-async def test_a_ramp_changed_behind_the_agents_back_shows_as_device_drift(
+async def test_a_ramp_changed_at_the_battery_is_put_back_and_leaves_no_drift(
     world: World,
 ) -> None:
+    """Someone changes a ramp at the battery's own panel: the agent reads the settings
+    back after its next write and writes the desired one again, saying so in the decision;
+    the diff then finds the battery as desired."""
     await world.run(60)
     world.sim.plant.write("ramp_up", 40.0)  # someone at the battery's own panel
     await world.run(120)
+    assert world.sim.plant.battery.ramp_up_kw_per_s == pytest.approx(100.0)
     world.upload()
     code, doc = world.diff_json()
-    assert code == 1
-    (line,) = drifts(doc)
-    assert (line["category"], line["field"]) == ("device", "ramp_up")
-    assert (line["desired"], line["observed"]) == ("100 kW/s", "40 kW/s")
-    assert "behind the agent's back" in line["reason"]
-
-    table = world.diff()
-    assert table.exit_code == 1
-    assert "ramp_up" in table.output and "1 drift(s)" in table.output
+    assert code == 0, doc["drifts"]
+    with psycopg.connect(world.db_url) as conn:
+        reasons = [r for (r,) in conn.execute("SELECT reason FROM flux.control_decisions")]
+    assert any("battery settings re-applied (ramp_up 40 -> 100)" in r for r in reasons)
 
 
 @pytest.mark.parametrize("initial_text", [BIG_LOAD], indirect=True)
