@@ -82,7 +82,6 @@ async def git_agent(
         outbox.close()
 
 
-
 @dataclass
 class FileAgent:
     site_file: Path
@@ -100,13 +99,16 @@ async def file_agent(
     options: AgentOptions,
     signals: SignalSource | None = None,
     outbox_path: Path | None = None,
+    text: str = DEMO_TEXT,
+    status_file: Path | None = None,
     **agent_args: Any,
 ) -> AsyncIterator[FileAgent]:
-    """The agent on a copy of the demo site file pointed at ``sim``, as ``flux agent run
-    --site FILE`` runs it (``agent_args`` go to Agent); devices and outbox closed after."""
+    """The agent on a copy of ``text`` (the demo site file) pointed at ``sim``, as ``flux
+    agent run --site FILE`` runs it (``agent_args`` go to Agent); devices and outbox
+    closed after."""
     site_file = tmp_path / "demo.yaml"
-    site_file.write_text(site_text_for(sim))
-    source = FileSource(site_file, clock=clock)
+    site_file.write_text(site_text_for(sim, text))
+    source = FileSource(site_file, clock=clock, status_file=status_file)
     outbox = Outbox(outbox_path or tmp_path / "outbox.sqlite")
     agent = Agent(
         source,

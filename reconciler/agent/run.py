@@ -87,8 +87,10 @@ class Agent:
         on_tick: Callable[[TickResult], None] | None = None,
         supervision: Supervision | None = None,
         side_tasks: Mapping[str, SideTask] | None = None,
+        uploader: Uploader | None = None,
     ) -> None:
-        """``side_tasks`` run beside the built-in ones, supervised the same way."""
+        """``side_tasks`` run beside the built-in ones, supervised the same way;
+        ``uploader`` replaces the default one (of ``options.database_url``)."""
         self.source = source
         self.clock = clock
         self.outbox = outbox
@@ -112,7 +114,7 @@ class Agent:
         self._revision: Revision | None = None
         self.http: StatusServer | None = None
         self._last_status_at: datetime | None = None
-        self.uploader = Uploader(outbox, self.options.database_url)
+        self.uploader = uploader or Uploader(outbox, self.options.database_url)
         self.telemetry = TelemetryReporter(self.source.status(), outbox, self.uploader)
         self.supervisor = Supervisor(supervision, on_change=self._tasks_changed)
         self._side_tasks = dict(side_tasks or {})
@@ -313,7 +315,7 @@ class Agent:
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self.options.database_url:
+            if self.uploader.database_url:
                 # One last drain, so a clean stop leaves nothing behind that need not be;
                 # within its budget, whatever does not make it stays in the outbox.
                 result = await self.uploader.drain_async(

@@ -103,6 +103,7 @@ class UploaderState:
     consecutive_failures: int = 0
     failing_since: datetime | None = None
     failures_total: int = 0
+    refresh_error: str | None = None  # the rollups lag (the rows themselves are in)
     sent_total: int = 0
     quarantined_total: int = 0
 
@@ -214,11 +215,7 @@ class Uploader:
         try:
             self._close_main()
         finally:
-            if self._refresh_conn is not None:
-                try:
-                    self._refresh_conn.close()
-                finally:
-                    self._refresh_conn = None
+            self._close_refresh()
 
     # ------------------------------------------------------------------ stopping
 
@@ -644,37 +641,70 @@ class Uploader:
 
     def _refresh(self, *, apart: bool = False) -> int:
         """Run flux.refresh_rollups() on the upload connection, or ``apart`` on the
-        refresher's own one (opened when needed); the device-hours recomputed."""
+        refresher's own one (opened when needed); the device-hours recomputed.
+
+        A failure is not an upload failure (the rows are in; only the rollups lag): it is
+        kept in ``state.refresh_error`` and logged when it starts and ends."""
         if not self.refresh_rollups:
             return 0
-        conn: psycopg.Connection[Any] | None
         try:
-            if apart:
-                conn = self._refresh_conn
-                if conn is None or conn.closed or conn.broken:
-                    assert self.database_url is not None
-                    conn = self._refresh_conn = connect(
-                        self.database_url, timeout_s=self.connect_timeout_s
-                    )
-            elif self._conn is None:
-                return 0
-            else:
-                conn = self._conn
-            limit = REFRESH_TIMEOUT_S
-            with self._deadline(limit + self.attempt_timeout_s, lambda: conn), conn.transaction():
-                conn.execute(f"SET LOCAL statement_timeout = {round(limit * 1000)}")
-                row = conn.execute("SELECT flux.refresh_rollups()").fetchone()
-            return int(str(row[0])) if row and row[0] is not None else 0
+            try:
+                hours = self._refresh_on(self._refresh_connection() if apart else self._conn)
+            except psycopg.OperationalError:
+                if not apart or self._cancel.is_set():
+                    raise
+                # The refresher's connection may have died in an outage the uploads have
+                # since recovered from: once more on a new one.
+                self._close_refresh()
+                hours = self._refresh_on(self._refresh_connection())
         except (TelemetryError, psycopg.Error) as exc:
             # The dirty spans stay recorded: the next batch or `flux db refresh` redoes them.
-            if not self._cancel.is_set():
-                self._failed(f"rollup refresh failed: {self._message(exc)}")
-            if apart and self._refresh_conn is not None:
-                self._refresh_conn.close()
-                self._refresh_conn = None
-            elif not apart:
+            if apart:
+                self._close_refresh()
+            else:
                 self._close_main()
+            if not self._cancel.is_set():
+                self._refresh_failed(f"rollup refresh failed: {self._message(exc)}")
             return 0
+        if self.state.refresh_error is not None:
+            self.state.refresh_error = None
+            log_event(log, "rollup_refresh_recovered", database=self._where())
+        return hours
+
+    def _refresh_connection(self) -> psycopg.Connection[Any]:
+        conn = self._refresh_conn
+        if conn is None or conn.closed or conn.broken:
+            assert self.database_url is not None
+            conn = self._refresh_conn = connect(self.database_url, timeout_s=self.connect_timeout_s)
+        return conn
+
+    def _refresh_on(self, conn: psycopg.Connection[Any] | None) -> int:
+        if conn is None:
+            return 0
+        limit = REFRESH_TIMEOUT_S
+        with self._deadline(limit + self.attempt_timeout_s, lambda: conn), conn.transaction():
+            conn.execute(f"SET LOCAL statement_timeout = {round(limit * 1000)}")
+            row = conn.execute("SELECT flux.refresh_rollups()").fetchone()
+        return int(str(row[0])) if row and row[0] is not None else 0
+
+    def _close_refresh(self) -> None:
+        if self._refresh_conn is not None:
+            try:
+                self._refresh_conn.close()
+            finally:
+                self._refresh_conn = None
+
+    def _refresh_failed(self, message: str) -> None:
+        first = self.state.refresh_error is None
+        self.state.refresh_error = message
+        if first:
+            log_event(
+                log,
+                "rollup_refresh_failed",
+                level=logging.WARNING,
+                database=self._where(),
+                error=message,
+            )
 
 
 def _stage_slowly(

@@ -33,9 +33,7 @@ def _bess(n: int) -> list[BatteryReading]:
 async def test_an_upload_into_a_silent_partition_ends_at_its_deadline(
     migrated_url: str, dbname: str, outbox: Outbox, proxy: Proxy
 ) -> None:
-    uploader = Uploader(
-        outbox, url_for(dbname, port=proxy.port), attempts=1, attempt_timeout_s=1.0
-    )
+    uploader = Uploader(outbox, url_for(dbname, port=proxy.port), attempts=1, attempt_timeout_s=1.0)
     outbox.add_bess_many("s", "bess", _bess(10))
     assert uploader.upload_once().ok  # the session is up
     proxy.freeze()  # then the link goes silent mid-session: no reset, no FIN
