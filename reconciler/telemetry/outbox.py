@@ -211,9 +211,11 @@ class Outbox:
     # ------------------------------------------------------------------ adding
 
     def _counted(self, change: int) -> None:
-        """Apply a committed change to the pending count."""
+        """Apply a committed change to the pending count. Not clamped: another thread may
+        upload and delete a row between its insert's commit and this call, and the sum
+        must still come out exact."""
         with self._count_lock:
-            self._pending = max(0, self._pending + change)
+            self._pending += change
 
     def _add(self, kind: Kind, site_id: str, device: str, payload: str) -> None:
         with self._write() as conn:
@@ -332,7 +334,7 @@ class Outbox:
     def pending(self) -> int:
         """Rows waiting to be uploaded (kept count: no table scan, see the module doc)."""
         with self._count_lock:
-            return self._pending
+            return max(0, self._pending)
 
     def recount(self) -> int:
         """Count the pending rows in the table again (a scan: ~0.1 s at a million rows)
