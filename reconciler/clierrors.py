@@ -11,6 +11,8 @@ from typing import NoReturn, ParamSpec, TypeVar
 import click
 import psycopg
 
+from reconciler.redact import redact
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -18,7 +20,7 @@ EXIT_USER_ERROR = 2
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {redact(message)}", err=True)
     sys.exit(code)
 
 

@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.redact import redact
+
 
 class JsonLineFormatter(logging.Formatter):
     """``{"ts": ..., "level": ..., "logger": ..., "event": ..., **fields}`` per record."""
@@ -30,7 +32,8 @@ class JsonLineFormatter(logging.Formatter):
             payload.update(fields)
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str, separators=(",", ":"))
+        # Last line of defence: no password of a URL or connection string in the journal.
+        return redact(json.dumps(payload, default=str, separators=(",", ":")))
 
 
 #: syslog priorities by logging level (sd-daemon(3)).

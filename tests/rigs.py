@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reconciler.agent.loop import SignalSource
 from reconciler.agent.run import Agent, AgentOptions
-from reconciler.clock import ManualClock
+from reconciler.clock import Clock, ManualClock
 from reconciler.devices.factory import open_site_devices
 from reconciler.sim.simulator import SiteSimulator
-from reconciler.source.controller import GitSource
+from reconciler.source.controller import FileSource, GitSource
 from reconciler.source.settings import SourceSettings
 from reconciler.telemetry.outbox import Outbox
 from tests.source.conftest import DEMO_TEXT, Upstream, git
@@ -80,6 +81,51 @@ async def git_agent(
     )
     try:
         yield GitAgent(repo, upstream, source, agent, outbox)
+    finally:
+        if agent.loop is not None:
+            await agent.loop.close()
+        outbox.close()
+
+
+@dataclass
+class FileAgent:
+    site_file: Path
+    source: FileSource
+    agent: Agent
+    outbox: Outbox
+
+
+@asynccontextmanager
+async def file_agent(
+    tmp_path: Path,
+    sim: SiteSimulator,
+    clock: Clock,
+    *,
+    options: AgentOptions,
+    signals: SignalSource | None = None,
+    outbox_path: Path | None = None,
+    text: str = DEMO_TEXT,
+    status_file: Path | None = None,
+    **agent_args: Any,
+) -> AsyncIterator[FileAgent]:
+    """The agent on a copy of ``text`` (the demo site file) pointed at ``sim``, as ``flux
+    agent run --site FILE`` runs it (``agent_args`` go to Agent); devices and outbox
+    closed after."""
+    site_file = tmp_path / "demo.yaml"
+    site_file.write_text(site_text_for(sim, text))
+    source = FileSource(site_file, clock=clock, status_file=status_file)
+    outbox = Outbox(outbox_path or tmp_path / "outbox.sqlite")
+    agent = Agent(
+        source,
+        clock=clock,
+        outbox=outbox,
+        options=options,
+        signals=signals,
+        devices=lambda s, c: open_site_devices(s, clock=c),
+        **agent_args,
+    )
+    try:
+        yield FileAgent(site_file, source, agent, outbox)
     finally:
         if agent.loop is not None:
             await agent.loop.close()

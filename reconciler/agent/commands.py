@@ -38,18 +38,19 @@ for _command in (operator.status, operator.suspend, operator.resume, operator.re
     agent.add_command(_command)
 
 
-def run_until_signalled(work: Any) -> None:
-    """Run ``work(stop)`` until SIGINT or SIGTERM sets ``stop``."""
+def run_until_signalled(work: Any) -> Any:
+    """Run ``work(stop)`` until SIGINT or SIGTERM sets ``stop``; what it returned."""
 
-    async def main() -> None:
+    async def main() -> Any:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await work(stop)
+        return await work(stop)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        return asyncio.run(main())
+    return None
 
 
 def open_outbox(path: Path, what_to_do: str) -> Outbox:
@@ -171,10 +172,14 @@ def run(
         signals=replay_signals(replay_prices),
     )
     log_event(log, "agent_starting", site=site, shadow=shadow, outbox=str(outbox_file))
+    code = 0
     try:
-        run_until_signalled(agent_.run)
+        code = run_until_signalled(agent_.run) or 0
     finally:
         outbox.close()
         if not shadow:
             lock.release()
-        log_event(log, "agent_stopped", site=site)
+        log_event(log, "agent_stopped", site=site, exit_code=code)
+    if code:
+        # A side task kept failing (supervise.py): exit non-zero so systemd restarts us.
+        raise SystemExit(code)

@@ -27,6 +27,7 @@ from reconciler.devices.factory import open_site_devices
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
+from reconciler.telemetry.database import describe
 from reconciler.telemetry.outbox import Outbox
 
 #: The demo site, inside the package so an installed flux runs the demo from any folder
@@ -186,7 +187,7 @@ def demo(
         counts = outbox.counts()
         outbox.close()
     held = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()) if v and k != "pending")
-    where = f"uploaded to {database_url.split('@')[-1]}; " if database_url else ""
+    where = f"uploaded to {describe(database_url)}; " if database_url else ""
     console.print(
         f"demo stopped after {view.ticks:,} ticks; {where}the embedded store {store} holds "
         + (held or "nothing pending")

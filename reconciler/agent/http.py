@@ -14,7 +14,7 @@ from datetime import datetime
 
 import click
 
-from reconciler.agent.status import CONDITION_ORDER, StatusSnapshot
+from reconciler.agent.status import CONDITION_ORDER, ConditionType, StatusSnapshot
 
 log = logging.getLogger("flux.http")
 
@@ -48,6 +48,8 @@ def render_metrics(snap: StatusSnapshot) -> str:
 
     conds = []
     for kind in CONDITION_ORDER:
+        if not any(c.type == kind for c in snap.conditions):
+            continue  # a status from before the condition existed
         cond = snap.condition(kind)
         for status in ("True", "False", "Unknown"):
             value = "1" if cond.status == status else "0"
@@ -63,6 +65,7 @@ def render_metrics(snap: StatusSnapshot) -> str:
 
     base = f'site="{site}"'
     loop = snap.loop
+    tel = snap.telemetry
     for name, mtype, help_text, value in (
         (
             "flux_last_fetch_timestamp_seconds",
@@ -126,8 +129,46 @@ def render_metrics(snap: StatusSnapshot) -> str:
             str(len(snap.quarantined)),
         ),
         ("flux_suspended", "gauge", "1 while applying is suspended.", str(int(snap.suspended))),
+        (
+            "flux_telemetry_last_success_timestamp_seconds",
+            "gauge",
+            "When an upload to the database last got through (Unix time, s).",
+            _ts(tel.last_success_at),
+        ),
+        (
+            "flux_telemetry_upload_failures_total",
+            "counter",
+            "Failed uploads (and rollup refreshes) since start.",
+            str(tel.upload_failures_total),
+        ),
+        (
+            "flux_telemetry_consecutive_failures",
+            "gauge",
+            "Failed uploads since the last one that got through.",
+            str(tel.consecutive_failures),
+        ),
+        (
+            "flux_outbox_pending_rows",
+            "gauge",
+            "Records in the outbox waiting to be uploaded.",
+            str(tel.pending_rows),
+        ),
+        (
+            "flux_outbox_oldest_pending_age_seconds",
+            "gauge",
+            "Age of the oldest record waiting in the outbox, s.",
+            "NaN" if tel.oldest_pending_age_s is None else repr(float(tel.oldest_pending_age_s)),
+        ),
     ):
         metric(name, mtype, help_text, [(base, value)])
+
+    if snap.tasks:
+        metric(
+            "flux_side_task_restarts_total",
+            "counter",
+            "Restarts of a side task (source, uploader, notifier, markets) since start.",
+            [(f'{base},task="{_label(t.name)}"', str(t.restarts)) for t in snap.tasks],
+        )
 
     if snap.markets:
         feeds = [(f'{base},source="{_label(m.source)}"', m) for m in snap.markets]
@@ -153,8 +194,14 @@ def render_metrics(snap: StatusSnapshot) -> str:
 
 
 def _healthz(snap: StatusSnapshot) -> tuple[int, str]:
-    ready = snap.condition(CONDITION_ORDER[-1])
+    """200/503 on Ready alone (control); the body also says how telemetry and the side
+    tasks are, which never make the agent unready (see ConditionType)."""
+    ready = snap.condition(ConditionType.READY)
     body = f"{'ok' if snap.ready else 'not ready'}: {ready.reason}: {ready.message}\n"
+    for kind in (ConditionType.TELEMETRY_READY, ConditionType.TASKS_RUNNING):
+        for cond in snap.conditions:
+            if cond.type == kind:
+                body += f"{kind}={cond.status} {cond.reason}: {cond.message}\n"
     return (200 if snap.ready else 503), body
 
 

@@ -100,6 +100,17 @@ def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> Non
             cond.message,
         )
     console.print(table)
+    tel = snap.telemetry
+    oldest = (
+        "" if tel.oldest_pending_age_s is None else f", oldest {tel.oldest_pending_age_s:.0f}s old"
+    )
+    console.print(
+        f"[bold]telemetry[/] {tel.database or 'no database (outbox only)'}   "
+        f"[bold]pending[/] {tel.pending_rows} rows{oldest}   [bold]last upload[/] "
+        f"{_age(tel.last_success_at, now)}   [bold]failures[/] {tel.consecutive_failures} in a "
+        f"row, {tel.upload_failures_total} total",
+        highlight=False,
+    )
     if snap.markets or snap.market_problems:
         markets = Table(title="market APIs", title_justify="left", expand=False)
         for col in ("source", "state", "last success", "failures", "next poll", "last error"):

@@ -2,7 +2,10 @@
 
 The slow loop (desired-state source), the fast loop (reconcile), the uploader, the status
 endpoint and the systemd notifier run as sibling tasks; a failure of any of them other
-than the control loop is logged and never stops control.
+than the control loop never stops control: it is restarted with a backoff, and one that
+keeps failing makes the agent exit non-zero for systemd to restart it (supervise.py).
+Telemetry never holds up a stop: an upload in progress is aborted, and the final drain
+has a time budget, after which what is left stays in the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,8 @@ from reconciler.agent.status import (
     MarketFeedStatus,
     SystemdNotifier,
 )
+from reconciler.agent.supervise import Supervision, Supervisor
+from reconciler.agent.telemetry import TelemetryReporter
 from reconciler.clock import Clock, sleep_unless_stopped
 from reconciler.config.model import Site
 from reconciler.control.types import PeriodValue
@@ -35,7 +41,7 @@ from reconciler.logs import log_event
 from reconciler.markets.live import FeedState, LiveMarkets
 from reconciler.source.controller import DesiredStateSource, Revision, TickHealth
 from reconciler.telemetry.outbox import Outbox
-from reconciler.telemetry.uploader import Uploader
+from reconciler.telemetry.uploader import Uploader, UploadResult
 
 log = logging.getLogger("flux.agent")
 
@@ -46,6 +52,11 @@ IDLE_WAIT_S = 1.0
 REPLAYED = "replay: market signals are replayed (demo or --replay-prices); no API is called"
 
 DevicesFactory = Callable[[Site, Clock], tuple[Battery, Mapping[str, Meter]]]
+SideTask = Callable[[asyncio.Event], Awaitable[None]]
+"""A side task: runs until the event is set."""
+
+#: How long side tasks get to end after stop before they are cancelled, s.
+SIDE_TASK_GRACE_S = 5.0
 
 
 def default_devices(site: Site, clock: Clock) -> tuple[Battery, Mapping[str, Meter]]:
@@ -70,6 +81,9 @@ class AgentOptions:
     #: Where battery locks are taken (one writer per battery); None takes none (tests,
     #: and shadow agents, which never write).
     lock_dir: Path | None = None
+    #: The final drain at stop gives up after this long (s); what is left stays in the
+    #: outbox. Well inside systemd's TimeoutStopSec (20 s in deploy/flux-agent.service).
+    final_upload_budget_s: float = 10.0
 
 
 class Agent:
@@ -85,7 +99,12 @@ class Agent:
         signals: SignalSource | None = None,
         devices: DevicesFactory = default_devices,
         on_tick: Callable[[TickResult], None] | None = None,
+        supervision: Supervision | None = None,
+        side_tasks: Mapping[str, SideTask] | None = None,
+        uploader: Uploader | None = None,
     ) -> None:
+        """``side_tasks`` run beside the built-in ones, supervised the same way;
+        ``uploader`` replaces the default one (of ``options.database_url``)."""
         self.source = source
         self.clock = clock
         self.outbox = outbox
@@ -109,7 +128,11 @@ class Agent:
         self._revision: Revision | None = None
         self.http: StatusServer | None = None
         self._last_status_at: datetime | None = None
-        self.uploader = Uploader(outbox, self.options.database_url)
+        self.uploader = uploader or Uploader(outbox, self.options.database_url)
+        self.telemetry = TelemetryReporter(self.source.status(), outbox, self.uploader)
+        self.supervisor = Supervisor(supervision, on_change=self._tasks_changed)
+        self._side_tasks = dict(side_tasks or {})
+        self.final_upload: UploadResult | None = None
         self._battery_lock: DeviceLock | None = None
         #: What the systemd watchdog is fed by: iterations of the control loop on time.
         self.progress = LoopProgress()
@@ -214,7 +237,6 @@ class Agent:
         await self._follow_revision(revision)
         assert self.loop is not None
         result = await self.loop.tick()
-        # judged on the battery and the grid meter only: control uses no other device
         self.source.observe_tick(TickHealth.of_tick(revision.site, result, revision.sha))
         self.source.status().record_tick(
             at=result.at,
@@ -314,13 +336,14 @@ class Agent:
             # A stop wakes the wait: systemd's TimeoutStopSec is shorter than a long tick.
             await sleep_unless_stopped(self.clock, max(0.0, tick_s - elapsed), stop)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event) -> int:
         """Run everything until ``stop`` is set; then close devices and the outbox.
+        Returns the exit code: 0, or EXIT_SIDE_TASK_FAILED when a side task kept failing
+        (see supervise.py).
 
         The cleanup runs on every way out: a stop, a taken status port (PortInUse), a
         battery another agent drives (BatteryInUse), or any other error."""
         tasks: list[asyncio.Task[None]] = []
-        notifier = SystemdNotifier(self.source.status(), self.progress)
         try:
             if self.options.http_port is not None:
                 # First: a taken port is refused before anything else has started.
@@ -330,28 +353,47 @@ class Agent:
                     port=self.options.http_port,
                 )
                 await self.http.start()
-            tasks += [
-                asyncio.create_task(self._guarded("source", self.source.run(stop))),
-                asyncio.create_task(
-                    self._guarded(
-                        "uploader",
-                        self.uploader.run(stop, interval_s=self.options.upload_interval_s),
-                    )
-                ),
-                asyncio.create_task(self._guarded("notifier", notifier.run(stop))),
-            ]
+            side: dict[str, SideTask] = {
+                "source": self.source.run,
+                "uploader": self._upload,
+                "notifier": SystemdNotifier(self.source.status(), self.progress).run,
+            }
             if self.markets is not None:
-                tasks.append(asyncio.create_task(self._guarded("markets", self.markets.run(stop))))
+                side["markets"] = self.markets.run
+            side.update(self._side_tasks)
+            self._telemetry_changed()
+            self.supervisor.register(*side)
+            tasks += [
+                asyncio.create_task(self.supervisor.supervise(name, partial(work, stop), stop))
+                for name, work in side.items()
+            ]
+            self._tasks_changed(self.supervisor)
             await self._control(stop)
         finally:
             stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if self.options.database_url:
-                # One last drain, so a clean stop leaves nothing behind that need not be.
-                # Whatever does not make it stays in the outbox for next time.
-                result = await asyncio.to_thread(self.uploader.drain)
-                log_event(log, "final_upload", ok=result.ok, remaining=result.remaining)
-                await asyncio.to_thread(self.uploader.close)
+            # The uploader aborts its upload at once; a task that does not end in time is
+            # cancelled rather than holding up the stop.
+            if tasks:
+                _, late = await asyncio.wait(tasks, timeout=SIDE_TASK_GRACE_S)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if self.uploader.database_url:
+                # One last drain, so a clean stop leaves nothing behind that need not be;
+                # within its budget, whatever does not make it stays in the outbox.
+                result = await self.uploader.drain_async(
+                    budget_s=self.options.final_upload_budget_s
+                )
+                self.final_upload = result
+                log_event(
+                    log,
+                    "final_upload",
+                    level=logging.INFO if result.ok else logging.WARNING,
+                    ok=result.ok,
+                    remaining=result.remaining,
+                    error=result.error,
+                )
+                self.uploader.close()
             if self.http is not None:
                 await self.http.close()
             if self.loop is not None:
@@ -360,12 +402,34 @@ class Agent:
                 self._battery_lock.release()
             # The tick counters are flushed lazily (SD cards); the last word is written now.
             self.source.status().flush(force=True)
+        return self.supervisor.exit_code
 
-    @staticmethod
-    async def _guarded(name: str, work: Coroutine[Any, Any, None]) -> None:
-        try:
-            await work
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a side task failing must never stop control
-            log_event(log, "task_failed", level=logging.ERROR, task=name, error=str(exc))
+    async def _upload(self, stop: asyncio.Event) -> None:
+        await self.uploader.run(
+            stop,
+            interval_s=self.options.upload_interval_s,
+            on_result=lambda _result: self._telemetry_changed(),
+        )
+
+    def _telemetry_changed(self) -> None:
+        revision = self.source.current()
+        if revision is not None:  # the site file's mark for a backlog, as of now
+            self.telemetry.alert_rows = revision.site.telemetry.outbox_alert_rows
+        self.telemetry.update(self.clock.now())
+
+    def _tasks_changed(self, supervisor: Supervisor) -> None:
+        ok, reason, message = supervisor.describe()
+        status = self.source.status()
+        status.set_condition(
+            ConditionType.TASKS_RUNNING, "True" if ok else "False", reason, message
+        )
+        status.set_tasks([t.public() for t in supervisor.tasks.values()])
+        uploader = supervisor.tasks.get("uploader")
+        down = None if uploader is None or uploader.running else uploader
+        self.telemetry.uploader_down = (
+            None
+            if down is None
+            else f"the uploader task failed ({down.last_error})"
+            + (f"; restarting in {down.restart_in_s:g} s" if down.restart_in_s else "")
+        )
+        self._telemetry_changed()

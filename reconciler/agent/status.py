@@ -40,9 +40,16 @@ class ConditionType(StrEnum):
     VALIDATED = "Validated"
     APPLIED = "Applied"
     HEALTHY = "Healthy"
+    READY = "Ready"
+    # Not part of Ready, on purpose: Ready says whether the battery is under control on a
+    # trusted revision. Telemetry that does not get through, a side task restarting, or
+    # battery settings found changed and written back never stop control, so they are
+    # reported beside it (/status, /healthz's body, /metrics, `flux agent status`)
+    # without making the agent "not ready".
     #: The battery holds the mode and settings Flux writes (read back after each write).
     BATTERY_SETTINGS = "BatterySettings"
-    READY = "Ready"  # last: the summary
+    TELEMETRY_READY = "TelemetryReady"
+    TASKS_RUNNING = "TasksRunning"
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -116,6 +123,31 @@ class MarketFeedStatus(_Model):
     recorded_total: int = 0
 
 
+class TelemetryStats(_Model):
+    """Telemetry as the agent sees it: the outbox and the uploads (times UTC)."""
+
+    database: str | None = None  # user@host:port/db, never a password; None: outbox only
+    pending_rows: int = 0
+    oldest_pending_age_s: float | None = None
+    alert_rows: int | None = None  # the site file's telemetry.outbox_alert_rows
+    quarantined_rows: int = 0
+    consecutive_failures: int = 0
+    upload_failures_total: int = 0
+    sent_total: int = 0
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+class SideTaskStatus(_Model):
+    """A supervised side task (source, uploader, notifier, markets)."""
+
+    name: str
+    running: bool = True
+    restarts: int = 0
+    last_error: str | None = None
+
+
 class StatusSnapshot(_Model):
     """Everything ``/status`` and the status file hold."""
 
@@ -138,6 +170,8 @@ class StatusSnapshot(_Model):
     loop: LoopStats = Field(default_factory=LoopStats)
     markets: list[MarketFeedStatus] = Field(default_factory=list)
     market_problems: list[str] = Field(default_factory=list)
+    telemetry: TelemetryStats = Field(default_factory=TelemetryStats)
+    tasks: list[SideTaskStatus] = Field(default_factory=list)
 
     def condition(self, kind: ConditionType) -> Condition:
         for cond in self.conditions:
@@ -292,6 +326,17 @@ class AgentStatus:
     def set_outbox_size(self, size: int) -> None:
         self._snap.loop.outbox_size = size
         self._dirty = True
+
+    def set_telemetry(self, stats: TelemetryStats) -> None:
+        """The outbox's and the uploader's numbers (see agent/telemetry.py)."""
+        if stats != self._snap.telemetry:
+            self._snap.telemetry = stats
+            self._dirty = True
+
+    def set_tasks(self, tasks: list[SideTaskStatus]) -> None:
+        if tasks != self._snap.tasks:
+            self._snap.tasks = list(tasks)
+            self._dirty = True
 
     # ------------------------------------------------------------------ reading
 

@@ -1,16 +1,37 @@
-"""Connecting to PostgreSQL with errors a user can act on."""
+"""Connecting to PostgreSQL with errors a user can act on, and timeouts that hold on a
+silent network (a partition that drops packets without closing anything).
+
+Each layer bounds a different wait: ``connect_timeout`` the connection's set-up (the
+driver gives up by itself); ``statement_timeout`` a statement the server is slow to
+finish; TCP keepalives and ``tcp_user_timeout`` a peer that vanished on a real network
+(the kernel declares the link dead). None of these fires when the data is acknowledged
+but never answered (e.g. a stuck middlebox, or a loopback proxy in the tests): the
+uploader also keeps a deadline of its own per attempt (uploader.py).
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from reconciler.redact import redact
 from reconciler.telemetry.errors import DatabaseUnreachable
 
 ENV_URL = "FLUX_DATABASE_URL"
 CONNECT_TIMEOUT_S = 5
+
+#: libpq's TCP settings for every connection: probe an idle link after 30 s, every 10 s,
+#: dead after 3 lost probes; sent data unacknowledged for 60 s also means dead (Linux).
+TCP_SETTINGS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
 
 
 def describe(url: str) -> str:
@@ -23,30 +44,48 @@ def describe(url: str) -> str:
     port = parts.get("port") or "5432"
     user = parts.get("user") or "?"
     dbname = parts.get("dbname") or "?"
-    return f"{user}@{host}:{port}/{dbname}"
+    return redact(f"{user}@{host}:{port}/{dbname}", url)
+
+
+def driver_message(exc: BaseException, url: str | None = None) -> str:
+    """The first line of a driver's error, passwords masked (``url``'s and any other)."""
+    text = str(exc).strip().splitlines()
+    return redact(text[0] if text else type(exc).__name__, url)
 
 
 def connect(
-    url: str, *, autocommit: bool = False, timeout_s: int = CONNECT_TIMEOUT_S
+    url: str,
+    *,
+    autocommit: bool = False,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+    statement_timeout_s: float | None = None,
 ) -> psycopg.Connection[tuple[object, ...]]:
-    """Open a connection or raise :class:`DatabaseUnreachable` naming the database."""
+    """Open a connection or raise :class:`DatabaseUnreachable` naming the database (never
+    its password). ``statement_timeout_s`` bounds each statement on the server."""
     try:
-        conninfo_to_dict(url)
+        given = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         raise DatabaseUnreachable(
-            f"the database URL is not valid ({exc}); use postgresql://user@host:port/dbname"
+            f"the database URL is not valid ({driver_message(exc, url)}); "
+            "use postgresql://user@host:port/dbname"
         ) from None
+    # What the URL sets itself wins (a site may tune its link); options are added to.
+    extra: dict[str, Any] = {k: v for k, v in TCP_SETTINGS.items() if k not in given}
+    if statement_timeout_s is not None:
+        ms = max(1, round(statement_timeout_s * 1000))
+        extra["options"] = f"{given.get('options') or ''} -c statement_timeout={ms}".strip()
     try:
         return psycopg.connect(
             url,
             autocommit=autocommit,
-            connect_timeout=timeout_s,
+            # libpq counts whole seconds, at least 2 (1 would be taken as 2).
+            connect_timeout=max(2, round(timeout_s)),
             application_name="flux",
+            **extra,
         )
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnreachable(
-            f"cannot connect to the database {describe(url)}: {first}. "
+            f"cannot connect to the database {describe(url)}: {driver_message(exc, url)}. "
             f"Check that PostgreSQL is running and the URL (--database-url or {ENV_URL}) is right."
         ) from None
 

@@ -187,6 +187,64 @@ def _spec_bess() -> KindSpec:
     )
 
 
+# Market values and revision states are stored when they change, not each time they are
+# reported: an agent that restarts reports the same price of the same period again (its
+# memory of what it recorded is gone), and the same revision in control again. A row is
+# skipped when the row before it (by fetch time; by time for revisions), among those
+# stored and those staged, says the same thing, so A, B, A is three rows (the value came
+# back) while A, A is one. Not a unique key on the value: that would drop the return to
+# A, and `flux diff` reads the latest row as what the agent knew, or had in control, then.
+# The look-ups run on the primary keys, on the agent's own rows (row-level security).
+_MARKET_INSERT: Final = f"""
+    WITH s AS (
+        SELECT DISTINCT ON (site_id, type, source, t_us, fetched_us)
+               site_id, type, source, settlement_date, settlement_period, value,
+               {_TS} AS time,
+               timestamptz 'epoch' + fetched_us * interval '1 microsecond' AS fetched_at
+        FROM stage_market
+        ORDER BY site_id, type, source, t_us, fetched_us
+    ), k AS (
+        SELECT s.*, lag(value) OVER w AS staged_value, lag(fetched_at) OVER w AS staged_at
+        FROM s WINDOW w AS (PARTITION BY site_id, type, source, time ORDER BY fetched_at)
+    )
+    INSERT INTO flux.market_data (time, site_id, type, settlement_date, settlement_period,
+                                  value, source, fetched_at)
+    SELECT k.time, k.site_id, k.type, k.settlement_date, k.settlement_period, k.value,
+           k.source, k.fetched_at
+    FROM k LEFT JOIN LATERAL (
+        SELECT m.value, m.fetched_at FROM flux.market_data m
+        WHERE m.site_id = k.site_id AND m.type = k.type AND m.source = k.source
+          AND m.time = k.time AND m.fetched_at < k.fetched_at
+        ORDER BY m.fetched_at DESC LIMIT 1
+    ) p ON true
+    WHERE k.value IS DISTINCT FROM (
+        CASE WHEN k.staged_at IS NOT NULL AND (p.fetched_at IS NULL OR k.staged_at > p.fetched_at)
+             THEN k.staged_value ELSE p.value END)
+    ON CONFLICT DO NOTHING
+"""
+_REVISION_INSERT: Final = f"""
+    WITH s AS (
+        SELECT DISTINCT ON (site_id, sha, state, t_us)
+               {_TS} AS time, site_id, sha, state, conditions, errors, message
+        FROM stage_revision
+        ORDER BY site_id, sha, state, t_us
+    ), k AS (
+        SELECT s.*, lag(sha) OVER w AS staged_sha, lag(time) OVER w AS staged_at
+        FROM s WINDOW w AS (PARTITION BY site_id, state ORDER BY time)
+    )
+    INSERT INTO flux.config_revisions (time, site_id, sha, state, conditions, errors, message)
+    SELECT k.time, k.site_id, k.sha, k.state, k.conditions, k.errors, k.message
+    FROM k LEFT JOIN LATERAL (
+        SELECT r.sha, r.time FROM flux.config_revisions r
+        WHERE r.site_id = k.site_id AND r.state = k.state AND r.time < k.time
+        ORDER BY r.time DESC LIMIT 1
+    ) p ON true
+    WHERE k.sha IS DISTINCT FROM (
+        CASE WHEN k.staged_at IS NOT NULL AND (p.time IS NULL OR k.staged_at > p.time)
+             THEN k.staged_sha ELSE p.sha END)
+    ON CONFLICT DO NOTHING
+"""
+
 SPECS: Final[dict[str, KindSpec]] = {
     "bess": _spec_bess(),
     "meter": _spec_meter(),
@@ -216,21 +274,14 @@ SPECS: Final[dict[str, KindSpec]] = {
         "stage_market",
         "site_id text, device text, t_us bigint, type text, settlement_date date,"
         " settlement_period integer, value double precision, source text, fetched_us bigint",
-        f"""INSERT INTO flux.market_data (time, site_id, type, settlement_date,
-                settlement_period, value, source, fetched_at)
-            SELECT {_TS}, site_id, type, settlement_date, settlement_period, value, source,
-                   timestamptz 'epoch' + fetched_us * interval '1 microsecond'
-            FROM stage_market ON CONFLICT DO NOTHING""",
+        _MARKET_INSERT,
         False,
     ),
     "revision": KindSpec(
         "stage_revision",
         "site_id text, device text, t_us bigint, sha text, state text, conditions jsonb,"
         " errors jsonb, message text",
-        f"""INSERT INTO flux.config_revisions (time, site_id, sha, state, conditions, errors,
-                message)
-            SELECT {_TS}, site_id, sha, state, conditions, errors, message
-            FROM stage_revision ON CONFLICT DO NOTHING""",
+        _REVISION_INSERT,
         False,
     ),
 }

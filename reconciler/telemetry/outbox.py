@@ -12,6 +12,14 @@ fsync cost is negligible, and bulk writers use ``add_*_many`` (one commit per ba
 
 Thread use: every thread gets its own SQLite connection (the agent loop writes while the
 uploader reads in a worker thread); WAL lets them run concurrently.
+
+Pending rows are counted once, when the outbox is opened, and then kept by this object
+(added on insert, taken off by the rows a delete actually removed, under a lock: the loop
+adds while the uploader's threads delete). So :meth:`Outbox.pending` costs the same at a
+million rows as at none, where ``count(*)`` scans the table (about 0.1 s at a million).
+The count is exact while this object is the outbox's only writer, which the agent's
+battery lock and state folder ensure; another process writing the same file (e.g. `flux
+db upload --outbox` on a live agent's file) is not seen until :meth:`Outbox.recount`.
 """
 
 from __future__ import annotations
@@ -136,15 +144,27 @@ class OutboxCondition:
 class Outbox:
     """A SQLite outbox at ``path``. Safe to use from several threads and processes."""
 
-    def __init__(self, path: str | Path, *, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        """``busy_timeout_s``: how long a statement waits for another connection's lock
+        before it fails with ``sqlite3.OperationalError`` (database is locked)."""
         self.path = Path(path)
         self.max_rows = max_rows
+        self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        self._pending = 0
+        self.recount()
 
     # ------------------------------------------------------------------ connections
 
@@ -152,7 +172,10 @@ class Outbox:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+                self.path,
+                isolation_level=None,
+                timeout=self.busy_timeout_s,
+                check_same_thread=False,
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -187,19 +210,29 @@ class Outbox:
 
     # ------------------------------------------------------------------ adding
 
+    def _counted(self, change: int) -> None:
+        """Apply a committed change to the pending count. Not clamped: another thread may
+        upload and delete a row between its insert's commit and this call, and the sum
+        must still come out exact."""
+        with self._count_lock:
+            self._pending += change
+
     def _add(self, kind: Kind, site_id: str, device: str, payload: str) -> None:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO outbox (kind, site_id, device, payload) VALUES (?, ?, ?, ?)",
                 (kind, site_id, device, payload),
             )
+        self._counted(1)
 
     def _add_many(self, rows: Iterable[tuple[Kind, str, str, str]]) -> int:
         with self._write() as conn:
             cur = conn.executemany(
                 "INSERT INTO outbox (kind, site_id, device, payload) VALUES (?, ?, ?, ?)", rows
             )
-            return cur.rowcount
+            added = cur.rowcount
+        self._counted(added)
+        return added
 
     def add_bess(
         self,
@@ -299,19 +332,40 @@ class Outbox:
         return result
 
     def pending(self) -> int:
-        (n,) = self._conn().execute("SELECT count(*) FROM outbox").fetchone()
-        return int(n)
+        """Rows waiting to be uploaded (kept count: no table scan, see the module doc)."""
+        with self._count_lock:
+            return max(0, self._pending)
+
+    def recount(self) -> int:
+        """Count the pending rows in the table again (a scan: ~0.1 s at a million rows)
+        and keep that count; for a file another process has written meanwhile."""
+        with self._count_lock:
+            (n,) = self._conn().execute("SELECT count(*) FROM outbox").fetchone()
+            self._pending = int(n)
+            return self._pending
 
     def condition(self) -> OutboxCondition:
-        conn = self._conn()
-        (pending,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
-        (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
-        return OutboxCondition(int(pending), self.max_rows, int(quarantined))
+        (quarantined,) = self._conn().execute("SELECT count(*) FROM quarantine").fetchone()
+        return OutboxCondition(self.pending(), self.max_rows, int(quarantined))
 
     @property
     def over_limit(self) -> bool:
         """True while more than ``max_rows`` records wait: the loop raises a condition."""
         return self.pending() > self.max_rows
+
+    def oldest_at(self) -> datetime | None:
+        """The instant of the oldest pending record (the first by id: one index step, at
+        any backlog), or None when nothing is pending or it cannot be decoded."""
+        row = (
+            self._conn().execute("SELECT kind, payload FROM outbox ORDER BY id LIMIT 1").fetchone()
+        )
+        if row is None:
+            return None
+        try:
+            at = records.describe(str(row[0]), row[1]).get("at")
+        except (MalformedRecord, KeyError):
+            return None
+        return at if isinstance(at, datetime) else None
 
     def latest(self, kind: str | None = None, *, limit: int = 20) -> list[OutboxRecord]:
         """The newest pending records (newest first), decoded; malformed ones are skipped
@@ -459,13 +513,16 @@ class Outbox:
         """
         with self._write() as conn:
             cur = conn.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (first_id, last_id))
-            return cur.rowcount
+            deleted = cur.rowcount
+        self._counted(-deleted)
+        return deleted
 
     def quarantine(self, problems: Sequence[tuple[int, str]]) -> int:
         """Move rows that cannot be uploaded to the quarantine table with their error."""
         if not problems:
             return 0
         now = datetime.now(UTC).isoformat()
+        deleted = 0
         with self._write() as conn:
             for row_id, error in problems:
                 conn.execute(
@@ -474,5 +531,6 @@ class Outbox:
                     " SELECT id, kind, site_id, device, payload, ?, ? FROM outbox WHERE id = ?",
                     (error, now, row_id),
                 )
-                conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+                deleted += conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,)).rowcount
+        self._counted(-deleted)
         return len(problems)

@@ -8,30 +8,45 @@ batch next time, which the unique keys make harmless. Connection failures are re
 with exponential backoff (tenacity); when the retries run out the rows simply stay.
 A row the database rejects as data (bad value) is isolated by splitting the batch and
 quarantined with the database's message, so one bad row never blocks the rest.
+
+A silent partition never holds anything up for long. Connects and statements have
+timeouts (database.py) and each attempt a deadline of its own, after which its socket is
+shut down under it. A call can be aborted (:meth:`Uploader.abort`): its retries stop and
+its sockets are shut down, so a stopping agent does not wait for the network; and
+:meth:`Uploader.drain_async` runs a drain in a daemon thread that the caller stops
+waiting for when asked to stop or when its time budget is spent. Whatever was not
+confirmed stays in the outbox for the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import socket
+import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_when_event_set,
     wait_exponential,
 )
 
+from reconciler.logs import log_event
+from reconciler.redact import redact
 from reconciler.telemetry import ingest
-from reconciler.telemetry.database import connect, describe
+from reconciler.telemetry.database import CONNECT_TIMEOUT_S, connect, describe
 from reconciler.telemetry.errors import DatabaseUnreachable, TelemetryError
 from reconciler.telemetry.migrations import require_current
 from reconciler.telemetry.outbox import DeviceRows, Outbox, OutboxCondition
@@ -43,7 +58,17 @@ from reconciler.telemetry.records import (
 )
 
 DEFAULT_BATCH = 20_000
+#: Server-side limit of one upload statement, s (a 20,000-row batch takes well under 1 s).
+STATEMENT_TIMEOUT_S = 60.0
+#: The rollup refresh may legitimately take longer (a long backlog, other sites' refreshes
+#: ahead of it), s.
+REFRESH_TIMEOUT_S = 600.0
+#: Client-side deadline of one attempt (connect and every statement of a batch), s.
+ATTEMPT_TIMEOUT_S = 120.0
 Item = ingest.Item
+T = TypeVar("T")
+
+log = logging.getLogger("flux.telemetry")
 
 
 @dataclass(frozen=True)
@@ -76,6 +101,9 @@ class UploaderState:
     last_error: str | None = None
     last_error_at: datetime | None = None
     consecutive_failures: int = 0
+    failing_since: datetime | None = None
+    failures_total: int = 0
+    refresh_error: str | None = None  # the rollups lag (the rows themselves are in)
     sent_total: int = 0
     quarantined_total: int = 0
 
@@ -107,7 +135,8 @@ class Uploader:
 
     With ``database_url=None`` (the embedded default) nothing is uploaded and everything
     stays in the outbox. ``attempts``/``wait_initial_s``/``wait_max_s`` shape the retries
-    of one call; :meth:`run` keeps going across failures, forever.
+    of one call; :meth:`run` keeps going across failures, forever. ``connect_timeout_s``,
+    ``statement_timeout_s`` and ``attempt_timeout_s`` bound the waits on the network (s).
     """
 
     def __init__(
@@ -120,6 +149,9 @@ class Uploader:
         wait_initial_s: float = 0.5,
         wait_max_s: float = 30.0,
         refresh_rollups: bool = True,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+        attempt_timeout_s: float = ATTEMPT_TIMEOUT_S,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -130,10 +162,18 @@ class Uploader:
         self.wait_initial_s = wait_initial_s
         self.wait_max_s = wait_max_s
         self.refresh_rollups = refresh_rollups
+        self.connect_timeout_s = connect_timeout_s
+        self.statement_timeout_s = statement_timeout_s
+        self.attempt_timeout_s = attempt_timeout_s
         self.state = UploaderState()
         self._conn: psycopg.Connection[Any] | None = None
         self._refresh_conn: psycopg.Connection[Any] | None = None
         self._lock = threading.RLock()
+        self._state_lock = threading.Lock()
+        # The running call's abort signal (a fresh one per call, so aborting a call that
+        # is being abandoned cannot stop the next one).
+        self._cancel = threading.Event()
+        self._close_when_done = False
 
     # ------------------------------------------------------------------ connection
 
@@ -142,7 +182,12 @@ class Uploader:
             return self._conn
         self._close_main()
         assert self.database_url is not None
-        conn = connect(self.database_url)
+        conn = connect(
+            self.database_url,
+            timeout_s=self.connect_timeout_s,
+            statement_timeout_s=self.statement_timeout_s,
+        )
+        self._conn = conn  # from now on, a deadline or an abort can shut it down
         try:
             require_current(conn)
             # Room to sort a batch in memory (the meter deltas' window) instead of on disk.
@@ -150,21 +195,58 @@ class Uploader:
             ingest.ensure_staging(conn)
             conn.commit()
         except BaseException:
-            conn.close()
+            self._close_main()
             raise
-        self._conn = conn
         return conn
 
     def close(self) -> None:
-        """Close the connections (not while a call is running)."""
+        """Close the connections; if a call is still running (an abandoned one, see
+        :meth:`drain_async`), that call closes them when it ends instead: a connection is
+        never closed under a thread that is using it."""
+        if not self._lock.acquire(blocking=False):
+            self._close_when_done = True
+            return
+        try:
+            self._close_all()
+        finally:
+            self._lock.release()
+
+    def _close_all(self) -> None:
         try:
             self._close_main()
         finally:
-            if self._refresh_conn is not None:
-                try:
-                    self._refresh_conn.close()
-                finally:
-                    self._refresh_conn = None
+            self._close_refresh()
+
+    # ------------------------------------------------------------------ stopping
+
+    def abort(self, cancel: threading.Event | None = None) -> None:
+        """Stop a running call now: no more retries or batches, and the sockets it waits
+        on are shut down (the wait ends with an error at once). ``cancel`` is the call's
+        own signal (see :meth:`drain_async`); by default the running call's."""
+        (cancel or self._cancel).set()
+        for conn in (self._conn, self._refresh_conn):
+            _shut_down(conn)
+
+    @contextlib.contextmanager
+    def _deadline(
+        self, seconds: float, conn: Callable[[], psycopg.Connection[Any] | None]
+    ) -> Iterator[list[bool]]:
+        """Shut the connection's socket down if the block takes longer than ``seconds``:
+        what a silent partition needs, where neither side ever reports an error. The
+        yielded flag tells whether it fired."""
+        fired: list[bool] = []
+
+        def expire() -> None:
+            fired.append(True)
+            _shut_down(conn())
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield fired
+        finally:
+            timer.cancel()
 
     def _close_main(self) -> None:
         if self._conn is not None:
@@ -191,14 +273,37 @@ class Uploader:
 
     # ------------------------------------------------------------------ one batch
 
-    def upload_once(self, *, refresh: bool = True) -> UploadResult:
+    def upload_once(
+        self, *, refresh: bool = True, cancel: threading.Event | None = None
+    ) -> UploadResult:
         """Upload the oldest batch (with retries), then refresh the rollups unless told
-        not to. Never raises for database trouble."""
+        not to. Never raises for database trouble, nor for the outbox's (a locked or
+        unwritable file is a failed call, retried later)."""
         if self.database_url is None:
             return UploadResult(remaining=self.outbox.pending())
-        with self._lock:
-            result = self._upload(self._prepare(None), refresh=refresh)
+        with self._lock, self._running(cancel):
+            try:
+                result = self._upload(self._prepare(None), refresh=refresh)
+            except sqlite3.Error as exc:
+                result = self._outbox_failed(exc)
             return replace(result, remaining=self.outbox.pending())
+
+    @contextlib.contextmanager
+    def _running(self, cancel: threading.Event | None) -> Iterator[threading.Event]:
+        """Inside the lock: make ``cancel`` the running call's signal; after it, close the
+        connections if :meth:`close` was called meanwhile."""
+        self._cancel = cancel or threading.Event()
+        try:
+            yield self._cancel
+        finally:
+            if self._close_when_done:
+                self._close_when_done = False
+                self._close_all()
+
+    def _outbox_failed(self, exc: sqlite3.Error) -> UploadResult:
+        message = f"the outbox {self.outbox.path}: {exc}"
+        self._failed(message)
+        return UploadResult(error=message, remaining=self.outbox.pending())
 
     def _prepare(self, after_id: int | None) -> _Prepared:
         """Read and stage the next batch (safe to run in another thread)."""
@@ -235,26 +340,29 @@ class Uploader:
         if batch.last_id is None:
             return UploadResult()
         quarantined = self.outbox.quarantine(batch.bad)
+        if self._cancel.is_set():
+            return UploadResult(quarantined=quarantined, error=STOPPED)
         try:
             sent, inserted, rejected = self._send_with_retries(batch)
         except (TelemetryError, psycopg.Error) as exc:
-            message = _message(exc)
-            self._failed(message)
             self._close_main()
+            if self._cancel.is_set():  # aborted: not the database's fault
+                return UploadResult(quarantined=quarantined, error=STOPPED)
+            message = self._message(exc)
+            self._failed(message)
             return UploadResult(quarantined=quarantined, error=message)
         # Committed in PostgreSQL: now (and only now) forget them locally.
         quarantined += self.outbox.quarantine(rejected)
         (confirm or self.outbox.confirm)(batch.after_id + 1, batch.last_id)
         refreshed = self._refresh() if refresh else 0
-        self.state.last_success_at = datetime.now(UTC)
-        self.state.consecutive_failures = 0
-        self.state.sent_total += sum(sent.values())
-        self.state.quarantined_total += quarantined
+        self._succeeded(sum(sent.values()), quarantined)
         return UploadResult(
             sent=sent, inserted=inserted, quarantined=quarantined, refreshed_hours=refreshed
         )
 
-    def drain(self, *, max_batches: int | None = None) -> UploadResult:
+    def drain(
+        self, *, max_batches: int | None = None, cancel: threading.Event | None = None
+    ) -> UploadResult:
         """Upload batches, oldest first, until the outbox is empty, an error, or
         ``max_batches``. Rows added meanwhile are picked up in later batches. When it
         returns, the rollups cover every row it committed.
@@ -265,9 +373,19 @@ class Uploader:
         own connection while batches go on, starting again once a refresh is done if
         batches committed meanwhile (so a long backlog refreshes about as often as a
         refresh takes, never per batch).
+
+        ``cancel`` set (see :meth:`abort`) ends it after the current step. Never raises
+        for database or outbox trouble.
         """
         if self.database_url is None:
             return UploadResult(remaining=self.outbox.pending())
+        with self._lock, self._running(cancel):
+            try:
+                return self._drain(max_batches)
+            except sqlite3.Error as exc:
+                return self._outbox_failed(exc)
+
+    def _drain(self, max_batches: int | None) -> UploadResult:
         sent: dict[str, int] = defaultdict(int)
         inserted: dict[str, int] = defaultdict(int)
         quarantined = refreshed = batches = 0
@@ -276,7 +394,6 @@ class Uploader:
         stale = False
         confirms: list[Future[int]] = []
         with (
-            self._lock,
             ThreadPoolExecutor(1, thread_name_prefix="flux-outbox") as pool,
             ThreadPoolExecutor(1, thread_name_prefix="flux-confirm") as deleter,
             ThreadPoolExecutor(1, thread_name_prefix="flux-rollups") as rollups,
@@ -287,6 +404,9 @@ class Uploader:
 
             upcoming: Future[_Prepared] = pool.submit(self._prepare, None)
             while max_batches is None or batches < max_batches:
+                if self._cancel.is_set():
+                    error = STOPPED
+                    break
                 batch = upcoming.result()
                 if batch.last_id is None:
                     break
@@ -311,18 +431,58 @@ class Uploader:
             for done in confirms:
                 done.result()
             refreshed += refreshing.result() if refreshing else 0
-            if stale:
+            if stale and not self._cancel.is_set():
                 refreshed += rollups.submit(self._refresh, apart=True).result()
         return UploadResult(
             dict(sent), dict(inserted), quarantined, self.outbox.pending(), error, refreshed
         )
 
-    async def run(self, stop_event: asyncio.Event, *, interval_s: float = 10.0) -> None:
+    async def drain_async(
+        self, *, stop: asyncio.Event | None = None, budget_s: float | None = None
+    ) -> UploadResult:
+        """:meth:`drain` in a daemon thread, awaited until it ends, ``stop`` is set or
+        ``budget_s`` (s) is spent. In the last two cases the drain is aborted and not
+        waited for (a connect in progress ends by its own timeout, then the thread
+        finishes on its own): the result says so and what stays in the outbox."""
+        if self.database_url is None:
+            return UploadResult(remaining=self.outbox.pending())
+        cancel = threading.Event()
+        work = _in_daemon_thread(lambda: self.drain(cancel=cancel), "flux-upload")
+        waits: set[asyncio.Future[Any]] = {work}
+        stopping: asyncio.Task[bool] | None = None
+        if stop is not None:
+            stopping = asyncio.ensure_future(stop.wait())
+            waits.add(stopping)
+        try:
+            await asyncio.wait(waits, timeout=budget_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if stopping is not None:
+                stopping.cancel()
+        if work.done():
+            return work.result()
+        self.abort(cancel)
+        if stop is not None and stop.is_set():
+            why = STOPPED
+        else:
+            why = f"gave up after {budget_s:g} s: the database did not answer in time"
+        return UploadResult(error=why, remaining=self.outbox.pending())
+
+    async def run(
+        self,
+        stop_event: asyncio.Event,
+        *,
+        interval_s: float = 10.0,
+        on_result: Callable[[UploadResult], object] | None = None,
+    ) -> None:
         """Drain every ``interval_s`` until ``stop_event`` is set; after a failure wait
-        with exponential backoff (up to ``wait_max_s``) and try again. Never gives up."""
+        with exponential backoff (up to ``wait_max_s``) and try again. Never gives up.
+        A drain in progress when ``stop_event`` is set is aborted, not waited for.
+        ``on_result`` sees each round's result (on the event loop)."""
         delay = interval_s
         while not stop_event.is_set():
-            result = await asyncio.to_thread(self.drain)
+            result = await self.drain_async(stop=stop_event)
+            if on_result is not None:
+                on_result(result)
             if result.ok:
                 delay = interval_s
             else:
@@ -330,30 +490,84 @@ class Uploader:
                 delay = min(self.wait_max_s, max(interval_s, self.wait_initial_s * 2**failures))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_event.wait(), timeout=delay)
-        await asyncio.to_thread(self.close)
 
     # ------------------------------------------------------------------ internals
 
     def _failed(self, message: str) -> None:
-        self.state.last_error = message
-        self.state.last_error_at = datetime.now(UTC)
-        self.state.consecutive_failures += 1
+        """Record a failure; the first of a run of failures is logged as a warning (not
+        each one: the status carries the count)."""
+        now = datetime.now(UTC)
+        with self._state_lock:
+            s = self.state
+            s.last_error = message
+            s.last_error_at = now
+            s.consecutive_failures += 1
+            s.failures_total += 1
+            first = s.consecutive_failures == 1
+            if first:
+                s.failing_since = now
+        if first:
+            log_event(
+                log,
+                "telemetry_upload_failing",
+                level=logging.WARNING,
+                database=self._where(),
+                error=message,
+                pending=self.outbox.pending(),
+            )
+
+    def _succeeded(self, sent: int, quarantined: int) -> None:
+        now = datetime.now(UTC)
+        with self._state_lock:
+            s = self.state
+            failures, since = s.consecutive_failures, s.failing_since
+            s.last_success_at = now
+            s.consecutive_failures = 0
+            s.failing_since = None
+            s.sent_total += sent
+            s.quarantined_total += quarantined
+        if failures:
+            log_event(
+                log,
+                "telemetry_upload_recovered",
+                database=self._where(),
+                failures=failures,
+                failing_s=round((now - since).total_seconds(), 1) if since else None,
+                pending=self.outbox.pending(),
+            )
+
+    def _where(self) -> str | None:
+        return describe(self.database_url) if self.database_url else None
+
+    def _message(self, exc: BaseException) -> str:
+        return redact(_message(exc), self.database_url)
 
     def _send_with_retries(
         self, batch: _Prepared
     ) -> tuple[dict[str, int], dict[str, int], list[tuple[int, str]]]:
+        cancel = self._cancel
+
+        def pause(seconds: float) -> None:
+            cancel.wait(seconds)  # an abort cuts the wait between attempts short
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
+            stop=stop_after_attempt(self.attempts) | stop_when_event_set(cancel),
             wait=wait_exponential(multiplier=self.wait_initial_s, max=self.wait_max_s),
             retry=retry_if_exception_type((psycopg.OperationalError, DatabaseUnreachable)),
+            sleep=pause,
             reraise=True,
         )
         for attempt in retrying:
-            with attempt:
+            with attempt, self._deadline(self.attempt_timeout_s, lambda: self._conn) as fired:
                 try:
                     return self._send(batch)
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as exc:
                     self._close_main()
+                    if fired:
+                        raise DatabaseUnreachable(
+                            f"the database {self._where()} did not answer within "
+                            f"{self.attempt_timeout_s:g} s ({self._message(exc)})"
+                        ) from None
                     raise
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
@@ -427,32 +641,70 @@ class Uploader:
 
     def _refresh(self, *, apart: bool = False) -> int:
         """Run flux.refresh_rollups() on the upload connection, or ``apart`` on the
-        refresher's own one (opened when needed); the device-hours recomputed."""
+        refresher's own one (opened when needed); the device-hours recomputed.
+
+        A failure is not an upload failure (the rows are in; only the rollups lag): it is
+        kept in ``state.refresh_error`` and logged when it starts and ends."""
         if not self.refresh_rollups:
             return 0
-        conn: psycopg.Connection[Any] | None
         try:
-            if apart:
-                conn = self._refresh_conn
-                if conn is None or conn.closed or conn.broken:
-                    assert self.database_url is not None
-                    conn = self._refresh_conn = connect(self.database_url)
-            elif self._conn is None:
-                return 0
-            else:
-                conn = self._conn
-            with conn.transaction():
-                row = conn.execute("SELECT flux.refresh_rollups()").fetchone()
-            return int(str(row[0])) if row and row[0] is not None else 0
+            try:
+                hours = self._refresh_on(self._refresh_connection() if apart else self._conn)
+            except psycopg.OperationalError:
+                if not apart or self._cancel.is_set():
+                    raise
+                # The refresher's connection may have died in an outage the uploads have
+                # since recovered from: once more on a new one.
+                self._close_refresh()
+                hours = self._refresh_on(self._refresh_connection())
         except (TelemetryError, psycopg.Error) as exc:
             # The dirty spans stay recorded: the next batch or `flux db refresh` redoes them.
-            self._failed(f"rollup refresh failed: {_message(exc)}")
-            if apart and self._refresh_conn is not None:
-                self._refresh_conn.close()
-                self._refresh_conn = None
-            elif not apart:
+            if apart:
+                self._close_refresh()
+            else:
                 self._close_main()
+            if not self._cancel.is_set():
+                self._refresh_failed(f"rollup refresh failed: {self._message(exc)}")
             return 0
+        if self.state.refresh_error is not None:
+            self.state.refresh_error = None
+            log_event(log, "rollup_refresh_recovered", database=self._where())
+        return hours
+
+    def _refresh_connection(self) -> psycopg.Connection[Any]:
+        conn = self._refresh_conn
+        if conn is None or conn.closed or conn.broken:
+            assert self.database_url is not None
+            conn = self._refresh_conn = connect(self.database_url, timeout_s=self.connect_timeout_s)
+        return conn
+
+    def _refresh_on(self, conn: psycopg.Connection[Any] | None) -> int:
+        if conn is None:
+            return 0
+        limit = REFRESH_TIMEOUT_S
+        with self._deadline(limit + self.attempt_timeout_s, lambda: conn), conn.transaction():
+            conn.execute(f"SET LOCAL statement_timeout = {round(limit * 1000)}")
+            row = conn.execute("SELECT flux.refresh_rollups()").fetchone()
+        return int(str(row[0])) if row and row[0] is not None else 0
+
+    def _close_refresh(self) -> None:
+        if self._refresh_conn is not None:
+            try:
+                self._refresh_conn.close()
+            finally:
+                self._refresh_conn = None
+
+    def _refresh_failed(self, message: str) -> None:
+        first = self.state.refresh_error is None
+        self.state.refresh_error = message
+        if first:
+            log_event(
+                log,
+                "rollup_refresh_failed",
+                level=logging.WARNING,
+                database=self._where(),
+                error=message,
+            )
 
 
 def _stage_slowly(
@@ -474,8 +726,50 @@ def _stage_slowly(
         raise MalformedRecord(f"malformed {kind} record: {exc}") from None
 
 
+STOPPED = "stopped: the agent is stopping; the rows stay in the outbox for next time"
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, TelemetryError):
         return str(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def _shut_down(conn: psycopg.Connection[Any] | None) -> None:
+    """Shut down a connection's socket from any thread: a thread waiting on it wakes with
+    an error at once (closing the connection under it instead would not be safe)."""
+    if conn is None:
+        return
+    with contextlib.suppress(OSError, psycopg.Error, ValueError):
+        fd = conn.pgconn.socket
+        # A duplicate descriptor of the same socket: shutdown acts on the socket itself.
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _in_daemon_thread(work: Callable[[], T], name: str) -> asyncio.Future[T]:
+    """Run ``work`` in a new daemon thread; a future of its result on the running loop.
+
+    Not asyncio.to_thread: the loop's executor threads are joined when asyncio.run ends
+    and at exit, so an abandoned call stuck on the network would hold the process."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def target() -> None:
+        try:
+            result = work()
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future

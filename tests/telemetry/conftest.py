@@ -124,6 +124,12 @@ class Proxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._frozen = threading.Event()
+
+    def freeze(self) -> None:
+        """A silent partition: connections stay open and new ones are accepted, but no
+        byte goes through any more and nothing is closed (nothing tells the client)."""
+        self._frozen.set()
 
     def start(self) -> None:
         listener = socket.socket()
@@ -145,10 +151,11 @@ class Proxy:
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                if self._frozen.is_set():
+                    continue  # swallowed: the far end never hears of it
                 dst.sendall(data)
         except OSError:
             pass
@@ -178,3 +185,42 @@ def proxy() -> Iterator[Proxy]:
     p.start()
     yield p
     p.cut()
+
+
+class BlackHole:
+    """A database host behind a silent partition: a loopback listener that accepts TCP
+    connections and never answers (nor closes them until the test ends)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self.port = int(self._listener.getsockname()[1])
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+
+    def url(self, password: str = "") -> str:
+        secret = f":{password}" if password else ""
+        return f"postgresql://flux_site{secret}@127.0.0.1:{self.port}/flux"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.fixture
+def black_hole() -> Iterator[BlackHole]:
+    hole = BlackHole()
+    yield hole
+    hole.close()

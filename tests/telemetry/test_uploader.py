@@ -18,7 +18,7 @@ import pytest
 from reconciler.control.types import BatteryReading, Component, Decision, MeterReading
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.records import to_us
-from reconciler.telemetry.uploader import Uploader
+from reconciler.telemetry.uploader import Uploader, UploadResult
 from tests.net import free_port
 
 from .conftest import Proxy, url_for
@@ -297,3 +297,43 @@ def test_duplicates_inside_one_batch_are_stored_once(migrated_url: str, outbox: 
     with psycopg.connect(migrated_url) as conn:
         (energy,) = conn.execute("SELECT sum(energy_import_kwh) FROM flux.meter_5m").fetchone()
     assert energy == pytest.approx(0.5)  # one delta, 0 -> 0.5 kWh, counted once
+
+
+async def test_a_locked_outbox_fails_a_round_and_the_uploader_goes_on(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    box = Outbox(tmp_path / "outbox.db", busy_timeout_s=0.05)
+    uploader = Uploader(box, migrated_url, attempts=1, wait_initial_s=0.01)
+    box.add_bess_many("s", "bess", _bess(0, 10))
+    # Another process holds the outbox's write lock (a backup, `sqlite3` by hand, ...).
+    holder = sqlite3.connect(box.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    rounds: list[bool] = []
+    errors: list[str] = []
+
+    def seen(result: UploadResult) -> None:
+        rounds.append(result.ok)
+        if not result.ok:
+            errors.append(result.error or "")
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(uploader.run(stop, interval_s=0.01, on_result=seen))
+    for _ in range(2000):
+        if errors or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert not task.done(), "the uploader died on a locked outbox"
+    assert "database is locked" in errors[0] and str(box.path) in errors[0]
+    holder.execute("ROLLBACK")
+    holder.close()
+    for _ in range(2000):
+        if (rounds[-1] and box.pending() == 0) or task.done():
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)
+    assert box.pending() == 0
+    # Sent before the lock was noticed, re-sent after: in the database exactly once.
+    assert _times(migrated_url, "bess_readings") == [T0 + timedelta(minutes=i) for i in range(10)]
+    uploader.close()
+    box.close()

@@ -1,0 +1,134 @@
+"""The agent's TelemetryReady condition: is what it records getting to the database?
+
+Read from the outbox (pending rows: a kept count; the oldest pending record: one index
+step) and the uploader's state, so it costs the same at any backlog. Updated after each
+upload round and when the uploader task goes down or comes back.
+
+| status  | reason          | when                                                         |
+|---------|-----------------|--------------------------------------------------------------|
+| True    | NoDatabase      | no database URL: everything stays in the outbox, by design    |
+| Unknown | Pending         | a database, no upload finished yet                           |
+| False   | UploaderDown    | the uploader task failed and waits to be restarted           |
+| False   | UploadFailing   | the last upload failed (the message has the error)           |
+| False   | OutboxBacklog   | more rows wait than the site's telemetry.outbox_alert_rows   |
+| True    | Uploading       | the last upload got through and the backlog is under the mark |
+
+TelemetryReady does not count towards Ready (see ConditionType).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from reconciler.agent.status import AgentStatus, ConditionStatus, TelemetryStats
+from reconciler.agent.status import ConditionType as C
+from reconciler.logs import log_event
+from reconciler.telemetry.database import describe
+from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
+
+log = logging.getLogger("flux.telemetry")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def judge(stats: TelemetryStats, *, uploader_down: str | None = None) -> Verdict:
+    """TelemetryReady from the numbers (see the table in the module doc)."""
+    waiting = f"{stats.pending_rows} rows waiting in the outbox"
+    if stats.oldest_pending_age_s is not None and stats.pending_rows:
+        waiting += f", the oldest {_age(stats.oldest_pending_age_s)} old"
+    if stats.database is None:
+        return Verdict(
+            "True",
+            "NoDatabase",
+            f"no database configured: records are kept in the outbox ({waiting})",
+        )
+    if uploader_down is not None:
+        return Verdict("False", "UploaderDown", f"{uploader_down}; {waiting}")
+    if stats.consecutive_failures:
+        return Verdict(
+            "False",
+            "UploadFailing",
+            f"uploads to {stats.database} failing ({stats.consecutive_failures} in a row): "
+            f"{stats.last_error}; {waiting}",
+        )
+    if stats.alert_rows is not None and stats.pending_rows > stats.alert_rows:
+        return Verdict(
+            "False",
+            "OutboxBacklog",
+            f"{waiting}: more than telemetry.outbox_alert_rows ({stats.alert_rows}); the "
+            "database is behind",
+        )
+    if stats.last_success_at is None:
+        return Verdict("Unknown", "Pending", f"no upload to {stats.database} yet; {waiting}")
+    return Verdict("True", "Uploading", f"uploading to {stats.database}; {waiting}")
+
+
+class TelemetryReporter:
+    """Keeps TelemetryReady and the telemetry numbers of an agent's status current."""
+
+    def __init__(self, status: AgentStatus, outbox: Outbox, uploader: Uploader) -> None:
+        self.status = status
+        self.outbox = outbox
+        self.uploader = uploader
+        self.alert_rows: int | None = None
+        self.uploader_down: str | None = None
+
+    def stats(self, now: datetime) -> TelemetryStats:
+        """``now`` on the agent's clock (the records' instants are on it too)."""
+        state = self.uploader.state
+        oldest = self.outbox.oldest_at()
+        url = self.uploader.database_url
+        return TelemetryStats(
+            database=describe(url) if url else None,
+            pending_rows=self.outbox.pending(),
+            oldest_pending_age_s=(
+                None if oldest is None else max(0.0, (now - oldest).total_seconds())
+            ),
+            alert_rows=self.alert_rows,
+            quarantined_rows=self.outbox.condition().quarantined,
+            consecutive_failures=state.consecutive_failures,
+            upload_failures_total=state.failures_total,
+            sent_total=state.sent_total,
+            last_success_at=state.last_success_at,
+            last_error=state.last_error,
+            last_error_at=state.last_error_at,
+        )
+
+    def update(self, now: datetime) -> Verdict:
+        stats = self.stats(now)
+        verdict = judge(stats, uploader_down=self.uploader_down)
+        self.status.set_telemetry(stats)
+        before = self.status.condition(C.TELEMETRY_READY).reason
+        self.status.set_condition(
+            C.TELEMETRY_READY, verdict.status, verdict.reason, verdict.message
+        )
+        if verdict.reason == "OutboxBacklog" and before != "OutboxBacklog":
+            log_event(
+                log,
+                "outbox_backlog",
+                level=logging.WARNING,
+                pending=stats.pending_rows,
+                alert_rows=stats.alert_rows,
+                oldest_age_s=stats.oldest_pending_age_s,
+            )
+        elif before == "OutboxBacklog" and verdict.reason != "OutboxBacklog":
+            log_event(log, "outbox_backlog_cleared", pending=stats.pending_rows)
+        return verdict
