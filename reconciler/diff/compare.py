@@ -116,6 +116,14 @@ def _why_not_applied(desired: Desired, status: StatusRecord) -> str:
     return "the agent saw it but runs another revision; see `flux agent status` on site"
 
 
+def _why_behind(desired: Desired, obs: Observed) -> str:
+    if obs.status is not None:
+        return _why_not_applied(desired, obs.status)
+    if obs.status_invalid:
+        return "its status cannot be read (see agent_status)"
+    return "no status reported"
+
+
 def revision_drifts(desired: Desired, obs: Observed) -> list[Drift]:
     """The revision the agent applied against the ref's (or the file's) revision."""
     want = desired.revision
@@ -160,14 +168,7 @@ def revision_drifts(desired: Desired, obs: Observed) -> list[Drift]:
         elif ancestor is False:
             reason = f"{short(applied)} is not in the history of {desired.ref} (another branch?)"
         else:
-            reason = "the agent is behind: "
-            reason += (
-                _why_not_applied(desired, status)
-                if status is not None
-                else "its status cannot be read (see agent_status)"
-                if obs.status_invalid
-                else "no status reported"
-            )
+            reason = "the agent is behind: " + _why_behind(desired, obs)
     return [Drift("revision", "applied", short(want), short(applied), reason)]
 
 
