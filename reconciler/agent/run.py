@@ -24,6 +24,7 @@ from typing import Any
 from reconciler.agent.http import StatusServer
 from reconciler.agent.lock import DeviceLock
 from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
+from reconciler.agent.record import StatusRecord
 from reconciler.agent.status import (
     ConditionType,
     LoopProgress,
@@ -217,13 +218,16 @@ class Agent:
         if last is not None and (at - last).total_seconds() < site.telemetry.record_interval_s:
             return
         self._last_status_at = at
-        status = self._conditions()
+        snapshot = self.source.status().snapshot()
         assert self.loop is not None
+        settings: dict[str, float] | None = None
+        error: str | None = None
         try:
-            status["device_settings"] = await self.loop.battery.read_settings()
+            settings = await self.loop.battery.read_settings()
         except Exception as exc:  # a failed read-back is reported, never fatal
-            status["device_settings_error"] = str(exc) or type(exc).__name__
-        self.outbox.add_status(site.site.id, at, status)
+            error = str(exc) or type(exc).__name__
+        record = StatusRecord.of(snapshot, device_settings=settings, device_settings_error=error)
+        self.outbox.add_status(site.site.id, at, record.model_dump(mode="json"))
 
     # ------------------------------------------------------------------ control
 

@@ -4,13 +4,21 @@
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from reconciler.agent.record import StatusRecord
+from reconciler.agent.status import Condition, ConditionType, MarketFeedStatus
 from reconciler.config.model import Site
 from reconciler.control.core import decide
 from reconciler.control.schedule import active_entries, winner
-from reconciler.control.types import ControlState, Observation, Signals
+from reconciler.control.types import (
+    BatteryReading,
+    ControlState,
+    Decision,
+    Observation,
+    Signals,
+)
 from reconciler.diff.desired import Desired
 from reconciler.diff.model import Drift, Ignored, Report, Severity, Summary
 from reconciler.diff.normalise import (
@@ -21,7 +29,7 @@ from reconciler.diff.normalise import (
     same_setting,
     setting,
 )
-from reconciler.diff.observed import Breaches, Observed
+from reconciler.diff.observed import Breaches, DecisionRow, Observed
 from reconciler.diff.tolerances import limit_tolerances
 from reconciler.source.validate import validate_text
 
@@ -55,53 +63,65 @@ def _when(at: datetime | None) -> str:
 
 
 def applied_revision(obs: Observed) -> str | None:
-    revisions = (obs.status or {}).get("revisions") or {}
-    applied = revisions.get("applied")
+    applied = obs.status.revisions.applied if obs.status is not None else None
     if applied:
-        return str(applied)
+        return applied
     return obs.in_control[0] if obs.in_control else None
 
 
-def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for cond in status.get("conditions") or []:
-        if isinstance(cond, dict) and cond.get("type") == kind:
-            return cond
-    return None
+def _condition(status: StatusRecord, kind: ConditionType) -> Condition | None:
+    return next((c for c in status.conditions if c.type == kind), None)
 
 
-def _why_not_applied(desired: Desired, status: dict[str, Any]) -> str:
-    """Why the agent is not running the desired commit, from its own status."""
+def _refused(desired: Desired, status: StatusRecord) -> str | None:
+    """Why the desired commit was refused (quarantined, suspended, not verified or not
+    valid), from the agent's own status; None when it was not."""
     want = desired.revision
-    revisions = status.get("revisions") or {}
-    for q in status.get("quarantined") or []:
-        if q.get("sha") == want:
-            reason, message = str(q.get("reason", "?")), str(q.get("message", ""))
-            why = message if message.startswith(reason) else f"{reason}: {message}"
+    for q in status.quarantined:
+        if q.sha == want:
+            why = q.message if q.message.startswith(q.reason) else f"{q.reason}: {q.message}"
             return (
                 f"{short(want)} failed the health gate and is quarantined ({why}); it is not "
                 "retried until a newer commit arrives"
             )
-    if status.get("suspended"):
-        return f"applying is suspended: {status.get('suspended_reason') or 'by an operator'}"
-    if revisions.get("attempted") == want:
-        for kind in ("Verified", "Validated"):
+    if status.suspended:
+        return f"applying is suspended: {status.suspended_reason or 'by an operator'}"
+    if status.revisions.attempted == want:
+        for kind in (ConditionType.VERIFIED, ConditionType.VALIDATED):
             cond = _condition(status, kind)
-            if cond is not None and cond.get("status") == "False":
+            if cond is not None and cond.status == "False":
                 return (
-                    f"{short(want)} was refused: {kind} {cond.get('reason')}: "
-                    + str(cond.get("message", "")).splitlines()[0]
+                    f"{short(want)} was refused: {kind} {cond.reason}: "
+                    + (cond.message.splitlines() or [""])[0]
                 )
-    if revisions.get("observed") != want:
-        ready = _condition(status, "SourceReady")
-        fetch = status.get("last_successful_fetch_at")
+    return None
+
+
+def _why_not_applied(desired: Desired, status: StatusRecord) -> str:
+    """Why the agent is not running the desired commit, from its own status."""
+    refused = _refused(desired, status)
+    if refused is not None:
+        return refused
+    want = desired.revision
+    if status.revisions.observed != want:
+        ready = _condition(status, ConditionType.SOURCE_READY)
+        fetch = status.last_successful_fetch_at
         detail = ""
-        if ready is not None and ready.get("status") == "False":
-            detail = f" (SourceReady {ready.get('reason')}: {ready.get('message', '')})"
+        if ready is not None and ready.status == "False":
+            detail = f" (SourceReady {ready.reason}: {ready.message})"
         return (
             f"the agent has not fetched {short(want)} yet; last successful fetch "
-            f"{fetch or 'never'}{detail}"
+            f"{_when(fetch) if fetch else 'never'}{detail}"
         )
     return "the agent saw it but runs another revision; see `flux agent status` on site"
+
+
+def _why_behind(desired: Desired, obs: Observed) -> str:
+    if obs.status is not None:
+        return _why_not_applied(desired, obs.status)
+    if obs.status_invalid:
+        return "its status cannot be read (see agent_status)"
+    return "no status reported"
 
 
 def revision_drifts(desired: Desired, obs: Observed) -> list[Drift]:
@@ -118,10 +138,11 @@ def revision_drifts(desired: Desired, obs: Observed) -> list[Drift]:
                 "the agent never reported a revision: not running, or not uploading",
             )
         ]
-    status = obs.status or {}
-    revisions = status.get("revisions") or {}
+    status = obs.status
     if applied in (want, desired.file_sha):
-        staged, lkg = revisions.get("staged"), revisions.get("last_known_good")
+        if status is None:
+            return []
+        staged, lkg = status.revisions.staged, status.revisions.last_known_good
         if staged == applied and lkg != applied:
             return [
                 Drift(
@@ -129,8 +150,8 @@ def revision_drifts(desired: Desired, obs: Observed) -> list[Drift]:
                     "staged",
                     f"{short(want)} trusted",
                     f"{short(applied)} staged",
-                    f"in the health gate: {status.get('health_gate_passed', 0)}/"
-                    f"{status.get('health_gate_required', 0)} healthy ticks so far",
+                    f"in the health gate: {status.health_gate_passed}/"
+                    f"{status.health_gate_required} healthy ticks so far",
                     "warning",
                 )
             ]
@@ -147,8 +168,7 @@ def revision_drifts(desired: Desired, obs: Observed) -> list[Drift]:
         elif ancestor is False:
             reason = f"{short(applied)} is not in the history of {desired.ref} (another branch?)"
         else:
-            reason = "the agent is behind: "
-            reason += _why_not_applied(desired, status) if status else "no status reported"
+            reason = "the agent is behind: " + _why_behind(desired, obs)
     return [Drift("revision", "applied", short(want), short(applied), reason)]
 
 
@@ -213,13 +233,20 @@ def device_drifts(
 # --------------------------------------------------------------------------- operating
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """The setpoint the battery is held to (kW, + discharge), and how a line shows it."""
+
+    kw: float
+    text: str
+
+
 def operating_drifts(
     desired: Desired, obs: Observed, revision_differs: bool
 ) -> tuple[list[Drift], list[str]]:
     """The schedule's winner and implied setpoint on the latest readings, against the
     battery's reported power and the agent's effective mode."""
     site = desired.site
-    notes: list[str] = []
     battery = obs.battery
     if battery is None:
         return [], ["operating point: no battery reading to compare"]
@@ -228,59 +255,109 @@ def operating_drifts(
     # The battery's own power as the last target: what the modes add to (import avoidance
     # cancels site power on top of it), as the loop would on a battery that tracks.
     state = ControlState(last_target_kw=battery.target_power_kw)
-    signals = obs.signals or Signals()
-    want = decide(site, at, observation, signals, state)
-    unknowable = NOT_RECORDED_MODES if obs.signals is not None else SIGNAL_MODES
-    scheduled = winner(site, at)
-    planned = scheduled.label if scheduled is not None else "idle"
-    soe = f"SoE {kwh(battery.soe_kwh)}"
+    want = decide(site, at, observation, obs.signals or Signals(), state)
     if want.safe_stop:
         return [], [f"operating point: cannot evaluate the schedule ({want.reason})"]
     drifts: list[Drift] = []
+    notes: list[str] = []
+    reference = _schedule_reference(site, at, want)
     decision = obs.decision
-    tol = power_tolerance_kw(site)
     desired_mode = want.winner or "idle"
-    target_kw = want.target_kw
-    target = f"{kw(want.target_kw)} ({want.reason})" + (
-        f"; {planned} is selected but proposes nothing" if planned != desired_mode else ""
-    )
-    if decision is not None:
-        if decision.safe_stop:
-            drifts.append(
-                Drift(
-                    "operating",
-                    "mode",
-                    desired_mode,
-                    "safe stop",
-                    f"the agent went safe: {decision.reason}",
-                )
+    if decision is not None and decision.safe_stop:
+        drifts.append(
+            Drift(
+                "operating",
+                "mode",
+                desired_mode,
+                "safe stop",
+                f"the agent went safe: {decision.reason}",
             )
-        elif (decision.winner or "idle") != desired_mode:
-            modes = {e.label: e.entry.mode for e in active_entries(site, at)}
-            if modes.get(decision.winner or "", "") in unknowable:
-                # The agent's market-driven setpoint cannot be re-derived here; the battery
-                # is still held to it.
-                notes.append(
-                    f"operating point: the agent runs {decision.winner}, which needs market "
-                    "signals the diff does not have; its own setpoint is the reference"
-                )
-                target_kw = decision.target_kw
-                target = f"{kw(decision.target_kw)} (the agent's: {decision.reason})"
-            else:
-                why = (
-                    "the agent runs another revision (see revision)"
-                    if revision_differs
-                    else f"the agent decided differently ({decision.reason})"
-                )
-                drifts.append(
-                    Drift("operating", "mode", desired_mode, decision.winner or "idle", why)
-                )
+        )
+    elif decision is not None and (decision.winner or "idle") != desired_mode:
+        if _needs_signals_not_recorded(site, at, obs, decision):
+            # The agent's market-driven setpoint cannot be re-derived here; the battery is
+            # still held to it.
+            notes.append(
+                f"operating point: the agent runs {decision.winner}, which needs market "
+                "signals the diff does not have; its own setpoint is the reference"
+            )
+            reference = _Reference(
+                decision.target_kw, f"{kw(decision.target_kw)} (the agent's: {decision.reason})"
+            )
+        else:
+            why = (
+                "the agent runs another revision (see revision)"
+                if revision_differs
+                else f"the agent decided differently ({decision.reason})"
+            )
+            drifts.append(Drift("operating", "mode", desired_mode, decision.winner or "idle", why))
     if site.control.shadow:
         notes.append("operating point: shadow mode, the agent does not command the battery")
         return drifts, notes
-    if abs(target_kw - battery.target_power_kw) <= tol:
-        return drifts, notes
-    settings = obs.device_settings or {}
+    if abs(reference.kw - battery.target_power_kw) > power_tolerance_kw(site):
+        drifts.append(_setpoint_drift(site, obs, battery, reference, revision_differs))
+    return drifts, notes
+
+
+def _schedule_reference(site: Site, at: datetime, want: Decision) -> _Reference:
+    """The schedule's setpoint, saying so when the selected entry proposes nothing."""
+    scheduled = winner(site, at)
+    planned = scheduled.label if scheduled is not None else "idle"
+    text = f"{kw(want.target_kw)} ({want.reason})"
+    if planned != (want.winner or "idle"):
+        text += f"; {planned} is selected but proposes nothing"
+    return _Reference(want.target_kw, text)
+
+
+def _needs_signals_not_recorded(
+    site: Site, at: datetime, obs: Observed, decision: DecisionRow
+) -> bool:
+    """The agent's winner proposes from market signals the diff does not have: none were
+    recorded, or it is Axle's schedule (never recorded)."""
+    unknowable = NOT_RECORDED_MODES if obs.signals is not None else SIGNAL_MODES
+    modes = {e.label: e.entry.mode for e in active_entries(site, at)}
+    return modes.get(decision.winner or "", "") in unknowable
+
+
+def _setpoint_drift(
+    site: Site,
+    obs: Observed,
+    battery: BatteryReading,
+    reference: _Reference,
+    revision_differs: bool,
+) -> Drift:
+    """The battery away from the reference setpoint: the agent's part first, then the
+    battery's own."""
+    agent = _agent_cause(site, obs, battery, revision_differs)
+    causes = ([agent] if agent else []) + _battery_causes(battery, obs.device_settings or {})
+    return Drift(
+        "operating",
+        "setpoint",
+        reference.text,
+        f"{kw(battery.target_power_kw)} (SoE {kwh(battery.soe_kwh)})",
+        "; ".join(causes) or "the battery does not do what the schedule implies",
+    )
+
+
+def _agent_cause(
+    site: Site, obs: Observed, battery: BatteryReading, revision_differs: bool
+) -> str | None:
+    """What the agent did about the setpoint, from its latest decision."""
+    decision = obs.decision
+    if decision is None:
+        return "is the agent running and commanding?" if obs.source == "live" else None
+    if decision.safe_stop:
+        return f"the agent holds 0 kW in safe stop ({decision.reason})"
+    if abs(decision.target_kw - battery.target_power_kw) > power_tolerance_kw(site):
+        # Checked first: a battery that does not follow winds the agent's own target up.
+        return f"the battery is not following the agent's setpoint {kw(decision.target_kw)}"
+    return f"the agent decided {kw(decision.target_kw)}" + (
+        " on another revision" if revision_differs else f" ({decision.reason})"
+    )
+
+
+def _battery_causes(battery: BatteryReading, settings: dict[str, float]) -> list[str]:
+    """Why the battery itself would not follow a setpoint."""
     causes: list[str] = []
     if battery.available_blocks == 0:
         causes.append("no inverter block available (tripped or in maintenance)")
@@ -288,31 +365,7 @@ def operating_drifts(
         causes.append("the battery is not in direct real-power mode")
     if battery.command_source == 0:
         causes.append("command source 0: not under Modbus control")
-    if decision is not None and decision.safe_stop:
-        causes.insert(0, f"the agent holds 0 kW in safe stop ({decision.reason})")
-    elif decision is not None and abs(decision.target_kw - battery.target_power_kw) > tol:
-        # Checked first: a battery that does not follow winds the agent's own target up.
-        causes.insert(
-            0, f"the battery is not following the agent's setpoint {kw(decision.target_kw)}"
-        )
-    elif decision is not None:
-        causes.insert(
-            0,
-            f"the agent decided {kw(decision.target_kw)}"
-            + (" on another revision" if revision_differs else f" ({decision.reason})"),
-        )
-    elif obs.source == "live":
-        causes.insert(0, "is the agent running and commanding?")
-    drifts.append(
-        Drift(
-            "operating",
-            "setpoint",
-            target,
-            f"{kw(battery.target_power_kw)} ({soe})",
-            "; ".join(causes) or "the battery does not do what the schedule implies",
-        )
-    )
-    return drifts, notes
+    return causes
 
 
 # --------------------------------------------------------------------------- limits
@@ -404,57 +457,98 @@ def silent_after_s(site: Site) -> float:
     return max(3 * site.telemetry.record_interval_s, 180.0)
 
 
+def status_drifts(obs: Observed) -> list[Drift]:
+    """Fields of the agent's status this version of Flux does not know, or cannot read."""
+    unknown, invalid = obs.status_unknown, obs.status_invalid
+    if not unknown and not invalid:
+        return []
+    listed = list(invalid)
+    if unknown:
+        listed.append(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    observed = "; ".join(listed)
+    if invalid:
+        return [
+            Drift(
+                "telemetry",
+                "agent_status",
+                "a status this flux can read",
+                observed,
+                "the agent's status cannot be read, so its revisions, conditions and settings "
+                "are not compared: an agent of another version, or a field renamed (compare "
+                "`flux --version` with the agent's)",
+            )
+        ]
+    return [
+        Drift(
+            "telemetry",
+            "agent_status",
+            "a status this flux can read",
+            observed,
+            "ignored: a newer agent (upgrade flux to compare them), or a field renamed",
+            "warning",
+        )
+    ]
+
+
+def _configured_markets(site: Site) -> list[str]:
+    """The market feeds the site file has the agent run (Axle: its schedule and its
+    delivery reports)."""
+    names = [name for name in ("modo", "elexon", "axle") if getattr(site.markets, name)]
+    if site.markets.axle is not None:
+        names.append("axle-delivery")
+    return names
+
+
 def market_drifts(site: Site, obs: Observed) -> list[Drift]:
     """Market APIs the site file configures that the agent does not run, or that keep
     failing, from the agent's own status (nothing when its status has no market section:
     an agent from before the market clients)."""
     status = obs.status
-    if status is None or "markets" not in status:
+    if status is None or "markets" not in status.model_fields_set:
         return []
-    feeds = {str(m.get("source")): m for m in status.get("markets") or [] if isinstance(m, dict)}
-    problems = [str(p) for p in status.get("market_problems") or []]
+    problems = status.market_problems
     if any(p.startswith("replay:") for p in problems):
         return []  # a demo or backtest-like run: the APIs are replaced on purpose
-    configured = [name for name in ("modo", "elexon", "axle") if getattr(site.markets, name)]
-    if site.markets.axle is not None:
-        configured.append("axle-delivery")
+    feeds = {m.source: m for m in status.markets}
     drifts: list[Drift] = []
-    for name in configured:
+    for name in _configured_markets(site):
         feed = feeds.get(name)
-        field = f"market:{name}"
         if feed is None:
-            base = name.split("-")[0]
-            why = next((p for p in problems if p.startswith(f"{base}:")), None)
-            drifts.append(
-                Drift(
-                    "telemetry",
-                    field,
-                    "called by the agent",
-                    "not running",
-                    why
-                    or "the agent's revision does not configure it (see revision), or the "
-                    "agent predates it",
-                )
-            )
-        elif not feed.get("ok") and int(feed.get("consecutive_failures") or 0) > 0:
-            since = feed.get("last_success_at") or "the agent's start"
-            drifts.append(
-                Drift(
-                    "telemetry",
-                    field,
-                    "answering",
-                    f"failing: {feed.get('consecutive_failures')} call(s) in a row since {since}",
-                    str(feed.get("last_error") or "no error recorded"),
-                    "warning",
-                )
-            )
+            drifts.append(_market_not_running(name, problems))
+        elif not feed.ok and feed.consecutive_failures > 0:
+            drifts.append(_market_failing(name, feed))
     return drifts
+
+
+def _market_not_running(name: str, problems: list[str]) -> Drift:
+    base = name.split("-")[0]
+    why = next((p for p in problems if p.startswith(f"{base}:")), None)
+    return Drift(
+        "telemetry",
+        f"market:{name}",
+        "called by the agent",
+        "not running",
+        why
+        or "the agent's revision does not configure it (see revision), or the agent predates it",
+    )
+
+
+def _market_failing(name: str, feed: MarketFeedStatus) -> Drift:
+    since = _when(feed.last_success_at) if feed.last_success_at else "the agent's start"
+    return Drift(
+        "telemetry",
+        f"market:{name}",
+        "answering",
+        f"failing: {feed.consecutive_failures} call(s) in a row since {since}",
+        feed.last_error or "no error recorded",
+        "warning",
+    )
 
 
 def telemetry_drifts(site: Site, obs: Observed) -> list[Drift]:
     """Missing minutes per device, devices that cannot be read, market APIs that fail,
     and a silent agent."""
-    drifts: list[Drift] = market_drifts(site, obs)
+    drifts: list[Drift] = [*status_drifts(obs), *market_drifts(site, obs)]
     if obs.source == "live":
         for name, err in sorted(obs.errors.items()):
             drifts.append(Drift("telemetry", name, "readable", "unreachable", err))
@@ -522,8 +616,7 @@ def apply_ignores(site: Site, drifts: list[Drift]) -> tuple[list[Drift], list[Ig
 
 
 def summarise(desired: Desired, obs: Observed) -> Summary:
-    status = obs.status or {}
-    ready = _condition(status, "Ready")
+    ready = _condition(obs.status, ConditionType.READY) if obs.status is not None else None
     grid = obs.meters.get(desired.site.grid_meter_name)
     mode: str | None = None
     if obs.decision is not None:
@@ -531,7 +624,7 @@ def summarise(desired: Desired, obs: Observed) -> Summary:
     return Summary(
         applied=applied_revision(obs),
         desired=desired.revision,
-        ready=(f"{ready.get('status')} ({ready.get('reason')})" if ready else None),
+        ready=f"{ready.status} ({ready.reason})" if ready is not None else None,
         mode=mode,
         soe_kwh=obs.battery.soe_kwh if obs.battery else None,
         site_power_kw=grid.power_kw if grid else None,

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from reconciler.agent.record import StatusRecord, parse_status_record
 from reconciler.clock import Clock, ManualClock, WallClock
 from reconciler.config.model import Site
 from reconciler.control.periods import SettlementPeriod
@@ -79,7 +80,11 @@ class Observed:
 
     source: Source
     at: datetime
-    status: dict[str, Any] | None = None
+    #: The agent's status, as far as this version reads it (None: none, or unreadable).
+    status: StatusRecord | None = None
+    #: Fields of the status this version does not know (ignored), or cannot read.
+    status_unknown: tuple[str, ...] = ()
+    status_invalid: tuple[str, ...] = ()
     status_at: datetime | None = None
     in_control: tuple[str, datetime] | None = None
     battery: BatteryReading | None = None
@@ -237,56 +242,97 @@ def read_database(
     ``window`` before it (the window starts no earlier than the site's first reading)."""
     sid = site.site.id
     bat = site.devices.battery.name
+    meters = list(site.devices.meters)
     params: dict[str, Any] = {"site": sid, "at": at, "device": bat}
     obs = Observed(source="database", at=at)
-
-    row = conn.execute(_LATEST_STATUS, params).fetchone()
-    if row is not None:
-        obs.status_at = row[0]
-        status = row[1] if isinstance(row[1], dict) else json.loads(str(row[1]))
-        obs.status = status
-        settings = status.get("device_settings")
-        if isinstance(settings, dict):
-            obs.device_settings = {
-                str(k): float(v)
-                for k, v in settings.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-        err = status.get("device_settings_error")
-        obs.settings_error = str(err) if err else None
-
-    row = conn.execute(_LATEST_IN_CONTROL, params).fetchone()
-    if row is not None:
-        obs.in_control = (str(row[0]), row[1])
-
-    row = conn.execute(_LATEST_BESS, params).fetchone()
-    if row is not None:
-        obs.battery = BatteryReading(
-            at=row[0],
-            soe_kwh=float(row[1]),
-            target_power_kw=float(row[2]),
-            available_blocks=int(row[3]),
-            command_source=int(row[4]),
-        )
-    meters = list(site.devices.meters)
-    for device, t, power, freq in conn.execute(
-        _LATEST_METERS, {**params, "devices": meters}
-    ).fetchall():
-        obs.meters[str(device)] = MeterReading(at=t, power_kw=float(power), frequency_hz=freq)
-
+    _read_latest_status(conn, params, obs)
+    obs.in_control = _latest_in_control(conn, params)
+    obs.battery = _latest_battery(conn, params)
+    obs.meters = _latest_meters(conn, params, meters)
     obs.signals = market_signals(conn, sid, at)
+    obs.decision = _latest_decision(conn, params)
+    obs.last_seen = _last_seen(obs)
+    first = _first_reading(conn, params, [bat, *meters])
+    since = at - window if first is None else max(at - window, first)
+    obs.since = since
+    obs.limits = _limit_stats(conn, site, {**params, "since": since}, tolerances)
+    if first is not None:
+        obs.gaps = _device_gaps(conn, sid, [bat, *meters], since, at, tolerances)
+    return obs
 
+
+def use_status(obs: Observed, data: object) -> StatusRecord | None:
+    """Read the agent's status (a JSON object) into ``obs`` with this version's model;
+    what does not fit is named in ``status_unknown`` and ``status_invalid``."""
+    parsed = parse_status_record(data)
+    obs.status = parsed.record
+    obs.status_unknown = parsed.unknown
+    obs.status_invalid = parsed.invalid
+    return parsed.record
+
+
+def _read_latest_status(
+    conn: psycopg.Connection[Any], params: dict[str, Any], obs: Observed
+) -> None:
+    """The latest heartbeat, with the battery's settings it read back."""
+    row = conn.execute(_LATEST_STATUS, params).fetchone()
+    if row is None:
+        return
+    obs.status_at = row[0]
+    data = row[1] if isinstance(row[1], dict) else json.loads(str(row[1]))
+    record = use_status(obs, data)
+    if record is not None:
+        obs.device_settings = record.device_settings
+        obs.settings_error = record.device_settings_error or None
+
+
+def _latest_in_control(
+    conn: psycopg.Connection[Any], params: dict[str, Any]
+) -> tuple[str, datetime] | None:
+    """The revision the agent last put in control, and when."""
+    row = conn.execute(_LATEST_IN_CONTROL, params).fetchone()
+    return (str(row[0]), row[1]) if row is not None else None
+
+
+def _latest_battery(conn: psycopg.Connection[Any], params: dict[str, Any]) -> BatteryReading | None:
+    row = conn.execute(_LATEST_BESS, params).fetchone()
+    if row is None:
+        return None
+    return BatteryReading(
+        at=row[0],
+        soe_kwh=float(row[1]),
+        target_power_kw=float(row[2]),
+        available_blocks=int(row[3]),
+        command_source=int(row[4]),
+    )
+
+
+def _latest_meters(
+    conn: psycopg.Connection[Any], params: dict[str, Any], devices: list[str]
+) -> dict[str, MeterReading]:
+    rows = conn.execute(_LATEST_METERS, {**params, "devices": devices}).fetchall()
+    return {
+        str(device): MeterReading(at=t, power_kw=float(power), frequency_hz=freq)
+        for device, t, power, freq in rows
+    }
+
+
+def _latest_decision(conn: psycopg.Connection[Any], params: dict[str, Any]) -> DecisionRow | None:
     row = conn.execute(_LATEST_DECISION, params).fetchone()
-    if row is not None:
-        obs.decision = DecisionRow(
-            at=row[0],
-            target_kw=float(row[1]),
-            reason=str(row[2]),
-            safe_stop=bool(row[3]),
-            winner=row[4],
-            revision_sha=row[5],
-        )
+    if row is None:
+        return None
+    return DecisionRow(
+        at=row[0],
+        target_kw=float(row[1]),
+        reason=str(row[2]),
+        safe_stop=bool(row[3]),
+        winner=row[4],
+        revision_sha=row[5],
+    )
 
+
+def _last_seen(obs: Observed) -> datetime | None:
+    """The newest of the agent's reports read into ``obs``: status, decision, readings."""
     seen = [
         t
         for t in (
@@ -297,21 +343,27 @@ def read_database(
         )
         if t is not None
     ]
-    obs.last_seen = max(seen) if seen else None
+    return max(seen) if seen else None
 
-    first_row = conn.execute(_FIRST_READING, {**params, "devices": [bat, *meters]}).fetchone()
-    first = first_row[0] if first_row else None
-    since = at - window
-    if first is not None and first > since:
-        since = first
-    obs.since = since
 
+def _first_reading(
+    conn: psycopg.Connection[Any], params: dict[str, Any], devices: list[str]
+) -> datetime | None:
+    """The site's first reading of any of ``devices`` (None: it never reported one)."""
+    row = conn.execute(_FIRST_READING, {**params, "devices": devices}).fetchone()
+    return row[0] if row else None
+
+
+def _limit_stats(
+    conn: psycopg.Connection[Any], site: Site, params: dict[str, Any], tolerances: Tolerances
+) -> LimitStats:
+    """Breaches in [``params["since"]``, ``params["at"]``] of the grid meter's import and
+    export limits (kW) and the battery's SoE limits (kWh), beyond their tolerances."""
     grid = conn.execute(
         _GRID_BREACHES,
         {
             **params,
             "device": site.grid_meter_name,
-            "since": since,
             "imp": site.limits.site_import_kw + tolerances.power_kw,
             "exp": site.limits.site_export_kw + tolerances.power_kw,
         },
@@ -320,13 +372,12 @@ def read_database(
         _SOE_BREACHES,
         {
             **params,
-            "since": since,
             "lo": site.soe_min_kwh - tolerances.energy_kwh,
             "hi": site.soe_max_kwh + tolerances.energy_kwh,
         },
     ).fetchone()
-    assert grid is not None and soe is not None
-    obs.limits = LimitStats(
+    assert grid is not None and soe is not None  # aggregates always return a row
+    return LimitStats(
         grid_readings=int(grid[0]),
         soe_readings=int(soe[0]),
         site_import=_breaches(grid, 1),
@@ -335,43 +386,56 @@ def read_database(
         soe_max=_breaches(soe, 5),
     )
 
-    if first is not None:
-        # The minute ``at`` falls in is not over yet: it is not expected to hold a reading.
-        until = _floor_minute(at)
-        found = (
-            find_gaps(conn, sid, since=_floor_minute(since), until=until) if until > since else []
-        )
-        per: dict[str, list[int]] = {}
-        starts: dict[str, datetime] = {}
-        for gap in found:
-            if gap.minutes <= tolerances.cadence_gap_min:
-                continue
-            per.setdefault(gap.device, []).append(gap.minutes)
-            starts.setdefault(gap.device, gap.start)
-        expected = [bat, *meters]
-        obs.gaps = [
-            DeviceGaps(d, sum(per[d]), len(per[d]), max(per[d]), starts[d])
-            for d in expected
-            if d in per
-        ]
-        # A device of the site file that never reported at all is one gap as long as
-        # the window (find_gaps only knows devices the database has seen).
-        known = {
-            r[0]
-            for r in conn.execute(
-                "SELECT device FROM flux.devices WHERE site_id = %(site)s "
-                "UNION SELECT DISTINCT device FROM flux.meter_readings WHERE site_id = %(site)s "
-                "AND time >= %(since)s AND time <= %(at)s "
-                "UNION SELECT DISTINCT device FROM flux.bess_readings WHERE site_id = %(site)s "
-                "AND time >= %(since)s AND time <= %(at)s",
-                {**params, "since": since},
-            ).fetchall()
-        }
-        minutes = int((until - _floor_minute(since)).total_seconds() // 60)
-        for d in expected:
-            if d not in known and minutes > 0:
-                obs.gaps.append(DeviceGaps(d, minutes, 1, minutes, _floor_minute(since)))
-    return obs
+
+_KNOWN_DEVICES = """
+SELECT device FROM flux.devices WHERE site_id = %(site)s
+UNION SELECT DISTINCT device FROM flux.meter_readings
+WHERE site_id = %(site)s AND time >= %(since)s AND time <= %(at)s
+UNION SELECT DISTINCT device FROM flux.bess_readings
+WHERE site_id = %(site)s AND time >= %(since)s AND time <= %(at)s
+"""
+
+
+def _device_gaps(
+    conn: psycopg.Connection[Any],
+    site_id: str,
+    expected: list[str],
+    since: datetime,
+    at: datetime,
+    tolerances: Tolerances,
+) -> list[DeviceGaps]:
+    """Missing minutes of each ``expected`` device in [``since``, ``at``), gaps no longer
+    than the cadence tolerance left out."""
+    # The minute ``at`` falls in is not over yet: it is not expected to hold a reading.
+    start, until = _floor_minute(since), _floor_minute(at)
+    found = find_gaps(conn, site_id, since=start, until=until) if until > since else []
+    per: dict[str, list[int]] = {}
+    starts: dict[str, datetime] = {}
+    for gap in found:
+        if gap.minutes <= tolerances.cadence_gap_min:
+            continue
+        per.setdefault(gap.device, []).append(gap.minutes)
+        starts.setdefault(gap.device, gap.start)
+    gaps = [
+        DeviceGaps(d, sum(per[d]), len(per[d]), max(per[d]), starts[d])
+        for d in expected
+        if d in per
+    ]
+    # A device of the site file that never reported at all is one gap as long as the
+    # window (find_gaps only knows devices the database has seen).
+    known = _known_devices(conn, site_id, since, at)
+    minutes = int((until - start).total_seconds() // 60)
+    if minutes > 0:
+        gaps += [DeviceGaps(d, minutes, 1, minutes, start) for d in expected if d not in known]
+    return gaps
+
+
+def _known_devices(
+    conn: psycopg.Connection[Any], site_id: str, since: datetime, at: datetime
+) -> set[str]:
+    """Devices the database knows for the site, or that reported in [``since``, ``at``]."""
+    params = {"site": site_id, "since": since, "at": at}
+    return {str(r[0]) for r in conn.execute(_KNOWN_DEVICES, params).fetchall()}
 
 
 def latest_report(conn: psycopg.Connection[Any], site_id: str) -> datetime | None:
@@ -441,8 +505,8 @@ def read_agent_status(obs: Observed, site_id: str, url: str) -> None:
         site = status.get("site") if isinstance(status, dict) else None
         obs.status_error = f"the agent at {url} runs site {site!r}, not {site_id!r}"
         return
-    obs.status = status
-    try:
-        obs.status_at = datetime.fromisoformat(str(status.get("updated_at")))
-    except ValueError:
-        obs.status_at = None
+    record = use_status(obs, status)
+    if record is None:
+        obs.status_error = f"the agent's status at {url} cannot be read (see agent_status)"
+        return
+    obs.status_at = record.updated_at

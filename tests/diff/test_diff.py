@@ -388,3 +388,62 @@ async def test_a_market_api_the_agent_cannot_run_says_why(world: World) -> None:
     assert lines["market:axle"]["observed"] == "not running"
     assert "FLUX_T_AXLE_USER and FLUX_T_AXLE_PASSWORD not set" in lines["market:axle"]["reason"]
     assert "market:modo" not in lines  # configured, running, not yet failing
+
+
+def rewrite_statuses(world: World, expression: str) -> None:
+    """Rewrite every stored heartbeat as an agent of another version would have stored it
+    (``expression`` is SQL over the jsonb column ``conditions``)."""
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE flux.agent_status SET conditions = {expression}")  # type: ignore[arg-type]
+
+
+def renamed(old: str, new: str) -> str:
+    return f"conditions - '{old}' || jsonb_build_object('{new}', conditions -> '{old}')"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "severity"),
+    [
+        ("markets", "market_feeds", "warning"),  # had a default: read as an older agent's
+        ("device_settings", "settings", "warning"),
+        ("revisions", "revision", "critical"),  # required: the status cannot be read
+    ],
+)
+async def test_a_renamed_status_field_is_named_not_silently_ignored(
+    world: World, old: str, new: str, severity: str
+) -> None:
+    await world.run(120)
+    world.upload()
+    assert world.diff().exit_code == 0
+    rewrite_statuses(world, renamed(old, new))
+    code, doc = world.diff_json()
+    assert code == 1
+    (line,) = [d for d in drifts(doc, "telemetry") if d["field"] == "agent_status"]
+    assert f"unknown field {new}" in line["observed"], line
+    assert line["severity"] == severity
+    if severity == "critical":
+        assert f"{old}: missing" in line["observed"]
+        assert "cannot be read" in line["reason"]
+    table = world.diff()
+    assert table.exit_code == 1 and "Traceback" not in table.output
+
+
+async def test_a_status_of_a_newer_or_older_agent_is_read_with_what_is_known(
+    world: World,
+) -> None:
+    await world.run(120)
+    world.upload()
+    # An older agent: no market section, no settings read-back error field.
+    rewrite_statuses(world, "conditions - 'markets' - 'market_problems'")
+    code, doc = world.diff_json()
+    assert code == 0, doc["drifts"]
+    assert doc["summary"]["ready"].startswith("True")
+    # A newer agent: a field this flux does not know is named, the rest is still read.
+    rewrite_statuses(world, """conditions || '{"battery_mode": "direct"}'""")
+    code, doc = world.diff_json()
+    assert code == 1
+    (line,) = drifts(doc)
+    assert line["field"] == "agent_status" and line["severity"] == "warning"
+    assert "unknown field battery_mode" in line["observed"]
+    assert "newer agent" in line["reason"]
+    assert doc["summary"]["ready"].startswith("True")
