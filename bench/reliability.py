@@ -121,11 +121,35 @@ def status(port: int) -> dict[str, Any]:
         return dict(json.loads(reply.read()))
 
 
-def recorded_total(outbox: Path) -> int:
-    """Rows the agent ever put in its outbox (SQLite's AUTOINCREMENT sequence)."""
+#: Outbox record kinds and the tables they are stored in.
+KIND_TABLES = {
+    "bess": "bess_readings",
+    "meter": "meter_readings",
+    "decision": "control_decisions",
+    "status": "agent_status",
+    "revision": "config_revisions",
+    "market": "market_data",
+}
+
+
+def tally_outbox(outbox: Path) -> None:
+    """Make the outbox (as the agent would) and count every row put in it, by kind, in a
+    table of the bench's own: the agent deletes rows once they are stored."""
+    Outbox(outbox).close()
     with contextlib.closing(sqlite3.connect(outbox)) as db:
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-        return int(row[0]) if row else 0
+        db.executescript(
+            "CREATE TABLE IF NOT EXISTS bench_tally (kind TEXT PRIMARY KEY, n INTEGER);"
+            "CREATE TRIGGER IF NOT EXISTS bench_count AFTER INSERT ON outbox BEGIN"
+            " INSERT INTO bench_tally VALUES (NEW.kind, 1)"
+            " ON CONFLICT (kind) DO UPDATE SET n = n + 1; END;"
+        )
+
+
+def recorded(outbox: Path) -> dict[str, int]:
+    """Rows the agent put in its outbox, by table."""
+    with contextlib.closing(sqlite3.connect(outbox)) as db:
+        rows = db.execute("SELECT kind, n FROM bench_tally").fetchall()
+    return {KIND_TABLES.get(str(kind), str(kind)): int(n) for kind, n in rows}
 
 
 def outbox_rows(outbox: Path, table: str = "outbox") -> int:
@@ -179,17 +203,17 @@ class Database:
             ).fetchone()
             return int(row[0]) if row else 0
 
-    def minutes_missing(self, device: str, since: datetime) -> int:
-        """Whole minutes between the first and last reading of ``device`` with none."""
+    def minutes_missing(self, device: str) -> int:
+        """Minutes between the first and last reading of ``device`` with none in them."""
         with psycopg.connect(self.url) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM (SELECT generate_series(min(time), max(time),"
-                " interval '1 minute') AS m FROM flux.bess_readings WHERE device = %s"
-                " AND time >= %s) s WHERE NOT EXISTS (SELECT 1 FROM flux.bess_readings b"
-                " WHERE b.device = %s AND b.time = s.m)",
-                (device, since, device),
+                "WITH m AS (SELECT DISTINCT date_trunc('minute', time) AS t"
+                " FROM flux.bess_readings WHERE device = %s)"
+                " SELECT (extract(epoch FROM max(t) - min(t)) / 60 + 1)::int - count(*)"
+                " FROM m",
+                (device,),
             ).fetchone()
-            return int(row[0]) if row else 0
+            return int(row[0]) if row and row[0] is not None else 0
 
 
 class Proxy:
@@ -211,6 +235,12 @@ class Proxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        async def shut() -> None:
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
     def set_cut(self, cut: bool) -> None:
@@ -250,20 +280,20 @@ class Proxy:
 
 
 def report_counts(title: str, db: Database, outbox: Path, extra: str = "") -> None:
+    """Per table: rows recorded by the agent, stored, duplicated (a natural key twice),
+    and what is neither stored nor left in the outbox. For market data and revisions that
+    includes values recorded again after a restart and stored once on purpose (the same
+    price or revision as the row before it)."""
     counts = db.counts()
-    stored = sum(rows for rows, _ in counts.values())
-    recorded = recorded_total(outbox)
+    made = recorded(outbox)
     left = outbox_rows(outbox)
     quarantined = outbox_rows(outbox, "quarantine")
     print(f"\n{title}")
-    print(f"  {'table':<18} {'stored':>9} {'duplicated':>10}")
+    print(f"  {'table':<18} {'recorded':>9} {'stored':>9} {'duplicated':>10} {'not stored':>10}")
     for table, (rows, dups) in counts.items():
-        print(f"  {table:<18} {rows:>9,} {dups:>10}")
-    lost = recorded - stored - left - quarantined
-    print(
-        f"  recorded {recorded:,} = stored {stored:,} + left in outbox {left:,} "
-        f"+ quarantined {quarantined:,} + lost {lost:,}"
-    )
+        gone = made.get(table, 0) - rows
+        print(f"  {table:<18} {made.get(table, 0):>9,} {rows:>9,} {dups:>10} {gone:>10,}")
+    print(f"  left in the outbox: {left:,}; quarantined as malformed: {quarantined:,}")
     if extra:
         print(f"  {extra}")
 
@@ -275,6 +305,7 @@ def db_down(folder: Path, admin_url: str) -> None:
     """30 simulated minutes of silent partition in a 75-minute demo at 60x."""
     pg_port = int(admin_url.rsplit(":", 1)[1].split("/")[0])
     store = folder / "demo.sqlite"
+    tally_outbox(store)
     with Database(admin_url) as db, Proxy(pg_port) as proxy:
         url = db.url.replace(f":{pg_port}/", f":{proxy.port}/")
         began = datetime.now(UTC)
@@ -290,12 +321,16 @@ def db_down(folder: Path, admin_url: str) -> None:
         if code != 0:
             raise SystemExit(f"flux demo exited {code}; see {folder / 'demo.log'}")
         del began
-        missing = db.minutes_missing("bess", datetime(2000, 1, 1, tzinfo=UTC))
+        missing = db.minutes_missing("bess")
+        log = (folder / "demo.log").read_text(errors="replace")
+        failing = log.count('"telemetry_upload_failing"')
+        recovered = log.count('"telemetry_upload_recovered"')
         report_counts(
             "db-down: 30 simulated minutes of silent partition in 75 (flux demo, 60x)",
             db,
             store,
-            f"minutes with no battery reading between the first and the last: {missing}",
+            f"minutes with no battery reading between the first and the last: {missing}; "
+            f"uploads logged failing {failing}x and recovered {recovered}x",
         )
 
 
@@ -328,6 +363,7 @@ def sigkill(folder: Path, admin_url: str, rows: int) -> None:
     state = folder / "sigkill-state"
     state.mkdir()
     outbox = state / "outbox.sqlite"
+    tally_outbox(outbox)
     backlog(outbox, rows)
     sim = start("sim", str(site), log=folder / "sim.log")
     kills = 0

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import click
 
-from reconciler.agent.status import CONDITION_ORDER, ConditionType, StatusSnapshot
+from reconciler.status.model import CONDITION_ORDER, ConditionType, StatusSnapshot
 
 log = logging.getLogger("flux.http")
 

@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.agent.lock import lock_holder
-from reconciler.agent.status import StatusSnapshot, read_status_file
 from reconciler.source import flags
 from reconciler.source.paths import StatePaths, state_dir_option
+from reconciler.status.model import StatusSnapshot, read_status_file
 
 EXIT_NOT_READY = 1
 EXIT_NO_STATUS = 2

@@ -24,14 +24,8 @@ from typing import Any
 from reconciler.agent.http import StatusServer
 from reconciler.agent.lock import DeviceLock
 from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
-from reconciler.agent.record import StatusRecord
-from reconciler.agent.status import (
-    ConditionType,
-    LoopProgress,
-    MarketFeedStatus,
-    SystemdNotifier,
-)
 from reconciler.agent.supervise import Supervision, Supervisor
+from reconciler.agent.systemd import LoopProgress, SystemdNotifier
 from reconciler.agent.telemetry import TelemetryReporter
 from reconciler.clock import Clock, sleep_unless_stopped
 from reconciler.config.model import Site
@@ -41,6 +35,8 @@ from reconciler.devices.factory import open_site_devices
 from reconciler.logs import log_event
 from reconciler.markets.live import FeedState, LiveMarkets
 from reconciler.source.controller import DesiredStateSource, Revision, TickHealth
+from reconciler.status.model import AgentStatus, ConditionType, MarketFeedStatus
+from reconciler.status.record import StatusRecord
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader, UploadResult
 
@@ -68,6 +64,23 @@ def default_devices(site: Site, clock: Clock) -> tuple[Battery, Mapping[str, Met
 def device_key(site: Site) -> str:
     """What, if it changes between revisions, means the devices must be reopened."""
     return site.devices.model_dump_json() + site.model_dump_json(include={"profiles"})
+
+
+def tick_health(site: Site, result: TickResult, sha: str | None) -> TickHealth:
+    """What the health gate judges of one tick of ``site``: the battery and the grid meter
+    (control uses no other device; the others are named, not judged)."""
+    errors = result.observation.errors
+    battery, grid = site.devices.battery.name, site.grid_meter_name
+    return TickHealth(
+        at=result.at,
+        battery_ok=battery not in errors and result.write_error is None,
+        grid_ok=grid not in errors and grid in result.observation.meters,
+        tracking_ok=result.tracking_ok,
+        envelope_ok=result.envelope_ok,
+        detail=result.write_error or result.decision.reason,
+        sha=sha,
+        other_errors=tuple(f"{n}: {e}" for n, e in errors.items() if n not in (battery, grid)),
+    )
 
 
 @dataclass
@@ -103,10 +116,14 @@ class Agent:
         supervision: Supervision | None = None,
         side_tasks: Mapping[str, SideTask] | None = None,
         uploader: Uploader | None = None,
+        status: AgentStatus | None = None,
     ) -> None:
         """``side_tasks`` run beside the built-in ones, supervised the same way;
-        ``uploader`` replaces the default one (of ``options.database_url``)."""
+        ``uploader`` replaces the default one (of ``options.database_url``); ``status`` is
+        the agent's status, which the source's conditions also go to (default: the one the
+        source was made with)."""
         self.source = source
+        self.status = status or source.status()
         self.clock = clock
         self.outbox = outbox
         self.options = options or AgentOptions()
@@ -119,7 +136,7 @@ class Agent:
             self.markets.sink = outbox
             self.markets.on_change = self._markets_changed
         else:
-            self.source.status().set_markets([], [REPLAYED])
+            self.status.set_markets([], [REPLAYED])
         self.signals = signals
         self._replayed: dict[str, PeriodValue] = {}
         self._devices_factory = devices
@@ -130,7 +147,7 @@ class Agent:
         self.http: StatusServer | None = None
         self._last_status_at: datetime | None = None
         self.uploader = uploader or Uploader(outbox, self.options.database_url)
-        self.telemetry = TelemetryReporter(self.source.status(), outbox, self.uploader)
+        self.telemetry = TelemetryReporter(self.status, outbox, self.uploader)
         self.supervisor = Supervisor(supervision, on_change=self._tasks_changed)
         self._side_tasks = dict(side_tasks or {})
         self.final_upload: UploadResult | None = None
@@ -205,10 +222,10 @@ class Agent:
 
     def _markets_changed(self, states: list[FeedState], problems: list[str]) -> None:
         feeds = [MarketFeedStatus(**asdict(s), ok=s.ok) for s in states]
-        self.source.status().set_markets(feeds, problems)
+        self.status.set_markets(feeds, problems)
 
     def _conditions(self) -> dict[str, Any]:
-        return self.source.status().snapshot().model_dump(mode="json")
+        return self.status.snapshot().model_dump(mode="json")
 
     async def _heartbeat(self, site: Site, at: datetime) -> None:
         """The agent's status to the outbox every record interval (the fleet's view of
@@ -218,7 +235,7 @@ class Agent:
         if last is not None and (at - last).total_seconds() < site.telemetry.record_interval_s:
             return
         self._last_status_at = at
-        snapshot = self.source.status().snapshot()
+        snapshot = self.status.snapshot()
         assert self.loop is not None
         settings: dict[str, float] | None = None
         error: str | None = None
@@ -241,8 +258,8 @@ class Agent:
         await self._follow_revision(revision)
         assert self.loop is not None
         result = await self.loop.tick()
-        self.source.observe_tick(TickHealth.of_tick(revision.site, result, revision.sha))
-        self.source.status().record_tick(
+        self.source.observe_tick(tick_health(revision.site, result, revision.sha))
+        self.status.record_tick(
             at=result.at,
             decision_reason=result.decision.reason,
             setpoint_kw=result.decision.target_kw,
@@ -259,7 +276,7 @@ class Agent:
         """The BatterySettings condition, from what the tick's read-back found. Only ticks
         that wrote say anything: the settings are read back after each write."""
         assert self.loop is not None
-        status = self.source.status()
+        status = self.status
         kind = ConditionType.BATTERY_SETTINGS
         if self.loop.is_shadow(site):
             status.set_condition(
@@ -352,7 +369,7 @@ class Agent:
             if self.options.http_port is not None:
                 # First: a taken port is refused before anything else has started.
                 self.http = StatusServer(
-                    self.source.status().snapshot,
+                    self.status.snapshot,
                     host=self.options.http_host,
                     port=self.options.http_port,
                 )
@@ -360,7 +377,7 @@ class Agent:
             side: dict[str, SideTask] = {
                 "source": self.source.run,
                 "uploader": self._upload,
-                "notifier": SystemdNotifier(self.source.status(), self.progress).run,
+                "notifier": SystemdNotifier(self.status, self.progress).run,
             }
             if self.markets is not None:
                 side["markets"] = self.markets.run
@@ -405,7 +422,7 @@ class Agent:
             if self._battery_lock is not None:
                 self._battery_lock.release()
             # The tick counters are flushed lazily (SD cards); the last word is written now.
-            self.source.status().flush(force=True)
+            self.status.flush(force=True)
         return self.supervisor.exit_code
 
     async def _upload(self, stop: asyncio.Event) -> None:
@@ -423,7 +440,7 @@ class Agent:
 
     def _tasks_changed(self, supervisor: Supervisor) -> None:
         ok, reason, message = supervisor.describe()
-        status = self.source.status()
+        status = self.status
         status.set_condition(
             ConditionType.TASKS_RUNNING, "True" if ok else "False", reason, message
         )

@@ -21,9 +21,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from reconciler.agent.status import SideTaskStatus
 from reconciler.logs import log_event
 from reconciler.redact import redact
+from reconciler.status.model import SideTaskStatus
 
 log = logging.getLogger("flux.agent")
 

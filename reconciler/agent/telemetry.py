@@ -22,9 +22,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from reconciler.agent.status import AgentStatus, ConditionStatus, TelemetryStats
-from reconciler.agent.status import ConditionType as C
 from reconciler.logs import log_event
+from reconciler.status.model import AgentStatus, ConditionStatus, TelemetryStats
+from reconciler.status.model import ConditionType as C
 from reconciler.telemetry.database import describe
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader

@@ -7,8 +7,6 @@ import fnmatch
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reconciler.agent.record import StatusRecord
-from reconciler.agent.status import Condition, ConditionType, MarketFeedStatus
 from reconciler.config.model import Site
 from reconciler.control.core import decide
 from reconciler.control.schedule import active_entries, winner
@@ -32,6 +30,8 @@ from reconciler.diff.normalise import (
 from reconciler.diff.observed import Breaches, DecisionRow, Observed
 from reconciler.diff.tolerances import limit_tolerances
 from reconciler.source.validate import validate_text
+from reconciler.status.model import Condition, ConditionType, MarketFeedStatus
+from reconciler.status.record import StatusRecord
 
 #: Modes whose proposal depends on market signals. The imbalance price and NIV the agent
 #: recorded let the diff re-derive all but Axle's (the schedule is not recorded); without

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import psycopg
 
-from reconciler.agent.record import StatusRecord, parse_status_record
 from reconciler.clock import Clock, ManualClock, WallClock
 from reconciler.config.model import Site
 from reconciler.control.periods import SettlementPeriod
@@ -26,6 +25,7 @@ from reconciler.devices.factory import open_site_devices
 from reconciler.diff.model import Source
 from reconciler.diff.tolerances import Tolerances
 from reconciler.markets.points import is_fresh
+from reconciler.status.record import StatusRecord, parse_status_record
 from reconciler.telemetry.gaps import find_gaps
 
 

@@ -38,11 +38,10 @@ import random
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
-from reconciler.agent.status import AgentStatus, ConditionType, QuarantinedRevision
 from reconciler.clock import Clock, WallClock
 from reconciler.config.loader import Problem, SiteFileError
 from reconciler.config.model import ControlSettings, Site
@@ -71,9 +70,7 @@ from reconciler.source.validate import (
     validate_text,
 )
 from reconciler.source.verify import VerifyResult, verify_commit
-
-if TYPE_CHECKING:
-    from reconciler.agent.loop import TickResult
+from reconciler.status.model import AgentStatus, ConditionType, QuarantinedRevision
 
 log = logging.getLogger("flux.source")
 
@@ -122,22 +119,6 @@ class TickHealth:
     detail: str = ""
     sha: str | None = None
     other_errors: tuple[str, ...] = ()
-
-    @classmethod
-    def of_tick(cls, site: Site, result: TickResult, sha: str | None) -> TickHealth:
-        """The health of a reconcile loop's tick of ``site``."""
-        errors = result.observation.errors
-        battery, grid = site.devices.battery.name, site.grid_meter_name
-        return cls(
-            at=result.at,
-            battery_ok=battery not in errors and result.write_error is None,
-            grid_ok=grid not in errors and grid in result.observation.meters,
-            tracking_ok=result.tracking_ok,
-            envelope_ok=result.envelope_ok,
-            detail=result.write_error or result.decision.reason,
-            sha=sha,
-            other_errors=tuple(f"{n}: {e}" for n, e in errors.items() if n not in (battery, grid)),
-        )
 
     @property
     def read_ok(self) -> bool:

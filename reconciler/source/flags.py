@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
-from reconciler.source.atomic import write_atomic
+from reconciler.atomic import write_atomic
 from reconciler.source.paths import StatePaths
 
 

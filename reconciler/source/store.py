@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from reconciler.agent.status import QuarantinedRevision
-from reconciler.source.atomic import write_atomic
+from reconciler.atomic import write_atomic
+from reconciler.status.model import QuarantinedRevision
 
 QUARANTINE_KEEP = 50
 

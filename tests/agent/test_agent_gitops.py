@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.agent.run import Agent, AgentOptions
-from reconciler.agent.status import ConditionType
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
 from reconciler.devices.factory import open_site_devices
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import GitSource
+from reconciler.status.model import ConditionType
 from reconciler.telemetry.outbox import Outbox
 from tests.rigs import git_agent, site_text_for
 from tests.source.conftest import DEMO_TEXT, START, Upstream, allowed_signers, keypair

@@ -7,9 +7,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.agent.record import StatusRecord, parse_status_record
-from reconciler.agent.status import AgentStatus, ConditionType
 from reconciler.clock import ManualClock
+from reconciler.status.model import AgentStatus, ConditionType
+from reconciler.status.record import StatusRecord, parse_status_record
 
 
 def stored(**settings: Any) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from reconciler.agent.run import Agent, AgentOptions
-from reconciler.agent.status import ConditionType
 from reconciler.agent.supervise import EXIT_SIDE_TASK_FAILED, Supervision
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
 from reconciler.sim.simulator import SiteSimulator
+from reconciler.status.model import ConditionType
 from tests.rigs import file_agent
 from tests.source.conftest import ROOT, START
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.agent.status import StatusSnapshot
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
 from reconciler.control.periods import period_at
@@ -19,6 +18,7 @@ from reconciler.control.types import Decision
 from reconciler.markets.live import LiveMarkets
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.sim.simulator import SiteSimulator
+from reconciler.status.model import StatusSnapshot
 from tests.markets.fakes import BASE, PASSWORD, USER, FakeAxle, step_json
 from tests.rigs import git_agent
 from tests.source.conftest import DEMO_TEXT, START

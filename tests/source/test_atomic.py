@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reconciler.source.atomic import write_atomic
+from reconciler.atomic import write_atomic
 from reconciler.source.paths import StatePaths
 from reconciler.source.store import save_quarantine
 

@@ -3,9 +3,9 @@ tolerance for transient read errors; its length from the site file unless overri
 
 from __future__ import annotations
 
-from reconciler.agent.status import ConditionType as C
 from reconciler.clock import ManualClock
 from reconciler.source.controller import GitSource
+from reconciler.status.model import ConditionType as C
 from tests.source.conftest import (
     DEMO_TEXT,
     SourceFactory,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.agent.status import ConditionType as C
 from reconciler.clock import ManualClock
 from reconciler.source.controller import GitSource
 from reconciler.source.validate import flux_validate
+from reconciler.status.model import ConditionType as C
 from tests.source.conftest import (
     DEMO_TEXT,
     SITE_PATH,

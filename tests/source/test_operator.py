@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from reconciler.agent.lock import BatteryLock, BatteryLockHeld, lock_holder, refuse_if_agent_running
 from reconciler.agent.operator import reconcile, resume, status, suspend
-from reconciler.agent.status import ConditionType as C
 from reconciler.clock import ManualClock, WallClock
 from reconciler.source.controller import GitSource
+from reconciler.status.model import ConditionType as C
 from tests.source.conftest import (
     DEMO_TEXT,
     SourceFactory,

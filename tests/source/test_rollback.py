@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from reconciler.agent.status import ConditionType as C
 from reconciler.clock import ManualClock
 from reconciler.source.controller import GitSource
+from reconciler.status.model import ConditionType as C
 from tests.source.conftest import (
     DEMO_TEXT,
     SourceFactory,

@@ -12,20 +12,12 @@ import httpx
 import pytest
 
 from reconciler.agent.http import StatusServer
-from reconciler.agent.status import (
-    AgentStatus,
-    ConditionType,
-    LoopProgress,
-    MarketFeedStatus,
-    SystemdNotifier,
-    read_status_file,
-    sd_notify,
-    watchdog_interval_s,
-)
+from reconciler.agent.systemd import LoopProgress, SystemdNotifier, sd_notify, watchdog_interval_s
+from reconciler.atomic import write_atomic
 from reconciler.clock import ManualClock
 from reconciler.config.loader import SiteFileError
-from reconciler.source.atomic import write_atomic
 from reconciler.source.controller import FileSource
+from reconciler.status.model import AgentStatus, ConditionType, MarketFeedStatus, read_status_file
 from tests.source.conftest import (
     DEMO_TEXT,
     ROOT,

@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from reconciler.agent.http import StatusServer, render_metrics
 from reconciler.agent.operator import status as status_command
 from reconciler.agent.run import Agent, AgentOptions
-from reconciler.agent.status import ConditionType, StatusSnapshot, TelemetryStats
 from reconciler.agent.telemetry import judge
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
 from reconciler.control.types import BatteryReading
 from reconciler.sim.simulator import SiteSimulator
+from reconciler.status.model import ConditionType, StatusSnapshot, TelemetryStats
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
 from tests.rigs import file_agent

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.agent.status import StatusSnapshot
+from reconciler.status.model import StatusSnapshot
 
 
 class StatusRecord(StatusSnapshot):
