@@ -27,10 +27,9 @@ from reconciler.backtest.report import (
     combine,
 )
 from reconciler.config.model import Site
-from reconciler.config.preview import local_midnight
 from reconciler.control.core import decide
 from reconciler.control.periods import periods_in_day
-from reconciler.control.schedule import DayPlans, zone
+from reconciler.control.schedule import DayPlans, local_midnight, zone
 from reconciler.control.types import (
     BatteryReading,
     ControlState,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from reconciler.config.model import WEEKDAYS, Rate, ScheduleEntry, Site, Window
+from reconciler.config.model import Rate, ScheduleEntry, Site, Window, day_matches, parse_hhmm
 
 
 def zone(name: str) -> ZoneInfo:
@@ -22,13 +22,10 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def parse_hhmm(value: str) -> tuple[int, int]:
-    """``"HH:MM"`` to (hours, minutes); ``"24:00"`` is (24, 0)."""
-    hours, minutes = value.split(":")
-    return int(hours), int(minutes)
-
-
-def _local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
+def local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
+    """The instant (in UTC) of local ``day`` at ``"HH:MM"`` (``"24:00"`` = next midnight) in
+    ``tz``; an ambiguous time is its first occurrence, a skipped one the instant the clocks
+    jump."""
     hours, minutes = parse_hhmm(hhmm)
     if hours == 24:
         day, hours = day + timedelta(days=1), 0
@@ -40,25 +37,10 @@ def _local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
     return local.astimezone(UTC)
 
 
-def local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
-    """The instant (in UTC) of local ``day`` at ``"HH:MM"`` (``"24:00"`` = next midnight) in
-    ``tz``; an ambiguous time is its first occurrence, a skipped one the instant the clocks
-    jump."""
-    return _local_instant(day, hhmm, tz)
-
-
-def day_matches(window: Window, day: date) -> bool:
-    """Whether a window may start on local ``day`` (days and dates filters)."""
-    if window.dates is not None and not (window.dates.from_ <= day <= window.dates.to):
-        return False
-    weekday = day.weekday()
-    if window.days == "all":
-        return True
-    if window.days == "weekdays":
-        return weekday < 5
-    if window.days == "weekends":
-        return weekday >= 5
-    return WEEKDAYS[weekday] in window.days
+def local_midnight(site: Site, day: date) -> datetime:
+    """The UTC instant at which local ``day`` begins at ``site`` (a skipped midnight
+    resolves to the instant the clocks jump)."""
+    return local_instant(day, "00:00", zone(site.site.timezone))
 
 
 def crosses_midnight(window: Window) -> bool:
@@ -73,9 +55,9 @@ def occurrence(window: Window, day: date, tz: ZoneInfo) -> Occurrence | None:
     """The [start, end) instants of the window's occurrence that starts on local ``day``."""
     if not day_matches(window, day):
         return None
-    start = _local_instant(day, window.start, tz)
+    start = local_instant(day, window.start, tz)
     end_day = day + timedelta(days=1) if crosses_midnight(window) else day
-    end = _local_instant(end_day, window.end, tz)
+    end = local_instant(end_day, window.end, tz)
     if end <= start:  # a window inside the skipped spring hour has no instants that day
         return None
     return start, end
