@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without an install
 from reconciler.backtest.commands import signals_for  # noqa: E402
 from reconciler.backtest.engine import run_backtest  # noqa: E402
 from reconciler.config.loader import load_site  # noqa: E402
-from reconciler.config.preview import local_midnight  # noqa: E402
+from reconciler.control.schedule import local_midnight  # noqa: E402
 
 
 def main() -> int:

@@ -4,8 +4,8 @@
    ticks spread across a weekday and a weekend day, with a toy plant moving the SoE and
    the site power and January 2024 imbalance prices replayed. Goal: p99 under 1 ms.
    As a baseline in the same run it times the schedule evaluation that the day memo
-   (control/dayplan.py) replaces, evaluated from scratch on each tick, and prints the
-   ratio.
+   (``DayPlans`` in control/schedule.py, held in the ControlState) replaces, evaluated
+   from scratch on each tick, and prints the ratio.
 2. A whole tick of the reconcile loop (poll battery and meters over Modbus TCP on
    loopback, decide, write setpoint + heartbeat) against `flux sim` running in its own
    process on free ports. Goal: p99 under 25 ms. Skipped with a message if the simulator
@@ -36,7 +36,7 @@ from simproc import SimDidNotStart, sim_process, site_with_free_ports  # noqa: E
 from reconciler.config.loader import load_site  # noqa: E402
 from reconciler.config.model import Site  # noqa: E402
 from reconciler.control.core import decide  # noqa: E402
-from reconciler.control.schedule import active_entries, rates_at, zone  # noqa: E402
+from reconciler.control.schedule import DayPlans, active_entries, rates_at, zone  # noqa: E402
 from reconciler.control.signals import FeedSignals  # noqa: E402
 from reconciler.control.types import (  # noqa: E402
     BatteryReading,
@@ -63,7 +63,8 @@ def measure_decide(site: Site, decisions: int) -> dict[str, float]:
     days = [datetime(2024, 1, 10, tzinfo=UTC), datetime(2024, 1, 13, tzinfo=UTC)]
     step = timedelta(seconds=2 * 86400 / decisions)
     soe = site.energy_kwh(site.simulation.initial_soe)
-    state = ControlState()
+    plans = DayPlans()  # as the loop does: one memo for the run
+    state = ControlState(plans=plans)
     took: list[float] = []
     cpu: list[float] = []
     baseline: list[float] = []
@@ -92,7 +93,7 @@ def measure_decide(site: Site, decisions: int) -> dict[str, float]:
             soe -= d.target_kw * dt_h
         else:
             soe -= d.target_kw * dt_h * site.limits.charge_efficiency
-        state = ControlState(d.target_kw, at)
+        state = ControlState(d.target_kw, at, plans)
     p50, p99, worst = quantiles_ms(took)
     c50, c99, _ = quantiles_ms(cpu)
     b50, b99, _ = quantiles_ms(baseline)

@@ -14,7 +14,7 @@ COMMANDS: dict[str, str] = {
     # desired state
     "validate": "reconciler.config.commands:validate",
     "schema": "reconciler.config.commands:schema",
-    "schedule": "reconciler.config.commands:schedule",
+    "schedule": "reconciler.preview.commands:schedule",
     "backtest": "reconciler.backtest.commands:backtest",
     "db": "reconciler.telemetry.commands:db",
     # devices and the simulator

@@ -30,7 +30,7 @@ from reconciler.backtest.report import (
 )
 from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.config.model import Site
-from reconciler.config.preview import local_midnight
+from reconciler.control.schedule import local_midnight
 from reconciler.control.signals import FeedSignals
 from reconciler.markets.memory import ReplayImbalanceFeed
 

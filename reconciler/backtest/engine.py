@@ -27,11 +27,9 @@ from reconciler.backtest.report import (
     combine,
 )
 from reconciler.config.model import Site
-from reconciler.config.preview import local_midnight
 from reconciler.control.core import decide
-from reconciler.control.dayplan import plan_for
 from reconciler.control.periods import periods_in_day
-from reconciler.control.schedule import zone
+from reconciler.control.schedule import DayPlans, local_midnight, zone
 from reconciler.control.types import (
     BatteryReading,
     ControlState,
@@ -184,21 +182,22 @@ def run_backtest(
     sub = timedelta(seconds=MAX_STEP_S)
     total_s = (end - start).total_seconds()
     next_report = 0.0
-    state = ControlState()
+    plans = DayPlans()  # the schedule's memo, reused by every tick of the run
+    state = ControlState(plans=plans)
     ticks = 0
     at = start
     while at < end:
         obs = observe(site, plant)
         if state.last_at is None and obs.battery is not None:
             # As the loop does: the first prediction starts from what the battery does.
-            state = ControlState(last_target_kw=obs.battery.target_power_kw)
+            state = ControlState(last_target_kw=obs.battery.target_power_kw, plans=plans)
         sig = source.signals_at(at)
         decision = decide(site, at, obs, sig, state)
         driver.command(decision.target_kw)
-        state = ControlState(last_target_kw=decision.target_kw, last_at=at)
+        state = ControlState(last_target_kw=decision.target_kw, last_at=at, plans=plans)
         ticks += 1
 
-        import_rate, export_rate = plan_for(site, at).rates_at(at)
+        import_rate, export_rate = plans.plan(site, at).rates_at(at)
         price = sig.imbalance_price.value if sig.imbalance_price is not None else None
         winner, safe = decision.winner, decision.safe_stop
 

@@ -46,6 +46,12 @@ def _check_time(value: str) -> str:
     return value
 
 
+def parse_hhmm(value: str) -> tuple[int, int]:
+    """A local time of day ``"HH:MM"`` as (hours, minutes); ``"24:00"`` is (24, 0)."""
+    hours, minutes = value.split(":")
+    return int(hours), int(minutes)
+
+
 def _check_soe(value: float | str) -> float | str:
     if isinstance(value, str):
         m = _PCT_RE.match(value)
@@ -277,6 +283,20 @@ class Window(_Model):
             )
         result: Literal["all", "weekdays", "weekends"] | list[Weekday] = handler(v)
         return result
+
+
+def day_matches(window: Window, day: date) -> bool:
+    """Whether ``window`` may start on local ``day`` (its days and dates filters)."""
+    if window.dates is not None and not (window.dates.from_ <= day <= window.dates.to):
+        return False
+    weekday = day.weekday()
+    if window.days == "all":
+        return True
+    if window.days == "weekdays":
+        return weekday < 5
+    if window.days == "weekends":
+        return weekday >= 5
+    return WEEKDAYS[weekday] in window.days
 
 
 # --------------------------------------------------------------------------- rates

@@ -25,10 +25,11 @@ from reconciler.config.model import (
     ReserveEntry,
     Site,
     Window,
+    day_matches,
+    parse_hhmm,
 )
 from reconciler.config.profiles import Profile, Register, builtin_profile_names
 from reconciler.config.resolve import builtin_profile, resolve_profile_base
-from reconciler.control.schedule import day_matches, parse_hhmm
 
 Loc = tuple[str | int, ...]
 

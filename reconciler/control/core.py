@@ -10,7 +10,6 @@ from datetime import datetime
 from reconciler.config.model import Site
 from reconciler.control import guard
 from reconciler.control.context import ModeContext
-from reconciler.control.dayplan import plan_for
 from reconciler.control.envelope import Enveloped, apply_envelope, battery_caps
 from reconciler.control.fold import Folded, fold
 from reconciler.control.modes import propose
@@ -33,6 +32,9 @@ def decide(
     ``effective`` the labels whose target or bound shaped the folded target; ``bound_by``
     the envelope limits that cut it; ``predicted_site_power_kw`` the site power expected
     once the battery moves from its measured power to the target.
+
+    ``state.plans`` (the caller's memo of the day's schedule) may be filled on the way;
+    what it holds never changes a decision, only how much work the next one takes.
     """
     checked = guard.check(site, at, obs, state.last_target_kw)
     if isinstance(checked, str):
@@ -82,7 +84,7 @@ def contexts(
     site: Site, at: datetime, fresh: guard.Fresh, signals: Signals, state: ControlState
 ) -> list[ModeContext]:
     """One mode context per schedule entry active at ``at``, highest priority first."""
-    plan = plan_for(site, at)
+    plan = state.plans.plan(site, at)
     import_rate, export_rate = plan.rates_at(at)
     period = period_at(at)
     into = (at - period.start).total_seconds()

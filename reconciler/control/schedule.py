@@ -9,27 +9,23 @@ the instant the clocks jump.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from reconciler.config.model import WEEKDAYS, Rate, ScheduleEntry, Site, Window
+from reconciler.config.model import Rate, ScheduleEntry, Site, Window, day_matches, parse_hhmm
 
 
-@lru_cache(maxsize=64)
 def zone(name: str) -> ZoneInfo:
+    """The zone named ``name`` (ZoneInfo keeps one instance per name itself)."""
     return ZoneInfo(name)
 
 
-def parse_hhmm(value: str) -> tuple[int, int]:
-    """``"HH:MM"`` to (hours, minutes); ``"24:00"`` is (24, 0)."""
-    hours, minutes = value.split(":")
-    return int(hours), int(minutes)
-
-
-def _local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
+def local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
+    """The instant (in UTC) of local ``day`` at ``"HH:MM"`` (``"24:00"`` = next midnight) in
+    ``tz``; an ambiguous time is its first occurrence, a skipped one the instant the clocks
+    jump."""
     hours, minutes = parse_hhmm(hhmm)
     if hours == 24:
         day, hours = day + timedelta(days=1), 0
@@ -41,61 +37,54 @@ def _local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
     return local.astimezone(UTC)
 
 
-def local_instant(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
-    """The instant (in UTC) of local ``day`` at ``"HH:MM"`` (``"24:00"`` = next midnight) in
-    ``tz``; an ambiguous time is its first occurrence, a skipped one the instant the clocks
-    jump."""
-    return _local_instant(day, hhmm, tz)
-
-
-def day_matches(window: Window, day: date) -> bool:
-    """Whether a window may start on local ``day`` (days and dates filters)."""
-    if window.dates is not None and not (window.dates.from_ <= day <= window.dates.to):
-        return False
-    weekday = day.weekday()
-    if window.days == "all":
-        return True
-    if window.days == "weekdays":
-        return weekday < 5
-    if window.days == "weekends":
-        return weekday >= 5
-    return WEEKDAYS[weekday] in window.days
+def local_midnight(site: Site, day: date) -> datetime:
+    """The UTC instant at which local ``day`` begins at ``site`` (a skipped midnight
+    resolves to the instant the clocks jump)."""
+    return local_instant(day, "00:00", zone(site.site.timezone))
 
 
 def crosses_midnight(window: Window) -> bool:
     return parse_hhmm(window.end) <= parse_hhmm(window.start)
 
 
-def occurrence(window: Window, day: date, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+Occurrence = tuple[datetime, datetime]
+"""The [start, end) instants (UTC) of one occurrence of a window."""
+
+
+def occurrence(window: Window, day: date, tz: ZoneInfo) -> Occurrence | None:
     """The [start, end) instants of the window's occurrence that starts on local ``day``."""
     if not day_matches(window, day):
         return None
-    start = _local_instant(day, window.start, tz)
+    start = local_instant(day, window.start, tz)
     end_day = day + timedelta(days=1) if crosses_midnight(window) else day
-    end = _local_instant(end_day, window.end, tz)
+    end = local_instant(end_day, window.end, tz)
     if end <= start:  # a window inside the skipped spring hour has no instants that day
         return None
     return start, end
 
 
-def occurrence_at(window: Window, at: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
-    """The occurrence of ``window`` that contains instant ``at``, if any."""
-    local_day = at.astimezone(tz).date()
-    for day in (local_day, local_day - timedelta(days=1)):
-        occ = occurrence(window, day, tz)
+def _candidates(windows: Iterable[Window], day: date, tz: ZoneInfo) -> Iterator[Occurrence | None]:
+    """Per window in order: its occurrence starting on local ``day``, then on the day before.
+
+    These are the only occurrences that can contain an instant of local ``day``; the first
+    of them that does is the one that counts. Lazy, so a one-off lookup stops at the first
+    hit, and :class:`DayPlan` keeps them as a tuple to reuse through the day.
+    """
+    for window in windows:
+        yield occurrence(window, day, tz)
+        yield occurrence(window, day - timedelta(days=1), tz)
+
+
+def _first(candidates: Iterable[Occurrence | None], at: datetime) -> Occurrence | None:
+    for occ in candidates:
         if occ is not None and occ[0] <= at < occ[1]:
             return occ
     return None
 
 
-def first_occurrence_at(
-    windows: Sequence[Window], at: datetime, tz: ZoneInfo
-) -> tuple[datetime, datetime] | None:
-    for window in windows:
-        occ = occurrence_at(window, at, tz)
-        if occ is not None:
-            return occ
-    return None
+def occurrence_at(window: Window, at: datetime, tz: ZoneInfo) -> Occurrence | None:
+    """The occurrence of ``window`` that contains instant ``at``, if any."""
+    return _first(_candidates((window,), at.astimezone(tz).date(), tz), at)
 
 
 @dataclass(frozen=True)
@@ -110,12 +99,17 @@ class ActiveEntry:
     end: datetime
 
 
-def active_entries(site: Site, at: datetime) -> list[ActiveEntry]:
-    """Entries active at ``at``, highest priority first (ties keep file order)."""
-    tz = zone(site.site.timezone)
+# The one evaluation of "which entries are active" and "which rates apply" at an instant,
+# given each entry's (or rate's) candidate occurrences for the instant's local day. The
+# candidates come fresh (active_entries, rates_at) or from a DayPlan reused through the day.
+
+
+def _active(
+    site: Site, candidates: Iterable[Iterable[Occurrence | None]], at: datetime
+) -> list[ActiveEntry]:
     found: list[ActiveEntry] = []
-    for index, entry in enumerate(site.schedule):
-        occ = first_occurrence_at(entry.windows, at, tz)
+    for index, (entry, occs) in enumerate(zip(site.schedule, candidates, strict=True)):
+        occ = _first(occs, at)
         if occ is not None:
             found.append(
                 ActiveEntry(
@@ -131,6 +125,26 @@ def active_entries(site: Site, at: datetime) -> list[ActiveEntry]:
     return found
 
 
+def _rates(
+    rates: Sequence[Rate], candidates: Iterable[Iterable[Occurrence | None]], at: datetime
+) -> tuple[float, float]:
+    imp = exp = 0.0
+    for rate, occs in zip(rates, candidates, strict=True):
+        if _first(occs, at) is not None:
+            if rate.direction == "import":
+                imp += rate.p_per_kwh
+            else:
+                exp += rate.p_per_kwh
+    return imp, exp
+
+
+def active_entries(site: Site, at: datetime) -> list[ActiveEntry]:
+    """Entries active at ``at``, highest priority first (ties keep file order)."""
+    tz = zone(site.site.timezone)
+    day = at.astimezone(tz).date()
+    return _active(site, (_candidates(e.windows, day, tz) for e in site.schedule), at)
+
+
 def winner(site: Site, at: datetime) -> ActiveEntry | None:
     """The highest-priority active entry, or None (idle)."""
     active = active_entries(site, at)
@@ -139,14 +153,64 @@ def winner(site: Site, at: datetime) -> ActiveEntry | None:
 
 def rates_at(rates: Sequence[Rate], at: datetime, tz: ZoneInfo) -> tuple[float, float]:
     """Sum of import and of export rates that apply at ``at``, p/kWh."""
-    imp = exp = 0.0
-    for rate in rates:
-        if first_occurrence_at(rate.windows, at, tz) is not None:
-            if rate.direction == "import":
-                imp += rate.p_per_kwh
-            else:
-                exp += rate.p_per_kwh
-    return imp, exp
+    day = at.astimezone(tz).date()
+    return _rates(rates, (_candidates(r.windows, day, tz) for r in rates), at)
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """Every entry's and rate's candidate occurrences for local ``day``, computed once.
+
+    Evaluating windows from scratch (local instants, zone conversions) is most of a
+    decision's cost; with a plan, an instant of the day is only compared. Answers are
+    those of :func:`active_entries` and :func:`rates_at` (the same code evaluates both).
+    """
+
+    site: Site
+    day: date
+    entries: tuple[tuple[Occurrence | None, ...], ...]
+    rates: tuple[tuple[Occurrence | None, ...], ...]
+
+    @classmethod
+    def build(cls, site: Site, day: date) -> DayPlan:
+        tz = zone(site.site.timezone)
+        return cls(
+            site,
+            day,
+            tuple(tuple(_candidates(e.windows, day, tz)) for e in site.schedule),
+            tuple(tuple(_candidates(r.windows, day, tz)) for r in site.rates),
+        )
+
+    def active_entries(self, at: datetime) -> list[ActiveEntry]:
+        """As :func:`active_entries`, for an instant of local ``day``."""
+        return _active(self.site, self.entries, at)
+
+    def rates_at(self, at: datetime) -> tuple[float, float]:
+        """As :func:`rates_at`, for an instant of local ``day``: import, export p/kWh."""
+        return _rates(self.site.rates, self.rates, at)
+
+
+class DayPlans:
+    """A memo of the latest :class:`DayPlan`, owned by whoever decides tick after tick.
+
+    The loop and the backtest hold one inside their
+    :class:`~reconciler.control.types.ControlState`; nothing in this package keeps one.
+    It holds a single plan because ticks move forward through one day at a time; a new
+    local day, or a new site object (a new revision), builds a new plan.
+    """
+
+    __slots__ = ("_plan",)
+
+    def __init__(self) -> None:
+        self._plan: DayPlan | None = None
+
+    def plan(self, site: Site, at: datetime) -> DayPlan:
+        """The plan of ``site`` for the local day containing ``at``."""
+        day = at.astimezone(zone(site.site.timezone)).date()
+        plan = self._plan
+        if plan is None or plan.site is not site or plan.day != day:
+            plan = self._plan = DayPlan.build(site, day)
+        return plan
 
 
 def boundaries(site: Site, start: datetime, end: datetime) -> Iterator[datetime]:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from reconciler.control.periods import SettlementPeriod
+from reconciler.control.schedule import DayPlans
 
 # --------------------------------------------------------------------------- observations
 
@@ -116,10 +117,16 @@ class Component:
 
 @dataclass(frozen=True)
 class ControlState:
-    """What the core remembers between ticks (held by the loop, passed in)."""
+    """What the core remembers between ticks (held by the loop, passed in).
+
+    ``plans`` is the schedule's memo for the current local day: it only saves work (a
+    result never depends on it), so it takes no part in equality. Keep passing the same
+    one (``dataclasses.replace`` keeps it) for ticks to reuse it.
+    """
 
     last_target_kw: float = 0.0
     last_at: datetime | None = None
+    plans: DayPlans = field(default_factory=DayPlans, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

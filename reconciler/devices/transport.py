@@ -1,23 +1,27 @@
 """Modbus TCP transport for one device, on pymodbus's AsyncModbusTcpClient.
 
 One request in flight per device. Connect and request timeouts are the device's
-``timeout_s``. A broken connection is noticed at once (not only at the next timeout) and
-the next request reconnects, with exponential backoff between attempts (tenacity).
-Requests are never retried here: the caller sees the typed error and decides (the agent
-reads again next tick). Writes are checked against the profile (``access: rw`` and
-min/max) before anything is sent.
+``timeout_s``, and they are ours: each pymodbus call is raced against that deadline and
+against the connection closing, so a broken connection is noticed at once (not only at
+the next timeout). pymodbus gets a longer timeout and no retries, so its own no-reply
+path never runs first, and errors are told apart by type, never by message. The next
+request reconnects, with exponential backoff between attempts (tenacity). Requests are
+never retried here: the caller sees the typed error and decides (the agent reads again
+next tick). Writes are checked against the profile (``access: rw`` and min/max) before
+anything is sent.
+
+What this relies on in pymodbus is pinned by tests/devices/test_pymodbus_contract.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.pdu import ModbusPDU
+from pymodbus.exceptions import ConnectionException, ModbusException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -43,6 +47,21 @@ quiet_pymodbus()
 
 #: Most registers one write request (function 16) may carry.
 MAX_WRITE_WORDS = 123
+#: How much longer than ours pymodbus's own timeout is, s: ours always fires first.
+PYMODBUS_SLACK_S = 1.0
+
+T = TypeVar("T")
+
+
+class _Closed(Exception):
+    """The connection closed while a call was waiting on it."""
+
+
+def _settle(task: asyncio.Future[Any]) -> None:
+    """Collect the end of a call given up on: pymodbus may end a cancelled request with
+    its own error instead of CancelledError, and nobody waits for it any more."""
+    if not task.cancelled():
+        task.exception()
 
 
 class ModbusTransport:
@@ -81,7 +100,8 @@ class ModbusTransport:
         self.requests = 0
         self.connects = 0
         self._client: AsyncModbusTcpClient | None = None
-        self._lost = asyncio.Event()
+        #: Completed when the current connection closes (set by pymodbus's trace_connect).
+        self._lost: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
         self._plans: dict[tuple[str, ...] | None, list[Block]] = {}
 
@@ -107,51 +127,74 @@ class ModbusTransport:
 
     @property
     def connected(self) -> bool:
-        return self._client is not None and self._client.connected and not self._lost.is_set()
+        lost = self._lost
+        client = self._client
+        return client is not None and client.connected and lost is not None and not lost.done()
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def _on_connect(self, up: bool) -> None:
-        if up:
-            return
-        self._lost.set()
-        # Fail the request in flight now rather than at its timeout. pymodbus keeps the
-        # pending reply in ctx.response_future; without it we fall back to the timeout.
-        client = self._client
-        pending = getattr(getattr(client, "ctx", None), "response_future", None)
-        if isinstance(pending, asyncio.Future) and not pending.done():
-            pending.set_exception(ConnectionException(f"{self.address} closed the connection"))
+    async def _bounded(self, call: Awaitable[T], lost: asyncio.Future[None]) -> T:
+        """The result of ``call`` within ``timeout_s``: TimeoutError after it, _Closed as
+        soon as ``lost`` completes. The call is cancelled when given up on.
+
+        Not asyncio.wait_for: some pymodbus releases (3.13 among them) end a cancelled
+        request with a ModbusIOException, which wait_for would hand on in place of
+        TimeoutError.
+        """
+        work = asyncio.ensure_future(call)
+        either: set[asyncio.Future[Any]] = {work, lost}
+        try:
+            done, _ = await asyncio.wait(
+                either, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not work.done():
+                work.cancel()
+                work.add_done_callback(_settle)
+        if work in done:
+            return work.result()
+        if lost in done:
+            raise _Closed
+        raise TimeoutError
 
     async def _connect_once(self) -> None:
         self._drop()
+        loop = asyncio.get_running_loop()
+        lost: asyncio.Future[None] = loop.create_future()
+
+        def on_connect(up: bool) -> None:
+            if not up and not lost.done():
+                lost.set_result(None)  # wakes the request in flight (see _bounded)
+
         client = AsyncModbusTcpClient(
             self.host,
             port=self.port,
             name=self.name,
-            timeout=self.timeout_s,
+            timeout=self.timeout_s + PYMODBUS_SLACK_S,
             retries=0,
             reconnect_delay=0,  # reconnecting is ours (with backoff), not pymodbus's
-            trace_connect=self._on_connect,
+            trace_connect=on_connect,
         )
-        self._lost = asyncio.Event()
-        began = time.monotonic()
-        ok = await client.connect()
-        if not ok or not client.connected:
+        try:
+            ok = await self._bounded(client.connect(), loop.create_future())  # nothing to lose yet
+        except TimeoutError:
             client.close()
-            if time.monotonic() - began >= self.timeout_s * 0.9:
-                raise DeviceTimeout(
-                    self.name,
-                    f"no connection to {self.address} within {self.timeout_s:g} s; "
-                    "check the host and port in the site file and the network",
-                )
+            raise DeviceTimeout(
+                self.name,
+                f"no connection to {self.address} within {self.timeout_s:g} s; "
+                "check the host and port in the site file and the network",
+            ) from None
+        if not ok or not client.connected:
+            # pymodbus answers False for a refused or unreachable address (an OSError)
+            client.close()
             raise ConnectionRefused(
                 self.name,
                 f"cannot connect to {self.address} (refused or unreachable); check the host "
                 "and port in the site file and that the device (or `flux sim`) is running",
             )
-        self._client = client
+        self._client, self._lost = client, lost
         self.connects += 1
 
     async def connect(self) -> None:
@@ -184,31 +227,30 @@ class ModbusTransport:
         async with self._lock:
             if not self.connected:
                 await self.connect()
-            client = self._client
-            assert client is not None
+            client, lost = self._client, self._lost
+            assert client is not None and lost is not None
             self.requests += 1
             try:
-                pdu = await call(client)
-            except ModbusIOException as exc:
+                pdu = await self._bounded(call(client), lost)
+            except TimeoutError:
                 # A stale reply may still be on its way: start afresh on a new connection.
                 self._drop()
-                if "No response" in str(exc):
-                    raise DeviceTimeout(
-                        self.name, f"no reply within {self.timeout_s:g} s", register=what
-                    ) from None
-                raise MalformedReply(self.name, f"bad reply: {exc}", register=what) from None
-            except ConnectionException:
+                raise DeviceTimeout(
+                    self.name, f"no reply within {self.timeout_s:g} s", register=what
+                ) from None
+            except (_Closed, ConnectionException):
                 self._drop()
                 raise ConnectionLost(
                     self.name, f"{self.address} closed the connection", register=what
                 ) from None
             except ModbusException as exc:
+                # ModbusIOException (a reply for another unit or transaction) and the rest
                 self._drop()
                 raise MalformedReply(self.name, f"bad reply: {exc}", register=what) from None
-            if pdu is None:
-                raise MalformedReply(self.name, "empty reply", register=what)
-            if pdu.isError():
+            if isinstance(pdu, ExceptionResponse):
                 raise ModbusExceptionReply(self.name, int(pdu.exception_code), register=what)
+            if not isinstance(pdu, ModbusPDU):
+                raise MalformedReply(self.name, "empty reply", register=what)
             return pdu
 
     async def read_block(self, block: Block) -> list[int]:

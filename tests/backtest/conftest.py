@@ -13,7 +13,7 @@ from reconciler.backtest.engine import run_backtest
 from reconciler.backtest.report import BacktestResult
 from reconciler.config.loader import check_site_text, load_site
 from reconciler.config.model import Site
-from reconciler.config.preview import local_midnight
+from reconciler.control.schedule import local_midnight
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sites" / "demo.yaml"

@@ -12,7 +12,7 @@ from reconciler.backtest.commands import signals_for
 from reconciler.backtest.engine import observe, run_backtest
 from reconciler.backtest.report import IDLE, BacktestResult
 from reconciler.config.model import Site
-from reconciler.config.preview import local_midnight
+from reconciler.control.schedule import local_midnight
 from reconciler.diff.tolerances import limit_tolerances
 from reconciler.sim.plant import Plant
 from tests.backtest.conftest import DAY, demo_text, run_day, site_of, variant

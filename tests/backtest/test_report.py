@@ -18,7 +18,7 @@ from reconciler.backtest.report import (
     headline,
 )
 from reconciler.config.model import Site
-from reconciler.config.preview import local_midnight
+from reconciler.control.schedule import local_midnight
 from tests.backtest.conftest import run_day, site_of, variant
 
 T0 = datetime(2024, 1, 15, 12, tzinfo=UTC)

@@ -12,18 +12,17 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from reconciler.config.loader import load_site
-from reconciler.config.model import WEEKDAYS, ScheduleEntry, Site, Window
-from reconciler.config.preview import build_preview
+from reconciler.config.model import WEEKDAYS, ScheduleEntry, Site, Window, day_matches
 from reconciler.config.rules import check_rules
 from reconciler.control.periods import periods_in_day
 from reconciler.control.schedule import (
     active_entries,
-    day_matches,
     occurrence_at,
     timeline,
     winner,
     zone,
 )
+from reconciler.preview.build import build_preview
 
 BASE = load_site(Path(__file__).resolve().parents[2] / "sites" / "hmce.yaml")
 LONDON = zone("Europe/London")

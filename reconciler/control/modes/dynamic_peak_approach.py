@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from reconciler.config.model import DynamicPeakApproachParams
+from reconciler.config.model import DynamicPeakApproachParams, parse_hhmm
 from reconciler.control.context import ModeContext
 from reconciler.control.curve import vertical_distance
 from reconciler.control.prediction import NEVER
-from reconciler.control.schedule import local_instant, parse_hhmm, zone
+from reconciler.control.schedule import local_instant, zone
 from reconciler.control.types import Component
 
 #: The live estimate is trusted this far into a period (the reference's 10 minutes), s.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from reconciler.config.model import Site
@@ -18,6 +18,7 @@ from reconciler.control.schedule import (
     ActiveEntry,
     active_entries,
     boundaries,
+    local_midnight,
     occurrence,
     rates_at,
     zone,
@@ -56,12 +57,6 @@ class Preview:
     timezone: str
     rows: list[Row]
     days: list[Day]
-
-
-def local_midnight(site: Site, day: date) -> datetime:
-    """The UTC instant local ``day`` begins (a skipped midnight resolves to the jump)."""
-    tz = zone(site.site.timezone)
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 def build_preview(site: Site, first_day: date, days: int) -> Preview:
