@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.source.controller import DesiredStateSource
 from reconciler.source.options import source_from_options, source_options
 from reconciler.source.paths import StatePaths
+from reconciler.stopping import run_until_signalled
 from reconciler.telemetry.outbox import Outbox
 
 log = logging.getLogger("flux.agent")
@@ -36,21 +34,6 @@ def agent() -> None:
 
 for _command in (operator.status, operator.suspend, operator.resume, operator.reconcile):
     agent.add_command(_command)
-
-
-def run_until_signalled(work: Any) -> Any:
-    """Run ``work(stop)`` until SIGINT or SIGTERM sets ``stop``; what it returned."""
-
-    async def main() -> Any:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await work(stop)
-
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(main())
-    return None
 
 
 def open_outbox(path: Path, what_to_do: str) -> Outbox:

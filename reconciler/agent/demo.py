@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.agent.commands import open_outbox, run_until_signalled
+from reconciler.agent.commands import open_outbox
 from reconciler.agent.loop import TickResult
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import ScaledClock
@@ -27,6 +27,7 @@ from reconciler.devices.factory import open_site_devices
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
+from reconciler.stopping import run_until_signalled
 from reconciler.telemetry.database import describe
 from reconciler.telemetry.outbox import Outbox
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -18,6 +16,7 @@ from reconciler.config.loader import SiteFileError, load_site
 from reconciler.config.model import Site
 from reconciler.sim.markets import Dispatch, MarketSimulator
 from reconciler.sim.simulator import SiteSimulator
+from reconciler.stopping import run_until_signalled, sleep_or_stop
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -61,6 +60,8 @@ async def run(
     faults: tuple[str, ...],
     every_s: float,
     markets: MarketSimulator | None = None,
+    *,
+    stop: asyncio.Event,
 ) -> None:
     console = Console(highlight=False)
     async with SiteSimulator(site, clock=clock) as sim:
@@ -81,7 +82,8 @@ async def run(
                 console.print(f"  axle dispatch: {d.action} {d.start:%H:%M}-{d.end:%H:%M} daily")
         while True:
             console.print(status_line(sim, site.site.timezone), soft_wrap=True)
-            await asyncio.sleep(every_s)
+            if await sleep_or_stop(every_s, stop):
+                return
 
 
 @click.command()
@@ -177,14 +179,6 @@ def sim(
         start = parse_start(start_text, site.site.timezone) if start_text else datetime.now(UTC)
         clock = ScaledClock(start, speed)
 
-    async def main() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        await run(site, clock, faults, status_every, markets)
-
     markets: MarketSimulator | None = None
     try:
         if markets_port is not None:
@@ -197,8 +191,7 @@ def sim(
                     f"--markets {markets_port}: {exc.strerror}; choose another port (0: any)"
                 ) from None
             markets.start()
-        asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
+        run_until_signalled(lambda stop: run(site, clock, faults, status_every, markets, stop=stop))
         click.echo("flux sim: stopped")
     except OSError as exc:
         click.echo(f"flux sim: {exc}", err=True)

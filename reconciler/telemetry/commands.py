@@ -7,10 +7,8 @@ Exit codes: 0 done, 1 an upload did not finish (rows kept in the outbox), 2 a us
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.clierrors import fail, user_errors
+from reconciler.stopping import run_until_signalled
 from reconciler.telemetry.database import ENV_URL, connect, describe
 from reconciler.telemetry.errors import TelemetryError
 from reconciler.telemetry.gaps import find_gaps
@@ -189,7 +188,7 @@ def upload_command(
     )
     try:
         if follow:
-            asyncio.run(_follow(uploader, interval))
+            run_until_signalled(lambda stop: uploader.run(stop, interval_s=interval))
             return
         result = uploader.drain()
     finally:
@@ -201,14 +200,6 @@ def upload_command(
     )
     if not result.ok:
         fail(f"upload stopped: {result.error} (rows kept in the outbox)", code=1)
-
-
-async def _follow(uploader: Uploader, interval: float) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await uploader.run(stop, interval_s=interval)
 
 
 @db.command("status")

@@ -95,7 +95,11 @@ async def test_devices_read_bad_site_file_exits_2(tmp_path: Path) -> None:
     assert rc == 2 and "Traceback" not in err
 
 
-async def test_flux_sim_serves_the_site_until_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+async def test_flux_sim_serves_the_site_until_interrupted(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    """Ctrl-C and systemd's SIGTERM stop it the same way: cleanly, exit 0."""
     ports = [free_port() for _ in range(4)]
     path = site_file(tmp_path, ports)
     proc = await asyncio.create_subprocess_exec(
@@ -125,10 +129,10 @@ async def test_flux_sim_serves_the_site_until_interrupted(tmp_path: Path) -> Non
         await battery.close()
         await meters["site"].close()
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err
-    assert "stopped" in out.decode()
+    assert "stopped" in out.decode() and b"Traceback" not in err
 
 
 async def test_flux_sim_port_in_use_is_a_clear_error(
