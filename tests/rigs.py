@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.agent.loop import SignalSource
+from reconciler.agent.ports import SignalSource
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import Clock, ManualClock
 from reconciler.devices.factory import open_site_devices

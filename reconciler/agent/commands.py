@@ -12,7 +12,7 @@ import click
 
 from reconciler.agent import operator
 from reconciler.agent.lock import DEFAULT_LOCK_DIR, BatteryLock, StateFolderInUse, lock_holder
-from reconciler.agent.loop import SignalSource
+from reconciler.agent.ports import SignalSource
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import Clock, WallClock
 from reconciler.control.signals import FeedSignals

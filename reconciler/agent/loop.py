@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
 
+from reconciler.agent.ports import Battery, Meter, NoSignals, SettingChange, SignalSource, Sink
 from reconciler.clock import Clock
 from reconciler.config.model import Site
 from reconciler.control.core import decide
@@ -26,36 +26,12 @@ from reconciler.control.types import (
     Observation,
     Signals,
 )
-from reconciler.devices.base import Battery, Meter, SettingChange
 from reconciler.logs import log_event
 
 log = logging.getLogger("flux.agent")
 
 #: How long (s) a battery found frozen is held in safe stop before it is tried again.
 FROZEN_RETRY_S = 300.0
-
-
-class Sink(Protocol):
-    """Where readings and decisions go (the durable outbox in production)."""
-
-    def add_bess(self, site_id: str, device: str, reading: BatteryReading) -> None: ...
-
-    def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None: ...
-
-    def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None: ...
-
-
-class SignalSource(Protocol):
-    """Market signals as known at an instant (in-memory feeds, or the market clients)."""
-
-    def signals_at(self, at: datetime) -> Signals: ...
-
-
-class NoSignals:
-    """No market data at all: modes that need prices stay inactive."""
-
-    def signals_at(self, at: datetime) -> Signals:
-        return Signals()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from typing import Any
 
 from reconciler.agent.http import StatusServer
 from reconciler.agent.lock import DeviceLock
-from reconciler.agent.loop import ReconcileLoop, SignalSource, TickResult
+from reconciler.agent.loop import ReconcileLoop, TickResult
+from reconciler.agent.ports import SignalSource
 from reconciler.agent.supervise import Supervision, Supervisor
 from reconciler.agent.systemd import LoopProgress, SystemdNotifier
 from reconciler.agent.telemetry import TelemetryReporter

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from reconciler.agent.loop import SignalSource
+from reconciler.agent.ports import SignalSource
 from reconciler.backtest.engine import run_backtest
 from reconciler.backtest.report import (
     METRIC_TITLES,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-from reconciler.agent.loop import NoSignals, SignalSource
+from reconciler.agent.ports import NoSignals, SignalSource
 from reconciler.backtest.report import (
     BacktestResult,
     DayResult,

@@ -1,0 +1,56 @@
+"""The seams of the reconcile loop, in one place: every collaborator the loop and the
+agent are given is one of these small Protocols, so the same loop runs on a site, against
+the simulator and in a backtest with only the parts swapped.
+
+- ``Clock``: now and sleep (``WallClock``; ``ScaledClock`` in the demo).
+- ``Battery``, ``Meter``: read, command, settings read-back, kW and kWh
+  (``devices.powerpack``, ``devices.acuvim`` over Modbus TCP).
+- ``Sink``: where readings and decisions go (``telemetry.outbox.Outbox``).
+- ``SignalSource``: market signals at an instant (``markets.live.LiveMarkets``).
+- ``DesiredStateSource``: the revision to run, and the health gate
+  (``source.controller.GitSource``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from reconciler.clock import Clock
+from reconciler.control.types import BatteryReading, Decision, MeterReading, Signals
+from reconciler.devices.base import Battery, Meter, SettingChange
+from reconciler.source.controller import DesiredStateSource
+
+__all__ = [
+    "Battery",
+    "Clock",
+    "DesiredStateSource",
+    "Meter",
+    "NoSignals",
+    "SettingChange",
+    "SignalSource",
+    "Sink",
+]
+
+
+class Sink(Protocol):
+    """Where readings and decisions go (the durable outbox in production)."""
+
+    def add_bess(self, site_id: str, device: str, reading: BatteryReading) -> None: ...
+
+    def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None: ...
+
+    def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None: ...
+
+
+class SignalSource(Protocol):
+    """Market signals as known at an instant (in-memory feeds, or the market clients)."""
+
+    def signals_at(self, at: datetime) -> Signals: ...
+
+
+class NoSignals:
+    """No market data at all: modes that need prices stay inactive."""
+
+    def signals_at(self, at: datetime) -> Signals:
+        return Signals()
