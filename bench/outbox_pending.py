@@ -15,45 +15,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without an install
     sys.path.insert(0, str(ROOT))
 
-from reconciler.control.types import BatteryReading, MeterReading  # noqa: E402
+from readings import bess_readings, meter_readings  # noqa: E402
+
 from reconciler.telemetry.outbox import Outbox  # noqa: E402
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def bess(n: int) -> Iterator[BatteryReading]:
-    for i in range(n):
-        yield BatteryReading(T0 + timedelta(minutes=i), 500.0 + (i % 700) * 0.5, -120.5, 4, 1)
-
-
-def meters(n: int) -> Iterator[MeterReading]:
-    for i in range(n):
-        yield MeterReading(
-            T0 + timedelta(minutes=i),
-            power_kw=35.25 + i % 13,
-            frequency_hz=49.98,
-            voltage_v=415.2,
-            current_a=50.1,
-            current_b=49.7,
-            current_c=51.3,
-            current_avg=50.4,
-            power_a_kw=11.7,
-            power_b_kw=11.6,
-            power_c_kw=12.0,
-            reactive_kvar=3.1,
-            apparent_kva=36.0,
-            power_factor=0.98,
-            energy_import_kwh=10_000.0 + i * 0.6,
-            energy_export_kwh=2_000.0 + i * 0.1,
-        )
 
 
 def per_call_s(call: Callable[[], int], calls: int) -> tuple[float, int]:
@@ -77,8 +48,8 @@ def main() -> None:
         with Outbox(path) as box:
             started = time.perf_counter()
             half = args.rows // 2
-            box.add_bess_many("bench", "bess", bess(half))
-            box.add_meter_many("bench", "grid", meters(args.rows - half))
+            box.add_bess_many("bench", "bess", bess_readings(half))
+            box.add_meter_many("bench", "grid", meter_readings(args.rows - half))
             print(f"rows: {args.rows:,} (filled in {time.perf_counter() - started:.1f} s)")
         started = time.perf_counter()
         box = Outbox(path)  # counts once, at open

@@ -39,14 +39,14 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from readings import bess_readings, meter_readings
 
-from reconciler.control.types import BatteryReading, MeterReading
 from reconciler.telemetry.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,26 +341,10 @@ def db_down(folder: Path, admin_url: str) -> None:
 
 def backlog(outbox_path: Path, rows: int) -> None:
     """``rows`` old readings (half battery, half grid meter) already in the outbox."""
-    t0 = datetime(2025, 1, 1, tzinfo=UTC)
-    half = rows // 2
-
-    def bess() -> Iterator[BatteryReading]:
-        for i in range(half):
-            yield BatteryReading(t0 + timedelta(minutes=i), 500.0 + i % 700, -120.5, 4, 1)
-
-    def meter() -> Iterator[MeterReading]:
-        for i in range(half):
-            yield MeterReading(
-                t0 + timedelta(minutes=i),
-                power_kw=35.0 + i % 13,
-                frequency_hz=50.0,
-                energy_import_kwh=10_000.0 + i * 0.6,
-                energy_export_kwh=2_000.0 + i * 0.1,
-            )
-
+    start = datetime(2025, 1, 1, tzinfo=UTC)
     with Outbox(outbox_path) as box:
-        box.add_bess_many("demo", "bess", bess())
-        box.add_meter_many("demo", "site", meter())
+        box.add_bess_many("demo", "bess", bess_readings(rows // 2, start))
+        box.add_meter_many("demo", "site", meter_readings(rows // 2, start))
 
 
 def sigkill(folder: Path, admin_url: str, rows: int) -> None:

@@ -68,34 +68,32 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-class BatteryLock:
-    """Exclusive, non-blocking lock. Use as a context manager or acquire()/release()."""
+class _FileLock:
+    """An exclusive, non-blocking flock on one file that records its holder."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = StatePaths(state_dir).lock_file
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock or raise :class:`BatteryLockHeld` naming the holder's pid."""
-        if self._fd is not None:
-            return
+    def _take(self, holder: str, attempts: int = 1) -> bool:
+        """Lock the file and write ``holder`` into it; False when someone else holds it.
+        Raises OSError when the file cannot be opened."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(attempts):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                # lock_holder() takes a shared lock for an instant: look again shortly
-                # before concluding another writer runs
-                if attempt == _ATTEMPTS - 1:
+                if attempt == attempts - 1:
                     os.close(fd)
-                    raise BatteryLockHeld(_read_pid(self.path), self.path) from None
+                    return False
                 time.sleep(0.05)
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        os.write(fd, f"{holder}\n".encode())
         os.fsync(fd)
         self._fd = fd
+        return True
 
     def release(self) -> None:
         if self._fd is None:
@@ -109,6 +107,20 @@ class BatteryLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+class BatteryLock(_FileLock):
+    """The state-folder lock. Use as a context manager or acquire()/release()."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(StatePaths(state_dir).lock_file)
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`BatteryLockHeld` naming the holder's pid."""
+        # lock_holder() takes a shared lock for an instant: look again shortly before
+        # concluding another writer runs
+        if not self.held and not self._take(str(os.getpid()), attempts=_ATTEMPTS):
+            raise BatteryLockHeld(_read_pid(self.path), self.path)
 
     def __enter__(self) -> BatteryLock:
         self.acquire()
@@ -169,52 +181,30 @@ def battery_identity(host: str, port: int, unit_id: int) -> str:
     return f"{host.lower()}:{port} unit {unit_id}"
 
 
-class DeviceLock:
+class DeviceLock(_FileLock):
     """The battery lock: exclusive on one battery's identity, across state folders."""
 
     def __init__(self, lock_dir: Path, host: str, port: int, unit_id: int) -> None:
         self.battery = battery_identity(host, port, unit_id)
         safe_host = re.sub(r"[^A-Za-z0-9.-]", "_", host.lower())
-        self.path = lock_dir / f"battery-{safe_host}-{port}-{unit_id}.lock"
-        self._fd: int | None = None
+        super().__init__(lock_dir / f"battery-{safe_host}-{port}-{unit_id}.lock")
 
     def acquire(self, holder: str) -> None:
         """Take the lock, recording ``holder`` (who, in words), or raise BatteryInUse."""
-        if self._fd is not None:
+        if self.held:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            taken = self._take(holder)
         except OSError as exc:
             raise click.ClickException(
                 f"cannot take the battery lock {self.path}: {exc.strerror}; give a writable "
                 "folder with --lock-dir (FLUX_LOCK_DIR)"
             ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise BatteryInUse(self.battery, self._holder(), self.path) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{holder}\n".encode())
-        os.fsync(fd)
-        self._fd = fd
+        if not taken:
+            raise BatteryInUse(self.battery, self._holder(), self.path)
 
     def _holder(self) -> str | None:
         try:
             return self.path.read_text(encoding="utf-8").strip() or None
         except OSError:
             return None
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
