@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -49,6 +50,9 @@ class CommitInfo:
     author: str
 
 
+# git exits with one status (128, "fatal") for every failed fetch: a missing ref, refused
+# credentials and an unreachable host alike. Its message is all that tells them apart, so
+# these patterns match git's own stderr (tests/source/test_git_contract.py pins them).
 _REASONS: tuple[tuple[str, str], ...] = (
     (r"couldn't find remote ref|not our ref|no such ref|unknown revision", "RefNotFound"),
     (
@@ -73,9 +77,30 @@ def _classify(stderr: str) -> str:
     return "FetchFailed"
 
 
+def _killed_by(exc: git.GitCommandError) -> int | None:
+    """The signal that killed git, None when it exited by itself (gitpython passes on the
+    negative status subprocess reports for a signal)."""
+    status = exc.status
+    if isinstance(status, int) and status < 0:
+        return -status
+    return None
+
+
 def _timed_out(exc: git.GitCommandError) -> bool:
-    # gitpython's kill_after_timeout replaces stderr with "Timeout: ... did not complete in"
-    return "did not complete in" in str(exc.stderr or "")
+    # gitpython's kill_after_timeout is the one thing here that SIGKILLs git (it kills git
+    # and its children); it also swaps stderr for its own "did not complete" text, which
+    # is not relied on.
+    return _killed_by(exc) == signal.SIGKILL
+
+
+def _reason(exc: git.GitCommandError) -> str:
+    """The SourceReady reason for a failed fetch: by how git ended first, by its message
+    only when it exited by itself."""
+    if _timed_out(exc):
+        return "RemoteUnreachable"
+    if _killed_by(exc) is not None:
+        return "FetchFailed"
+    return _classify(str(exc.stderr or exc))
 
 
 def _clean(stderr: str) -> str:
@@ -208,50 +233,43 @@ class GitMirror:
         where = f"{self.settings.ref_name} of {self.settings.redacted_repo()}"
         # Only an empty mirror is fetched shallow: later fetches bring just the new commits
         # and keep the history that links them to what the agent already has.
-        fresh = self._resolve(repo, local) is None
-        attempts = [True, False] if self._shallow_ok and fresh else [False]
-        last: git.GitCommandError | None = None
-        for shallow in attempts:
-            args = ["--no-tags", "--prune"]
-            if shallow:
-                args.append("--depth=1")
+        shallow = self._shallow_ok and self._resolve(repo, local) is None
+        try:
+            self._fetch_ref(repo, spec, shallow=shallow)
+        except git.GitCommandError as exc:
+            # A remote that cannot serve a shallow fetch (dumb HTTP, old servers): fall back
+            # to a full fetch once and remember it. Other failures are final.
+            if not shallow or _reason(exc) != "FetchFailed":
+                raise self._fetch_error(exc, f"fetching {where}") from None
             try:
-                repo.git.fetch(
-                    *args,
-                    "origin",
-                    spec,
-                    env=self.env(),
-                    kill_after_timeout=self.settings.fetch_timeout_s,
-                )
-            except git.GitCommandError as exc:
-                last = exc
-                stderr = str(exc.stderr or exc)
-                # A remote that cannot serve a shallow fetch (dumb HTTP, old servers): fall
-                # back to a full fetch once and remember it. Other failures are final.
-                timed_out = _timed_out(exc)
-                if shallow and not timed_out and _classify(stderr) == "FetchFailed":
-                    continue
-                break
-            else:
-                if not shallow and len(attempts) == 2:
-                    self._shallow_ok = False
-                last = None
-                break
-        if last is not None:
-            raise self._fetch_error(last, f"fetching {where}")
+                self._fetch_ref(repo, spec, shallow=False)
+            except git.GitCommandError as full:
+                raise self._fetch_error(full, f"fetching {where}") from None
+            self._shallow_ok = False
         sha = self._resolve(repo, f"{local}^{{commit}}")
         if sha is None:
             raise FetchError("RefNotFound", f"{where} does not name a commit")
         return sha
 
+    def _fetch_ref(self, repo: git.Repo, spec: str, *, shallow: bool) -> None:
+        """One ``git fetch`` of ``spec``, killed after the fetch timeout (raises
+        GitCommandError)."""
+        args = ["--no-tags", "--prune"]
+        if shallow:
+            args.append("--depth=1")
+        repo.git.fetch(
+            *args, "origin", spec, env=self.env(), kill_after_timeout=self.settings.fetch_timeout_s
+        )
+
     def _fetch_error(self, exc: git.GitCommandError, what: str) -> FetchError:
-        stderr = str(exc.stderr or exc)
+        reason = _reason(exc)
+        signum = _killed_by(exc)
         if _timed_out(exc):
-            reason = "RemoteUnreachable"
             detail = f"git fetch did not finish within {self.settings.fetch_timeout_s:g} s"
+        elif signum is not None:
+            detail = f"git was killed by signal {signum}"
         else:
-            reason = _classify(stderr)
-            detail = _clean(stderr)
+            detail = _clean(str(exc.stderr or exc))
         return FetchError(reason, f"{what} failed: {detail}")
 
     @staticmethod
