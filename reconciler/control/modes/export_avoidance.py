@@ -18,12 +18,12 @@ def avoid_export(ctx: ModeContext, margin_kw: float) -> Component:
     if power <= 0:
         return ctx.at_least_this_charge(
             power,
-            note=f"site exporting {-ctx.site_power_kw:.0f} kW with the battery at "
-            f"{ctx.battery_power_kw:.0f} kW",
+            note=f"site exporting {round(-ctx.site_power_kw)} kW with the battery at "
+            f"{round(ctx.battery_power_kw)} kW",
         )
     return ctx.component(
         max_kw=power,
-        note=f"site importing {ctx.site_power_kw:.0f} kW: discharge at most {power:.0f} kW",
+        note=f"site importing {round(ctx.site_power_kw)} kW: discharge at most {power:.0f} kW",
     )
 
 

@@ -19,12 +19,12 @@ def avoid_import(ctx: ModeContext, margin_kw: float) -> Component:
     if power >= 0:
         return ctx.at_least_this_discharge(
             power,
-            note=f"site importing {ctx.site_power_kw:.0f} kW with the battery at "
-            f"{ctx.battery_power_kw:.0f} kW",
+            note=f"site importing {round(ctx.site_power_kw)} kW with the battery at "
+            f"{round(ctx.battery_power_kw)} kW",
         )
     return ctx.component(
         min_kw=power,
-        note=f"site exporting {-ctx.site_power_kw:.0f} kW: charge at most {-power:.0f} kW",
+        note=f"site exporting {round(-ctx.site_power_kw)} kW: charge at most {-power:.0f} kW",
     )
 
 
