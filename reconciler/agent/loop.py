@@ -107,6 +107,8 @@ class ReconcileLoop:
         self._started = False
         self._settings_checked = False
         self._logged_safe = False
+        #: Why the last records could not be stored (None: they could).
+        self._record_error: str | None = None
         self.ticks = 0
 
     # ------------------------------------------------------------------ observe
@@ -307,6 +309,20 @@ class ReconcileLoop:
             if name not in obs.errors:
                 self.sink.add_meter(site.site.id, name, reading)
 
+    def _record_safely(self, site: Site, sha: str | None, result: TickResult) -> None:
+        """Record, but never let the store stop control: a full disk or a locked outbox is
+        logged (once, and again when it clears) and the battery is still run."""
+        try:
+            self._record(site, sha, result)
+        except Exception as exc:
+            if self._record_error is None:
+                log_event(log, "record_failed", level=logging.ERROR, error=str(exc))
+            self._record_error = str(exc) or type(exc).__name__
+            return
+        if self._record_error is not None:
+            log_event(log, "record_recovered", after=self._record_error)
+            self._record_error = None
+
     def _log_safety(self, result: TickResult) -> None:
         """A warning when control goes safe, and a line when it comes back: once per
         change, never once per tick."""
@@ -413,7 +429,7 @@ class ReconcileLoop:
             settings_changed=changed,
             settings_error=settings_error,
         )
-        self._record(site, sha, result)
+        self._record_safely(site, sha, result)
         self._log_safety(result)
         self.ticks += 1
         if self._on_tick is not None:

@@ -188,14 +188,17 @@ class Agent:
             else:
                 await self.loop.replace_devices(battery, meters)
             self._device_key = key
-        self.outbox.add_revision(
-            revision.site.site.id,
-            revision.sha,
-            self.clock.now(),
-            state="in_control",
-            conditions=self._conditions(),
-            message=f"from {revision.source}",
-        )
+        try:
+            self.outbox.add_revision(
+                revision.site.site.id,
+                revision.sha,
+                self.clock.now(),
+                state="in_control",
+                conditions=self._conditions(),
+                message=f"from {revision.source}",
+            )
+        except Exception as exc:  # the revision runs whether or not it can be recorded
+            log_event(log, "revision_record_failed", level=logging.ERROR, error=str(exc))
         log_event(
             log,
             "revision_in_control",
@@ -269,8 +272,11 @@ class Agent:
         )
         self._report_battery_settings(revision.site, result)
         self._observe_delivery(revision.site, result)
-        self._record_replayed_prices(revision.site, result)
-        await self._heartbeat(revision.site, result.at)
+        try:
+            self._record_replayed_prices(revision.site, result)
+            await self._heartbeat(revision.site, result.at)
+        except Exception as exc:  # a store that refuses rows must not stop control
+            log_event(log, "status_record_failed", level=logging.ERROR, error=str(exc))
         return result
 
     def _report_battery_settings(self, site: Site, result: TickResult) -> None:

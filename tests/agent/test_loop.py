@@ -4,6 +4,7 @@ manual clock, the real outbox as the sink."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -408,3 +409,29 @@ async def test_a_battery_at_rest_is_not_frozen_when_first_commanded(tmp_path: Pa
         rig.sim.catch_up()
         moving = [await rig.tick() for _ in range(10)]
         assert not any(r.decision.safe_stop for r in moving), [r.decision.reason for r in moving]
+
+
+class FullDisk:
+    """A sink whose store refuses every row, as SQLite on a full SD card does."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        self.tries += 1
+        raise sqlite3.OperationalError("database or disk is full")
+
+    add_bess = add_meter = add_decision = _refuse
+
+
+async def test_a_store_that_refuses_rows_never_stops_control(tmp_path: Path) -> None:
+    site = demo_site()
+    start = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=3.0) as rig:
+        full = FullDisk()
+        rig.loop.sink = full
+        results = [await rig.tick() for _ in range(20)]
+        assert full.tries > 0
+        assert all(not r.decision.safe_stop for r in results)
+        assert any(r.written_kw is not None for r in results[-5:])
+        assert rig.sim.plant.battery_kw > 50  # still discharging to cover the load
