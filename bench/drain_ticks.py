@@ -27,6 +27,7 @@ from reconciler.config import load_site
 from reconciler.control.signals import FeedSignals
 from reconciler.devices.factory import open_site_devices
 from reconciler.markets.memory import ReplayImbalanceFeed
+from reconciler.markets.replay import Replay
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
 from reconciler.telemetry.outbox import Outbox
@@ -50,7 +51,7 @@ async def write_gaps(folder: Path, url: str | None, backlog: int, seconds: float
             clock=clock,
             outbox=outbox,
             options=AgentOptions(database_url=url, http_port=None, upload_interval_s=1.0),
-            signals=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024()),
+            signals=Replay(FeedSignals(imbalance=ReplayImbalanceFeed.january_2024()), sink=outbox),
             devices=lambda _s, c: open_site_devices(sim.site_for_ephemeral_ports(), clock=c),
         )
         stop = asyncio.Event()

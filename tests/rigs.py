@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.agent.ports import SignalSource
+from reconciler.agent.ports import Markets, SignalSource
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import Clock, ManualClock
 from reconciler.devices.factory import open_site_devices
+from reconciler.markets.replay import Replay
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource, GitSource
 from reconciler.source.settings import SourceSettings
@@ -45,7 +46,8 @@ async def git_agent(
     clock: ManualClock,
     text: str = DEMO_TEXT,
     *,
-    signals: SignalSource | None = None,
+    signals: Markets | None = None,
+    replay: SignalSource | None = None,
     health_gate_ticks: int | None = 3,
     **settings_extra: object,
 ) -> AsyncIterator[GitAgent]:
@@ -76,7 +78,7 @@ async def git_agent(
         clock=clock,
         outbox=outbox,
         options=AgentOptions(http_port=None),
-        signals=signals,
+        signals=signals or (Replay(replay, sink=outbox) if replay is not None else None),
         devices=lambda s, c: open_site_devices(s, clock=c),
     )
     try:
@@ -102,7 +104,8 @@ async def file_agent(
     clock: Clock,
     *,
     options: AgentOptions,
-    signals: SignalSource | None = None,
+    signals: Markets | None = None,
+    replay: SignalSource | None = None,
     outbox_path: Path | None = None,
     text: str = DEMO_TEXT,
     status_file: Path | None = None,
@@ -120,7 +123,7 @@ async def file_agent(
         clock=clock,
         outbox=outbox,
         options=options,
-        signals=signals,
+        signals=signals or (Replay(replay, sink=outbox) if replay is not None else None),
         devices=lambda s, c: open_site_devices(s, clock=c),
         **agent_args,
     )

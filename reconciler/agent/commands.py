@@ -12,12 +12,12 @@ import click
 
 from reconciler.agent import operator
 from reconciler.agent.lock import DEFAULT_LOCK_DIR, BatteryLock, StateFolderInUse, lock_holder
-from reconciler.agent.ports import SignalSource
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import Clock, WallClock
 from reconciler.control.signals import FeedSignals
 from reconciler.logs import configure, log_event
 from reconciler.markets.memory import ReplayImbalanceFeed
+from reconciler.markets.replay import Replay
 from reconciler.source.controller import DesiredStateSource
 from reconciler.source.options import source_from_options, source_options
 from reconciler.source.paths import StatePaths
@@ -57,11 +57,14 @@ def database_url_for(source: DesiredStateSource, explicit: str | None) -> str | 
     return os.environ.get(revision.site.telemetry.database_url_env) or None
 
 
-def replay_signals(name: str | None) -> SignalSource | None:
+def replay_signals(name: str | None, outbox: Outbox) -> Replay | None:
+    """The shipped month ``name`` replayed (what it feeds control recorded in ``outbox``),
+    or None for the live market APIs."""
     if name is None:
         return None
     if name == "january-2024":
-        return FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60))
+        feed = ReplayImbalanceFeed.january_2024(publish_delay_s=60)
+        return Replay(FeedSignals(imbalance=feed), sink=outbox)
     raise click.BadParameter(f"unknown replay {name!r}; the one shipped is january-2024")
 
 
@@ -152,7 +155,7 @@ def run(
             http_port=None if http_port in (None, -1) else int(http_port),
             lock_dir=None if shadow else lock_dir,
         ),
-        signals=replay_signals(replay_prices),
+        signals=replay_signals(replay_prices, outbox),
     )
     log_event(log, "agent_starting", site=site, shadow=shadow, outbox=str(outbox_file))
     code = 0

@@ -25,6 +25,7 @@ from reconciler.config.loader import SiteFileError
 from reconciler.control.signals import FeedSignals
 from reconciler.devices.factory import open_site_devices
 from reconciler.markets.memory import ReplayImbalanceFeed
+from reconciler.markets.replay import Replay
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
 from reconciler.stopping import run_until_signalled
@@ -159,7 +160,10 @@ def demo(
                 clock=clock,
                 outbox=outbox,
                 options=AgentOptions(database_url=database_url, http_port=None),
-                signals=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60)),
+                signals=Replay(
+                    FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60)),
+                    sink=outbox,
+                ),
                 # The simulator listens on free ports: the devices connect there.
                 devices=lambda _site, c: open_site_devices(sim.site_for_ephemeral_ports(), clock=c),
                 on_tick=view.add,

@@ -6,25 +6,31 @@ the simulator and in a backtest with only the parts swapped.
 - ``Battery``, ``Meter``: read, command, settings read-back, kW and kWh
   (``devices.powerpack``, ``devices.acuvim`` over Modbus TCP).
 - ``Sink``: where readings and decisions go (``telemetry.outbox.Outbox``).
-- ``SignalSource``: market signals at an instant (``markets.live.LiveMarkets``).
+- ``SignalSource``: market signals at an instant, as the loop asks for them.
+- ``Markets``: the agent's market signals and what keeps them current: the live APIs
+  (``markets.live.LiveMarkets``) or a replay (``markets.replay.Replay``).
 - ``DesiredStateSource``: the revision to run, and the health gate
   (``source.controller.GitSource``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Protocol
 
 from reconciler.clock import Clock
+from reconciler.config.model import Site
 from reconciler.control.types import BatteryReading, Decision, MeterReading, Signals
 from reconciler.devices.base import Battery, Meter, SettingChange
 from reconciler.source.controller import DesiredStateSource
+from reconciler.status.model import MarketFeedStatus
 
 __all__ = [
     "Battery",
     "Clock",
     "DesiredStateSource",
+    "Markets",
     "Meter",
     "NoSignals",
     "SettingChange",
@@ -54,3 +60,22 @@ class NoSignals:
 
     def signals_at(self, at: datetime) -> Signals:
         return Signals()
+
+
+class Markets(SignalSource, Protocol):
+    """Market signals for the agent: followed per revision, run beside control, told
+    what the site did (for delivery reports), and shown in the status."""
+
+    def configure(self, site: Site) -> None:
+        """Follow ``site``'s markets section (called on every new revision)."""
+        ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    def observe(
+        self, at: datetime, site_power_kw: float, battery_power_kw: float, soe_kwh: float
+    ) -> None:
+        """A tick's site power (kW, + import), battery power (kW, + discharge), SoE (kWh)."""
+        ...
+
+    def feed_status(self) -> tuple[list[MarketFeedStatus], list[str]]: ...

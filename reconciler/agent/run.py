@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -24,19 +24,18 @@ from typing import Any
 from reconciler.agent.http import StatusServer
 from reconciler.agent.lock import DeviceLock
 from reconciler.agent.loop import ReconcileLoop, TickResult
-from reconciler.agent.ports import SignalSource
+from reconciler.agent.ports import Markets
 from reconciler.agent.supervise import Supervision, Supervisor
 from reconciler.agent.systemd import LoopProgress, SystemdNotifier
 from reconciler.agent.telemetry import TelemetryReporter
 from reconciler.clock import Clock, sleep_unless_stopped
 from reconciler.config.model import Site
-from reconciler.control.types import PeriodValue
 from reconciler.devices.base import Battery, Meter
 from reconciler.devices.factory import open_site_devices
 from reconciler.logs import log_event
-from reconciler.markets.live import FeedState, LiveMarkets
+from reconciler.markets.live import LiveMarkets
 from reconciler.source.controller import DesiredStateSource, Revision, TickHealth
-from reconciler.status.model import AgentStatus, ConditionType, MarketFeedStatus
+from reconciler.status.model import AgentStatus, ConditionType
 from reconciler.status.record import StatusRecord
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader, UploadResult
@@ -45,9 +44,6 @@ log = logging.getLogger("flux.agent")
 
 #: How long (s) the loop waits for a first revision before it looks again.
 IDLE_WAIT_S = 1.0
-
-#: The market line of an agent fed other signals (a replay): no API is called, on purpose.
-REPLAYED = "replay: market signals are replayed (demo or --replay-prices); no API is called"
 
 DevicesFactory = Callable[[Site, Clock], tuple[Battery, Mapping[str, Meter]]]
 SideTask = Callable[[asyncio.Event], Awaitable[None]]
@@ -111,7 +107,7 @@ class Agent:
         clock: Clock,
         outbox: Outbox,
         options: AgentOptions | None = None,
-        signals: SignalSource | None = None,
+        signals: Markets | None = None,
         devices: DevicesFactory = default_devices,
         on_tick: Callable[[TickResult], None] | None = None,
         supervision: Supervision | None = None,
@@ -128,18 +124,9 @@ class Agent:
         self.clock = clock
         self.outbox = outbox
         self.options = options or AgentOptions()
-        # Other signals (a replay) stand in for the market APIs; by default the site
-        # file's markets section says which live clients to run.
-        if signals is None:
-            signals = LiveMarkets(clock=clock, sink=outbox)
-        self.markets = signals if isinstance(signals, LiveMarkets) else None
-        if self.markets is not None:  # what it fetches is recorded with everything else
-            self.markets.sink = outbox
-            self.markets.on_change = self._markets_changed
-        else:
-            self.status.set_markets([], [REPLAYED])
-        self.signals = signals
-        self._replayed: dict[str, PeriodValue] = {}
+        # By default the site file's markets section says which live APIs to call; what
+        # they fetch is recorded with everything else. A replay stands in for them.
+        self.markets: Markets = signals or LiveMarkets(clock=clock, sink=outbox)
         self._devices_factory = devices
         self._on_tick = on_tick
         self.loop: ReconcileLoop | None = None
@@ -168,8 +155,7 @@ class Agent:
             return
         previous = self._revision
         self._revision = revision
-        if self.markets is not None:
-            self.markets.configure(revision.site)
+        self.markets.configure(revision.site)
         key = device_key(revision.site)
         if self.loop is None or key != self._device_key:
             self._claim_battery(revision.site)
@@ -181,7 +167,7 @@ class Agent:
                     meters=meters,
                     clock=self.clock,
                     sink=self.outbox,
-                    signals=self.signals,
+                    signals=self.markets,
                     shadow=self.options.shadow,
                     on_tick=self._on_tick,
                 )
@@ -223,10 +209,6 @@ class Agent:
         previous, self._battery_lock = self._battery_lock, lock
         if previous is not None:
             previous.release()
-
-    def _markets_changed(self, states: list[FeedState], problems: list[str]) -> None:
-        feeds = [MarketFeedStatus(**asdict(s), ok=s.ok) for s in states]
-        self.status.set_markets(feeds, problems)
 
     def _conditions(self) -> dict[str, Any]:
         return self.status.snapshot().model_dump(mode="json")
@@ -272,8 +254,8 @@ class Agent:
         )
         self._report_battery_settings(revision.site, result)
         self._observe_delivery(revision.site, result)
+        self.status.set_markets(*self.markets.feed_status())
         try:
-            self._record_replayed_prices(revision.site, result)
             await self._heartbeat(revision.site, result.at)
         except Exception as exc:  # a store that refuses rows must not stop control
             log_event(log, "status_record_failed", level=logging.ERROR, error=str(exc))
@@ -307,32 +289,6 @@ class Agent:
                 kind, "True", "AsDesired", "direct mode, ramps and heartbeat timeout as desired"
             )
 
-    def _record_replayed_prices(self, site: Site, result: TickResult) -> None:
-        """A replay (demo, --replay-prices) calls no API, so the prices it fed control are
-        recorded here, once per period and value, as source ``replay``: the dashboard's
-        price panel and `flux diff` then see what control saw. Live clients record their
-        own values."""
-        if self.markets is not None or self.signals is None:
-            return
-        signals = result.signals
-        for type_, value in (
-            ("imbalance_price", signals.imbalance_price),
-            ("niv", signals.imbalance_volume),
-        ):
-            if value is None or self._replayed.get(type_) == value:
-                continue
-            self._replayed[type_] = value
-            self.outbox.add_market(
-                site.site.id,
-                type=type_,
-                period_start=value.period.start,
-                settlement_date=value.period.day,
-                settlement_period=value.period.number,
-                value=value.value,
-                source="replay",
-                fetched_at=result.at,
-            )
-
     def _observe_delivery(self, site: Site, result: TickResult) -> None:
         """What the site and battery did, for Axle's delivery reports. Not in shadow mode
         (the battery is not ours to report on), on a safe stop (readings may be stale) nor
@@ -340,7 +296,7 @@ class Agent:
         (register 201, kW, + discharge): it has no measured-power register."""
         battery = result.observation.battery
         site_kw = result.decision.site_power_kw
-        if self.markets is None or battery is None or site_kw is None:
+        if battery is None or site_kw is None:
             return
         assert self.loop is not None
         if self.loop.is_shadow(site) or result.decision.safe_stop:  # stale or not ours
@@ -386,8 +342,7 @@ class Agent:
                 "uploader": self._upload,
                 "notifier": SystemdNotifier(self.status, self.progress).run,
             }
-            if self.markets is not None:
-                side["markets"] = self.markets.run
+            side["markets"] = self.markets.run
             side.update(self._side_tasks)
             self._telemetry_changed()
             self.supervisor.register(*side)

@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
@@ -32,6 +32,7 @@ from reconciler.markets.elexon import ElexonClient
 from reconciler.markets.errors import MarketError, MarketUnavailable
 from reconciler.markets.modo import ModoClient
 from reconciler.markets.points import MarketPoint
+from reconciler.status.model import MarketFeedStatus
 
 log = logging.getLogger("flux.markets")
 
@@ -152,13 +153,11 @@ class LiveMarkets:
         sink: MarketSink | None = None,
         environ: Environ | None = None,
         http: httpx.AsyncClient | None = None,
-        on_change: Callable[[list[FeedState], list[str]], None] | None = None,
     ) -> None:
         self.clock = clock
         self.sink = sink
         self.environ: Environ = environ if environ is not None else os.environ
         self.http = http or httpx.AsyncClient(timeout=TIMEOUT_S)
-        self.on_change = on_change
         self._markets: Markets | None = None
         self._site_id = ""
         self._built = BuiltClients()
@@ -182,7 +181,6 @@ class LiveMarkets:
             site=self._site_id,
             sources=[c.source for c in self._built.clients],
         )
-        self._changed()
 
     @property
     def problems(self) -> list[str]:
@@ -240,7 +238,6 @@ class LiveMarkets:
             state.next_poll_at = now + timedelta(seconds=client.poll_s)
             if recovered:
                 log_event(log, "market_recovered", source=client.source)
-            self._changed()
 
     def _failed(
         self, client: MarketClient, state: FeedState, exc: MarketError, now: datetime
@@ -261,11 +258,12 @@ class LiveMarkets:
             failures=state.consecutive_failures,
             retry_in_s=round(wait, 1),
         )
-        self._changed()
 
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(list(self.states.values()), self.problems)
+    def feed_status(self) -> tuple[list[MarketFeedStatus], list[str]]:
+        """Each API as the agent's status shows it, and the problems (a credential not
+        set, ...) that kept one from running."""
+        feeds = [MarketFeedStatus(**asdict(s), ok=s.ok) for s in self.states.values()]
+        return feeds, self.problems
 
     def seconds_to_next_poll(self) -> float | None:
         due = [s.next_poll_at for s in self.states.values()]

@@ -154,7 +154,7 @@ async def world(
     )
     async with (
         SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
-        git_agent(tmp_path, sim, clock, initial_text, signals=signals) as rig,
+        git_agent(tmp_path, sim, clock, initial_text, replay=signals) as rig,
     ):
         await rig.source.sync_once()
         yield World(rig.repo, rig.upstream, sim, rig.source, rig.agent, clock, rig.outbox, db_url)

@@ -136,7 +136,7 @@ async def test_replayed_prices_are_recorded_once_per_period(tmp_path: Path) -> N
     replay = FeedSignals(imbalance=ReplayImbalanceFeed.january_2024())
     async with (
         SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
-        git_agent(tmp_path, sim, clock, signals=replay) as rig,
+        git_agent(tmp_path, sim, clock, replay=replay) as rig,
     ):
         await rig.source.sync_once()
         for _ in range(600):  # 40 minutes: into the next settlement period

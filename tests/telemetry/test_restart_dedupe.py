@@ -48,7 +48,7 @@ async def _run_agent(
         sim,
         clock,
         options=AgentOptions(database_url=url, http_port=None),
-        signals=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60)),
+        replay=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60)),
         on_tick=on_tick,
     ) as rig:
         await asyncio.wait_for(rig.agent.run(stop), GUARD_S)
