@@ -115,33 +115,35 @@ class Agent:
         uploader: Uploader | None = None,
         status: AgentStatus | None = None,
     ) -> None:
-        """``side_tasks`` run beside the built-in ones, supervised the same way;
-        ``uploader`` replaces the default one (of ``options.database_url``); ``status`` is
-        the agent's status, which the source's conditions also go to (default: the one the
-        source was made with)."""
+        """Every collaborator is a keyword argument; what is not given is the production
+        part, built in the one block below. ``signals``: the market signals (default: the
+        live APIs the site file names, recording to ``outbox``; a Replay stands in for
+        them); ``uploader``: to ``options.database_url``; ``status``: the one the source
+        sets its conditions on; ``side_tasks`` run beside the built-in ones, supervised
+        the same way."""
         self.source = source
-        self.status = status or source.status()
         self.clock = clock
         self.outbox = outbox
         self.options = options or AgentOptions()
-        # By default the site file's markets section says which live APIs to call; what
-        # they fetch is recorded with everything else. A replay stands in for them.
+        # ---- collaborators: given, or the production defaults
+        self.status = status or source.status()
         self.markets: Markets = signals or LiveMarkets(clock=clock, sink=outbox)
+        self.uploader = uploader or Uploader(outbox, self.options.database_url)
+        self.supervisor = Supervisor(supervision, on_change=self._tasks_changed)
         self._devices_factory = devices
+        self._side_tasks = dict(side_tasks or {})
         self._on_tick = on_tick
+        self.telemetry = TelemetryReporter(self.status, outbox, self.uploader)
+        #: What the systemd watchdog is fed by: iterations of the control loop on time.
+        self.progress = LoopProgress()
+        # ---- state
         self.loop: ReconcileLoop | None = None
         self._device_key: str | None = None
         self._revision: Revision | None = None
         self.http: StatusServer | None = None
         self._last_status_at: datetime | None = None
-        self.uploader = uploader or Uploader(outbox, self.options.database_url)
-        self.telemetry = TelemetryReporter(self.status, outbox, self.uploader)
-        self.supervisor = Supervisor(supervision, on_change=self._tasks_changed)
-        self._side_tasks = dict(side_tasks or {})
         self.final_upload: UploadResult | None = None
         self._battery_lock: DeviceLock | None = None
-        #: What the systemd watchdog is fed by: iterations of the control loop on time.
-        self.progress = LoopProgress()
 
     # ------------------------------------------------------------------ revision
 
