@@ -310,7 +310,6 @@ def db_down(folder: Path, admin_url: str) -> None:
     tally_outbox(store)
     with Database(admin_url) as db, Proxy(pg_port) as proxy:
         url = db.url.replace(f":{pg_port}/", f":{proxy.port}/")
-        began = datetime.now(UTC)
         demo = start(
             "demo", "--no-live", "--speed", "60", "--minutes", "75", "--store", str(store),
             "--database-url", url, log=folder / "demo.log",
@@ -327,7 +326,6 @@ def db_down(folder: Path, admin_url: str) -> None:
         code = demo.wait(timeout=180)
         if code != 0:
             raise SystemExit(f"flux demo exited {code}; see {folder / 'demo.log'}")
-        del began
         missing = db.minutes_missing("bess")
         report_counts(
             "db-down: 30 simulated minutes of silent partition in 75 (flux demo, 60x)",

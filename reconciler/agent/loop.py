@@ -66,6 +66,12 @@ class _DeviceMemory:
     frozen_battery: BatteryReading | None = None
 
 
+def is_shadow(site: Site, override: bool | None) -> bool:
+    """Shadow mode (decide and record, never write): the command line's choice, else the
+    site file's."""
+    return site.control.shadow if override is None else override
+
+
 class ReconcileLoop:
     """One site's control loop.
 
@@ -213,8 +219,7 @@ class ReconcileLoop:
     # ------------------------------------------------------------------ act
 
     def is_shadow(self, site: Site) -> bool:
-        """Shadow mode: the command line's choice, else the site file's."""
-        return site.control.shadow if self._shadow_override is None else self._shadow_override
+        return is_shadow(site, self._shadow_override)
 
     def _should_write(self, site: Site, decision: Decision, at: datetime) -> bool:
         """Skip a write inside the deadband, but never let the heartbeat lapse, and never

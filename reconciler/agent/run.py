@@ -11,7 +11,6 @@ has a time budget, after which what is left stays in the outbox for the next sta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,7 +22,7 @@ from typing import Any
 
 from reconciler.agent.http import StatusServer
 from reconciler.agent.lock import DeviceLock
-from reconciler.agent.loop import ReconcileLoop, TickResult
+from reconciler.agent.loop import ReconcileLoop, TickResult, is_shadow
 from reconciler.agent.ports import Markets
 from reconciler.agent.supervise import Supervision, Supervisor
 from reconciler.agent.systemd import LoopProgress, SystemdNotifier
@@ -37,6 +36,7 @@ from reconciler.markets.live import LiveMarkets
 from reconciler.source.controller import DesiredStateSource, Revision, TickHealth
 from reconciler.status.model import AgentStatus, ConditionType
 from reconciler.status.record import StatusRecord
+from reconciler.stopping import sleep_or_stop
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader, UploadResult
 
@@ -200,7 +200,7 @@ class Agent:
         """Take the battery's lock before its devices are opened (BatteryInUse, exit 3,
         names the holder), then let go of the previous battery's. Not in shadow mode."""
         lock_dir = self.options.lock_dir
-        shadow = self.options.shadow if self.options.shadow is not None else site.control.shadow
+        shadow = is_shadow(site, self.options.shadow)
         if lock_dir is None or shadow:
             return
         dev = site.devices.battery
@@ -313,8 +313,7 @@ class Agent:
                 # Nothing valid to run yet (first boot, no last-known-good): the battery is
                 # not commanded, so its own heartbeat timeout keeps it at 0 kW.
                 self.progress.mark(IDLE_WAIT_S)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=IDLE_WAIT_S)
+                await sleep_or_stop(IDLE_WAIT_S, stop)
                 continue
             tick_s = self._site()[0].control.tick_s
             self.progress.mark(tick_s)

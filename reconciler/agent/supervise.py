@@ -14,7 +14,6 @@ Backoffs and windows are wall time (not the agent's clock, which a demo speeds u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from reconciler.logs import log_event
 from reconciler.redact import redact
 from reconciler.status.model import SideTaskStatus
+from reconciler.stopping import sleep_or_stop
 
 log = logging.getLogger("flux.agent")
 
@@ -139,9 +139,7 @@ class Supervisor:
                 failures=len(state.failures),
             )
             self._changed()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            if stop.is_set():
+            if await sleep_or_stop(delay, stop):
                 return
             state.running = True
             state.restarts += 1

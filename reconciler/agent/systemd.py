@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -13,6 +12,7 @@ from collections.abc import Callable
 
 from reconciler.logs import log_event
 from reconciler.status.model import AgentStatus, ConditionType
+from reconciler.stopping import sleep_or_stop
 
 log = logging.getLogger("flux.status")
 
@@ -123,8 +123,6 @@ class SystemdNotifier:
         if interval is None:
             return
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            if not stop.is_set():
+            if not await sleep_or_stop(interval, stop):
                 self.beat()
         sd_notify("STOPPING=1")

@@ -11,7 +11,6 @@ outbox (flux.market_data) when it is new or revised.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from reconciler.markets.errors import MarketError, MarketUnavailable
 from reconciler.markets.modo import ModoClient
 from reconciler.markets.points import MarketPoint
 from reconciler.status.model import MarketFeedStatus
+from reconciler.stopping import sleep_or_stop
 
 log = logging.getLogger("flux.markets")
 
@@ -281,7 +281,6 @@ class LiveMarkets:
                 await self.poll_due()
                 wait = self.seconds_to_next_poll()
                 step = 1.0 if wait is None else min(max(wait, 0.05), 1.0)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=step)
+                await sleep_or_stop(step, stop)
         finally:
             await self.http.aclose()
