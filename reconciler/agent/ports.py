@@ -42,7 +42,15 @@ __all__ = [
 class Sink(Protocol):
     """Where readings and decisions go (the durable outbox in production)."""
 
-    def add_bess(self, site_id: str, device: str, reading: BatteryReading) -> None: ...
+    def add_bess(
+        self,
+        site_id: str,
+        device: str,
+        reading: BatteryReading,
+        *,
+        actual_power_kw: float | None = None,
+    ) -> None:
+        """A battery reading and its measured power, kW (+ discharge)."""
 
     def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None: ...
 
