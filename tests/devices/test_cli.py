@@ -70,6 +70,26 @@ async def test_devices_read_table(sim: SiteSimulator, demo_site: Site, tmp_path:
     assert "bess" not in out
 
 
+async def test_devices_read_takes_a_site_id(
+    sim: SiteSimulator, demo_site: Site, tmp_path: Path
+) -> None:
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    site_file(tmp_path, sim_ports(sim, demo_site)).rename(sites / "demo.yaml")
+    rc, out, err = await flux(
+        "devices", "read", "demo", "--sites-dir", str(sites), "--output", "json"
+    )
+    assert rc == 0, err
+    assert {d["device"] for d in json.loads(out)["devices"]} == {
+        "bess",
+        "site",
+        "battery_meter",
+        "solar",
+    }
+    rc, _, err = await flux("devices", "read", "dmeo", "--sites-dir", str(sites))
+    assert rc == 2 and "no site 'dmeo'" in err and "Traceback" not in err
+
+
 async def test_devices_read_unreachable_device_exits_1(
     sim: SiteSimulator, demo_site: Site, tmp_path: Path
 ) -> None:
