@@ -16,6 +16,7 @@ from pathlib import Path
 from reconciler.agent.lock import BatteryLock
 from reconciler.config import load_site
 from reconciler.sim.simulator import SiteSimulator
+from tests.source.conftest import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 FLUX = [sys.executable, "-m", "reconciler"]
@@ -132,6 +133,15 @@ async def test_a_second_agent_refuses_and_leaves_the_running_one_alone(tmp_path:
         assert second.returncode == 3
         assert f"the agent (pid {first.pid}) holds the battery lock" in second.stderr
         assert json.loads(status_file.read_text())["pid"] == first.pid
+        # A file agent has no source: suspend and reconcile say so at once (no 60 s wait).
+        for command in ("suspend", "reconcile"):
+            refused = await asyncio.to_thread(
+                flux, "agent", command, "--state-dir", str(state), timeout=20
+            )
+            assert refused.returncode == 2, refused.stderr
+            assert f"runs the site file {DEMO}" in refused.stderr
+            assert f"nothing to {command}" in refused.stderr
+        assert not (state / "suspend.json").exists()
     finally:
         first.send_signal(signal.SIGTERM)
         await asyncio.wait_for(first.wait(), timeout=30)
@@ -234,3 +244,26 @@ def test_a_taken_status_port_is_one_line_and_its_own_exit_code(tmp_path: Path) -
     assert "Traceback" not in result.stderr
     events = [json.loads(x)["event"] for x in result.stderr.splitlines() if x.startswith("{")]
     assert events[-1] == "agent_stopped"  # the cleanup ran
+
+
+def test_a_wrong_site_id_at_first_start_in_git_mode_is_a_usage_error(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    upstream.commit(DEMO.read_text(), "demo")
+    upstream.commit(DEMO.read_text(), "another", path="sites/wlce.yaml")
+    state = tmp_path / "state"
+    result = flux(
+        "agent",
+        "run",
+        "--repo",
+        str(upstream.path),
+        "--site",
+        "dmeo",
+        "--state-dir",
+        str(state),
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Error: --site dmeo: there is no sites/dmeo.yaml in branch main of" in result.stderr
+    assert "the site ids there: demo, wlce" in result.stderr
+    assert "Traceback" not in result.stderr
