@@ -189,3 +189,28 @@ def run(
     if code:
         # A side task kept failing (supervise.py): exit non-zero so systemd restarts us.
         raise SystemExit(code)
+
+
+def _environment_epilog(command: click.Command) -> str:
+    """The FLUX_* variables ``command`` reads, from its options (one place to keep)."""
+    pairs = []
+    for param in command.params:
+        if isinstance(param, click.Option) and isinstance(param.envvar, str):
+            pairs.append((param.envvar, param.opts[-1]))
+    width = max(len(name) for name, _ in pairs)
+    lines = [f"  {name:<{width}}  {opt}" for name, opt in sorted(pairs)]
+    return "\n".join(
+        [
+            "Environment (each sets the option beside it; the option wins):",
+            "",
+            "\b",
+            *lines,
+            "",
+            "The site file names the variables that hold secrets (markets.*.api_key_env, "
+            "username_env, password_env) and the database URL (telemetry.database_url_env, "
+            "used when --database-url is not given).",
+        ]
+    )
+
+
+run.epilog = _environment_epilog(run)

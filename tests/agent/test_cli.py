@@ -267,3 +267,33 @@ def test_a_wrong_site_id_at_first_start_in_git_mode_is_a_usage_error(
     assert "Error: --site dmeo: there is no sites/dmeo.yaml in branch main of" in result.stderr
     assert "the site ids there: demo, wlce" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_agent_run_help_lists_the_variables_it_reads() -> None:
+    from click.testing import CliRunner
+
+    from reconciler.agent.commands import run
+    from reconciler.cli import cli
+
+    out = CliRunner().invoke(cli, ["agent", "run", "--help"], terminal_width=100).output
+    envvars = [p.envvar for p in run.params if isinstance(p.envvar, str)]
+    assert len(envvars) >= 15
+    for name in envvars:
+        assert name in out, name
+    assert "FLUX_SITE" in out and "FLUX_DATABASE_URL" in out and "FLUX_HTTP_PORT" in out
+    assert "0: any free port" in " ".join(out.split())
+    assert "-1: no endpoint" in " ".join(out.split())
+
+
+def test_top_level_help_does_not_cut_summaries() -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import COMMANDS, cli, first_sentence
+
+    out = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
+    assert "..." not in out.split("Commands:")[1]
+    flat = " ".join(out.split())
+    for name in COMMANDS:
+        command = cli.get_command(None, name)  # type: ignore[arg-type]
+        assert command is not None and command.help
+        assert first_sentence(command.help) in flat, name
