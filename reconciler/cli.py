@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "validate": "reconciler.config.commands:validate",
     "schema": "reconciler.config.commands:schema",
     "schedule": "reconciler.preview.commands:schedule",
+    "pr-comment": "reconciler.preview.comment:pr_comment",
     "backtest": "reconciler.backtest.commands:backtest",
     "db": "reconciler.telemetry.commands:db",
     # devices and the simulator
