@@ -297,3 +297,43 @@ def test_top_level_help_does_not_cut_summaries() -> None:
         command = cli.get_command(None, name)  # type: ignore[arg-type]
         assert command is not None and command.help
         assert first_sentence(command.help) in flat, name
+
+
+def test_a_second_demo_continues_where_the_first_stopped(tmp_path: Path) -> None:
+    store = tmp_path / "demo.sqlite"
+    args = ("demo", "--no-live", "--minutes", "5", "--speed", "300", "--store", str(store))
+    first = flux(*args)
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(store) as db:
+        before = [
+            json.loads(p)[0] for (p,) in db.execute("SELECT payload FROM outbox WHERE kind='bess'")
+        ]
+    second = flux(*args)
+    assert second.returncode == 0, second.stderr
+    assert "continuing the last demo with" in second.stdout
+    with sqlite3.connect(store) as db:
+        after = [
+            json.loads(p)[0] for (p,) in db.execute("SELECT payload FROM outbox WHERE kind='bess'")
+        ]
+    new = after[len(before) :]
+    assert before and new
+    # Each run its own time range: no minute holds readings of both runs.
+    assert min(new) > max(before)
+    minutes = [t // 60_000_000 for t in after]
+    assert len(minutes) == len(set(minutes))
+
+
+def test_a_demo_whose_database_refuses_says_nothing_was_uploaded(tmp_path: Path) -> None:
+    from tests.net import free_port
+
+    store = tmp_path / "demo.sqlite"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/flux"
+    result = flux(
+        "demo", "--no-live", "--minutes", "3", "--speed", "300", "--store", str(store),
+        "--database-url", url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "nothing was uploaded to" in out, out
+    assert "what was not uploaded stays in the store" in out
+    assert "uploaded 0" not in out
