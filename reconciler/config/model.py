@@ -1,6 +1,6 @@
 """The site model: one site's desired state, as written in ``sites/<id>.yaml``.
 
-Units are in field names or descriptions: kW, kWh, p/kWh, seconds. Signs follow DOMAIN.md:
+Units are in field names or descriptions: kW, kWh, p/kWh, seconds. Signs follow docs/domain.md:
 site power positive = import; battery power positive = discharge.
 
 Everything here is structural validation (types, ranges, one field at a time). Rules that
