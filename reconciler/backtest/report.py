@@ -472,5 +472,14 @@ def headline(cmp: Comparison) -> str:
         f"{cost_text} and earned {imb_text}; peak import "
         f"{_more_less(t['peak_import_kw'], 'kW', 'higher', 'lower')}; "
         f"equivalent full cycles {t['equivalent_full_cycles']:+.2f}; "
-        f"{breaches_this:,.0f} minutes outside limits (base {breaches_base:,.0f})."
+        f"{_minutes(breaches_this)} minutes outside limits (base {_minutes(breaches_base)})."
     )
+
+
+def _minutes(value: float) -> str:
+    """Minutes for a sentence that never rounds a breach away: 0.3 is "0.3", not "0"."""
+    if value == 0:
+        return "0"
+    if value < 0.05:
+        return "under 0.1"
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
