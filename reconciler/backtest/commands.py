@@ -30,6 +30,7 @@ from reconciler.backtest.prices import (
     shipped_months,
 )
 from reconciler.backtest.profiles import SiteProfiles, site_profiles
+from reconciler.backtest.recorded import RecordedDataError, load_recorded
 from reconciler.backtest.report import (
     METRIC_TITLES,
     BacktestResult,
@@ -46,6 +47,7 @@ from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.signals import FeedSignals
 from reconciler.markets.memory import ReplayImbalanceFeed
+from reconciler.telemetry.errors import DatabaseUnreachable
 
 DEFAULT_FROM = "2024-01-15"  # a Monday inside the shipped January 2024 prices
 PRICES = ("january-2024", "none")
@@ -180,6 +182,22 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     help="How many kWp the --solar file measures.",
 )
 @click.option(
+    "--from-db",
+    "from_db",
+    default=None,
+    metavar="URL",
+    help="Replay what the site recorded in this telemetry database (PostgreSQL URL): its "
+    "load (from grid, solar and battery readings), solar and market data, with what its "
+    "control did as the base. Needs --from.",
+)
+@click.option(
+    "--site",
+    "db_site",
+    default=None,
+    metavar="ID",
+    help="The site id in --from-db's database (default: the site file's id).",
+)
+@click.option(
     "--optimum/--no-optimum",
     default=True,
     show_default=True,
@@ -212,6 +230,8 @@ def backtest(
     solar_file: Path | None,
     solar_kwp: float,
     optimum: bool,
+    from_db: str | None,
+    db_site: str | None,
     base: str | None,
     base_label: str | None,
     sites_dir: Path,
@@ -224,10 +244,31 @@ def backtest(
     control sees the replayed imbalance prices. Beside the result: the most the battery
     could have earned with perfect foresight of the same inputs (a linear programme), the
     same with each day's foresight only, and the share the control captured. Reported per
-    local day and in total; with --base, base, this file and the difference. Exit 0 with a
-    report (limit breaches are in it), 2 on a usage error, an unreadable price/load/solar
-    file or an invalid site file.
+    local day and in total; with --base, base, this file and the difference. With
+    --from-db, the site's recorded days replace the simulated inputs and what its control
+    did is the base. Exit 0 with a report (limit breaches are in it), 2 on a usage error,
+    an unreadable price/load/solar file, missing recorded data, an unreachable database or
+    an invalid site file.
     """
+    if from_db is not None:
+        if base is not None:
+            raise click.UsageError("--from-db compares with what the site did; leave out --base")
+        if first is None:
+            raise click.UsageError("--from-db needs --from DATE (the first local day to replay)")
+        source = click.get_current_context().get_parameter_source("prices")
+        explicit = source is not None and source != click.core.ParameterSource.DEFAULT
+        replay_recorded(
+            find_site(site, sites_dir),
+            from_db,
+            db_site,
+            first.date(),
+            days,
+            prices if explicit else None,
+            (load_file, load_homes, solar_file, solar_kwp),
+            optimum,
+            output,
+        )
+        return
     path = find_site(site, sites_dir)
     base_path = find_site(base, sites_dir) if base is not None else None
     this_site = load_valid_site(path)
@@ -289,6 +330,72 @@ def backtest(
         return
     cmp = compare(base_result, result)
     base_name = base_label or str(base_path)
+    if output == "json":
+        doc = {"file": str(path), "base_file": base_name, "prices": label, **cmp.as_json()}
+        click.echo(json.dumps(doc, indent=2))
+    elif output == "markdown":
+        click.echo(markdown_comparison(cmp, str(path), base_name, note))
+    else:
+        print_comparison(cmp, str(path), base_name, note)
+
+
+def replay_recorded(
+    path: Path,
+    url: str,
+    db_site: str | None,
+    day: date,
+    days: int,
+    prices: tuple[str, ...] | None,
+    files: tuple[Path | None, float, Path | None, float],
+    with_optimum: bool,
+    output: str,
+) -> None:
+    """``flux backtest --from-db``: the site file run on a site's recorded days, against
+    what its control did there (the base column)."""
+    this_site = load_valid_site(path)
+    start = local_midnight(this_site, day)
+    end = local_midnight(this_site, day + timedelta(days=days))
+    try:
+        rec = load_recorded(url, this_site, start, end, db_site=db_site)
+        series = price_series(prices) if prices is not None else rec.prices
+    except (RecordedDataError, PriceFileError, DatabaseUnreachable) as exc:
+        fail(str(exc))
+    load_file, load_homes, solar_file, solar_kwp = files
+    profiles = rec.profiles
+    try:
+        if load_file is not None or solar_file is not None:
+            own = site_profiles(
+                start, end, load=load_file, load_homes=load_homes, solar=solar_file,
+                solar_kwp=solar_kwp,
+            )  # fmt: skip
+            profiles = SiteProfiles(
+                own.load_per_home if load_file is not None else profiles.load_per_home,
+                own.solar_per_kwp if solar_file is not None else profiles.solar_per_kwp,
+                f"{profiles.source}; {own.source}",
+            )
+    except PriceFileError as exc:
+        fail(str(exc))
+    # The simulated battery starts where the real one was.
+    simulation = this_site.simulation.model_copy(update={"initial_soe": rec.soe_start_kwh})
+    run_site = this_site.model_copy(update={"simulation": simulation})
+    with progress_bar([f"backtest {path} on recorded days"]) as callbacks:
+        result = run_backtest(
+            run_site,
+            start,
+            end,
+            signals=series.signals(wrap=False) if series is not None else None,
+            progress=callbacks[0],
+            load=profiles.load_per_home,
+            solar=profiles.solar_per_kwp,
+        )
+    base_result = rec.base
+    if with_optimum:
+        result = with_references(result, this_site, series, profiles)
+        base_result = with_references(base_result, this_site, series, profiles)
+    cmp = compare(base_result, result)
+    base_name = f"recorded on site {rec.site_id}"
+    note = _note(series, profiles.source, with_optimum)
+    label = ", ".join(prices) if prices is not None else "recorded"
     if output == "json":
         doc = {"file": str(path), "base_file": base_name, "prices": label, **cmp.as_json()}
         click.echo(json.dumps(doc, indent=2))
