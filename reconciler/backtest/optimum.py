@@ -421,10 +421,3 @@ def references(x: Inputs, plant: Plant, soe_start_kwh: float) -> References:
             )
         )
     return References(best, daily, tuple(days))
-
-
-def captured_pct(value_gbp: float, optimum_gbp: float) -> float | None:
-    """Strategy value as % of the optimum's (None when the optimum is worth nothing)."""
-    if optimum_gbp <= 1e-9:
-        return None
-    return 100.0 * value_gbp / optimum_gbp

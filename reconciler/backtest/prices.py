@@ -27,7 +27,7 @@ import csv
 import gzip
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
@@ -428,18 +428,9 @@ def period_starts(start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
-def as_csv(rows: Iterable[Sequence[object]]) -> str:
-    """Rows as CSV text (tests and tools write price files with it)."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
-
-
 __all__ = [
-    "PERIOD",
     "PriceFileError",
     "PriceSeries",
-    "as_csv",
     "january_2024",
     "named",
     "parse_prices",

@@ -207,14 +207,11 @@ def site_profiles(
 ) -> SiteProfiles:
     """The profiles of a run: the shipped year, with the user's files in their place."""
     year = shipped_year(start, end)
-    parts = []
-    lp, sp = year.load_per_home, year.solar_per_kwp
-    if load is not None:
-        lp = parse_profile(load, load_homes)
-        parts.append(f"load from {load}")
-    if solar is not None:
-        sp = parse_profile(solar, solar_kwp)
-        parts.append(f"solar from {solar}")
-    if load is not None and solar is not None:
-        return SiteProfiles(lp, sp, ", ".join(parts))
-    return SiteProfiles(lp, sp, ", ".join([*parts, year.source]))
+    lp = parse_profile(load, load_homes) if load is not None else year.load_per_home
+    sp = parse_profile(solar, solar_kwp) if solar is not None else year.solar_per_kwp
+    parts = [
+        f"load from {load}" if load is not None else None,
+        f"solar from {solar}" if solar is not None else None,
+        year.source if load is None or solar is None else None,
+    ]
+    return SiteProfiles(lp, sp, ", ".join(p for p in parts if p is not None))
