@@ -135,13 +135,13 @@ def run_backtest(
 ) -> BacktestResult:
     """Run ``site``'s control on the simulated site from ``start`` to ``end`` (aware).
 
-        ``signals`` gives the market signals at each tick (None: none at all, so modes that
-        need a price propose nothing unless they have a default). ``progress`` is called with
-        the fraction done (0..1) now and then, and with 1.0 at the end. ``load`` (one home, kW)
-    and ``solar`` (one kWp, kW) replace the shipped January profiles.
+    ``signals`` gives the market signals at each tick (None: none at all, so modes that
+    need a price propose nothing unless they have a default). ``progress`` is called with
+    the fraction done (0..1) now and then, and with 1.0 at the end. ``load`` (one home, kW)
+    and ``solar`` (one kWp, kW) replace the simulator's January profiles.
 
-        Energy is integrated over every physics sub-step of the plant (at most 1 s, split at
-        local midnight), so each day's hours add up to its real length.
+    Energy is integrated over every physics sub-step of the plant (at most 1 s, split at
+    local midnight), so each day's hours add up to its real length.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
