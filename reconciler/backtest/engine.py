@@ -38,6 +38,7 @@ from reconciler.control.types import (
 )
 from reconciler.devices.powerpack import DIRECT_MODE, HEARTBEAT_VALUES
 from reconciler.diff.tolerances import limit_tolerances
+from reconciler.sim.curves import HalfHourly
 from reconciler.sim.plant import MAX_STEP_S, Plant
 from reconciler.sim.registers import battery_values, meter_values
 
@@ -129,12 +130,15 @@ def run_backtest(
     *,
     signals: SignalSource | None,
     progress: Callable[[float], None] | None = None,
+    load: HalfHourly | None = None,
+    solar: HalfHourly | None = None,
 ) -> BacktestResult:
     """Run ``site``'s control on the simulated site from ``start`` to ``end`` (aware).
 
     ``signals`` gives the market signals at each tick (None: none at all, so modes that
     need a price propose nothing unless they have a default). ``progress`` is called with
-    the fraction done (0..1) now and then, and with 1.0 at the end.
+    the fraction done (0..1) now and then, and with 1.0 at the end. ``load`` (one home, kW)
+    and ``solar`` (one kWp, kW) replace the simulator's January profiles.
 
     Energy is integrated over every physics sub-step of the plant (at most 1 s, split at
     local midnight), so each day's hours add up to its real length.
@@ -147,7 +151,7 @@ def run_backtest(
 
     tz = zone(site.site.timezone)
     source: SignalSource = signals if signals is not None else NoSignals()
-    plant = Plant.for_site(site, start)
+    plant = Plant.for_site(site, start, load=load, solar=solar)
     driver = _Driver(site, plant)
     driver.start()
 
