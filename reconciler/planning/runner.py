@@ -1,0 +1,179 @@
+"""Plans made beside control and handed to it as a signal.
+
+:class:`Planning` wraps the agent's market signals (the live APIs or a replay): it passes
+everything through, learns the settled prices from them and the site's net load and SoE
+from what the agent reports after each tick, and adds the current plan to the signals
+control sees. It plans only while the site file has an `optimise` entry.
+
+A new plan is made at each settlement-period boundary and when the current period's
+live price changes (at most once a minute): in a worker thread by :meth:`run` on a site,
+or at once inside :meth:`signals_at` when ``synchronous`` (a backtest, whose simulated
+clock must not run ahead of its plans). A plan that fails leaves the last one in force;
+the `optimise` mode stops following a plan once it is older than its ``plan_max_age_min``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+from reconciler.config.model import OptimiseEntry, OptimiseParams, Site
+from reconciler.control.periods import period_start
+from reconciler.control.types import Plan, Signals
+from reconciler.logs import log_event
+from reconciler.planning.planner import Planner
+from reconciler.status.model import MarketFeedStatus
+from reconciler.stopping import sleep_or_stop
+
+log = logging.getLogger("flux.planning")
+
+#: Least time between two plans in one period (s of the agent's clock).
+MIN_REPLAN_S = 60.0
+#: How often the background task looks whether a plan is due (s, wall time).
+POLL_S = 1.0
+
+
+class _Markets(Protocol):
+    """The agent's Markets port (agent/ports.py), restated: planning sits below agent."""
+
+    def signals_at(self, at: datetime) -> Signals: ...
+
+    def configure(self, site: Site) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    def observe(
+        self, at: datetime, site_power_kw: float, battery_power_kw: float, soe_kwh: float
+    ) -> None: ...
+
+    def feed_status(self) -> tuple[list[MarketFeedStatus], list[str]]: ...
+
+
+@dataclass(frozen=True)
+class _Now:
+    at: datetime
+    soe_kwh: float
+    net_load_kw: float
+
+
+def optimise_params(site: Site) -> OptimiseParams | None:
+    """The first `optimise` entry's parameters, or None when the site has none."""
+    for entry in site.schedule:
+        if isinstance(entry, OptimiseEntry):
+            return entry.params
+    return None
+
+
+class Planning:
+    """Market signals plus the battery's plan (see the module doc)."""
+
+    def __init__(self, inner: _Markets, *, synchronous: bool = False) -> None:
+        self.inner = inner
+        self.synchronous = synchronous
+        self.planner: Planner | None = None
+        self.plan: Plan | None = None
+        self.last_error: str | None = None
+        self._now: _Now | None = None
+        self._live: tuple[datetime, float] | None = None
+        self._planned_for: tuple[datetime, float | None] | None = None
+        self._planned_at: datetime | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ Markets port
+
+    def configure(self, site: Site) -> None:
+        self.inner.configure(site)
+        params = optimise_params(site)
+        if params is None:
+            self.planner, self.plan = None, None
+        elif self.planner is None:
+            self.planner = Planner(site, params)
+        else:
+            self.planner.follow(site, params)
+
+    def signals_at(self, at: datetime) -> Signals:
+        signals = self.inner.signals_at(at)
+        if self.planner is None:
+            return signals
+        price = signals.imbalance_price
+        if price is not None:
+            with self._lock:  # a plan may be reading the history in a worker thread
+                # The latest value of a period stands for its settled price once over.
+                self.planner.prices.add(price.period.start, price.value)
+            if price.period.start <= at < price.period.end:
+                self._live = (price.period.start, price.value)
+        if self.synchronous and self.due(at):
+            self.replan()
+        return replace(signals, plan=self.plan)
+
+    def observe(
+        self, at: datetime, site_power_kw: float, battery_power_kw: float, soe_kwh: float
+    ) -> None:
+        self.inner.observe(at, site_power_kw, battery_power_kw, soe_kwh)
+        net = site_power_kw + battery_power_kw  # load minus generation, kW
+        self._now = _Now(at, soe_kwh, net)
+        if self.planner is not None:
+            with self._lock:
+                self.planner.net_load.observe(period_start(at), net)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.synchronous:
+            await self.inner.run(stop)
+            return
+        await asyncio.gather(self.inner.run(stop), self._plan_beside(stop))
+
+    def feed_status(self) -> tuple[list[MarketFeedStatus], list[str]]:
+        return self.inner.feed_status()
+
+    # ------------------------------------------------------------------ planning
+
+    def _live_price(self, at: datetime) -> float | None:
+        if self._live is None or self._live[0] != period_start(at):
+            return None
+        return self._live[1]
+
+    def due(self, at: datetime) -> bool:
+        """A plan is due: none yet, a new period, or a new live price (not more than once
+        a minute) since the last one."""
+        if self.planner is None or self._now is None:
+            return False
+        key = (period_start(at), self._live_price(at))
+        if self._planned_for is None or self._planned_at is None:
+            return True
+        if key[0] != self._planned_for[0]:
+            return True
+        recent = (at - self._planned_at).total_seconds() < MIN_REPLAN_S
+        return key != self._planned_for and not recent
+
+    def replan(self) -> Plan | None:
+        """Make a plan now from the latest observation; keep the last on failure."""
+        now, planner = self._now, self.planner
+        if now is None or planner is None:
+            return self.plan
+        try:
+            with self._lock:  # the event loop adds to the history meanwhile
+                live = self._live_price(now.at)
+                self._planned_for, self._planned_at = (period_start(now.at), live), now.at
+                problem = planner.problem(
+                    now.at, soe_kwh=now.soe_kwh, net_load_kw=now.net_load_kw, live_price=live
+                )
+            plan = None if problem is None else problem.solve()  # the slow part: unlocked
+        except Exception as exc:  # a failed plan leaves the last one in force
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log_event(log, "plan_failed", level=logging.ERROR, error=self.last_error)
+            return self.plan
+        self.last_error = None
+        if plan is not None:
+            self.plan = plan
+        return self.plan
+
+    async def _plan_beside(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self._now
+            if now is not None and self.due(now.at):
+                await asyncio.to_thread(self.replan)
+            await sleep_or_stop(POLL_S, stop)
