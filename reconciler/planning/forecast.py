@@ -20,6 +20,9 @@ from zoneinfo import ZoneInfo
 
 #: How fast the live price's departure from the profile fades, per period ahead.
 PERSISTENCE = 0.8
+#: Settled prices needed before a forecast is made (a day): with less, a flat forecast
+#: at the live price would make any price look like one to sell at.
+MIN_HISTORY = 48
 
 
 def _slot(at: datetime, tz: ZoneInfo) -> tuple[int, bool]:
@@ -71,15 +74,16 @@ class PriceForecaster:
     def forecast(
         self, at: datetime, starts: Sequence[datetime], live: float | None
     ) -> list[float] | None:
-        """Prices for ``starts`` (the first is the period containing ``at``), or None when
-        nothing is known yet. ``live``: the current period's live price, if any."""
+        """Prices for ``starts`` (the first is the period containing ``at``), or None while
+        fewer than MIN_HISTORY recent prices are known. ``live``: the current period's
+        live price, if any."""
         cutoff = starts[0] if starts else at
+        recent = self.history.recent(cutoff)
+        if len(recent) < MIN_HISTORY:
+            return None
         typed = self.history.profile(cutoff, by_day_type=True)
         plain = self.history.profile(cutoff, by_day_type=False)
-        recent = self.history.recent(cutoff)
-        if not recent and live is None:
-            return None
-        overall = statistics.median(recent) if recent else float(live)  # type: ignore[arg-type]
+        overall = statistics.median(recent)
         tz = self.history.tz
         base = []
         for start in starts:

@@ -20,6 +20,11 @@ and the money maximised, in pence:
 
 ``price (d - c)`` is the imbalance value of the battery's own flows (what NIV chase earns)
 and the rates are the site's bill, as the backtest counts them.
+
+A relaxation to know about: at a negative price the programme may charge and discharge
+in the same period, to be paid for the energy its losses burn; the plant cannot. The row
+``c / charge_kw + d / discharge_kw <= 1`` bounds that, so the optimum stays an upper bound
+and a plan's SoE path stays one the mode can steer along.
 """
 
 from __future__ import annotations
@@ -160,6 +165,10 @@ def solve(battery: Battery, inputs: Inputs) -> Solution:
         rows.append([(e0 + t, 1.0), (w0 + t, -1.0)])
         row_lo.append(-highspy.kHighsInf)
         row_hi.append(battery.export_limit_kw)
+        # c / charge_kw + d / discharge_kw <= 1: never both at full power
+        rows.append([(c0 + t, 1.0 / battery.charge_kw), (d0 + t, 1.0 / battery.discharge_kw)])
+        row_lo.append(-highspy.kHighsInf)
+        row_hi.append(1.0)
 
     lp = highspy.HighsLp()
     lp.num_col_ = cols

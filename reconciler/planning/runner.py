@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -130,6 +131,16 @@ class Planning:
         return self.inner.feed_status()
 
     # ------------------------------------------------------------------ planning
+
+    def seed(self, prices: Iterable[tuple[datetime, float]]) -> None:
+        """Settled prices known before control started (period start, p/kWh): a backtest
+        gives the days before its first; an agent learns them as it runs (its plans start
+        after a day of prices, see forecast.MIN_HISTORY)."""
+        if self.planner is None:
+            return
+        with self._lock:
+            for start, price in prices:
+                self.planner.prices.add(start, price)
 
     def _live_price(self, at: datetime) -> float | None:
         if self._live is None or self._live[0] != period_start(at):
