@@ -56,6 +56,11 @@ class PeriodHistory:
                 groups.setdefault((slot, weekend and by_day_type), []).append(value)
         return {k: statistics.median(v) for k, v in groups.items()}
 
+    def copy(self) -> PeriodHistory:
+        other = PeriodHistory(self.tz, self.history_days)
+        other.values = dict(self.values)
+        return other
+
     def recent(self, at: datetime) -> list[float]:
         since = at - timedelta(days=self.history_days)
         return [v for s, v in self.values.items() if since <= s < at]
@@ -66,6 +71,11 @@ class PriceForecaster:
 
     def __init__(self, tz: ZoneInfo, history_days: int = 14) -> None:
         self.history = PeriodHistory(tz, history_days)
+
+    def copy(self) -> PriceForecaster:
+        other = PriceForecaster(self.history.tz)
+        other.history = self.history.copy()
+        return other
 
     def add(self, period_start: datetime, price: float) -> None:
         """A settled (or latest live) price of the period starting at ``period_start``."""
@@ -116,6 +126,12 @@ class NetLoadForecaster:
         if len(self._sum) > 4 * 48:  # only the running means of recent periods are needed
             for old in sorted(self._sum)[: len(self._sum) - 2 * 48]:
                 del self._sum[old]
+
+    def copy(self) -> NetLoadForecaster:
+        """The history only: a copy forecasts, it does not observe."""
+        other = NetLoadForecaster(self.history.tz)
+        other.history = self.history.copy()
+        return other
 
     def forecast(self, at: datetime, starts: Sequence[datetime], now_kw: float) -> list[float]:
         """Net load for ``starts``; the current one at ``now_kw``, fading to the profile."""

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from reconciler.config.model import OptimiseParams, Site
 from reconciler.control.periods import PERIOD, period_start
-from reconciler.control.schedule import rates_at, zone
+from reconciler.control.schedule import DayPlans, zone
 from reconciler.control.types import Plan, PlanStep
 from reconciler.planning import lp
 from reconciler.planning.forecast import NetLoadForecaster, PriceForecaster
@@ -47,9 +47,10 @@ def horizon(at: datetime, hours: float) -> list[tuple[datetime, datetime]]:
 def site_rates(
     site: Site, spans: list[tuple[datetime, datetime]]
 ) -> tuple[list[float], list[float]]:
-    """Import and export rates (p/kWh) at the middle of each span."""
-    tz = zone(site.site.timezone)
-    pairs = [rates_at(site.rates, a + (b - a) / 2, tz) for a, b in spans]
+    """Import and export rates (p/kWh) at the middle of each span (one schedule
+    evaluation per local day, as a tick does)."""
+    days = DayPlans()
+    pairs = [days.plan(site, mid).rates_at(mid) for mid in (a + (b - a) / 2 for a, b in spans)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -62,6 +63,14 @@ class Planner:
         self.params = params
         self.prices = PriceForecaster(tz, params.history_days)
         self.net_load = NetLoadForecaster(tz, min(params.history_days, 7))
+
+    def snapshot(self) -> Planner:
+        """A copy whose history does not change as this one learns."""
+        copy = Planner.__new__(Planner)
+        copy.site, copy.params = self.site, self.params
+        copy.prices = self.prices.copy()
+        copy.net_load = self.net_load.copy()
+        return copy
 
     def follow(self, site: Site, params: OptimiseParams) -> None:
         """A new revision: new limits and parameters, the history kept."""

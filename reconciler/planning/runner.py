@@ -6,7 +6,7 @@ from what the agent reports after each tick, and adds the current plan to the si
 control sees. It plans only while the site file has an `optimise` entry.
 
 A new plan is made at each settlement-period boundary and when the current period's
-live price changes (at most once a minute): in a worker thread by :meth:`run` on a site,
+live price changes (at most once a minute): in a worker process by :meth:`run` on a site,
 or at once inside :meth:`signals_at` when ``synchronous`` (a backtest, whose simulated
 clock must not run ahead of its plans). A plan that fails leaves the last one in force;
 the `optimise` mode stops following a plan once it is older than its ``plan_max_age_min``.
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import multiprocessing
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -34,6 +36,7 @@ log = logging.getLogger("flux.planning")
 
 #: Least time between two plans in one period (s of the agent's clock).
 MIN_REPLAN_S = 60.0
+SPAWN = multiprocessing.get_context("spawn")
 #: How often the background task looks whether a plan is due (s, wall time).
 POLL_S = 1.0
 
@@ -82,7 +85,6 @@ class Planning:
         self._live: tuple[datetime, float] | None = None
         self._planned_for: tuple[datetime, float | None] | None = None
         self._planned_at: datetime | None = None
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ Markets port
 
@@ -102,9 +104,8 @@ class Planning:
             return signals
         price = signals.imbalance_price
         if price is not None:
-            with self._lock:  # a plan may be reading the history in a worker thread
-                # The latest value of a period stands for its settled price once over.
-                self.planner.prices.add(price.period.start, price.value)
+            # The latest value of a period stands for its settled price once it is over.
+            self.planner.prices.add(price.period.start, price.value)
             if price.period.start <= at < price.period.end:
                 self._live = (price.period.start, price.value)
         if self.synchronous and self.due(at):
@@ -118,8 +119,7 @@ class Planning:
         net = site_power_kw + battery_power_kw  # load minus generation, kW
         self._now = _Now(at, soe_kwh, net)
         if self.planner is not None:
-            with self._lock:
-                self.planner.net_load.observe(period_start(at), net)
+            self.planner.net_load.observe(period_start(at), net)
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.synchronous:
@@ -138,9 +138,8 @@ class Planning:
         after a day of prices, see forecast.MIN_HISTORY)."""
         if self.planner is None:
             return
-        with self._lock:
-            for start, price in prices:
-                self.planner.prices.add(start, price)
+        for start, price in prices:
+            self.planner.prices.add(start, price)
 
     def _live_price(self, at: datetime) -> float | None:
         if self._live is None or self._live[0] != period_start(at):
@@ -160,31 +159,73 @@ class Planning:
         recent = (at - self._planned_at).total_seconds() < MIN_REPLAN_S
         return key != self._planned_for and not recent
 
-    def replan(self) -> Plan | None:
-        """Make a plan now from the latest observation; keep the last on failure."""
+    def _job(self) -> PlanJob | None:
+        """What the next plan is made from, taken on the event loop (where the history
+        grows) so that it can be solved anywhere; marks the plan as made."""
         now, planner = self._now, self.planner
         if now is None or planner is None:
-            return self.plan
-        try:
-            with self._lock:  # the event loop adds to the history meanwhile
-                live = self._live_price(now.at)
-                self._planned_for, self._planned_at = (period_start(now.at), live), now.at
-                problem = planner.problem(
-                    now.at, soe_kwh=now.soe_kwh, net_load_kw=now.net_load_kw, live_price=live
-                )
-            plan = None if problem is None else problem.solve()  # the slow part: unlocked
-        except Exception as exc:  # a failed plan leaves the last one in force
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            return None
+        live = self._live_price(now.at)
+        self._planned_for, self._planned_at = (period_start(now.at), live), now.at
+        return PlanJob(planner.snapshot(), now.at, now.soe_kwh, now.net_load_kw, live)
+
+    def _accept(self, plan: Plan | None, error: BaseException | None = None) -> None:
+        if error is not None:  # a failed plan leaves the last one in force
+            self.last_error = f"{type(error).__name__}: {error}"
             log_event(log, "plan_failed", level=logging.ERROR, error=self.last_error)
-            return self.plan
+            return
         self.last_error = None
         if plan is not None:
             self.plan = plan
+
+    def replan(self) -> Plan | None:
+        """Make a plan now, here, from the latest observation (a backtest's way)."""
+        job = self._job()
+        if job is not None:
+            try:
+                self._accept(job.run())
+            except Exception as exc:
+                self._accept(None, exc)
         return self.plan
 
     async def _plan_beside(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            now = self._now
-            if now is not None and self.due(now.at):
-                await asyncio.to_thread(self.replan)
-            await sleep_or_stop(POLL_S, stop)
+        """Plans made in a worker process: a solve holds no lock control needs (the GIL
+        included), so a tick is never late for one."""
+        loop = asyncio.get_running_loop()
+        pool: ProcessPoolExecutor | None = None
+        try:
+            while not stop.is_set():
+                job = self._job() if self._now is not None and self.due(self._now.at) else None
+                if job is not None:
+                    if pool is None:
+                        pool = ProcessPoolExecutor(
+                            1, mp_context=multiprocessing.get_context("spawn")
+                        )
+                    try:
+                        self._accept(await loop.run_in_executor(pool, job.run))
+                    except BrokenProcessPool as exc:  # the worker died: a new one next time
+                        pool = None
+                        self._accept(None, exc)
+                    except Exception as exc:
+                        self._accept(None, exc)
+                await sleep_or_stop(POLL_S, stop)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class PlanJob:
+    """One plan to make: a copy of the planner (its history as of now) and the instant's
+    observation. Picklable, so it runs in a worker process."""
+
+    planner: Planner
+    at: datetime
+    soe_kwh: float
+    net_load_kw: float
+    live_price: float | None
+
+    def run(self) -> Plan | None:
+        return self.planner.plan(
+            self.at, soe_kwh=self.soe_kwh, net_load_kw=self.net_load_kw, live_price=self.live_price
+        )
