@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "schema": "reconciler.config.commands:schema",
     "schedule": "reconciler.preview.commands:schedule",
     "backtest": "reconciler.backtest.commands:backtest",
+    "plan": "reconciler.planning.commands:plan",
     "db": "reconciler.telemetry.commands:db",
     # devices and the simulator
     "sim": "reconciler.sim.commands:sim",

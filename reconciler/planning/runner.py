@@ -28,6 +28,7 @@ from reconciler.config.model import OptimiseEntry, OptimiseParams, Site
 from reconciler.control.periods import period_start
 from reconciler.control.types import Plan, Signals
 from reconciler.logs import log_event
+from reconciler.planning.forecast import MIN_HISTORY
 from reconciler.planning.planner import Planner
 from reconciler.status.model import MarketFeedStatus
 from reconciler.stopping import sleep_or_stop
@@ -85,6 +86,9 @@ class Planning:
         self._live: tuple[datetime, float] | None = None
         self._planned_for: tuple[datetime, float | None] | None = None
         self._planned_at: datetime | None = None
+        self._made = 0
+        self._failures = 0
+        self._failed_at: datetime | None = None
 
     # ------------------------------------------------------------------ Markets port
 
@@ -128,7 +132,34 @@ class Planning:
         await asyncio.gather(self.inner.run(stop), self._plan_beside(stop))
 
     def feed_status(self) -> tuple[list[MarketFeedStatus], list[str]]:
-        return self.inner.feed_status()
+        """The market APIs, and the planner beside them as source ``plan``."""
+        feeds, problems = self.inner.feed_status()
+        if self.planner is None:
+            return feeds, problems
+        plan = self.plan
+        if plan is None:
+            known = len(self.planner.prices.history.recent(self._now.at)) if self._now else 0
+            detail = f"no plan yet: waiting for a day of prices ({known} of {MIN_HISTORY} known)"
+        else:
+            hours = (plan.steps[-1].end - plan.steps[0].start).total_seconds() / 3600
+            detail = (
+                f"plan of {plan.made_at:%Y-%m-%d %H:%M}Z: {plan.expected_value_gbp:+,.2f} £ "
+                f"expected over {hours:.0f} h"
+            )
+        feeds = [
+            *feeds,
+            MarketFeedStatus(
+                source="plan",
+                ok=plan is not None and self.last_error is None,
+                last_success_at=plan.made_at if plan else None,
+                last_error=self.last_error,
+                last_error_at=self._failed_at,
+                consecutive_failures=self._failures,
+                recorded_total=self._made,
+                detail=detail,
+            ),
+        ]
+        return feeds, problems
 
     # ------------------------------------------------------------------ planning
 
@@ -172,11 +203,14 @@ class Planning:
     def _accept(self, plan: Plan | None, error: BaseException | None = None) -> None:
         if error is not None:  # a failed plan leaves the last one in force
             self.last_error = f"{type(error).__name__}: {error}"
+            self._failures += 1
+            self._failed_at = self._planned_at
             log_event(log, "plan_failed", level=logging.ERROR, error=self.last_error)
             return
-        self.last_error = None
+        self.last_error, self._failures = None, 0
         if plan is not None:
             self.plan = plan
+            self._made += 1
 
     def replan(self) -> Plan | None:
         """Make a plan now, here, from the latest observation (a backtest's way)."""

@@ -72,3 +72,7 @@ async def test_the_optimise_entry_follows_a_plan_made_beside_control(tmp_path: P
     assert plan is not None and plan.steps[0].start <= won[0].at < plan.steps[-1].end
     assert "plan of" in won[0].decision.reason
     assert len(plan.steps) == 72  # 36 h at 30 min
+    # The plan is in the agent's status beside the market APIs (and so in /metrics).
+    (shown,) = [m for m in rig.agent.status.snapshot().markets if m.source == "plan"]
+    assert shown.ok and shown.recorded_total >= 1
+    assert shown.detail is not None and "expected over 36 h" in shown.detail
