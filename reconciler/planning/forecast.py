@@ -1,10 +1,11 @@
 """Forecasts from what is known at an instant and nothing later.
 
-Prices: the median of recent settled imbalance prices by local half hour of the day and
-day type (weekday or weekend), over ``history_days``; the live price of the current
-period is trusted for it, and the gap between it and the profile fades over the next
-hours (prices persist: a dear afternoon tends to stay dear for a while). Net load (load
-minus solar, kW): the median of recent periods at the same half hour of the day.
+Prices: the mean of recent settled imbalance prices by local half hour of the day and
+day type (weekday or weekend), over ``history_days`` (the mean, not the median: the plan
+maximises expected money, and the spikes a median hides are what stored energy is for);
+the live price of the current period is trusted for it, and the gap between it and the
+profile fades over the next hours (prices persist: a dear afternoon stays dear a while).
+Net load (load minus solar, kW): the mean of recent periods at the same half hour of the day.
 
 Both learn only from values given to them with an instant (``add``); a forecast made at
 ``at`` reads nothing recorded at or after the start of the period it forecasts, so
@@ -32,7 +33,7 @@ def _slot(at: datetime, tz: ZoneInfo) -> tuple[int, bool]:
 
 
 class PeriodHistory:
-    """Values per period start (UTC), the latest kept, and medians by half hour of day."""
+    """Values per period start (UTC), the latest kept, and means by half hour of day."""
 
     def __init__(self, tz: ZoneInfo, history_days: int) -> None:
         self.tz = tz
@@ -46,7 +47,7 @@ class PeriodHistory:
             self.values = {s: v for s, v in self.values.items() if s >= keep}
 
     def profile(self, at: datetime, *, by_day_type: bool) -> dict[tuple[int, bool], float]:
-        """Median per (half hour, weekend) of the periods that started before ``at``
+        """Mean per (half hour, weekend) of the periods that started before ``at``
         within ``history_days`` (weekend is False for every key unless by_day_type)."""
         since = at - timedelta(days=self.history_days)
         groups: dict[tuple[int, bool], list[float]] = {}
@@ -54,7 +55,7 @@ class PeriodHistory:
             if since <= start < at:
                 slot, weekend = _slot(start, self.tz)
                 groups.setdefault((slot, weekend and by_day_type), []).append(value)
-        return {k: statistics.median(v) for k, v in groups.items()}
+        return {k: statistics.fmean(v) for k, v in groups.items()}
 
     def copy(self) -> PeriodHistory:
         other = PeriodHistory(self.tz, self.history_days)
@@ -93,7 +94,7 @@ class PriceForecaster:
             return None
         typed = self.history.profile(cutoff, by_day_type=True)
         plain = self.history.profile(cutoff, by_day_type=False)
-        overall = statistics.median(recent)
+        overall = statistics.fmean(recent)
         tz = self.history.tz
         base = []
         for start in starts:

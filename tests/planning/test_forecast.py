@@ -50,19 +50,20 @@ def test_a_plan_does_not_change_when_the_future_is_poisoned() -> None:
     assert min(s.battery_kw for s in a.steps) < -100 and max(s.battery_kw for s in a.steps) > 100
 
 
-def test_prices_are_the_median_by_half_hour_and_day_type_with_the_live_price_fading() -> None:
+def test_prices_are_the_mean_by_half_hour_and_day_type_with_the_live_price_fading() -> None:
     f = PriceForecaster(LONDON, history_days=14)
     monday = datetime(2024, 1, 8, 17, tzinfo=UTC)  # 17:00, a weekday
-    for day in range(1, 8):  # the week before: weekdays 20 p at 17:00, the weekend 5 p
+    for day in range(1, 8):  # the week before at 17:00: weekdays 29..69 p, the weekend 5 p
         start = monday - timedelta(days=day)
-        f.add(start, 5.0 if start.weekday() >= 5 else 20.0 + day)
+        f.add(start, 5.0 if start.weekday() >= 5 else 20.0 + day * day)
         f.add(start + PERIOD, 10.0)
         for k in range(12):  # the night before: enough history to forecast from
             f.add(start - timedelta(hours=17) + k * PERIOD, 1.0)
     starts = [monday, monday + PERIOD]
-    assert f.forecast(monday, starts, live=None) == [25.0, 10.0]  # median of 23..27
+    # the mean of 29, 36, 45, 56, 69 (the median would be 45)
+    assert f.forecast(monday, starts, live=None) == [47.0, 10.0]
     saturday = monday + timedelta(days=5)
     assert f.forecast(saturday, [saturday], live=None) == [5.0]
     got = f.forecast(monday, starts, live=32.0)
-    assert got == pytest.approx([32.0, 10.0 + (32.0 - 25.0) * 0.8])
+    assert got == pytest.approx([32.0, 10.0 + (32.0 - 47.0) * 0.8])
     assert PriceForecaster(LONDON).forecast(monday, starts, live=9.0) is None  # no history
