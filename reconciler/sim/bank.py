@@ -1,0 +1,163 @@
+"""One simulated device's holding registers: the register map a device server serves over
+Modbus TCP and the in-process transport serves with no socket, in one place.
+
+Addresses follow the profile: every register exists; unmapped gaps up to the profile's
+``max_gap_words`` read as 0 (as on a device that tolerates them); wider gaps are invalid
+(Modbus exception 2, illegal data address). Read-only registers refuse writes. Values are
+encoded from the plant (engineering units, with the device's PT/CT ratios) when read;
+written words are decoded and handed to the plant.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, MutableSequence, Sequence
+
+from reconciler.config.profiles import Profile, Register
+from reconciler.devices.codec import CodecError, Ratios, Value, decode, encode
+
+#: Modbus exception codes the bank answers with.
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+
+
+class Refused(Exception):
+    """A request the device answers with a Modbus exception ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"Modbus exception {code}")
+        self.code = code
+
+
+def address_runs(profile: Profile) -> list[tuple[int, int, bool]]:
+    """(start, words, writable) runs of valid addresses: registers plus tolerated gaps."""
+    writable: dict[int, bool] = {}
+    for reg in profile.registers.values():
+        for a in range(reg.address, reg.address + reg.words):
+            writable[a] = writable.get(a, False) or reg.writable
+    addresses = sorted(writable)
+    for a, b in itertools.pairwise(addresses):
+        if 1 < b - a <= profile.max_gap_words + 1:
+            for gap in range(a + 1, b):
+                writable[gap] = False
+    runs: list[tuple[int, int, bool]] = []
+    for a in sorted(writable):
+        if runs and runs[-1][0] + runs[-1][1] == a and runs[-1][2] == writable[a]:
+            start, n, w = runs[-1]
+            runs[-1] = (start, n + 1, w)
+        else:
+            runs.append((a, 1, writable[a]))
+    return runs
+
+
+class RegisterBank:
+    """The registers of one device of the site, by profile.
+
+    ``values`` gives the device's register values now (engineering units, by register
+    name); ``on_write`` takes each register a write touched, decoded.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        profile: Profile,
+        *,
+        ratios: Ratios,
+        values: Callable[[], dict[str, Value]],
+        on_write: Callable[[str, Value], None],
+    ) -> None:
+        self.name = name
+        self.profile = profile
+        self.ratios = ratios
+        self.values = values
+        self.on_write = on_write
+        self.runs = address_runs(profile)
+        self._regs = sorted(profile.registers.items(), key=lambda kv: kv[1].address)
+        self._touched: dict[tuple[int, int], list[tuple[str, Register]]] = {}
+        #: The words of every valid address, as last filled or written (in-process only;
+        #: the TCP server keeps its own in pymodbus's SimData).
+        self._words: dict[int, int] = {}
+        self._writable: set[int] = set()
+        for start, n, w in self.runs:
+            for a in range(start, start + n):
+                self._words[a] = 0
+                if w:
+                    self._writable.add(a)
+
+    def touched(self, address: int, count: int) -> list[tuple[str, Register]]:
+        """The registers (name, register) that ``count`` words from ``address`` touch."""
+        key = (address, count)
+        found = self._touched.get(key)
+        if found is None:
+            end = address + count
+            found = [
+                (name, reg)
+                for name, reg in self._regs
+                if reg.address < end and reg.address + reg.words > address
+            ]
+            self._touched[key] = found
+        return found
+
+    # ------------------------------------------------------------------ word arrays
+
+    def fill(
+        self, registers: MutableSequence[int], start_address: int, address: int, count: int
+    ) -> None:
+        """Put the current values of the registers ``count`` words from ``address`` touch
+        into ``registers`` (whose first word is ``start_address``)."""
+        values = self.values()
+        for name, reg in self.touched(address, count):
+            current = values.get(name)
+            if current is None:
+                continue
+            off = reg.address - start_address
+            try:
+                registers[off : off + reg.words] = encode(reg, current, self.ratios)
+            except CodecError:
+                # A physical value the register cannot carry: the device saturates.
+                registers[off : off + reg.words] = [0xFFFF] * reg.words
+
+    def apply_write(
+        self, registers: Sequence[int], start_address: int, address: int, count: int
+    ) -> None:
+        """Hand every register ``count`` words from ``address`` touch, decoded from
+        ``registers`` (already holding the written words), to ``on_write``. Raises
+        Refused(3) when one cannot be decoded."""
+        for name, reg in self.touched(address, count):
+            off = reg.address - start_address
+            try:
+                value = decode(reg, registers[off : off + reg.words], self.ratios)
+            except CodecError:
+                raise Refused(ILLEGAL_VALUE) from None
+            self.on_write(name, value)
+
+    # ------------------------------------------------------------------ requests
+
+    def read(self, address: int, count: int, *, fresh: bool = True) -> list[int]:
+        """Read holding registers (function 3): ``count`` words from ``address``; the
+        values as last read when not ``fresh`` (a frozen device)."""
+        words = self._words
+        try:
+            out = [words[a] for a in range(address, address + count)]
+        except KeyError:
+            raise Refused(ILLEGAL_ADDRESS) from None
+        if fresh:
+            self.fill(out, address, address, count)
+            for i, w in enumerate(out):
+                words[address + i] = w
+        return out
+
+    def write(self, address: int, words: Sequence[int]) -> None:
+        """Write multiple registers (function 16)."""
+        count = len(words)
+        if any(a not in self._writable for a in range(address, address + count)):
+            raise Refused(ILLEGAL_ADDRESS)
+        memory = self._words
+        for i, w in enumerate(words):
+            memory[address + i] = int(w)
+        # A register may start before or end after the words written: decode it from
+        # the words it holds now.
+        touched = self.touched(address, count)
+        lo = min([address, *(reg.address for _, reg in touched)])
+        hi = max([address + count, *(reg.address + reg.words for _, reg in touched)])
+        self.apply_write([memory.get(a, 0) for a in range(lo, hi)], lo, address, count)
