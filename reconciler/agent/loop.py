@@ -91,8 +91,13 @@ class ReconcileLoop:
         signals: SignalSource | None = None,
         shadow: bool | None = None,
         on_tick: Callable[[TickResult], None] | None = None,
+        concurrent_reads: bool = True,
     ) -> None:
         self._site_fn = site_fn
+        #: Read the devices at the same time (over the network, a slow one must not
+        #: delay the others), or in turn: devices that answer at once (the simulator's
+        #: in-process transport, in a backtest) then need no event loop at all.
+        self._concurrent_reads = concurrent_reads
         self.battery = battery
         self.meters = dict(meters)
         self.clock = clock
@@ -137,7 +142,18 @@ class ReconcileLoop:
             if (last := self._memory.polled_at.get(name)) is None
             or (at - last).total_seconds() >= interval * 0.95
         ]
-        results = await asyncio.gather(*(dev.read() for _, dev, _ in due), return_exceptions=True)
+        results: list[object]
+        if self._concurrent_reads:
+            results = list(
+                await asyncio.gather(*(dev.read() for _, dev, _ in due), return_exceptions=True)
+            )
+        else:
+            results = []
+            for _, dev, _ in due:
+                try:
+                    results.append(await dev.read())
+                except Exception as exc:  # as gather(return_exceptions=True) hands it on
+                    results.append(exc)
         memory = self._memory
         for (name, _dev, _), result in zip(due, results, strict=True):
             memory.polled_at[name] = at

@@ -2,13 +2,18 @@
 
 ``value = raw * scale * ratios`` where ``ratios`` are the device's PT and/or CT ratios named
 in the register's ``scale_by``. Integer types round to the nearest raw step when encoding.
-The word conversions themselves are pymodbus's ``convert_from_registers`` /
-``convert_to_registers``.
+
+The word layout is pymodbus's (``convert_from_registers`` / ``convert_to_registers``: big
+endian within a word, ``word_order`` between words), done here with precompiled structs
+in a :class:`RegisterCodec` per register: every read of every device goes through this,
+and a backtest does it millions of times. tests/devices/test_codec.py holds it to
+pymodbus's conversions for every type and word order. Strings use pymodbus's directly.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,14 +27,6 @@ from reconciler.config.profiles import Register, RegisterType
 Value = int | float | str
 
 _DT = ModbusClientMixin.DATATYPE
-_DATATYPES: dict[RegisterType, ModbusClientMixin.DATATYPE] = {
-    RegisterType.u16: _DT.UINT16,
-    RegisterType.i16: _DT.INT16,
-    RegisterType.u32: _DT.UINT32,
-    RegisterType.i32: _DT.INT32,
-    RegisterType.f32: _DT.FLOAT32,
-    RegisterType.string: _DT.STRING,
-}
 _INT_RANGE: dict[RegisterType, tuple[int, int]] = {
     RegisterType.u16: (0, 0xFFFF),
     RegisterType.i16: (-0x8000, 0x7FFF),
@@ -73,58 +70,115 @@ def is_integer(reg: Register) -> bool:
     return reg.type in _INT_RANGE
 
 
+_WORDS1 = struct.Struct(">H")
+_WORDS2 = struct.Struct(">HH")
+#: The struct of each numeric type's big-endian bytes.
+_STRUCTS: dict[RegisterType, struct.Struct] = {
+    RegisterType.u16: struct.Struct(">H"),
+    RegisterType.i16: struct.Struct(">h"),
+    RegisterType.u32: struct.Struct(">I"),
+    RegisterType.i32: struct.Struct(">i"),
+    RegisterType.f32: struct.Struct(">f"),
+}
+
+
+class RegisterCodec:
+    """One register's words <-> engineering value, with its factor and layout worked out
+    once (see the module's docstring)."""
+
+    __slots__ = ("factor", "integer", "little", "plain_int", "range", "reg", "struct", "words")
+
+    def __init__(self, reg: Register, ratios: Ratios = UNITY) -> None:
+        self.reg = reg
+        self.words = reg.words
+        self.factor = factor(reg, ratios)
+        self.little = reg.word_order == "little" and self.words == 2
+        self.integer = is_integer(reg)
+        #: Integers without scaling decode as int, the rest as float.
+        self.plain_int = self.integer and self.factor == 1.0
+        self.range = _INT_RANGE.get(reg.type)
+        self.struct = _STRUCTS.get(reg.type)
+
+    def decode(self, words: Sequence[int]) -> Value:
+        """The engineering value held in ``words`` (exactly ``self.words`` words)."""
+        if len(words) != self.words:
+            raise CodecError(f"{self.reg.type.value} needs {self.words} words, got {len(words)}")
+        fmt = self.struct
+        if fmt is None:
+            return _decode_string(words)
+        try:
+            if self.words == 1:
+                data = _WORDS1.pack(words[0])
+            elif self.little:
+                data = _WORDS2.pack(words[1], words[0])
+            else:
+                data = _WORDS2.pack(words[0], words[1])
+        except struct.error:
+            raise CodecError(f"words {list(words)} are not all 16-bit values") from None
+        raw: int | float = fmt.unpack(data)[0]
+        if self.plain_int:
+            return int(raw)
+        return float(raw) * self.factor
+
+    def encode(self, value: Value) -> list[int]:
+        """The words that carry ``value`` (engineering units). No min/max check: see
+        :func:`check_range` for what a write may carry."""
+        fmt = self.struct
+        if fmt is None:
+            return _encode_string(self.reg, value)
+        if isinstance(value, (str, bool)):
+            raise CodecError(f"a {self.reg.type.value} register needs a number, got {value!r}")
+        if not math.isfinite(value):
+            raise CodecError(f"{value} is not a finite number")
+        raw = value / self.factor
+        bounds = self.range
+        if bounds is None:
+            if abs(raw) > _F32_MAX:
+                raise CodecError(f"{value} is too large for a 32-bit float")
+            data = fmt.pack(float(raw))
+        else:
+            iraw = round(raw)
+            lo, hi = bounds
+            if not lo <= iraw <= hi:
+                raise CodecError(
+                    f"{value} is raw {iraw}, outside what a {self.reg.type.value} holds "
+                    f"({lo}..{hi})"
+                )
+            data = fmt.pack(iraw)
+        if self.words == 1:
+            return [_WORDS1.unpack(data)[0]]
+        high, low = _WORDS2.unpack(data)
+        return [low, high] if self.little else [high, low]
+
+
+def _decode_string(words: Sequence[int]) -> str:
+    try:
+        text = ModbusClientMixin.convert_from_registers(list(words), _DT.STRING)
+    except UnicodeDecodeError as exc:
+        raise CodecError(f"string is not valid UTF-8: {exc.reason}") from None
+    assert isinstance(text, str)
+    return text
+
+
+def _encode_string(reg: Register, value: Value) -> list[int]:
+    if not isinstance(value, str):
+        raise CodecError(f"a string register needs text, got {value!r}")
+    data = value.encode("utf-8")
+    if len(data) > 2 * reg.words or (data and data[-1:] == b"\x00"):
+        raise CodecError(f"text of {len(data)} bytes does not fit {reg.words} words")
+    data = data.ljust(2 * reg.words, b"\x00")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
 def decode(reg: Register, words: Sequence[int], ratios: Ratios = UNITY) -> Value:
     """The engineering value held in ``words`` (exactly ``reg.words`` 16-bit words)."""
-    if len(words) != reg.words:
-        raise CodecError(f"{reg.type.value} needs {reg.words} words, got {len(words)}")
-    if reg.type is RegisterType.string:
-        try:
-            text = ModbusClientMixin.convert_from_registers(list(words), _DT.STRING)
-        except UnicodeDecodeError as exc:
-            raise CodecError(f"string is not valid UTF-8: {exc.reason}") from None
-        assert isinstance(text, str)
-        return text
-    raw = ModbusClientMixin.convert_from_registers(
-        list(words), _DATATYPES[reg.type], word_order=reg.word_order
-    )
-    assert isinstance(raw, int | float)
-    f = factor(reg, ratios)
-    if is_integer(reg) and f == 1.0:
-        return int(raw)
-    return float(raw) * f
+    return RegisterCodec(reg, ratios).decode(words)
 
 
 def encode(reg: Register, value: Value, ratios: Ratios = UNITY) -> list[int]:
     """The words that carry ``value`` (engineering units). No min/max check: see
     :func:`check_range` for what a write may carry."""
-    if reg.type is RegisterType.string:
-        if not isinstance(value, str):
-            raise CodecError(f"a string register needs text, got {value!r}")
-        data = value.encode("utf-8")
-        if len(data) > 2 * reg.words or (data and data[-1:] == b"\x00"):
-            raise CodecError(f"text of {len(data)} bytes does not fit {reg.words} words")
-        data = data.ljust(2 * reg.words, b"\x00")
-        return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
-    if isinstance(value, (str, bool)):
-        raise CodecError(f"a {reg.type.value} register needs a number, got {value!r}")
-    if not math.isfinite(value):
-        raise CodecError(f"{value} is not a finite number")
-    raw = value / factor(reg, ratios)
-    if reg.type is RegisterType.f32:
-        if abs(raw) > _F32_MAX:
-            raise CodecError(f"{value} is too large for a 32-bit float")
-        return ModbusClientMixin.convert_to_registers(
-            float(raw), _DT.FLOAT32, word_order=reg.word_order
-        )
-    lo, hi = _INT_RANGE[reg.type]
-    iraw = round(raw)
-    if not lo <= iraw <= hi:
-        raise CodecError(
-            f"{value} is raw {iraw}, outside what a {reg.type.value} holds ({lo}..{hi})"
-        )
-    return ModbusClientMixin.convert_to_registers(
-        iraw, _DATATYPES[reg.type], word_order=reg.word_order
-    )
+    return RegisterCodec(reg, ratios).encode(value)
 
 
 def check_range(reg: Register, value: Value) -> None:

@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from reconciler.config.profiles import Profile
-from reconciler.devices.codec import UNITY, CodecError, Ratios, Value, check_range, encode
+from reconciler.devices.codec import UNITY, CodecError, Ratios, RegisterCodec, Value, check_range
 from reconciler.devices.errors import MalformedReply, WriteRefused
-from reconciler.devices.plan import Block, pick, plan_reads
+from reconciler.devices.plan import Block, plan_reads
 
 #: Most registers one write request (function 16) may carry.
 MAX_WRITE_WORDS = 123
@@ -81,6 +81,9 @@ class NamedRegisters:
         self.ratios = ratios
         self.read_only = read_only
         self._plans: dict[tuple[str, ...] | None, list[Block]] = {}
+        #: Each register's compiled codec, with its offset in each planned block.
+        self._codecs = {n: RegisterCodec(r, ratios) for n, r in profile.registers.items()}
+        self._layout: dict[Block, list[tuple[str, int, RegisterCodec]]] = {}
 
     # ------------------------------------------------------------------ word level
 
@@ -114,11 +117,21 @@ class NamedRegisters:
     ) -> dict[str, Value]:
         """Values (engineering units) of the named registers, all of them when None."""
         blocks = self.plan(names) if blocks is None else blocks
-        replies = [await self.read_block(b) for b in blocks]
-        try:
-            return pick(self.profile, blocks, replies, self.ratios)
-        except CodecError as exc:
-            raise MalformedReply(self.name, f"cannot decode: {exc}") from None
+        values: dict[str, Value] = {}
+        for block in blocks:
+            words = await self.read_block(block)
+            layout = self._layout.get(block)
+            if layout is None:
+                layout = self._layout[block] = [
+                    (n, self._codecs[n].reg.address - block.start, self._codecs[n])
+                    for n in block.names
+                ]
+            try:
+                for name, offset, codec in layout:
+                    values[name] = codec.decode(words[offset : offset + codec.words])
+            except CodecError as exc:
+                raise MalformedReply(self.name, f"cannot decode: {exc}") from None
+        return values
 
     # ------------------------------------------------------------------ writes
 
@@ -139,7 +152,7 @@ class NamedRegisters:
                 raise self._refuse(name, f"register {reg.address} is read-only (access: r)")
             try:
                 check_range(reg, value)
-                words = encode(reg, value, self.ratios)
+                words = self._codecs[name].encode(value)
             except CodecError as exc:
                 raise self._refuse(name, str(exc)) from None
             encoded.append((reg.address, words, name))

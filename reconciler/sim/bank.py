@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, MutableSequence, Sequence
 
-from reconciler.config.profiles import Profile, Register
-from reconciler.devices.codec import CodecError, Ratios, Value, decode, encode
+from reconciler.config.profiles import Profile
+from reconciler.devices.codec import CodecError, Ratios, RegisterCodec, Value
 
 #: Modbus exception codes the bank answers with.
 ILLEGAL_ADDRESS = 2
@@ -72,8 +72,11 @@ class RegisterBank:
         self.values = values
         self.on_write = on_write
         self.runs = address_runs(profile)
-        self._regs = sorted(profile.registers.items(), key=lambda kv: kv[1].address)
-        self._touched: dict[tuple[int, int], list[tuple[str, Register]]] = {}
+        self._regs = sorted(
+            ((n, RegisterCodec(r, ratios)) for n, r in profile.registers.items()),
+            key=lambda kv: kv[1].reg.address,
+        )
+        self._touched: dict[tuple[int, int], list[tuple[str, int, RegisterCodec]]] = {}
         #: The words of every valid address, as last filled or written (in-process only;
         #: the TCP server keeps its own in pymodbus's SimData).
         self._words: dict[int, int] = {}
@@ -84,16 +87,17 @@ class RegisterBank:
                 if w:
                     self._writable.add(a)
 
-    def touched(self, address: int, count: int) -> list[tuple[str, Register]]:
-        """The registers (name, register) that ``count`` words from ``address`` touch."""
+    def touched(self, address: int, count: int) -> list[tuple[str, int, RegisterCodec]]:
+        """The registers (name, address, codec) that ``count`` words from ``address``
+        touch."""
         key = (address, count)
         found = self._touched.get(key)
         if found is None:
             end = address + count
             found = [
-                (name, reg)
-                for name, reg in self._regs
-                if reg.address < end and reg.address + reg.words > address
+                (name, c.reg.address, c)
+                for name, c in self._regs
+                if c.reg.address < end and c.reg.address + c.words > address
             ]
             self._touched[key] = found
         return found
@@ -106,16 +110,16 @@ class RegisterBank:
         """Put the current values of the registers ``count`` words from ``address`` touch
         into ``registers`` (whose first word is ``start_address``)."""
         values = self.values()
-        for name, reg in self.touched(address, count):
+        for name, at, codec in self.touched(address, count):
             current = values.get(name)
             if current is None:
                 continue
-            off = reg.address - start_address
+            off = at - start_address
             try:
-                registers[off : off + reg.words] = encode(reg, current, self.ratios)
+                registers[off : off + codec.words] = codec.encode(current)
             except CodecError:
                 # A physical value the register cannot carry: the device saturates.
-                registers[off : off + reg.words] = [0xFFFF] * reg.words
+                registers[off : off + codec.words] = [0xFFFF] * codec.words
 
     def apply_write(
         self, registers: Sequence[int], start_address: int, address: int, count: int
@@ -123,10 +127,10 @@ class RegisterBank:
         """Hand every register ``count`` words from ``address`` touch, decoded from
         ``registers`` (already holding the written words), to ``on_write``. Raises
         Refused(3) when one cannot be decoded."""
-        for name, reg in self.touched(address, count):
-            off = reg.address - start_address
+        for name, at, codec in self.touched(address, count):
+            off = at - start_address
             try:
-                value = decode(reg, registers[off : off + reg.words], self.ratios)
+                value = codec.decode(registers[off : off + codec.words])
             except CodecError:
                 raise Refused(ILLEGAL_VALUE) from None
             self.on_write(name, value)
@@ -158,6 +162,6 @@ class RegisterBank:
         # A register may start before or end after the words written: decode it from
         # the words it holds now.
         touched = self.touched(address, count)
-        lo = min([address, *(reg.address for _, reg in touched)])
-        hi = max([address + count, *(reg.address + reg.words for _, reg in touched)])
+        lo = min([address, *(at for _, at, _ in touched)])
+        hi = max([address + count, *(at + c.words for _, at, c in touched)])
         self.apply_write([memory.get(a, 0) for a in range(lo, hi)], lo, address, count)
