@@ -125,7 +125,7 @@ def run_backtest(
 
     tz = zone(site.site.timezone)
     clock = ManualClock(start)
-    sim = SiteSimulator(site, clock=clock, ports="ephemeral")  # never listens
+    sim = SiteSimulator(site, clock=clock, ports="ephemeral", cache_values=True)  # never listens
     plant = sim.plant
     battery, meters = sim.in_process_devices(log=False)
     markets = Replay(signals if signals is not None else NoSignals())

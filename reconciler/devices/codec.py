@@ -16,6 +16,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from pymodbus.client.mixin import ModbusClientMixin
 
@@ -70,8 +71,6 @@ def is_integer(reg: Register) -> bool:
     return reg.type in _INT_RANGE
 
 
-_WORDS1 = struct.Struct(">H")
-_WORDS2 = struct.Struct(">HH")
 #: The struct of each numeric type's big-endian bytes.
 _STRUCTS: dict[RegisterType, struct.Struct] = {
     RegisterType.u16: struct.Struct(">H"),
@@ -84,9 +83,20 @@ _STRUCTS: dict[RegisterType, struct.Struct] = {
 
 class RegisterCodec:
     """One register's words <-> engineering value, with its factor and layout worked out
-    once (see the module's docstring)."""
+    once (see the module's docstring). ``decode_at`` and ``encode_into`` work on the
+    big-endian bytes of a whole block of words, so a block is packed or unpacked once."""
 
-    __slots__ = ("factor", "integer", "little", "plain_int", "range", "reg", "struct", "words")
+    __slots__ = (
+        "factor",
+        "integer",
+        "little",
+        "plain_int",
+        "range",
+        "reg",
+        "struct",
+        "words",
+        "words_struct",
+    )
 
     def __init__(self, reg: Register, ratios: Ratios = UNITY) -> None:
         self.reg = reg
@@ -98,34 +108,43 @@ class RegisterCodec:
         self.plain_int = self.integer and self.factor == 1.0
         self.range = _INT_RANGE.get(reg.type)
         self.struct = _STRUCTS.get(reg.type)
+        self.words_struct = words_struct(self.words)
 
     def decode(self, words: Sequence[int]) -> Value:
         """The engineering value held in ``words`` (exactly ``self.words`` words)."""
         if len(words) != self.words:
             raise CodecError(f"{self.reg.type.value} needs {self.words} words, got {len(words)}")
+        return self.decode_at(pack_words(words), 0)
+
+    def decode_at(self, data: bytes | bytearray, offset: int) -> Value:
+        """The value held at word ``offset`` of ``data`` (big-endian bytes of words)."""
         fmt = self.struct
+        o = 2 * offset
         if fmt is None:
-            return _decode_string(words)
-        try:
-            if self.words == 1:
-                data = _WORDS1.pack(words[0])
-            elif self.little:
-                data = _WORDS2.pack(words[1], words[0])
-            else:
-                data = _WORDS2.pack(words[0], words[1])
-        except struct.error:
-            raise CodecError(f"words {list(words)} are not all 16-bit values") from None
-        raw: int | float = fmt.unpack(data)[0]
+            return _decode_string(self.words_struct.unpack_from(data, o))
+        if self.little:
+            raw: int | float = fmt.unpack(bytes(data[o + 2 : o + 4] + data[o : o + 2]))[0]
+        else:
+            raw = fmt.unpack_from(data, o)[0]
         if self.plain_int:
-            return int(raw)
+            return raw
         return float(raw) * self.factor
 
     def encode(self, value: Value) -> list[int]:
         """The words that carry ``value`` (engineering units). No min/max check: see
         :func:`check_range` for what a write may carry."""
+        data = bytearray(2 * self.words)
+        self.encode_into(data, 0, value)
+        return list(self.words_struct.unpack(data))
+
+    def encode_into(self, data: bytearray, offset: int, value: Value) -> None:
+        """Put the words of ``value`` at word ``offset`` of ``data`` (big-endian bytes);
+        raises CodecError (and writes nothing) when the register cannot carry it."""
         fmt = self.struct
+        o = 2 * offset
         if fmt is None:
-            return _encode_string(self.reg, value)
+            self.words_struct.pack_into(data, o, *_encode_string(self.reg, value))
+            return
         if isinstance(value, (str, bool)):
             raise CodecError(f"a {self.reg.type.value} register needs a number, got {value!r}")
         if not math.isfinite(value):
@@ -135,7 +154,7 @@ class RegisterCodec:
         if bounds is None:
             if abs(raw) > _F32_MAX:
                 raise CodecError(f"{value} is too large for a 32-bit float")
-            data = fmt.pack(float(raw))
+            fmt.pack_into(data, o, float(raw))
         else:
             iraw = round(raw)
             lo, hi = bounds
@@ -144,11 +163,23 @@ class RegisterCodec:
                     f"{value} is raw {iraw}, outside what a {self.reg.type.value} holds "
                     f"({lo}..{hi})"
                 )
-            data = fmt.pack(iraw)
-        if self.words == 1:
-            return [_WORDS1.unpack(data)[0]]
-        high, low = _WORDS2.unpack(data)
-        return [low, high] if self.little else [high, low]
+            fmt.pack_into(data, o, iraw)
+        if self.little:
+            data[o : o + 4] = data[o + 2 : o + 4] + data[o : o + 2]
+
+
+@cache
+def words_struct(count: int) -> struct.Struct:
+    """The struct of ``count`` big-endian 16-bit words."""
+    return struct.Struct(f">{count}H")
+
+
+def pack_words(words: Sequence[int]) -> bytes:
+    """The big-endian bytes of ``words``; CodecError if one is not a 16-bit value."""
+    try:
+        return words_struct(len(words)).pack(*words)
+    except struct.error:
+        raise CodecError(f"words {list(words)} are not all 16-bit values") from None
 
 
 def _decode_string(words: Sequence[int]) -> str:

@@ -24,7 +24,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from reconciler.config.profiles import Profile
-from reconciler.devices.codec import UNITY, CodecError, Ratios, RegisterCodec, Value, check_range
+from reconciler.devices.codec import (
+    UNITY,
+    CodecError,
+    Ratios,
+    RegisterCodec,
+    Value,
+    check_range,
+    pack_words,
+)
 from reconciler.devices.errors import MalformedReply, WriteRefused
 from reconciler.devices.plan import Block, plan_reads
 
@@ -127,8 +135,9 @@ class NamedRegisters:
                     for n in block.names
                 ]
             try:
+                data = pack_words(words)  # once per block; each register unpacks its part
                 for name, offset, codec in layout:
-                    values[name] = codec.decode(words[offset : offset + codec.words])
+                    values[name] = codec.decode_at(data, offset)
             except CodecError as exc:
                 raise MalformedReply(self.name, f"cannot decode: {exc}") from None
         return values

@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Callable, MutableSequence, Sequence
 
 from reconciler.config.profiles import Profile
-from reconciler.devices.codec import CodecError, Ratios, RegisterCodec, Value
+from reconciler.devices.codec import CodecError, Ratios, RegisterCodec, Value, words_struct
 
 #: Modbus exception codes the bank answers with.
 ILLEGAL_ADDRESS = 2
@@ -54,7 +54,9 @@ class RegisterBank:
     """The registers of one device of the site, by profile.
 
     ``values`` gives the device's register values now (engineering units, by register
-    name); ``on_write`` takes each register a write touched, decoded.
+    name); ``on_write`` takes each register a write touched, decoded. ``version``, when
+    given, changes whenever those values may have (the plant's :attr:`version`): the
+    values are then worked out once per version, not once per request.
     """
 
     def __init__(
@@ -65,11 +67,14 @@ class RegisterBank:
         ratios: Ratios,
         values: Callable[[], dict[str, Value]],
         on_write: Callable[[str, Value], None],
+        version: Callable[[], int] | None = None,
     ) -> None:
         self.name = name
         self.profile = profile
         self.ratios = ratios
-        self.values = values
+        self._values = values
+        self._version = version
+        self._memo: tuple[int, dict[str, Value]] | None = None
         self.on_write = on_write
         self.runs = address_runs(profile)
         self._regs = sorted(
@@ -81,11 +86,24 @@ class RegisterBank:
         #: the TCP server keeps its own in pymodbus's SimData).
         self._words: dict[int, int] = {}
         self._writable: set[int] = set()
+        #: The words each read request was last answered with (what a frozen device
+        #: keeps answering).
+        self._answered: dict[tuple[int, int], list[int]] = {}
         for start, n, w in self.runs:
             for a in range(start, start + n):
                 self._words[a] = 0
                 if w:
                     self._writable.add(a)
+
+    def values(self) -> dict[str, Value]:
+        """The device's register values now (engineering units, by name)."""
+        if self._version is None:
+            return self._values()
+        version = self._version()
+        memo = self._memo
+        if memo is None or memo[0] != version:
+            memo = self._memo = (version, self._values())
+        return memo[1]
 
     def touched(self, address: int, count: int) -> list[tuple[str, int, RegisterCodec]]:
         """The registers (name, address, codec) that ``count`` words from ``address``
@@ -140,16 +158,43 @@ class RegisterBank:
     def read(self, address: int, count: int, *, fresh: bool = True) -> list[int]:
         """Read holding registers (function 3): ``count`` words from ``address``; the
         values as last read when not ``fresh`` (a frozen device)."""
-        words = self._words
-        try:
-            out = [words[a] for a in range(address, address + count)]
-        except KeyError:
-            raise Refused(ILLEGAL_ADDRESS) from None
-        if fresh:
-            self.fill(out, address, address, count)
-            for i, w in enumerate(out):
-                words[address + i] = w
-        return out
+        key = (address, count)
+        last = self._answered.get(key)
+        if last is None:
+            words = self._words
+            try:
+                last = [words[a] for a in range(address, address + count)]
+            except KeyError:
+                raise Refused(ILLEGAL_ADDRESS) from None
+        if not fresh:
+            return list(last)
+        # As fill() does, on the block's bytes: one pack and one unpack per request.
+        layout = words_struct(count)
+        data = bytearray(layout.pack(*last))
+        values = self.values()
+        for name, at, codec in self.touched(address, count):
+            current = values.get(name)
+            if current is None:
+                continue
+            off = at - address
+            if off >= 0 and off + codec.words <= count:
+                try:
+                    codec.encode_into(data, off, current)
+                except CodecError:
+                    # A physical value the register cannot carry: the device saturates.
+                    data[2 * off : 2 * (off + codec.words)] = b"\xff" * (2 * codec.words)
+                continue
+            # A register cut by the block's edge: the words of it inside the block.
+            try:
+                cut = codec.encode(current)
+            except CodecError:
+                cut = [0xFFFF] * codec.words
+            for i, word in enumerate(cut):
+                if 0 <= off + i < count:
+                    data[2 * (off + i) : 2 * (off + i + 1)] = word.to_bytes(2, "big")
+        out = list(layout.unpack(data))
+        self._answered[key] = out
+        return list(out)
 
     def write(self, address: int, words: Sequence[int]) -> None:
         """Write multiple registers (function 16)."""

@@ -114,6 +114,8 @@ class Plant:
     load_kw: float = 0.0
     solar_kw: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
+    #: Changes whenever anything a register shows may have changed (time, a write).
+    version: int = 0
 
     @classmethod
     def for_site(
@@ -190,6 +192,7 @@ class Plant:
     def write(self, name: str, value: float | int | str) -> None:
         """Apply a write to a battery register (name as in the profile), at ``self.at``."""
         b = self.battery
+        self.version += 1
         if isinstance(value, str):
             return
         if name == "power_command":
@@ -221,6 +224,7 @@ class Plant:
         power-on defaults (local mode, no power-saving override, its own ramps, a 10 s
         heartbeat timeout, no setpoint) and it stops; the stored energy stays."""
         b = self.battery
+        self.version += 1
         b.setpoint_kw = 0.0
         b.power_kw = 0.0
         b.real_power_mode = 0
@@ -241,10 +245,12 @@ class Plant:
             dt = min(MAX_STEP_S, (when - self.at).total_seconds())
             if dt <= 1e-6:
                 self.at = when
+                self.version += 1
                 break
             self._step(dt)
 
     def _step(self, dt: float) -> None:
+        self.version += 1
         self.at += timedelta(seconds=dt)
         b = self.battery
         if (

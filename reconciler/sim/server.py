@@ -60,6 +60,7 @@ class DeviceServer:
         port: int,
         values: Callable[[], dict[str, Value]],
         on_write: Callable[[str, Value], None],
+        version: Callable[[], int] | None = None,
         before_request: Callable[[], None],
         faults: DeviceFaults,
         now: Callable[[], datetime],
@@ -72,7 +73,9 @@ class DeviceServer:
         self.host = host
         self.port = port
         #: The register map, shared with the in-process transport (no socket).
-        self.bank = RegisterBank(name, profile, ratios=ratios, values=values, on_write=on_write)
+        self.bank = RegisterBank(
+            name, profile, ratios=ratios, values=values, on_write=on_write, version=version
+        )
         self._before_request = before_request
         self.faults = faults
         self._now = now

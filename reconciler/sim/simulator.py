@@ -54,11 +54,15 @@ class SiteSimulator:
         tick_s: float = 0.1,
         load: HalfHourly | None = None,
         solar: HalfHourly | None = None,
+        cache_values: bool = False,
     ) -> None:
         self.site = site
         self.clock: Clock = clock or WallClock()
         self.tick_s = tick_s
         self.plant = Plant.for_site(site, self.clock.now(), load=load, solar=solar)
+        # Register values worked out once per plant version rather than per request: only
+        # for a plant changed through its methods (a backtest), not one a test pokes.
+        version = self._plant_version if cache_values else None
         self.requests: list[Request] = []
         self._task: asyncio.Task[None] | None = None
         bat = site.devices.battery
@@ -74,6 +78,7 @@ class SiteSimulator:
             port=0 if ports == "ephemeral" else bat.port,
             values=lambda: battery_values(self.plant),
             on_write=self.plant.write,
+            version=version,
             before_request=self.catch_up,
             faults=self.faults[bat.name],
             now=self.clock.now,
@@ -90,11 +95,15 @@ class SiteSimulator:
                 port=0 if ports == "ephemeral" else dev.port,
                 values=lambda m=state: meter_values(m),  # type: ignore[misc]
                 on_write=lambda _n, _v: None,
+                version=version,
                 before_request=self.catch_up,
                 faults=self.faults[name],
                 now=self.clock.now,
                 log=self.requests,
             )
+
+    def _plant_version(self) -> int:
+        return self.plant.version
 
     # ------------------------------------------------------------------ lifecycle
 
