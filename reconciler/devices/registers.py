@@ -99,6 +99,15 @@ class NamedRegisters:
         """The ``block.count`` words from ``block.start`` (holding registers)."""
         raise NotImplementedError
 
+    async def read_block_data(self, block: Block) -> bytes:
+        """:meth:`read_block` as the words' big-endian bytes, which the codecs decode
+        from (a transport that holds bytes already hands them over as they are)."""
+        words = await self.read_block(block)
+        try:
+            return pack_words(words)
+        except CodecError as exc:
+            raise MalformedReply(self.name, f"cannot decode: {exc}") from None
+
     async def write_words(self, address: int, words: list[int], names: str) -> None:
         """Write ``words`` from ``address`` in one request (``names`` for messages)."""
         raise NotImplementedError
@@ -127,7 +136,7 @@ class NamedRegisters:
         blocks = self.plan(names) if blocks is None else blocks
         values: dict[str, Value] = {}
         for block in blocks:
-            words = await self.read_block(block)
+            data = await self.read_block_data(block)
             layout = self._layout.get(block)
             if layout is None:
                 layout = self._layout[block] = [
@@ -135,7 +144,6 @@ class NamedRegisters:
                     for n in block.names
                 ]
             try:
-                data = pack_words(words)  # once per block; each register unpacks its part
                 for name, offset, codec in layout:
                     values[name] = codec.decode_at(data, offset)
             except CodecError as exc:

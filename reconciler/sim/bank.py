@@ -88,7 +88,7 @@ class RegisterBank:
         self._writable: set[int] = set()
         #: The words each read request was last answered with (what a frozen device
         #: keeps answering).
-        self._answered: dict[tuple[int, int], list[int]] = {}
+        self._answered: dict[tuple[int, int], bytes] = {}
         for start, n, w in self.runs:
             for a in range(start, start + n):
                 self._words[a] = 0
@@ -158,19 +158,25 @@ class RegisterBank:
     def read(self, address: int, count: int, *, fresh: bool = True) -> list[int]:
         """Read holding registers (function 3): ``count`` words from ``address``; the
         values as last read when not ``fresh`` (a frozen device)."""
+        return list(words_struct(count).unpack(self.read_data(address, count, fresh=fresh)))
+
+    def read_data(self, address: int, count: int, *, fresh: bool = True) -> bytes:
+        """:meth:`read` as the big-endian bytes of the words (what the in-process
+        transport decodes from: no list of words in between)."""
         key = (address, count)
         last = self._answered.get(key)
         if last is None:
             words = self._words
             try:
-                last = [words[a] for a in range(address, address + count)]
+                last = words_struct(count).pack(
+                    *(words[a] for a in range(address, address + count))
+                )
             except KeyError:
                 raise Refused(ILLEGAL_ADDRESS) from None
         if not fresh:
-            return list(last)
-        # As fill() does, on the block's bytes: one pack and one unpack per request.
-        layout = words_struct(count)
-        data = bytearray(layout.pack(*last))
+            return last
+        # As fill() does, on the block's bytes.
+        data = bytearray(last)
         values = self.values()
         for name, at, codec in self.touched(address, count):
             current = values.get(name)
@@ -192,9 +198,8 @@ class RegisterBank:
             for i, word in enumerate(cut):
                 if 0 <= off + i < count:
                     data[2 * (off + i) : 2 * (off + i + 1)] = word.to_bytes(2, "big")
-        out = list(layout.unpack(data))
-        self._answered[key] = out
-        return list(out)
+        answer = self._answered[key] = bytes(data)
+        return answer
 
     def write(self, address: int, words: Sequence[int]) -> None:
         """Write multiple registers (function 16)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from reconciler.clock import Clock
+from reconciler.devices.codec import words_struct
 from reconciler.devices.errors import ModbusExceptionReply
 from reconciler.devices.plan import Block
 from reconciler.devices.registers import NamedRegisters
@@ -69,10 +70,13 @@ class InProcessTransport(NamedRegisters):
             self._before()
 
     async def read_block(self, block: Block) -> list[int]:
+        return list(words_struct(block.count).unpack(await self.read_block_data(block)))
+
+    async def read_block_data(self, block: Block) -> bytes:
         try:
             self._request(3, block.start, block.count)
             frozen = self._faults is not None and self._faults.frozen
-            return self.bank.read(block.start, block.count, fresh=not frozen)
+            return self.bank.read_data(block.start, block.count, fresh=not frozen)
         except Refused as exc:
             what = f"{', '.join(block.names)} @ {block}"
             raise ModbusExceptionReply(self.name, exc.code, register=what) from None

@@ -3,6 +3,7 @@ SoE, hours, repeatability, and the loop's deadband, heartbeat and recording taki
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -12,7 +13,7 @@ import pytest
 
 from reconciler.agent.loop import TickResult
 from reconciler.backtest.commands import signals_for
-from reconciler.backtest.engine import MemorySink, run_backtest
+from reconciler.backtest.engine import MemorySink, run_backtest, run_now
 from reconciler.backtest.report import IDLE, BacktestResult
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
@@ -233,3 +234,16 @@ def test_bad_spans_are_refused(demo_site: Site) -> None:
         run_backtest(demo_site, start.replace(tzinfo=None), start, signals=None)
     with pytest.raises(ValueError, match="not after"):
         run_backtest(demo_site, start, start, signals=None)
+
+
+def test_run_now_refuses_a_tick_that_waits() -> None:
+    async def answers() -> int:
+        return 7
+
+    async def waits() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    assert run_now(answers()) == 7
+    with pytest.raises(RuntimeError, match="waited on I/O"):
+        run_now(waits())
