@@ -26,6 +26,7 @@ from typing import Protocol
 from reconciler.config.profiles import Profile
 from reconciler.devices.codec import (
     UNITY,
+    BlockCodec,
     CodecError,
     Ratios,
     RegisterCodec,
@@ -91,7 +92,7 @@ class NamedRegisters:
         self._plans: dict[tuple[str, ...] | None, list[Block]] = {}
         #: Each register's compiled codec, with its offset in each planned block.
         self._codecs = {n: RegisterCodec(r, ratios) for n, r in profile.registers.items()}
-        self._layout: dict[Block, list[tuple[str, int, RegisterCodec]]] = {}
+        self._layout: dict[Block, BlockCodec] = {}
 
     # ------------------------------------------------------------------ word level
 
@@ -139,13 +140,15 @@ class NamedRegisters:
             data = await self.read_block_data(block)
             layout = self._layout.get(block)
             if layout is None:
-                layout = self._layout[block] = [
-                    (n, self._codecs[n].reg.address - block.start, self._codecs[n])
-                    for n in block.names
-                ]
+                layout = self._layout[block] = BlockCodec(
+                    block.count,
+                    [
+                        (n, self._codecs[n].reg.address - block.start, self._codecs[n])
+                        for n in block.names
+                    ],
+                )
             try:
-                for name, offset, codec in layout:
-                    values[name] = codec.decode_at(data, offset)
+                values.update(zip(layout.names, layout.decode(data), strict=True))
             except CodecError as exc:
                 raise MalformedReply(self.name, f"cannot decode: {exc}") from None
         return values

@@ -14,7 +14,14 @@ import itertools
 from collections.abc import Callable, MutableSequence, Sequence
 
 from reconciler.config.profiles import Profile
-from reconciler.devices.codec import CodecError, Ratios, RegisterCodec, Value, words_struct
+from reconciler.devices.codec import (
+    BlockCodec,
+    CodecError,
+    Ratios,
+    RegisterCodec,
+    Value,
+    words_struct,
+)
 
 #: Modbus exception codes the bank answers with.
 ILLEGAL_ADDRESS = 2
@@ -89,6 +96,7 @@ class RegisterBank:
         #: The words each read request was last answered with (what a frozen device
         #: keeps answering).
         self._answered: dict[tuple[int, int], bytes] = {}
+        self._blocks: dict[tuple[int, int], BlockCodec] = {}
         for start, n, w in self.runs:
             for a in range(start, start + n):
                 self._words[a] = 0
@@ -175,9 +183,16 @@ class RegisterBank:
                 raise Refused(ILLEGAL_ADDRESS) from None
         if not fresh:
             return last
-        # As fill() does, on the block's bytes.
+        # As fill() does, on the block's bytes: in one call when the block allows it.
         data = bytearray(last)
         values = self.values()
+        block = self._blocks.get(key)
+        if block is None:
+            members = [(n, at - address, c) for n, at, c in self.touched(address, count)]
+            block = self._blocks[key] = BlockCodec(count, members)
+        if block.pack_into(data, values):
+            answer = self._answered[key] = bytes(data)
+            return answer
         for name, at, codec in self.touched(address, count):
             current = values.get(name)
             if current is None:
