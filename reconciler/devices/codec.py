@@ -240,7 +240,7 @@ class BlockCodec:
         end = self.members[0][1] if self.members else 0
         for _, offset, codec in self.members:
             fmt = codec.struct
-            if fmt is None or codec.little or offset < end or offset + codec.words > count:
+            if fmt is None or codec.little or offset < max(end, 0) or offset + codec.words > count:
                 return
             parts.append("x" * (2 * (offset - end)) + fmt.format.lstrip(">"))
             end = offset + codec.words
