@@ -6,10 +6,12 @@ read every device through the in-process transport, the guard and control core d
 the setpoint and heartbeat are written and the settings read back, the records go to an
 in-memory sink) plus the plant's physics in 1 s sub-steps and the accounts of each.
 
-The reference is the figure of the old engine (its own tick, no drivers, no codec):
-0.30 simulated days per second at 4 s ticks on the demo, measured in session 3 on this
-machine. The machine is shared: the load average is printed beside the figures, and CPU
-time is given beside wall time.
+The references: the figure of the old engine (its own tick, no drivers, no codec, no
+loop): 0.30 simulated days per second at 4 s ticks on the demo, measured in session 3;
+and, measured in this run over the same span, a bare core (the control core deciding on
+values taken straight from the plant, the setpoint put straight into the plant, the same
+physics; no accounts), so the ratio holds on a busy machine. The machine is shared: the
+load average is printed beside the figures, and CPU time beside wall time.
 
     .venv/bin/python bench/backtest.py [--site sites/demo.yaml] [--from 2024-01-15]
         [--days 2] [--profile 25] [--output json]
@@ -24,7 +26,7 @@ import os
 import pstats
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,13 +36,51 @@ if str(ROOT) not in sys.path:  # run from a checkout without an install
 from reconciler.backtest.commands import signals_for  # noqa: E402
 from reconciler.backtest.engine import MemorySink, run_backtest  # noqa: E402
 from reconciler.config.loader import load_site  # noqa: E402
+from reconciler.config.model import Site  # noqa: E402
+from reconciler.control.core import decide  # noqa: E402
 from reconciler.control.schedule import local_midnight  # noqa: E402
+from reconciler.control.types import (  # noqa: E402
+    BatteryReading,
+    ControlState,
+    MeterReading,
+    Observation,
+)
+from reconciler.sim.plant import Plant  # noqa: E402
 
 #: The old engine (session 3): simulated days per second at 4 s ticks on the demo.
 OLD_DAYS_PER_S = 0.30
 MONTH_DAYS = 31
 #: The goal: one simulated month in under this many seconds.
 GOAL_MONTH_S = 60.0
+
+
+def bare_core(site: Site, start: datetime, end: datetime) -> tuple[int, float]:
+    """(ticks, CPU s) of the control core and the plant alone over [start, end)."""
+    plant = Plant.for_site(site, start)
+    plant.write("real_power_mode", 1)
+    signals = signals_for("january-2024")
+    assert signals is not None
+    state = ControlState()
+    tick = timedelta(seconds=site.control.tick_s)
+    ticks, at = 0, start
+    c0 = time.process_time()
+    while at < end:
+        b = plant.battery
+        obs = Observation(
+            battery=BatteryReading(at, b.soe_kwh, b.power_kw, b.available_blocks, 1),
+            meters={
+                name: MeterReading(at, plant.role_power_kw(m.role))
+                for name, m in plant.meters.items()
+            },
+        )
+        decision = decide(site, at, obs, signals.signals_at(at), state)
+        plant.write("power_command", decision.target_kw)
+        plant.write("heartbeat", ticks % 2)
+        state = ControlState(decision.target_kw, at, state.plans)
+        at = min(at + tick, end)
+        plant.advance_to(at)
+        ticks += 1
+    return ticks, time.process_time() - c0
 
 
 def main() -> int:
@@ -66,6 +106,7 @@ def main() -> int:
     if profiler is not None:
         profiler.disable()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    bare_ticks, bare_cpu = bare_core(site, start, end)
     days = result.total.hours / 24.0
     tick_us = cpu / result.ticks * 1e6
     month_ticks = MONTH_DAYS * 86400 / result.tick_s
@@ -80,6 +121,8 @@ def main() -> int:
         "days_per_s_cpu": days / cpu,
         "old_days_per_s": OLD_DAYS_PER_S,
         "tick_us_cpu": tick_us,
+        "bare_core_tick_us_cpu": bare_cpu / bare_ticks * 1e6,
+        "loop_over_bare_core": tick_us / (bare_cpu / bare_ticks * 1e6),
         "tick_us_wall": wall / result.ticks * 1e6,
         "month_s_cpu": month_ticks * tick_us / 1e6,
         "month_s_wall": month_ticks * wall / result.ticks,
@@ -104,6 +147,10 @@ def main() -> int:
             f"x{f['days_per_s_cpu'] / OLD_DAYS_PER_S:.2f})"
         )
         print(f"  {tick_us:.0f} µs per tick (CPU), {f['tick_us_wall']:.0f} µs wall")
+        print(
+            f"  bare core in this run: {f['bare_core_tick_us_cpu']:.0f} µs per tick (CPU); "
+            f"the loop costs x{f['loop_over_bare_core']:.2f} that"
+        )
         print(
             f"  a {MONTH_DAYS}-day month at {result.tick_s:g} s ticks: "
             f"{f['month_s_cpu']:.0f} s CPU, "

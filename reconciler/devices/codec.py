@@ -234,6 +234,8 @@ class BlockCodec:
         self.names = tuple(name for name, _, _ in self.members)
         self._plain = tuple(c.plain_int for _, _, c in self.members)
         self._factors = tuple(c.factor for _, _, c in self.members)
+        #: (name, factor, integer bounds or None for f32) of each member, for pack_into.
+        self._packing = tuple((name, c.factor, c.range) for name, _, c in self.members)
         self.struct: struct.Struct | None = None
         self.start = 0
         parts: list[str] = []
@@ -269,12 +271,11 @@ class BlockCodec:
             return False
         raws: list[int | float] = []
         try:
-            for name, _, codec in self.members:
+            for name, scale, bounds in self._packing:
                 value = values[name]
                 if isinstance(value, (str, bool)):
                     return False
-                raw = value / codec.factor
-                bounds = codec.range
+                raw = value / scale
                 if bounds is None:
                     if not -_F32_MAX <= raw <= _F32_MAX:  # also false for NaN
                         return False

@@ -23,6 +23,8 @@ MAX_STEP_S = 1.0
 BLOCK_KW = 62.5
 #: Power factor of the homes' load (lagging): their reactive power is load * tan(acos(pf)).
 LOAD_POWER_FACTOR = 0.95
+#: Reactive per active power of that load (kvar/kW), worked out once.
+_LOAD_TAN_PHI = math.tan(math.acos(LOAD_POWER_FACTOR))
 NOMINAL_VOLTAGE_V = 400.0
 NOMINAL_FREQUENCY_HZ = 50.0
 #: command_source the simulated battery reports: 1 once direct (Modbus) mode is on, else 0.
@@ -182,9 +184,8 @@ class Plant:
         return self.grid_kw  # grid and feeder meters see the whole site
 
     def role_reactive_kvar(self, role: str) -> float:
-        q_load = self.load_kw * math.tan(math.acos(LOAD_POWER_FACTOR))
         if role in ("grid", "feeder", "load"):
-            return q_load
+            return self.load_kw * _LOAD_TAN_PHI
         return 0.0  # inverters run at unity power factor
 
     # ------------------------------------------------------------------ writes
