@@ -31,6 +31,7 @@ from reconciler.markets.replay import Replay
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
 from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +50,9 @@ async def write_gaps(folder: Path, url: str | None, backlog: int, seconds: float
         agent = Agent(
             FileSource(ROOT / "sites" / "demo.yaml", clock=clock),
             clock=clock,
-            outbox=outbox,
-            options=AgentOptions(database_url=url, http_port=None, upload_interval_s=1.0),
+            store=outbox,
+            uploader=Uploader(outbox, url) if url else None,
+            options=AgentOptions(http_port=None, upload_interval_s=1.0),
             signals=Replay(FeedSignals(imbalance=ReplayImbalanceFeed.january_2024()), sink=outbox),
             devices=lambda _s, c: open_site_devices(sim.site_for_ephemeral_ports(), clock=c),
         )

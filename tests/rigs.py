@@ -17,6 +17,7 @@ from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource, GitSource
 from reconciler.source.settings import SourceSettings
 from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
 from tests.source.conftest import DEMO_TEXT, Upstream, git
 
 #: The demo site's device ports, by device name.
@@ -76,7 +77,7 @@ async def git_agent(
     agent = Agent(
         source,
         clock=clock,
-        outbox=outbox,
+        store=outbox,
         options=AgentOptions(http_port=None),
         signals=signals or (Replay(replay, sink=outbox) if replay is not None else None),
         devices=lambda s, c: open_site_devices(s, clock=c),
@@ -107,13 +108,14 @@ async def file_agent(
     signals: Markets | None = None,
     replay: SignalSource | None = None,
     outbox_path: Path | None = None,
+    database_url: str | None = None,
     text: str = DEMO_TEXT,
     status_file: Path | None = None,
     **agent_args: Any,
 ) -> AsyncIterator[FileAgent]:
     """The agent on a copy of ``text`` (the demo site file) pointed at ``sim``, as ``flux
-    agent run --site FILE`` runs it (``agent_args`` go to Agent); devices and outbox
-    closed after."""
+    agent run --site FILE`` runs it (``agent_args`` go to Agent), uploading to
+    ``database_url`` if given; devices and outbox closed after."""
     site_file = tmp_path / "demo.yaml"
     site_file.write_text(site_text_for(sim, text))
     source = FileSource(site_file, clock=clock, status_file=status_file)
@@ -121,10 +123,11 @@ async def file_agent(
     agent = Agent(
         source,
         clock=clock,
-        outbox=outbox,
+        store=outbox,
         options=options,
         signals=signals or (Replay(replay, sink=outbox) if replay is not None else None),
         devices=lambda s, c: open_site_devices(s, clock=c),
+        **({"uploader": Uploader(outbox, database_url)} if database_url else {}),
         **agent_args,
     )
     try:

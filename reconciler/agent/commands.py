@@ -23,6 +23,7 @@ from reconciler.source.options import source_from_options, source_options
 from reconciler.source.paths import StatePaths
 from reconciler.stopping import run_until_signalled
 from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
 
 log = logging.getLogger("flux.agent")
 
@@ -147,10 +148,10 @@ def run(
     agent_ = Agent(
         source,
         clock=clock,
-        outbox=outbox,
+        store=outbox,
+        uploader=Uploader(outbox, database_url_for(source, database_url)),
         options=AgentOptions(
             shadow=shadow,
-            database_url=database_url_for(source, database_url),
             http_host=options.get("http_host") or "127.0.0.1",
             http_port=None if http_port in (None, -1) else int(http_port),
             lock_dir=None if shadow else lock_dir,

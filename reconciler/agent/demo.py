@@ -31,6 +31,7 @@ from reconciler.source.controller import FileSource
 from reconciler.stopping import run_until_signalled
 from reconciler.telemetry.database import describe
 from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
 
 #: The demo site, inside the package so an installed flux runs the demo from any folder
 #: (the repository's sites/demo.yaml is a link to it).
@@ -158,8 +159,9 @@ def demo(
             agent = Agent(
                 source,
                 clock=clock,
-                outbox=outbox,
-                options=AgentOptions(database_url=database_url, http_port=None),
+                store=outbox,
+                uploader=Uploader(outbox, database_url),
+                options=AgentOptions(http_port=None),
                 signals=Replay(
                     FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60)),
                     sink=outbox,

@@ -6,6 +6,11 @@ the simulator and in a backtest with only the parts swapped.
 - ``Battery``, ``Meter``: read, command, settings read-back, kW and kWh
   (``devices.powerpack``, ``devices.acuvim`` over Modbus TCP).
 - ``Sink``: where readings and decisions go (``telemetry.outbox.Outbox``).
+- ``Store``: the agent's whole durable record, a ``Sink`` that also keeps revisions,
+  status records and market values and knows its backlog (``Outbox``).
+- ``Upload``: what moves the store to the database (``telemetry.uploader.Uploader``;
+  ``agent.telemetry.KeepInStore`` when there is no database).
+- ``Endpoint``: the status endpoint (``agent.http.StatusServer``).
 - ``SignalSource``: market signals at an instant, as the loop asks for them.
 - ``Markets``: the agent's market signals and what keeps them current: the live APIs
   (``markets.live.LiveMarkets``) or a replay (``markets.replay.Replay``).
@@ -16,26 +21,32 @@ the simulator and in a backtest with only the parts swapped.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from reconciler.clock import Clock
 from reconciler.config.model import Site
 from reconciler.control.types import BatteryReading, Decision, MeterReading, Signals
 from reconciler.devices.base import Battery, Meter, SettingChange
+from reconciler.markets.live import MarketSink
 from reconciler.source.controller import DesiredStateSource
 from reconciler.status.model import MarketFeedStatus
+from reconciler.telemetry.uploader import UploaderState, UploadResult
 
 __all__ = [
     "Battery",
     "Clock",
     "DesiredStateSource",
+    "Endpoint",
     "Markets",
     "Meter",
     "NoSignals",
     "SettingChange",
     "SignalSource",
     "Sink",
+    "Store",
+    "Upload",
 ]
 
 
@@ -47,6 +58,70 @@ class Sink(Protocol):
     def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None: ...
 
     def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None: ...
+
+
+class Store(Sink, MarketSink, Protocol):
+    """The agent's durable record (the SQLite outbox in production): what the loop
+    records, plus revisions and status records, and how much waits to be uploaded."""
+
+    def add_revision(
+        self,
+        site_id: str,
+        sha: str,
+        at: datetime,
+        *,
+        state: str,
+        conditions: Mapping[str, Any] | None = None,
+        errors: Sequence[str] = (),
+        message: str = "",
+    ) -> None: ...
+
+    def add_status(self, site_id: str, at: datetime, conditions: Mapping[str, Any]) -> None: ...
+
+    def pending(self) -> int:
+        """Rows waiting to be uploaded."""
+        ...
+
+    def oldest_at(self) -> datetime | None:
+        """The instant of the oldest pending row."""
+        ...
+
+    def quarantined_count(self) -> int:
+        """Rows set aside as malformed."""
+        ...
+
+
+class Upload(Protocol):
+    """Moves the store to the database, in the background and once more at stop."""
+
+    @property
+    def database_url(self) -> str | None: ...
+
+    @property
+    def state(self) -> UploaderState: ...
+
+    async def run(
+        self,
+        stop_event: asyncio.Event,
+        *,
+        interval_s: float = ...,
+        on_result: Callable[[UploadResult], object] | None = None,
+    ) -> None: ...
+
+    async def drain_async(
+        self, *, stop: asyncio.Event | None = None, budget_s: float | None = None
+    ) -> UploadResult: ...
+
+    def close(self) -> None: ...
+
+
+class Endpoint(Protocol):
+    """A server the agent starts first (a taken port must stop it before anything runs)
+    and closes last."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class SignalSource(Protocol):

@@ -23,10 +23,10 @@ from typing import Any
 from reconciler.agent.http import StatusServer
 from reconciler.agent.lock import DeviceLock
 from reconciler.agent.loop import ReconcileLoop, TickResult, is_shadow
-from reconciler.agent.ports import Markets
+from reconciler.agent.ports import Endpoint, Markets, Store, Upload
 from reconciler.agent.supervise import Supervision, Supervisor
 from reconciler.agent.systemd import LoopProgress, SystemdNotifier
-from reconciler.agent.telemetry import TelemetryReporter
+from reconciler.agent.telemetry import KeepInStore, TelemetryReporter
 from reconciler.clock import Clock, sleep_unless_stopped
 from reconciler.config.model import Site
 from reconciler.devices.base import Battery, Meter
@@ -37,8 +37,7 @@ from reconciler.source.controller import DesiredStateSource, Revision, TickHealt
 from reconciler.status.model import AgentStatus, ConditionType
 from reconciler.status.record import StatusRecord
 from reconciler.stopping import sleep_or_stop
-from reconciler.telemetry.outbox import Outbox
-from reconciler.telemetry.uploader import Uploader, UploadResult
+from reconciler.telemetry.uploader import UploadResult
 
 log = logging.getLogger("flux.agent")
 
@@ -85,7 +84,6 @@ class AgentOptions:
     """How `flux agent run` (and `flux demo`) want the agent run."""
 
     shadow: bool | None = None
-    database_url: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int | None = 9464
     upload_interval_s: float = 10.0
@@ -105,42 +103,55 @@ class Agent:
         source: DesiredStateSource,
         *,
         clock: Clock,
-        outbox: Outbox,
+        store: Store,
         options: AgentOptions | None = None,
         signals: Markets | None = None,
         devices: DevicesFactory = default_devices,
-        on_tick: Callable[[TickResult], None] | None = None,
+        uploader: Upload | None = None,
+        status: AgentStatus | None = None,
+        endpoint: Endpoint | None = None,
+        notifier: SideTask | None = None,
+        progress: LoopProgress | None = None,
         supervision: Supervision | None = None,
         side_tasks: Mapping[str, SideTask] | None = None,
-        uploader: Uploader | None = None,
-        status: AgentStatus | None = None,
+        on_tick: Callable[[TickResult], None] | None = None,
     ) -> None:
-        """Every collaborator is a keyword argument; what is not given is the production
-        part, built in the one block below. ``signals``: the market signals (default: the
-        live APIs the site file names, recording to ``outbox``; a Replay stands in for
-        them); ``uploader``: to ``options.database_url``; ``status``: the one the source
-        sets its conditions on; ``side_tasks`` run beside the built-in ones, supervised
-        the same way."""
+        """Every collaborator is a keyword argument typed by its port (agent/ports.py);
+        what is not given is the production part, built in the one block below.
+
+        ``store``: where everything is recorded (the outbox); ``signals``: the market
+        signals (default: the live APIs the site file names, recording to ``store``; a
+        Replay stands in for them); ``uploader``: default keeps everything in the store
+        (pass a ``telemetry.uploader.Uploader`` to upload); ``status``: the one the source
+        sets its conditions on; ``endpoint``: the status server (default: on
+        ``options.http_port``, none if that is None); ``notifier``: the systemd notifier
+        fed by ``progress``; ``side_tasks`` run beside the built-in ones, supervised the
+        same way; ``on_tick`` sees every tick's result."""
         self.source = source
         self.clock = clock
-        self.outbox = outbox
+        self.store = store
         self.options = options or AgentOptions()
         # ---- collaborators: given, or the production defaults
         self.status = status or source.status()
-        self.markets: Markets = signals or LiveMarkets(clock=clock, sink=outbox)
-        self.uploader = uploader or Uploader(outbox, self.options.database_url)
+        self.markets: Markets = signals or LiveMarkets(clock=clock, sink=store)
+        self.uploader: Upload = uploader or KeepInStore(store)
+        self.endpoint: Endpoint | None = endpoint
+        if endpoint is None and self.options.http_port is not None:
+            self.endpoint = StatusServer(
+                self.status.snapshot, host=self.options.http_host, port=self.options.http_port
+            )
+        #: What the systemd watchdog is fed by: iterations of the control loop on time.
+        self.progress = progress or LoopProgress()
+        self._notifier = notifier or SystemdNotifier(self.status, self.progress).run
         self.supervisor = Supervisor(supervision, on_change=self._tasks_changed)
         self._devices_factory = devices
         self._side_tasks = dict(side_tasks or {})
         self._on_tick = on_tick
-        self.telemetry = TelemetryReporter(self.status, outbox, self.uploader)
-        #: What the systemd watchdog is fed by: iterations of the control loop on time.
-        self.progress = LoopProgress()
+        self.telemetry = TelemetryReporter(self.status, store, self.uploader)
         # ---- state
         self.loop: ReconcileLoop | None = None
         self._device_key: str | None = None
         self._revision: Revision | None = None
-        self.http: StatusServer | None = None
         self._last_status_at: datetime | None = None
         self.final_upload: UploadResult | None = None
         self._battery_lock: DeviceLock | None = None
@@ -168,7 +179,7 @@ class Agent:
                     battery=battery,
                     meters=meters,
                     clock=self.clock,
-                    sink=self.outbox,
+                    sink=self.store,
                     signals=self.markets,
                     shadow=self.options.shadow,
                     on_tick=self._on_tick,
@@ -177,7 +188,7 @@ class Agent:
                 await self.loop.replace_devices(battery, meters)
             self._device_key = key
         try:
-            self.outbox.add_revision(
+            self.store.add_revision(
                 revision.site.site.id,
                 revision.sha,
                 self.clock.now(),
@@ -232,7 +243,7 @@ class Agent:
         except Exception as exc:  # a failed read-back is reported, never fatal
             error = str(exc) or type(exc).__name__
         record = StatusRecord.of(snapshot, device_settings=settings, device_settings_error=error)
-        self.outbox.add_status(site.site.id, at, record.model_dump(mode="json"))
+        self.store.add_status(site.site.id, at, record.model_dump(mode="json"))
 
     # ------------------------------------------------------------------ control
 
@@ -251,7 +262,7 @@ class Agent:
             at=result.at,
             decision_reason=result.decision.reason,
             setpoint_kw=result.decision.target_kw,
-            outbox_size=self.outbox.pending(),
+            outbox_size=self.store.pending(),
             safe=result.decision.safe_stop,
         )
         self._report_battery_settings(revision.site, result)
@@ -330,20 +341,15 @@ class Agent:
         battery another agent drives (BatteryInUse), or any other error."""
         tasks: list[asyncio.Task[None]] = []
         try:
-            if self.options.http_port is not None:
+            if self.endpoint is not None:
                 # First: a taken port is refused before anything else has started.
-                self.http = StatusServer(
-                    self.status.snapshot,
-                    host=self.options.http_host,
-                    port=self.options.http_port,
-                )
-                await self.http.start()
+                await self.endpoint.start()
             side: dict[str, SideTask] = {
                 "source": self.source.run,
                 "uploader": self._upload,
-                "notifier": SystemdNotifier(self.status, self.progress).run,
+                "notifier": self._notifier,
+                "markets": self.markets.run,
             }
-            side["markets"] = self.markets.run
             side.update(self._side_tasks)
             self._telemetry_changed()
             self.supervisor.register(*side)
@@ -378,8 +384,8 @@ class Agent:
                     error=result.error,
                 )
                 self.uploader.close()
-            if self.http is not None:
-                await self.http.close()
+            if self.endpoint is not None:
+                await self.endpoint.close()
             if self.loop is not None:
                 await self.loop.close()
             if self._battery_lock is not None:

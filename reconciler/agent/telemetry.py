@@ -18,16 +18,18 @@ TelemetryReady does not count towards Ready (see ConditionType).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from reconciler.agent.ports import Store, Upload
 from reconciler.logs import log_event
 from reconciler.status.model import AgentStatus, ConditionStatus, TelemetryStats
 from reconciler.status.model import ConditionType as C
 from reconciler.telemetry.database import describe
-from reconciler.telemetry.outbox import Outbox
-from reconciler.telemetry.uploader import Uploader
+from reconciler.telemetry.uploader import UploaderState, UploadResult
 
 log = logging.getLogger("flux.telemetry")
 
@@ -84,9 +86,9 @@ def judge(stats: TelemetryStats, *, uploader_down: str | None = None) -> Verdict
 class TelemetryReporter:
     """Keeps TelemetryReady and the telemetry numbers of an agent's status current."""
 
-    def __init__(self, status: AgentStatus, outbox: Outbox, uploader: Uploader) -> None:
+    def __init__(self, status: AgentStatus, store: Store, uploader: Upload) -> None:
         self.status = status
-        self.outbox = outbox
+        self.store = store
         self.uploader = uploader
         self.alert_rows: int | None = None
         self.uploader_down: str | None = None
@@ -94,16 +96,16 @@ class TelemetryReporter:
     def stats(self, now: datetime) -> TelemetryStats:
         """``now`` on the agent's clock (the records' instants are on it too)."""
         state = self.uploader.state
-        oldest = self.outbox.oldest_at()
+        oldest = self.store.oldest_at()
         url = self.uploader.database_url
         return TelemetryStats(
             database=describe(url) if url else None,
-            pending_rows=self.outbox.pending(),
+            pending_rows=self.store.pending(),
             oldest_pending_age_s=(
                 None if oldest is None else max(0.0, (now - oldest).total_seconds())
             ),
             alert_rows=self.alert_rows,
-            quarantined_rows=self.outbox.condition().quarantined,
+            quarantined_rows=self.store.quarantined_count(),
             consecutive_failures=state.consecutive_failures,
             upload_failures_total=state.failures_total,
             sent_total=state.sent_total,
@@ -132,3 +134,31 @@ class TelemetryReporter:
         elif before == "OutboxBacklog" and verdict.reason != "OutboxBacklog":
             log_event(log, "outbox_backlog_cleared", pending=stats.pending_rows)
         return verdict
+
+
+class KeepInStore:
+    """The uploader of an agent with no database (the embedded default): nothing is
+    uploaded, everything stays in the store for `flux db upload` or a later start."""
+
+    database_url: str | None = None
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.state = UploaderState()
+
+    async def run(
+        self,
+        stop_event: asyncio.Event,
+        *,
+        interval_s: float = 10.0,
+        on_result: Callable[[UploadResult], object] | None = None,
+    ) -> None:
+        await stop_event.wait()
+
+    async def drain_async(
+        self, *, stop: asyncio.Event | None = None, budget_s: float | None = None
+    ) -> UploadResult:
+        return UploadResult(remaining=self.store.pending())
+
+    def close(self) -> None:
+        """Nothing to close."""

@@ -344,9 +344,13 @@ class Outbox:
             self._pending = int(n)
             return self._pending
 
+    def quarantined_count(self) -> int:
+        """Rows set aside as malformed (see :meth:`quarantine`)."""
+        (n,) = self._conn().execute("SELECT count(*) FROM quarantine").fetchone()
+        return int(n)
+
     def condition(self) -> OutboxCondition:
-        (quarantined,) = self._conn().execute("SELECT count(*) FROM quarantine").fetchone()
-        return OutboxCondition(self.pending(), self.max_rows, int(quarantined))
+        return OutboxCondition(self.pending(), self.max_rows, self.quarantined_count())
 
     @property
     def over_limit(self) -> bool:

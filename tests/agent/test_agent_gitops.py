@@ -279,7 +279,7 @@ async def test_an_unverifiable_last_known_good_leaves_the_battery_uncommanded(
         agent = Agent(
             source,
             clock=clock,
-            outbox=outbox,
+            store=outbox,
             options=AgentOptions(http_port=None),
             devices=lambda s, c: open_site_devices(s, clock=c),
         )

@@ -51,7 +51,7 @@ async def test_a_stop_wakes_the_wait_for_the_next_tick(tmp_path: Path) -> None:
             agent = Agent(
                 source,
                 clock=clock,
-                outbox=outbox,
+                store=outbox,
                 options=AgentOptions(http_port=None),
                 devices=lambda s, c: open_site_devices(s, clock=c),
             )

@@ -10,8 +10,10 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
+from reconciler.agent.http import StatusServer
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.agent.supervise import EXIT_SIDE_TASK_FAILED, Supervision
 from reconciler.clock import ManualClock
@@ -124,3 +126,45 @@ async def test_a_side_task_that_keeps_failing_ends_the_agent_non_zero(
     assert status.condition(ConditionType.READY).status == "True"  # control was fine
     gave_up = [r for r in caplog.records if r.getMessage() == "task_gave_up"]
     assert len(gave_up) == 1 and gave_up[0].levelno == logging.CRITICAL
+
+
+async def test_the_endpoint_and_notifier_given_are_the_ones_run(tmp_path: Path) -> None:
+    """The status endpoint and the notifier are collaborators like any other: the ones
+    given are started first and closed last (the endpoint), and supervised (the
+    notifier), with no port taken from options."""
+    clock = ManualClock(START)
+    site = load_site(ROOT / "sites" / "demo.yaml")
+    stop = asyncio.Event()
+    notified: list[int] = []
+    agent_box: list[Agent] = []
+
+    async def notifier(stop: asyncio.Event) -> None:
+        notified.append(_ticks(agent_box[0]))
+        await stop.wait()
+
+    endpoint = StatusServer(lambda: agent_box[0].status.snapshot(), port=0)
+    async with (
+        SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
+        file_agent(
+            tmp_path,
+            sim,
+            clock,
+            options=AgentOptions(http_port=None),
+            endpoint=endpoint,
+            notifier=notifier,
+        ) as rig,
+    ):
+        agent_box.append(rig.agent)
+        task = asyncio.create_task(rig.agent.run(stop))
+        await _until(lambda: _ticks(rig.agent) >= 2, "control ticking")
+        async with httpx.AsyncClient() as http:
+            reply = await http.get(f"http://127.0.0.1:{endpoint.port}/status")
+        assert reply.status_code == 200
+        assert reply.json()["loop"]["ticks_total"] >= 1
+        assert len(notified) == 1  # started once, never restarted
+        assert rig.agent.supervisor.tasks["notifier"].running
+        stop.set()
+        assert await asyncio.wait_for(task, GUARD_S) == 0
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as http:
+            await http.get(f"http://127.0.0.1:{endpoint.port}/status")

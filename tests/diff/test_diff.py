@@ -323,7 +323,7 @@ async def test_a_file_source_agent_is_compared_by_content(world: World, tmp_path
     agent = Agent(
         source,
         clock=world.clock,
-        outbox=world.outbox,
+        store=world.outbox,
         options=AgentOptions(http_port=None),
         devices=lambda s, c: open_site_devices(s, clock=c),
     )

@@ -74,7 +74,8 @@ async def test_sigterm_is_not_held_up_by_a_database_that_never_answers(
             tmp_path,
             sim,
             clock,
-            options=AgentOptions(database_url=black_hole.url(), http_port=None),
+            database_url=black_hole.url(),
+            options=AgentOptions(http_port=None),
             on_tick=on_tick,
         ) as rig,
     ):
@@ -97,8 +98,8 @@ async def test_sigterm_is_not_held_up_by_an_upload_hung_in_a_silent_partition(
             tmp_path,
             sim,
             clock,
+            database_url=url_for(dbname, port=proxy.port),
             options=AgentOptions(
-                database_url=url_for(dbname, port=proxy.port),
                 http_port=None,
                 upload_interval_s=0.05,
             ),

@@ -47,7 +47,8 @@ async def _run_agent(
         tmp_path,
         sim,
         clock,
-        options=AgentOptions(database_url=url, http_port=None),
+        database_url=url,
+        options=AgentOptions(http_port=None),
         replay=FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(publish_delay_s=60)),
         on_tick=on_tick,
     ) as rig:

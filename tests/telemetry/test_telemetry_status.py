@@ -187,7 +187,8 @@ async def test_a_backlog_over_the_site_files_mark_raises_the_condition(
             clock,
             text=text,
             outbox_path=outbox_path,
-            options=AgentOptions(database_url=migrated_url, http_port=None, upload_interval_s=0.02),
+            database_url=migrated_url,
+            options=AgentOptions(http_port=None, upload_interval_s=0.02),
         ) as rig,
     ):
         task = asyncio.create_task(rig.agent.run(stop))
