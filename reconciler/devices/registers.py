@@ -90,7 +90,7 @@ class NamedRegisters:
         self.ratios = ratios
         self.read_only = read_only
         self._plans: dict[tuple[str, ...] | None, list[Block]] = {}
-        #: Each register's compiled codec, with its offset in each planned block.
+        #: Each register's compiled codec, and each block's (decoded in one call).
         self._codecs = {n: RegisterCodec(r, ratios) for n, r in profile.registers.items()}
         self._layout: dict[Block, BlockCodec] = {}
 

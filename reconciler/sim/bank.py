@@ -224,6 +224,13 @@ class RegisterBank:
         memory = self._words
         for i, w in enumerate(words):
             memory[address + i] = int(w)
+        # The words last answered hold the write too (what a frozen device shows next).
+        for (start, n), answered in list(self._answered.items()):
+            if start < address + count and address < start + n:
+                data = bytearray(answered)
+                for a in range(max(start, address), min(start + n, address + count)):
+                    data[2 * (a - start) : 2 * (a - start + 1)] = memory[a].to_bytes(2, "big")
+                self._answered[(start, n)] = bytes(data)
         # A register may start before or end after the words written: decode it from
         # the words it holds now.
         touched = self.touched(address, count)

@@ -185,3 +185,27 @@ async def test_in_process_and_tcp_refuse_the_same_requests(
             codes.append(err.value.code)
         assert codes[0] == codes[1], codes
     await tcp.close()
+
+
+async def test_a_frozen_device_shows_the_same_words_both_ways(demo_site: Site) -> None:
+    async def run(in_process: bool) -> dict[str, object]:
+        clock = ManualClock(NOON)
+        async with SiteSimulator(demo_site, clock=clock, ports="ephemeral") as sim:
+            if in_process:
+                battery, _ = sim.in_process_devices()
+            else:
+                battery, _ = open_site_devices(sim.site_for_ephemeral_ports(), clock=clock)
+            await battery.start()
+            await command(battery, 100.0)
+            await sim.step(4)
+            await battery.transport.read()
+            sim.faults["bess"].frozen = True
+            await command(battery, -200.0)  # written while frozen
+            await sim.step(4)
+            held = dict(await battery.transport.read())
+            await battery.close()
+            return held
+
+    local = await run(in_process=True)
+    assert local["power_command"] == -200.0  # the write shows; the rest is as last read
+    assert local == await run(in_process=False)
