@@ -36,6 +36,8 @@ from reconciler.markets.memory import ReplayImbalanceFeed
 
 DEFAULT_FROM = "2024-01-15"  # a Monday inside the shipped January 2024 prices
 PRICES = ("january-2024", "none")
+#: The longest run --days allows: a leap year.
+MAX_DAYS = 366
 
 
 def signals_for(prices: str) -> SignalSource | None:
@@ -80,7 +82,13 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     show_default=True,
     help="First local day, YYYY-MM-DD.",
 )
-@click.option("--days", type=click.IntRange(1, 31), default=1, show_default=True)
+@click.option(
+    "--days",
+    type=click.IntRange(1, MAX_DAYS),
+    default=1,
+    show_default=True,
+    help=f"Local days to run, up to {MAX_DAYS} (a year); a progress bar on a terminal.",
+)
 @click.option(
     "--prices",
     type=click.Choice(PRICES),

@@ -100,7 +100,7 @@ def test_an_invalid_site_file_exits_2_with_file_and_line(tmp_path: Path) -> None
 def test_usage_errors_exit_2() -> None:
     for args in (
         [str(DEMO), "--days", "0"],
-        [str(DEMO), "--days", "32"],
+        [str(DEMO), "--days", "367"],
         [str(DEMO), "--prices", "february-2024"],
         [str(DEMO), "--from", "15/01/2024"],
         ["no-such-site", "--sites-dir", str(SITES)],
@@ -109,3 +109,4 @@ def test_usage_errors_exit_2() -> None:
         assert result.exit_code == 2, (args, result.output)
         assert "Usage:" in result.output or "no site" in result.output
     assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "0").output
+    assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "367").output
