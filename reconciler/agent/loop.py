@@ -66,6 +66,12 @@ class _DeviceMemory:
     frozen_battery: BatteryReading | None = None
 
 
+def _same_values(a: BatteryReading | MeterReading, b: BatteryReading | MeterReading) -> bool:
+    """Whether two readings hold the same values, whatever their read times (what
+    ``replace(a, at=b.at) == b`` says, without building a reading on every poll)."""
+    return {**vars(a), "at": None} == {**vars(b), "at": None}
+
+
 def is_shadow(site: Site, override: bool | None) -> bool:
     """Shadow mode (decide and record, never write): the command line's choice, else the
     site file's."""
@@ -91,8 +97,13 @@ class ReconcileLoop:
         signals: SignalSource | None = None,
         shadow: bool | None = None,
         on_tick: Callable[[TickResult], None] | None = None,
+        concurrent_reads: bool = True,
     ) -> None:
         self._site_fn = site_fn
+        #: Read the devices at the same time (over the network, a slow one must not
+        #: delay the others), or in turn: devices that answer at once (the simulator's
+        #: in-process transport, in a backtest) then need no event loop at all.
+        self._concurrent_reads = concurrent_reads
         self.battery = battery
         self.meters = dict(meters)
         self.clock = clock
@@ -137,7 +148,18 @@ class ReconcileLoop:
             if (last := self._memory.polled_at.get(name)) is None
             or (at - last).total_seconds() >= interval * 0.95
         ]
-        results = await asyncio.gather(*(dev.read() for _, dev, _ in due), return_exceptions=True)
+        results: list[object]
+        if self._concurrent_reads:
+            results = list(
+                await asyncio.gather(*(dev.read() for _, dev, _ in due), return_exceptions=True)
+            )
+        else:
+            results = []
+            for _, dev, _ in due:
+                try:
+                    results.append(await dev.read())
+                except Exception as exc:  # as gather(return_exceptions=True) hands it on
+                    results.append(exc)
         memory = self._memory
         for (name, _dev, _), result in zip(due, results, strict=True):
             memory.polled_at[name] = at
@@ -179,11 +201,10 @@ class ReconcileLoop:
         is tried again now and then.
         """
         memory = self._memory
-        values = replace(reading, at=at)
         previous = memory.battery
         # No inverter block available: the battery says why it does not move. That is a
         # battery not following (the health gate and `flux diff` say so), not a cache.
-        if previous is None or replace(previous, at=at) != values or not reading.available_blocks:
+        if previous is None or not _same_values(previous, reading) or not reading.available_blocks:
             memory.changed_at[self.battery.name] = at
             memory.frozen_battery = None
             return None
@@ -212,7 +233,7 @@ class ReconcileLoop:
     def _frozen_for(self, name: str, reading: MeterReading, at: datetime) -> float:
         """Seconds the meter's values (everything but the read time) have not changed."""
         previous = self._memory.meters.get(name)
-        if previous is None or replace(previous, at=reading.at) != reading:
+        if previous is None or not _same_values(previous, reading):
             self._memory.changed_at[name] = at
         return (at - self._memory.changed_at.get(name, at)).total_seconds()
 

@@ -51,7 +51,7 @@ from reconciler.telemetry.errors import DatabaseUnreachable
 
 DEFAULT_FROM = "2024-01-15"  # a Monday inside the shipped January 2024 prices
 PRICES = ("january-2024", "none")
-#: The longest run, local days.
+#: The longest run --days allows: a leap year.
 MAX_DAYS = 366
 
 
@@ -141,7 +141,13 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     help=f"First local day, YYYY-MM-DD [default: the first day of --prices, {DEFAULT_FROM} "
     "for january-2024 or none].",
 )
-@click.option("--days", type=click.IntRange(1, MAX_DAYS), default=1, show_default=True)
+@click.option(
+    "--days",
+    type=click.IntRange(1, MAX_DAYS),
+    default=1,
+    show_default=True,
+    help=f"Local days to run, up to {MAX_DAYS} (a year); a progress bar on a terminal.",
+)
 @click.option(
     "--prices",
     multiple=True,

@@ -1,24 +1,30 @@
 """A backtest: a site file's control run against the simulated site, tick by tick.
 
-The same pieces as on a site, with the network taken out: the pure control core
-(:func:`reconciler.control.core.decide`) decides every ``site.control.tick_s`` on readings
-of the simulator's plant (:class:`reconciler.sim.plant.Plant`), and its setpoint is written
-to the plant as the PowerPack driver writes it (ramps and always-active at start, each
-command with the heartbeat toggled, direct mode and the heartbeat timeout after the first).
-No I/O, no clock: time is the simulated one, and the plant's noise is seeded by
-``site.simulation.seed``, so a run is repeatable.
+The agent's own :class:`~reconciler.agent.loop.ReconcileLoop` runs it, with a manual clock
+and the real drivers (PowerPack, Acuvim) on the simulator's register banks through the
+in-process transport (:meth:`reconciler.sim.simulator.SiteSimulator.in_process_devices`):
+the same reads, guard, decision, deadband, heartbeat, settings read-back and recording as
+on a site, so a change to any of them shows here. The market signals come through the
+agent's Markets seam (:class:`reconciler.markets.replay.Replay`) at simulated time.
 
-Differences from the agent, on purpose: every device is read on every tick (the plant is
-always reachable, so no safe stop comes from stale readings), a setpoint is written on
-every tick (no deadband skip), and ``control.shadow`` is ignored (a backtest is about what
-the control would do).
+This module only sets that up and keeps the accounts: between ticks the plant's physics
+runs in sub-steps of at most 1 s (split at local midnight) and each sub-step's energy,
+money and limits go into the day's :class:`~reconciler.backtest.report.MetricsBuilder`.
+No I/O, no wall clock, no sleeping: the plant's noise is seeded by
+``site.simulation.seed``, so a run is repeatable to the last digit.
+
+On purpose, ``control.shadow`` is ignored (a backtest is about what the control would do),
+and records go to an in-memory sink (:class:`MemorySink`), not the outbox.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
+from reconciler.agent.loop import ReconcileLoop, TickResult
 from reconciler.agent.ports import NoSignals, SignalSource
 from reconciler.backtest.report import (
     BacktestResult,
@@ -26,88 +32,69 @@ from reconciler.backtest.report import (
     MetricsBuilder,
     combine,
 )
+from reconciler.clock import ManualClock
 from reconciler.config.model import Site
-from reconciler.control.core import decide
-from reconciler.control.periods import periods_in_day
-from reconciler.control.schedule import DayPlans, local_midnight, zone
-from reconciler.control.types import (
-    BatteryReading,
-    ControlState,
-    MeterReading,
-    Observation,
-)
-from reconciler.devices.powerpack import DIRECT_MODE, HEARTBEAT_VALUES
+from reconciler.control.periods import PERIOD, periods_in_day
+from reconciler.control.schedule import local_midnight, zone
+from reconciler.control.types import BatteryReading, Decision, MeterReading
 from reconciler.diff.tolerances import limit_tolerances
+from reconciler.markets.replay import Replay
+from reconciler.planning.runner import Planning
 from reconciler.sim.curves import HalfHourly
-from reconciler.sim.plant import MAX_STEP_S, Plant
-from reconciler.sim.registers import battery_values, meter_values
+from reconciler.sim.plant import MAX_STEP_S
+from reconciler.sim.simulator import SiteSimulator
 
-__all__ = ["BacktestResult", "observe", "run_backtest"]
+__all__ = ["BacktestResult", "MemorySink", "run_backtest"]
+
+#: Days of prices before the start an optimise entry's forecasts are seeded with (what
+#: an agent would have seen by then).
+PLANNING_HISTORY_DAYS = 14
 
 #: Report progress at most this often, as a fraction of the run.
 PROGRESS_STEP = 0.005
 
-
-def observe(site: Site, plant: Plant) -> Observation:
-    """What the agent would read from the plant's devices now (as the simulator's
-    registers show it): battery SoE kWh and reported power kW, and every site meter."""
-    at = plant.at
-    bv = battery_values(plant)
-    battery = BatteryReading(
-        at=at,
-        soe_kwh=float(bv["soe"]),
-        target_power_kw=float(bv["target_power"]),
-        available_blocks=int(bv["available_blocks"]),
-        command_source=int(bv["command_source"]),
-    )
-    meters: dict[str, MeterReading] = {}
-    for name, state in plant.meters.items():
-        mv = meter_values(state)
-        meters[name] = MeterReading(
-            at=at,
-            power_kw=plant.role_power_kw(state.role),
-            frequency_hz=float(mv["frequency"]),
-            voltage_v=float(mv["voltage_line_avg"]),
-            current_a=float(mv["current_a"]),
-            current_b=float(mv["current_b"]),
-            current_c=float(mv["current_c"]),
-            current_avg=float(mv["current_avg"]),
-            power_a_kw=float(mv["power_a"]),
-            power_b_kw=float(mv["power_b"]),
-            power_c_kw=float(mv["power_c"]),
-            reactive_kvar=float(mv["reactive_total"]),
-            apparent_kva=float(mv["apparent_total"]),
-            power_factor=float(mv["power_factor"]),
-            energy_import_kwh=float(mv["energy_import"]),
-            energy_export_kwh=float(mv["energy_export"]),
-        )
-    return Observation(battery=battery, meters=meters)
+T = TypeVar("T")
 
 
-class _Driver:
-    """Writes to the plant's battery what PowerPackBattery writes over Modbus."""
+@dataclass
+class MemorySink:
+    """Where a backtest's loop records (the agent's Sink port): row counts by kind, and
+    the decisions when ``keep_decisions`` (a month at 4 s ticks records ~45,000)."""
 
-    def __init__(self, site: Site, plant: Plant) -> None:
-        self.device = site.devices.battery
-        self.plant = plant
-        self.beats = 0
-        self.direct = False
+    keep_decisions: bool = False
+    bess_rows: int = 0
+    meter_rows: int = 0
+    decision_rows: int = 0
+    decisions: list[Decision] = field(default_factory=list)
 
-    def start(self) -> None:
-        if self.device.ramp_up_kw_per_s is not None:
-            self.plant.write("ramp_up", self.device.ramp_up_kw_per_s)
-        if self.device.ramp_down_kw_per_s is not None:
-            self.plant.write("ramp_down", self.device.ramp_down_kw_per_s)
-        self.plant.write("always_active", 1 if self.device.always_active else 0)
+    def add_bess(
+        self,
+        site_id: str,
+        device: str,
+        reading: BatteryReading,
+        *,
+        actual_power_kw: float | None = None,
+    ) -> None:
+        self.bess_rows += 1
 
-    def command(self, power_kw: float) -> None:
-        self.plant.write("power_command", power_kw)
-        self.plant.write("heartbeat", HEARTBEAT_VALUES[self.beats % 2])
-        self.beats += 1
-        if not self.direct:
-            self.plant.write("heartbeat_timeout", self.device.heartbeat_timeout_s)
-            self.plant.write("real_power_mode", DIRECT_MODE)
-            self.direct = True
+    def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None:
+        self.meter_rows += 1
+
+    def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None:
+        self.decision_rows += 1
+        if self.keep_decisions:
+            self.decisions.append(decision)
+
+
+def run_now(step: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never waits (the loop on in-process devices), with
+    no event loop: one ``send``. Raises RuntimeError if it tried to wait on something."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise RuntimeError("a backtest tick waited on I/O; in-process devices answer at once")
 
 
 def _days(site: Site, start: datetime, end: datetime) -> list[tuple[date, datetime]]:
@@ -132,13 +119,16 @@ def run_backtest(
     progress: Callable[[float], None] | None = None,
     load: HalfHourly | None = None,
     solar: HalfHourly | None = None,
+    sink: MemorySink | None = None,
+    on_tick: Callable[[TickResult], None] | None = None,
 ) -> BacktestResult:
     """Run ``site``'s control on the simulated site from ``start`` to ``end`` (aware).
 
     ``signals`` gives the market signals at each tick (None: none at all, so modes that
     need a price propose nothing unless they have a default). ``progress`` is called with
     the fraction done (0..1) now and then, and with 1.0 at the end. ``load`` (one home, kW)
-    and ``solar`` (one kWp, kW) replace the simulator's January profiles.
+    and ``solar`` (one kWp, kW) replace the simulator's January profiles. ``sink`` receives
+    what the loop records; ``on_tick`` every tick's result (what was read, decided, written).
 
     Energy is integrated over every physics sub-step of the plant (at most 1 s, split at
     local midnight), so each day's hours add up to its real length.
@@ -150,10 +140,27 @@ def run_backtest(
         raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
 
     tz = zone(site.site.timezone)
-    source: SignalSource = signals if signals is not None else NoSignals()
-    plant = Plant.for_site(site, start, load=load, solar=solar)
-    driver = _Driver(site, plant)
-    driver.start()
+    clock = ManualClock(start)
+    sim = SiteSimulator(  # never listens
+        site, clock=clock, ports="ephemeral", cache_values=True, load=load, solar=solar
+    )
+    plant = sim.plant
+    battery, meters = sim.in_process_devices(log=False)
+    markets = Planning(Replay(signals if signals is not None else NoSignals()), synchronous=True)
+    markets.configure(site)
+    if signals is not None:  # an optimise entry's forecasts start from the days before
+        markets.seed(_prices_before(signals, start, days=PLANNING_HISTORY_DAYS))
+    loop = ReconcileLoop(
+        site_fn=lambda: (site, None),
+        battery=battery,
+        meters=meters,
+        clock=clock,
+        sink=sink if sink is not None else MemorySink(),
+        signals=markets,
+        shadow=False,
+        on_tick=on_tick,
+        concurrent_reads=False,
+    )
 
     nameplate = site.devices.battery.nameplate_energy_kwh
     limits = site.limits
@@ -186,23 +193,18 @@ def run_backtest(
     sub = timedelta(seconds=MAX_STEP_S)
     total_s = (end - start).total_seconds()
     next_report = 0.0
-    plans = DayPlans()  # the schedule's memo, reused by every tick of the run
-    state = ControlState(plans=plans)
     ticks = 0
     at = start
     while at < end:
-        obs = observe(site, plant)
-        if state.last_at is None and obs.battery is not None:
-            # As the loop does: the first prediction starts from what the battery does.
-            state = ControlState(last_target_kw=obs.battery.target_power_kw, plans=plans)
-        sig = source.signals_at(at)
-        decision = decide(site, at, obs, sig, state)
-        driver.command(decision.target_kw)
-        state = ControlState(last_target_kw=decision.target_kw, last_at=at, plans=plans)
+        clock.set(at)
+        result = run_now(loop.tick())
         ticks += 1
-
-        import_rate, export_rate = plans.plan(site, at).rates_at(at)
-        price = sig.imbalance_price.value if sig.imbalance_price is not None else None
+        decision = result.decision
+        _observe(markets, result)
+        # The loop keeps the schedule's memo in its state: the rates cost no new plan.
+        import_rate, export_rate = loop.state.plans.plan(site, at).rates_at(at)
+        imbalance = result.signals.imbalance_price
+        price = imbalance.value if imbalance is not None else None
         winner, safe = decision.winner, decision.safe_stop
 
         until = min(at + tick, end)
@@ -258,6 +260,26 @@ def run_backtest(
         days=tuple(done),
         total=combine([d.metrics for d in done], nameplate),
     )
+
+
+def _observe(markets: Planning, result: TickResult) -> None:
+    """What the agent tells its market signals after a tick (run.py, _observe_delivery)."""
+    battery, site_kw = result.observation.battery, result.decision.site_power_kw
+    if battery is not None and site_kw is not None and not result.decision.safe_stop:
+        markets.observe(result.at, site_kw, battery.target_power_kw, battery.soe_kwh)
+
+
+def _prices_before(
+    signals: SignalSource, start: datetime, *, days: int
+) -> list[tuple[datetime, float]]:
+    """The imbalance prices of the ``days`` before ``start``, as the signals give them."""
+    first = start - timedelta(days=days)
+    seen: dict[datetime, float] = {}
+    for k in range(days * 48):
+        price = signals.signals_at(first + k * PERIOD + PERIOD / 2).imbalance_price
+        if price is not None and price.period.start < start:
+            seen[price.period.start] = price.value
+    return sorted(seen.items())
 
 
 def _day_result(day: date, london: bool, acc: MetricsBuilder) -> DayResult:

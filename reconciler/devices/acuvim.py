@@ -6,6 +6,7 @@ from reconciler.clock import Clock, WallClock
 from reconciler.config.model import MeterDevice
 from reconciler.config.profiles import Profile
 from reconciler.control.types import MeterReading
+from reconciler.devices.registers import RegisterTransport
 from reconciler.devices.transport import ModbusTransport
 
 #: MeterReading field <- profile register name. Units: Hz, V, A, kW, kvar, kVA, kWh.
@@ -38,13 +39,15 @@ class AcuvimMeter:
         profile: Profile,
         *,
         clock: Clock | None = None,
-        transport: ModbusTransport | None = None,
+        transport: RegisterTransport | None = None,
     ) -> None:
         self.name = name
         self.device = device
         self.profile = profile
         self.clock: Clock = clock or WallClock()
-        self.transport = transport or ModbusTransport.for_device(name, device, profile)
+        self.transport: RegisterTransport = transport or ModbusTransport.for_device(
+            name, device, profile
+        )
         # A site profile may leave optional quantities out; power_total is required.
         self._fields = {f: r for f, r in FIELDS.items() if r in profile.registers}
         if "power_kw" not in self._fields:

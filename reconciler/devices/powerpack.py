@@ -20,6 +20,7 @@ from reconciler.config.model import BatteryDevice
 from reconciler.config.profiles import Profile
 from reconciler.control.types import BatteryReading
 from reconciler.devices.base import SettingChange
+from reconciler.devices.registers import RegisterTransport
 from reconciler.devices.transport import ModbusTransport
 
 HEARTBEAT_VALUES = (0xAA55, 0x55AA)
@@ -56,13 +57,15 @@ class PowerPackBattery:
         profile: Profile,
         *,
         clock: Clock | None = None,
-        transport: ModbusTransport | None = None,
+        transport: RegisterTransport | None = None,
     ) -> None:
         self.name = device.name
         self.device = device
         self.profile = profile
         self.clock: Clock = clock or WallClock()
-        self.transport = transport or ModbusTransport.for_device(device.name, device, profile)
+        self.transport: RegisterTransport = transport or ModbusTransport.for_device(
+            device.name, device, profile
+        )
         self.commands = 0
         self._heartbeat_index = 0
 

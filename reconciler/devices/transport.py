@@ -16,7 +16,7 @@ What this relies on in pymodbus is pinned by tests/devices/test_pymodbus_contrac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -31,22 +31,21 @@ from tenacity import (
 
 from reconciler.config.model import BatteryDevice, MeterDevice
 from reconciler.config.profiles import Profile
-from reconciler.devices.codec import UNITY, CodecError, Ratios, Value, check_range, encode
+from reconciler.devices.codec import UNITY, Ratios
 from reconciler.devices.errors import (
     ConnectionLost,
     ConnectionRefused,
     DeviceTimeout,
     MalformedReply,
     ModbusExceptionReply,
-    WriteRefused,
 )
-from reconciler.devices.plan import Block, pick, plan_reads
+from reconciler.devices.plan import Block
+from reconciler.devices.registers import MAX_WRITE_WORDS, NamedRegisters
 from reconciler.logs import quiet_pymodbus
 
 quiet_pymodbus()
 
-#: Most registers one write request (function 16) may carry.
-MAX_WRITE_WORDS = 123
+__all__ = ["MAX_WRITE_WORDS", "ModbusTransport"]
 #: How much longer than ours pymodbus's own timeout is, s: ours always fires first.
 PYMODBUS_SLACK_S = 1.0
 
@@ -64,8 +63,9 @@ def _settle(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-class ModbusTransport:
-    """Reads and writes one device's registers by name.
+class ModbusTransport(NamedRegisters):
+    """Reads and writes one device's registers by name, over Modbus TCP (a
+    :class:`~reconciler.devices.registers.RegisterTransport`).
 
     ``requests`` counts Modbus requests put on the wire (for benchmarks and tests).
     ``read_only=True`` refuses every write (``flux devices read`` runs beside the agent).
@@ -86,14 +86,11 @@ class ModbusTransport:
         backoff_initial_s: float = 0.05,
         backoff_max_s: float = 1.0,
     ) -> None:
-        self.name = name
-        self.profile = profile
+        super().__init__(name, profile, ratios=ratios, read_only=read_only)
         self.host = host
         self.port = port
         self.unit_id = unit_id
         self.timeout_s = timeout_s
-        self.ratios = ratios
-        self.read_only = read_only
         self.connect_attempts = connect_attempts
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -103,7 +100,6 @@ class ModbusTransport:
         #: Completed when the current connection closes (set by pymodbus's trace_connect).
         self._lost: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
-        self._plans: dict[tuple[str, ...] | None, list[Block]] = {}
 
     @classmethod
     def for_device(
@@ -271,68 +267,10 @@ class ModbusTransport:
             )
         return words
 
-    def plan(self, names: Iterable[str] | None = None) -> list[Block]:
-        key = None if names is None else tuple(names)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = plan_reads(self.profile, key)
-        return plan
+    async def write_words(self, address: int, words: list[int], names: str) -> None:
+        """Write ``words`` from ``address`` in one request (function 16)."""
 
-    async def read(
-        self, names: Iterable[str] | None = None, *, blocks: Sequence[Block] | None = None
-    ) -> dict[str, Value]:
-        """Values (engineering units) of the named registers, all of them when None."""
-        blocks = self.plan(names) if blocks is None else blocks
-        replies = [await self.read_block(b) for b in blocks]
-        try:
-            return pick(self.profile, blocks, replies, self.ratios)
-        except CodecError as exc:
-            raise MalformedReply(self.name, f"cannot decode: {exc}") from None
+        def send(c: AsyncModbusTcpClient) -> Any:
+            return c.write_registers(address, words, device_id=self.unit_id)
 
-    # ------------------------------------------------------------------ writes
-
-    def _refuse(self, name: str, why: str) -> WriteRefused:
-        return WriteRefused(self.name, f"write refused, nothing sent: {why}", register=name)
-
-    def encode_writes(self, values: Mapping[str, Value]) -> list[tuple[int, list[int], str]]:
-        """Check and encode writes into (address, words, names) runs, contiguous registers
-        joined. Raises WriteRefused (nothing is sent) for any write that is not allowed."""
-        encoded: list[tuple[int, list[int], str]] = []
-        for name, value in values.items():
-            reg = self.profile.registers.get(name)
-            if reg is None:
-                raise self._refuse(name, f"profile {self.profile.name!r} has no such register")
-            if self.read_only:
-                raise self._refuse(name, "this session is read-only")
-            if not reg.writable:
-                raise self._refuse(name, f"register {reg.address} is read-only (access: r)")
-            try:
-                check_range(reg, value)
-                words = encode(reg, value, self.ratios)
-            except CodecError as exc:
-                raise self._refuse(name, str(exc)) from None
-            encoded.append((reg.address, words, name))
-        encoded.sort()
-        runs: list[tuple[int, list[int], str]] = []
-        for address, words, name in encoded:
-            if runs:
-                start, run, names = runs[-1]
-                if start + len(run) == address and len(run) + len(words) <= MAX_WRITE_WORDS:
-                    runs[-1] = (start, run + words, f"{names}, {name}")
-                    continue
-            runs.append((address, list(words), name))
-        return runs
-
-    async def write(self, name: str, value: Value) -> None:
-        """Write one register (engineering units)."""
-        await self.write_many({name: value})
-
-    async def write_many(self, values: Mapping[str, Value]) -> None:
-        """Write several registers; contiguous ones go in one request. Every write is
-        checked before the first is sent."""
-        for address, words, names in self.encode_writes(values):
-
-            def send(c: AsyncModbusTcpClient, a: int = address, w: list[int] = words) -> Any:
-                return c.write_registers(a, w, device_id=self.unit_id)
-
-            await self._execute(names, send)
+        await self._execute(names, send)

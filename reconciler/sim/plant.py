@@ -23,6 +23,8 @@ MAX_STEP_S = 1.0
 BLOCK_KW = 62.5
 #: Power factor of the homes' load (lagging): their reactive power is load * tan(acos(pf)).
 LOAD_POWER_FACTOR = 0.95
+#: Reactive per active power of that load (kvar/kW), worked out once.
+_LOAD_TAN_PHI = math.tan(math.acos(LOAD_POWER_FACTOR))
 NOMINAL_VOLTAGE_V = 400.0
 NOMINAL_FREQUENCY_HZ = 50.0
 #: command_source the simulated battery reports: 1 once direct (Modbus) mode is on, else 0.
@@ -114,6 +116,8 @@ class Plant:
     load_kw: float = 0.0
     solar_kw: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
+    #: Changes whenever anything a register shows may have changed (time, a write).
+    version: int = 0
 
     @classmethod
     def for_site(
@@ -180,9 +184,8 @@ class Plant:
         return self.grid_kw  # grid and feeder meters see the whole site
 
     def role_reactive_kvar(self, role: str) -> float:
-        q_load = self.load_kw * math.tan(math.acos(LOAD_POWER_FACTOR))
         if role in ("grid", "feeder", "load"):
-            return q_load
+            return self.load_kw * _LOAD_TAN_PHI
         return 0.0  # inverters run at unity power factor
 
     # ------------------------------------------------------------------ writes
@@ -190,6 +193,7 @@ class Plant:
     def write(self, name: str, value: float | int | str) -> None:
         """Apply a write to a battery register (name as in the profile), at ``self.at``."""
         b = self.battery
+        self.version += 1
         if isinstance(value, str):
             return
         if name == "power_command":
@@ -221,6 +225,7 @@ class Plant:
         power-on defaults (local mode, no power-saving override, its own ramps, a 10 s
         heartbeat timeout, no setpoint) and it stops; the stored energy stays."""
         b = self.battery
+        self.version += 1
         b.setpoint_kw = 0.0
         b.power_kw = 0.0
         b.real_power_mode = 0
@@ -241,10 +246,12 @@ class Plant:
             dt = min(MAX_STEP_S, (when - self.at).total_seconds())
             if dt <= 1e-6:
                 self.at = when
+                self.version += 1
                 break
             self._step(dt)
 
     def _step(self, dt: float) -> None:
+        self.version += 1
         self.at += timedelta(seconds=dt)
         b = self.battery
         if (

@@ -12,7 +12,6 @@ Every request received is logged, so tests can prove what was (not) sent.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +21,10 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from reconciler.config.profiles import Profile, Register
-from reconciler.devices.codec import CodecError, Ratios, Value, decode, encode
+from reconciler.config.profiles import Profile
+from reconciler.devices.codec import Ratios, Value
 from reconciler.logs import quiet_pymodbus
+from reconciler.sim.bank import Refused, RegisterBank, address_runs
 from reconciler.sim.faults import DeviceFaults
 
 quiet_pymodbus()
@@ -46,27 +46,6 @@ class Request:
     at: datetime | None = None
 
 
-def address_runs(profile: Profile) -> list[tuple[int, int, bool]]:
-    """(start, words, writable) runs of valid addresses: registers plus tolerated gaps."""
-    writable: dict[int, bool] = {}
-    for reg in profile.registers.values():
-        for a in range(reg.address, reg.address + reg.words):
-            writable[a] = writable.get(a, False) or reg.writable
-    addresses = sorted(writable)
-    for a, b in itertools.pairwise(addresses):
-        if 1 < b - a <= profile.max_gap_words + 1:
-            for gap in range(a + 1, b):
-                writable[gap] = False
-    runs: list[tuple[int, int, bool]] = []
-    for a in sorted(writable):
-        if runs and runs[-1][0] + runs[-1][1] == a and runs[-1][2] == writable[a]:
-            start, n, w = runs[-1]
-            runs[-1] = (start, n + 1, w)
-        else:
-            runs.append((a, 1, writable[a]))
-    return runs
-
-
 class DeviceServer:
     """A Modbus TCP server for one device of the site, on ``host:port`` (0 = any free)."""
 
@@ -81,6 +60,7 @@ class DeviceServer:
         port: int,
         values: Callable[[], dict[str, Value]],
         on_write: Callable[[str, Value], None],
+        version: Callable[[], int] | None = None,
         before_request: Callable[[], None],
         faults: DeviceFaults,
         now: Callable[[], datetime],
@@ -92,14 +72,15 @@ class DeviceServer:
         self.ratios = ratios
         self.host = host
         self.port = port
-        self._values = values
-        self._on_write = on_write
+        #: The register map, shared with the in-process transport (no socket).
+        self.bank = RegisterBank(
+            name, profile, ratios=ratios, values=values, on_write=on_write, version=version
+        )
         self._before_request = before_request
         self.faults = faults
         self._now = now
         self._log = log
         self._server: ModbusTcpServer | None = None
-        self._regs = sorted(profile.registers.items(), key=lambda kv: kv[1].address)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -190,32 +171,11 @@ class DeviceServer:
         if set_values is not None and function_code in WRITE_CODES:
             offset = address - start_address
             registers[offset : offset + len(set_values)] = [int(v) for v in set_values]
-            for name, reg in self._touched(address, len(set_values)):
-                off = reg.address - start_address
-                try:
-                    value = decode(reg, registers[off : off + reg.words], self.ratios)
-                except CodecError:
-                    return ExcCodes.ILLEGAL_VALUE
-                self._on_write(name, value)
+            try:
+                self.bank.apply_write(registers, start_address, address, len(set_values))
+            except Refused as exc:
+                return ExcCodes(exc.code)
             return None
         if not faults.frozen:
-            values = self._values()
-            for name, reg in self._touched(address, count):
-                current = values.get(name)
-                if current is None:
-                    continue
-                off = reg.address - start_address
-                try:
-                    registers[off : off + reg.words] = encode(reg, current, self.ratios)
-                except CodecError:
-                    # A physical value the register cannot carry: the device saturates.
-                    registers[off : off + reg.words] = [0xFFFF] * reg.words
+            self.bank.fill(registers, start_address, address, count)
         return None
-
-    def _touched(self, address: int, count: int) -> list[tuple[str, Register]]:
-        end = address + count
-        return [
-            (name, reg)
-            for name, reg in self._regs
-            if reg.address < end and reg.address + reg.words > address
-        ]

@@ -23,9 +23,13 @@ from typing import Literal
 from reconciler.clock import Clock, ManualClock, WallClock
 from reconciler.config.model import Site
 from reconciler.config.resolve import resolve_profile
+from reconciler.devices.acuvim import AcuvimMeter
 from reconciler.devices.codec import Ratios, Value
+from reconciler.devices.factory import open_site_devices
+from reconciler.devices.powerpack import PowerPackBattery
 from reconciler.sim.curves import HalfHourly
 from reconciler.sim.faults import Faults
+from reconciler.sim.inprocess import InProcessTransport
 from reconciler.sim.plant import Plant
 from reconciler.sim.registers import battery_values, meter_values
 from reconciler.sim.server import DeviceServer, Request
@@ -52,11 +56,15 @@ class SiteSimulator:
         tick_s: float = 0.1,
         load: HalfHourly | None = None,
         solar: HalfHourly | None = None,
+        cache_values: bool = False,
     ) -> None:
         self.site = site
         self.clock: Clock = clock or WallClock()
         self.tick_s = tick_s
         self.plant = Plant.for_site(site, self.clock.now(), load=load, solar=solar)
+        # Register values worked out once per plant version rather than per request: only
+        # for a plant changed through its methods (a backtest), not one a test pokes.
+        version = self._plant_version if cache_values else None
         self.requests: list[Request] = []
         self._task: asyncio.Task[None] | None = None
         bat = site.devices.battery
@@ -78,6 +86,7 @@ class SiteSimulator:
             port=port(0, bat.port),
             values=lambda: battery_values(self.plant),
             on_write=self.plant.write,
+            version=version,
             before_request=self.catch_up,
             faults=self.faults[bat.name],
             now=self.clock.now,
@@ -94,11 +103,15 @@ class SiteSimulator:
                 port=port(index, dev.port),
                 values=lambda m=state: meter_values(m),  # type: ignore[misc]
                 on_write=lambda _n, _v: None,
+                version=version,
                 before_request=self.catch_up,
                 faults=self.faults[name],
                 now=self.clock.now,
                 log=self.requests,
             )
+
+    def _plant_version(self) -> int:
+        return self.plant.version
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -207,6 +220,26 @@ class SiteSimulator:
         }
         devices = self.site.devices.model_copy(update={"battery": bat, "meters": meters})
         return self.site.model_copy(update={"devices": devices})
+
+    def in_process_devices(
+        self, *, log: bool = True, read_only: bool = False
+    ) -> tuple[PowerPackBattery, dict[str, AcuvimMeter]]:
+        """The site's real drivers on this simulator's register banks, with no socket
+        (the servers need not be started). Every request first catches the physics up
+        with the clock, as over TCP; with ``log`` it is logged in :attr:`requests` too
+        (a backtest turns that off)."""
+
+        def transport(name: str, _dev: object, _profile: object) -> InProcessTransport:
+            return InProcessTransport(
+                self.servers[name].bank,
+                before_request=self.catch_up,
+                faults=self.faults[name],
+                log=self.requests if log else None,
+                clock=self.clock,
+                read_only=read_only,
+            )
+
+        return open_site_devices(self.site, clock=self.clock, transports=transport)
 
     def values(self, device: str) -> dict[str, Value]:
         """What the device's registers hold now (engineering units), by register name."""

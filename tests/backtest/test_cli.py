@@ -131,6 +131,7 @@ def test_usage_errors_exit_2() -> None:
         assert result.exit_code == 2, (args, result.output)
         assert "Usage:" in result.output or "no site" in result.output
     assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "0").output
+    assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "367").output
 
 
 def test_a_price_file_and_a_load_file(tmp_path: Path) -> None:

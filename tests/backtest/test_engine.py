@@ -1,20 +1,23 @@
-"""The backtest engine on the real plant and control core: energy, SoE, hours, repeatability."""
+"""The backtest engine: the agent's loop and real drivers on the simulated plant; energy,
+SoE, hours, repeatability, and the loop's deadband, heartbeat and recording taking part."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import math
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from reconciler.agent.loop import TickResult
 from reconciler.backtest.commands import signals_for
-from reconciler.backtest.engine import observe, run_backtest
+from reconciler.backtest.engine import MemorySink, run_backtest, run_now
 from reconciler.backtest.report import IDLE, BacktestResult
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
 from reconciler.diff.tolerances import limit_tolerances
-from reconciler.sim.plant import Plant
 from tests.backtest.conftest import DAY, demo_text, run_day, site_of, variant
 
 NIV_CHASE_LABELS = ("weekday NIV chase", "weekend NIV chase")
@@ -178,24 +181,51 @@ def test_progress_is_reported_up_to_one(
     assert len(demo_progress) < 1000  # now and then, not every tick
 
 
-def test_observation_is_what_the_simulators_registers_show(demo_site: Site) -> None:
-    at = local_midnight(demo_site, DAY) + timedelta(hours=12)
-    plant = Plant.for_site(demo_site, at)
-    plant.write("power_command", -200.0)
-    plant.write("real_power_mode", 1)
-    plant.advance_to(at + timedelta(seconds=3))
-    obs = observe(demo_site, plant)
-    assert obs.battery is not None
-    assert obs.battery.soe_kwh == plant.soe_kwh
-    assert obs.battery.target_power_kw == plant.battery_kw < 0  # register 201: actual power
-    assert obs.battery.command_source == 1
-    grid = obs.meters[demo_site.grid_meter_name]
-    assert grid.power_kw == plant.grid_kw
-    assert grid.frequency_hz == pytest.approx(50.0, abs=0.1)
-    assert obs.meters["battery_meter"].power_kw == -plant.battery_kw
-    assert obs.meters["solar"].power_kw == -plant.solar_kw
-    assert set(obs.meters) == set(demo_site.devices.meters)
-    assert not obs.errors
+def test_the_loops_deadband_and_heartbeat_apply() -> None:
+    # 1 s ticks with a 50 kW deadband: the loop skips small moves, but writes at least
+    # every third of the 10 s heartbeat timeout, so the battery never stops on its own.
+    text = variant("  tick_s: 4\n  deadband_kw: 1\n", "  tick_s: 1\n  deadband_kw: 50\n")
+    site = site_of(text)
+    ticks: list[TickResult] = []
+    start = local_midnight(site, DAY) + timedelta(hours=8)
+    result = run_backtest(
+        site,
+        start,
+        start + timedelta(hours=2),
+        signals=signals_for("january-2024"),
+        on_tick=ticks.append,
+    )
+    assert len(ticks) == result.ticks == 7200
+    written = [t for t in ticks if t.written_kw is not None]
+    assert 0 < len(written) < len(ticks) / 2  # most ticks were inside the deadband
+    gaps = [(b.at - a.at).total_seconds() for a, b in itertools.pairwise(written)]
+    timeout = site.devices.battery.heartbeat_timeout_s
+    assert max(gaps) <= timeout / 3 + site.control.tick_s
+    assert all(t.decision.safe_stop is False for t in ticks)
+    assert result.total.battery_discharged_kwh + result.total.battery_charged_kwh > 10
+    # What the loop read is what the simulated meters showed, through the real drivers.
+    grid = site.grid_meter_name
+    assert all(grid in t.observation.meters and not t.observation.errors for t in ticks)
+    assert all(t.tracking_ok and t.envelope_ok for t in ticks[10:])
+
+
+def test_the_loop_records_into_the_memory_sink(demo_site: Site) -> None:
+    sink = MemorySink(keep_decisions=True)
+    start = local_midnight(demo_site, DAY) + timedelta(hours=17)  # the red band begins
+    result = run_backtest(
+        demo_site,
+        start,
+        start + timedelta(hours=1),
+        signals=signals_for("january-2024"),
+        sink=sink,
+    )
+    minutes = 60
+    assert sink.bess_rows == minutes  # one reading per record interval (60 s)
+    assert sink.meter_rows == minutes * len(demo_site.devices.meters)
+    # a decision every minute, and one more whenever the winner changes
+    assert sink.decision_rows == len(sink.decisions) >= minutes
+    assert {d.winner for d in sink.decisions} == {"red-band discharge"}
+    assert result.ticks == 3600 / demo_site.control.tick_s
 
 
 def test_bad_spans_are_refused(demo_site: Site) -> None:
@@ -204,3 +234,16 @@ def test_bad_spans_are_refused(demo_site: Site) -> None:
         run_backtest(demo_site, start.replace(tzinfo=None), start, signals=None)
     with pytest.raises(ValueError, match="not after"):
         run_backtest(demo_site, start, start, signals=None)
+
+
+def test_run_now_refuses_a_tick_that_waits() -> None:
+    async def answers() -> int:
+        return 7
+
+    async def waits() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    assert run_now(answers()) == 7
+    with pytest.raises(RuntimeError, match="waited on I/O"):
+        run_now(waits())
