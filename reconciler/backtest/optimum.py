@@ -26,15 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
-
-import highspy
-import numpy as np
 
 from reconciler.backtest.prices import PriceSeries, period_starts
 from reconciler.backtest.profiles import SiteProfiles
 from reconciler.config.model import Site
 from reconciler.control.schedule import DayPlans, zone
+from reconciler.planning import lp
 
 DT_H = 0.5
 #: Rates are sampled this many times per period (every 5 minutes), as ticks would see them.
@@ -43,32 +40,9 @@ RATE_SAMPLES = 6
 TOLERANCE = 1e-6
 
 
-@dataclass(frozen=True)
-class Plant:
-    """What the optimum may do: kW, kWh, and the efficiency of charging."""
-
-    charge_kw: float
-    discharge_kw: float
-    nameplate_kwh: float
-    charge_efficiency: float
-    soe_min_kwh: float
-    soe_max_kwh: float
-    import_limit_kw: float
-    export_limit_kw: float
-
-    @classmethod
-    def of(cls, site: Site) -> Plant:
-        dev, lim = site.devices.battery, site.limits
-        return cls(
-            charge_kw=min(lim.battery_charge_kw, dev.nameplate_power_kw),
-            discharge_kw=min(lim.battery_discharge_kw, dev.nameplate_power_kw),
-            nameplate_kwh=dev.nameplate_energy_kwh,
-            charge_efficiency=lim.charge_efficiency,
-            soe_min_kwh=site.soe_min_kwh,
-            soe_max_kwh=min(site.soe_max_kwh, dev.nameplate_energy_kwh),
-            import_limit_kw=lim.site_import_kw,
-            export_limit_kw=lim.site_export_kw,
-        )
+#: The plant the optimum runs (kW, kWh, efficiency; the site's limits): the one linear
+#: programme of planning/lp.py, which the optimise mode's plans use too.
+Plant = lp.Plant
 
 
 @dataclass(frozen=True)
@@ -96,6 +70,17 @@ class Inputs:
             tuple(self.price[i] for i in keep),
             tuple(self.import_rate[i] for i in keep),
             tuple(self.export_rate[i] for i in keep),
+        )
+
+    def programme(self, soe_start_kwh: float) -> lp.Inputs:
+        """These periods as the linear programme takes them."""
+        return lp.Inputs(
+            hours=[DT_H] * len(self),
+            net_load_kw=[a - b for a, b in zip(self.load_kw, self.solar_kw, strict=True)],
+            price=self.price,
+            import_rate=self.import_rate,
+            export_rate=self.export_rate,
+            soe_start_kwh=soe_start_kwh,
         )
 
 
@@ -167,16 +152,10 @@ class Solution:
 
     def money_gbp(self, keep: Sequence[int] | None = None) -> float:
         """Imbalance value minus the bill (£) over the periods ``keep`` (all if None)."""
-        idx = range(len(self.inputs)) if keep is None else keep
-        x = self.inputs
-        p = 0.0
-        for i in idx:
-            price = x.price[i]
-            if price is not None:
-                p += (self.discharge_kw[i] - self.charge_kw[i]) * DT_H * price
-            p -= self.import_kw[i] * DT_H * x.import_rate[i]
-            p += self.export_kw[i] * DT_H * x.export_rate[i]
-        return p / 100.0
+        schedule = lp.Schedule(
+            self.charge_kw, self.discharge_kw, self.import_kw, self.export_kw, self.soe_kwh
+        )
+        return lp.money_gbp(self.inputs.programme(self.soe_start_kwh), schedule, keep)
 
     def value_gbp(self, keep: Sequence[int] | None = None) -> float:
         """Money with this battery schedule minus money with the battery idle, £."""
@@ -200,118 +179,24 @@ def idle_money_gbp(x: Inputs, keep: Sequence[int] | None = None) -> float:
     return p / 100.0
 
 
-class OptimumError(RuntimeError):
-    """The solver did not find the optimum (a bug or degenerate inputs: report it)."""
-
-
-def _bounds(plant: Plant, x: Inputs, i: int) -> tuple[float, float]:
-    g = x.load_kw[i] - x.solar_kw[i]
-    return max(plant.import_limit_kw, g), max(plant.export_limit_kw, -g)
+OptimumError = lp.NoSolution
 
 
 def solve(x: Inputs, plant: Plant, soe_start_kwh: float) -> Solution:
     """The perfect-foresight schedule over all of ``x`` from ``soe_start_kwh``."""
-    n = len(x)
-    if n == 0:
+    if len(x) == 0:
         raise ValueError("no settlement periods to optimise")
-    eta = plant.charge_efficiency
-    soe_lo = min(plant.soe_min_kwh, soe_start_kwh)
-    soe_hi = max(plant.soe_max_kwh, soe_start_kwh)
-    # Columns per period i: c, d, imp, exp, s at 5i .. 5i+4.
-    nv = 5 * n
-    cost = np.zeros(nv)
-    lower = np.zeros(nv)
-    upper = np.zeros(nv)
-    for i in range(n):
-        c, d, imp, exp, s = range(5 * i, 5 * i + 5)
-        price = x.price[i] or 0.0
-        cost[c] = DT_H * price
-        cost[d] = -DT_H * price
-        cost[imp] = DT_H * x.import_rate[i]
-        cost[exp] = -DT_H * x.export_rate[i]
-        imax, emax = _bounds(plant, x, i)
-        upper[c], upper[d], upper[imp], upper[exp] = (
-            plant.charge_kw,
-            plant.discharge_kw,
-            imax,
-            emax,
-        )
-        lower[s], upper[s] = soe_lo, soe_hi
-
-    starts: list[int] = [0]
-    index: list[int] = []
-    value: list[float] = []
-    row_lo: list[float] = []
-    row_hi: list[float] = []
-
-    def row(cols: list[tuple[int, float]], lo: float, hi: float) -> None:
-        for j, v in cols:
-            index.append(j)
-            value.append(v)
-        starts.append(len(index))
-        row_lo.append(lo)
-        row_hi.append(hi)
-
-    for i in range(n):
-        c, d, imp, exp, s = range(5 * i, 5 * i + 5)
-        net = x.load_kw[i] - x.solar_kw[i]
-        # Site balance: import - export = load - solar - (discharge - charge).
-        row([(imp, 1.0), (exp, -1.0), (c, -1.0), (d, 1.0)], net, net)
-        # Energy: s_i = s_(i-1) + eta*c*dt - d*dt.
-        cols = [(s, 1.0), (c, -eta * DT_H), (d, DT_H)]
-        if i == 0:
-            row(cols, soe_start_kwh, soe_start_kwh)
-        else:
-            row([*cols, (s - 5, -1.0)], 0.0, 0.0)
-        row([(c, 1.0 / plant.charge_kw), (d, 1.0 / plant.discharge_kw)], -highspy.kHighsInf, 1.0)
-        imax, emax = _bounds(plant, x, i)
-        row([(imp, 1.0 / imax), (exp, 1.0 / emax)], -highspy.kHighsInf, 1.0)
-
-    lp = highspy.HighsLp()
-    lp.num_col_ = nv
-    lp.num_row_ = len(row_lo)
-    lp.col_cost_ = cost
-    lp.col_lower_ = lower
-    lp.col_upper_ = upper
-    lp.row_lower_ = np.array(row_lo)
-    lp.row_upper_ = np.array(row_hi)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.array(value)
-    h = _quiet_highs()
-    h.passModel(lp)
-    h.run()
-    status = h.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise OptimumError(f"the optimum's linear programme ended {h.modelStatusToString(status)}")
-    col = list(h.getSolution().col_value)
-
-    def pick(k: int, lo: float = 0.0) -> tuple[float, ...]:
-        # The solver's own tolerance can leave -1e-10: report clean non-negative values.
-        return tuple(max(lo, col[5 * i + k]) if k < 4 else col[5 * i + k] for i in range(n))
-
+    best = lp.solve(plant, x.programme(soe_start_kwh))
     return Solution(
         inputs=x,
-        charge_kw=pick(0),
-        discharge_kw=pick(1),
-        import_kw=pick(2),
-        export_kw=pick(3),
-        soe_kwh=pick(4),
+        charge_kw=best.charge_kw,
+        discharge_kw=best.discharge_kw,
+        import_kw=best.import_kw,
+        export_kw=best.export_kw,
+        soe_kwh=best.soe_kwh,
         soe_start_kwh=soe_start_kwh,
         nameplate_kwh=plant.nameplate_kwh,
     )
-
-
-def _quiet_highs() -> Any:
-    """A HiGHS instance that prints nothing: ``highspy.Highs()`` writes its banner to the
-    process's stdout from C++ before any option can be set, which would corrupt
-    ``--output json``; its base class does not (fall back to it if that ever moves)."""
-    core = getattr(highspy, "_core", None)
-    base = getattr(core, "_Highs", None)
-    h: Any = base() if base is not None else highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", False)
-    return h
 
 
 def solve_by_day(x: Inputs, plant: Plant, soe_start_kwh: float) -> Solution:
@@ -344,7 +229,7 @@ def breaches(sol: Solution, plant: Plant, tol: float = TOLERANCE) -> list[str]:
     for i, t in enumerate(x.starts):
         c, d = sol.charge_kw[i], sol.discharge_kw[i]
         imp, exp, s = sol.import_kw[i], sol.export_kw[i], sol.soe_kwh[i]
-        imax, emax = _bounds(plant, x, i)
+        imax, emax = plant.bounds(x.load_kw[i] - x.solar_kw[i])
         at = t.isoformat()
         if c < -tol or c > plant.charge_kw + tol:
             out.append(f"{at}: charge {c} kW outside 0..{plant.charge_kw}")

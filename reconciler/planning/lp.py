@@ -1,68 +1,89 @@
-"""The battery's schedule as a linear programme (HiGHS), at settlement-period resolution.
+"""The battery as a linear programme (HiGHS), period by period: one formulation for the
+`optimise` mode's plans (forecast inputs, a value for what is left at the end) and for the
+backtest's perfect-foresight optimum (the inputs that really happened).
 
-One formulation serves the planner (forecast inputs, a terminal value for what is left)
-and the perfect-foresight optimum of a backtest (the inputs that really happened).
+Per period ``t`` of ``h_t`` hours the variables are charge ``c`` (kW drawn), discharge
+``d`` (kW delivered), grid import ``i`` and export ``e`` (kW) and the SoE at its end ``s``
+(kWh)::
 
-Per period ``t`` of length ``h_t`` hours the variables are charge ``c`` (kW drawn),
-discharge ``d`` (kW delivered), grid import ``i`` and export ``e`` (kW), SoE at the end
-``s`` (kWh), and the import and export beyond the site's limits ``u``, ``w`` (kW, priced
-so high that they are used only when nothing else keeps the site inside them):
-
-    i - e = net_load + c - d                       (site power, + import)
-    s_t = s_{t-1} + eff * h c - h d                 (the plant stores c * eff, gives d)
+    i - e = net_load + c - d              site power (+ import); net load = load - solar
+    s_t = s_(t-1) + eff h c - h d         the plant stores c x eff and gives d, as
+                                          reconciler.sim.plant models it
     0 <= c <= charge_kw, 0 <= d <= discharge_kw, soe_min <= s <= soe_max
-    i - u <= import_kw, e - w <= export_kw
+    i <= max(import_kw, net_load), e <= max(export_kw, -net_load)
 
-and the money maximised, in pence:
+and the money maximised, in pence::
 
-    sum h [price (d - c) - import_rate i + export_rate e - cycling_cost d - BIG (u + w)]
-    + terminal_value * s_T
+    sum h [price (d - c) - import_rate i + export_rate e - cycling_cost d] + terminal s_T
 
-``price (d - c)`` is the imbalance value of the battery's own flows (what NIV chase earns)
-and the rates are the site's bill, as the backtest counts them.
+``price (d - c)`` is the imbalance value of the battery's own flows and the rates are the
+site's bill, as the backtest report counts them.
 
-A relaxation to know about: at a negative price the programme may charge and discharge
-in the same period, to be paid for the energy its losses burn; the plant cannot. The row
-``c / charge_kw + d / discharge_kw <= 1`` bounds that, so the optimum stays an upper bound
-and a plan's SoE path stays one the mode can steer along.
+Relaxations that keep the optimum an upper bound of what finer control can do: within a
+period the battery may share its time between charging and discharging
+(``c / charge_kw + d / discharge_kw <= 1``) and the site between importing and exporting;
+where the load alone already breaks a site limit, the limit is where the site would be
+with the battery idle (the battery is never asked to do the impossible, and never makes it
+worse). A start outside the SoE limits widens them to include it.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import highspy
 import numpy as np
 
-#: Penalty on power beyond the site's limits, p/kWh: far above any price.
-OVER_LIMIT_P_PER_KWH = 10_000.0
+from reconciler.config.model import Site
 
 
 @dataclass(frozen=True)
-class Battery:
-    """The plant: power kW (positive numbers), energy kWh, charge efficiency (0-1]."""
+class Plant:
+    """What the battery may do: power kW (positive numbers), energy kWh, the charge
+    efficiency (kWh stored per kWh drawn; discharge is lossless), the site's limits kW."""
 
     charge_kw: float
     discharge_kw: float
+    nameplate_kwh: float
+    charge_efficiency: float
     soe_min_kwh: float
     soe_max_kwh: float
-    charge_efficiency: float
     import_limit_kw: float
     export_limit_kw: float
+
+    @classmethod
+    def of(cls, site: Site) -> Plant:
+        """The site file's battery and limits: power at most the nameplate's."""
+        dev, lim = site.devices.battery, site.limits
+        return cls(
+            charge_kw=min(lim.battery_charge_kw, dev.nameplate_power_kw),
+            discharge_kw=min(lim.battery_discharge_kw, dev.nameplate_power_kw),
+            nameplate_kwh=dev.nameplate_energy_kwh,
+            charge_efficiency=lim.charge_efficiency,
+            soe_min_kwh=site.soe_min_kwh,
+            soe_max_kwh=min(site.soe_max_kwh, dev.nameplate_energy_kwh),
+            import_limit_kw=lim.site_import_kw,
+            export_limit_kw=lim.site_export_kw,
+        )
+
+    def bounds(self, net_load_kw: float) -> tuple[float, float]:
+        """Most import and export (kW) with a net load of ``net_load_kw``: the site's
+        limits, or where the site already is with the battery idle."""
+        return max(self.import_limit_kw, net_load_kw), max(self.export_limit_kw, -net_load_kw)
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """One horizon: period lengths (h), and per period the net load (load - solar, kW,
-    + consumption), the imbalance price and the import/export rates (p/kWh)."""
+    """One horizon: period lengths (h), and per period the net load (load - solar, kW)
+    and the imbalance price (p/kWh; None: no price, worth nothing), the import and export
+    rates (p/kWh); the SoE at the start (kWh); a cost per kWh discharged and a value per
+    kWh left at the end (p/kWh)."""
 
     hours: Sequence[float]
     net_load_kw: Sequence[float]
-    price: Sequence[float]
+    price: Sequence[float | None]
     import_rate: Sequence[float]
     export_rate: Sequence[float]
     soe_start_kwh: float
@@ -71,142 +92,123 @@ class Inputs:
 
 
 @dataclass(frozen=True)
-class Solution:
-    """Battery power per period (kW, + discharge), SoE at each period's end (kWh), grid
-    power (kW, + import), and the objective in £ (without the terminal value)."""
+class Schedule:
+    """Per period: charge and discharge kW (both >= 0), grid import and export kW, SoE at
+    the period's end kWh."""
 
-    battery_kw: tuple[float, ...]
-    soe_end_kwh: tuple[float, ...]
-    grid_kw: tuple[float, ...]
-    value_gbp: float
-    discharged_kwh: float
+    charge_kw: tuple[float, ...]
+    discharge_kw: tuple[float, ...]
+    import_kw: tuple[float, ...]
+    export_kw: tuple[float, ...]
+    soe_kwh: tuple[float, ...]
 
-
-class Infeasible(RuntimeError):
-    pass
-
-
-_first = threading.Lock()
-_quiet = False
+    @property
+    def battery_kw(self) -> tuple[float, ...]:
+        """Battery power per period, kW, + discharge."""
+        return tuple(d - c for c, d in zip(self.charge_kw, self.discharge_kw, strict=True))
 
 
-def _solver() -> highspy.Highs:
-    """A silent HiGHS instance. HiGHS prints a banner on stdout the first time one is made
-    in a process, before any option can be set; stdout carries `--output json`, so that
-    first construction writes to /dev/null."""
-    global _quiet
-    with _first:
-        if _quiet:
-            solver = highspy.Highs()  # type: ignore[no-untyped-call]
-        else:
-            sys.stdout.flush()
-            saved = os.dup(1)
-            try:
-                with open(os.devnull, "w") as null:
-                    os.dup2(null.fileno(), 1)
-                    solver = highspy.Highs()  # type: ignore[no-untyped-call]
-            finally:
-                os.dup2(saved, 1)
-                os.close(saved)
-            _quiet = True
-    solver.setOptionValue("output_flag", False)
-    return solver
+def money_gbp(x: Inputs, s: Schedule, keep: Sequence[int] | None = None) -> float:
+    """Imbalance value minus the bill over the periods ``keep`` (all if None), £: what the
+    programme maximises, without the cycling cost and the terminal value."""
+    pence = 0.0
+    for i in range(len(x.hours)) if keep is None else keep:
+        h, price = x.hours[i], x.price[i]
+        if price is not None:
+            pence += (s.discharge_kw[i] - s.charge_kw[i]) * h * price
+        pence -= s.import_kw[i] * h * x.import_rate[i]
+        pence += s.export_kw[i] * h * x.export_rate[i]
+    return pence / 100.0
 
 
-def solve(battery: Battery, inputs: Inputs) -> Solution:
-    """The best schedule for ``inputs`` on ``battery`` (HiGHS, dual simplex)."""
-    n = len(inputs.hours)
-    if not n:
-        return Solution((), (), (), 0.0, 0.0)
-    h = np.asarray(inputs.hours, dtype=float)
-    price = np.asarray(inputs.price, dtype=float)
-    imp = np.asarray(inputs.import_rate, dtype=float)
-    exp = np.asarray(inputs.export_rate, dtype=float)
-    net = np.asarray(inputs.net_load_kw, dtype=float)
-    eff = battery.charge_efficiency
-    soe0 = min(max(inputs.soe_start_kwh, battery.soe_min_kwh), battery.soe_max_kwh)
-    # Where each block of columns starts: c, d, i, e, s, u, w.
-    c0, d0, i0, e0, s0, u0, w0 = (k * n for k in range(7))
-    cols = 7 * n
-    cost = np.zeros(cols)  # HiGHS minimises: cost = -money
-    cost[c0:d0] = h * price
-    cost[d0:i0] = -h * price + h * inputs.cycling_cost
-    cost[i0:e0] = h * imp
-    cost[e0:s0] = -h * exp
-    cost[s0 + n - 1] = -inputs.terminal_value
-    cost[u0:w0] = h * OVER_LIMIT_P_PER_KWH
-    cost[w0:] = h * OVER_LIMIT_P_PER_KWH
-    lower = np.zeros(cols)
-    upper = np.full(cols, highspy.kHighsInf)
-    upper[c0:d0] = battery.charge_kw
-    upper[d0:i0] = battery.discharge_kw
-    lower[s0 : s0 + n] = battery.soe_min_kwh
-    upper[s0 : s0 + n] = max(battery.soe_max_kwh, battery.soe_min_kwh)
+class NoSolution(RuntimeError):
+    """HiGHS found no optimum (a bug or degenerate inputs: report it)."""
 
-    rows: list[list[tuple[int, float]]] = []
+
+def quiet_highs() -> Any:
+    """A HiGHS instance that prints nothing: ``highspy.Highs()`` writes a banner to the
+    process's stdout from C++ before any option can be set, which would corrupt
+    ``--output json``; its base class does not (fall back to it if that ever moves)."""
+    core = getattr(highspy, "_core", None)
+    base = getattr(core, "_Highs", None)
+    h: Any = base() if base is not None else highspy.Highs()  # type: ignore[no-untyped-call]
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def solve(plant: Plant, x: Inputs) -> Schedule:
+    """The schedule that maximises the money of ``x`` on ``plant`` (see the module doc)."""
+    n = len(x.hours)
+    if n == 0:
+        raise ValueError("no periods to plan")
+    eta = plant.charge_efficiency
+    soe_lo = min(plant.soe_min_kwh, x.soe_start_kwh)
+    soe_hi = max(plant.soe_max_kwh, x.soe_start_kwh)
+    # Columns per period t: c, d, i, e, s at 5t .. 5t+4 (HiGHS minimises: cost = -money).
+    cost = np.zeros(5 * n)
+    lower = np.zeros(5 * n)
+    upper = np.zeros(5 * n)
+    starts: list[int] = [0]
+    index: list[int] = []
+    value: list[float] = []
     row_lo: list[float] = []
     row_hi: list[float] = []
+
+    def row(cols: list[tuple[int, float]], lo: float, hi: float) -> None:
+        for j, v in cols:
+            index.append(j)
+            value.append(v)
+        starts.append(len(index))
+        row_lo.append(lo)
+        row_hi.append(hi)
+
     for t in range(n):
-        # i - e - c + d = net
-        rows.append([(i0 + t, 1.0), (e0 + t, -1.0), (c0 + t, -1.0), (d0 + t, 1.0)])
-        row_lo.append(float(net[t]))
-        row_hi.append(float(net[t]))
-        # s_t - s_{t-1} - eff h c + h d = 0 (s_{-1} = soe0 moves to the right side)
-        row = [(s0 + t, 1.0), (c0 + t, -eff * h[t]), (d0 + t, float(h[t]))]
-        if t:
-            row.append((s0 + t - 1, -1.0))
-        rows.append(row)
-        row_lo.append(soe0 if t == 0 else 0.0)
-        row_hi.append(soe0 if t == 0 else 0.0)
-        # i - u <= import limit; e - w <= export limit
-        rows.append([(i0 + t, 1.0), (u0 + t, -1.0)])
-        row_lo.append(-highspy.kHighsInf)
-        row_hi.append(battery.import_limit_kw)
-        rows.append([(e0 + t, 1.0), (w0 + t, -1.0)])
-        row_lo.append(-highspy.kHighsInf)
-        row_hi.append(battery.export_limit_kw)
-        # c / charge_kw + d / discharge_kw <= 1: never both at full power
-        rows.append([(c0 + t, 1.0 / battery.charge_kw), (d0 + t, 1.0 / battery.discharge_kw)])
-        row_lo.append(-highspy.kHighsInf)
-        row_hi.append(1.0)
+        c, d, imp, exp, s = range(5 * t, 5 * t + 5)
+        h, price, net = x.hours[t], x.price[t] or 0.0, x.net_load_kw[t]
+        imax, emax = plant.bounds(net)
+        cost[c] = h * price
+        cost[d] = -h * price + h * x.cycling_cost
+        cost[imp] = h * x.import_rate[t]
+        cost[exp] = -h * x.export_rate[t]
+        upper[c], upper[d], upper[imp], upper[exp] = (
+            plant.charge_kw,
+            plant.discharge_kw,
+            imax,
+            emax,
+        )
+        lower[s], upper[s] = soe_lo, soe_hi
+        row([(imp, 1.0), (exp, -1.0), (c, -1.0), (d, 1.0)], net, net)
+        energy = [(s, 1.0), (c, -eta * h), (d, h)]
+        if t == 0:
+            row(energy, x.soe_start_kwh, x.soe_start_kwh)
+        else:
+            row([*energy, (s - 5, -1.0)], 0.0, 0.0)
+        row([(c, 1.0 / plant.charge_kw), (d, 1.0 / plant.discharge_kw)], -highspy.kHighsInf, 1.0)
+        row([(imp, 1.0 / imax), (exp, 1.0 / emax)], -highspy.kHighsInf, 1.0)
+    cost[5 * n - 1] -= x.terminal_value
 
     lp = highspy.HighsLp()
-    lp.num_col_ = cols
-    lp.num_row_ = len(rows)
+    lp.num_col_ = 5 * n
+    lp.num_row_ = len(row_lo)
     lp.col_cost_ = cost
     lp.col_lower_ = lower
     lp.col_upper_ = upper
-    lp.row_lower_ = np.asarray(row_lo)
-    lp.row_upper_ = np.asarray(row_hi)
-    # Row-wise build, handed over column-wise (CSC) as HiGHS stores it.
-    by_col: list[list[tuple[int, float]]] = [[] for _ in range(cols)]
-    for r, row in enumerate(rows):
-        for c, v in row:
-            by_col[c].append((r, v))
-    starts, index, value = [0], [], []
-    for entries in by_col:
-        for r, v in entries:
-            index.append(r)
-            value.append(v)
-        starts.append(len(index))
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.asarray(starts, dtype=np.int32)
-    lp.a_matrix_.index_ = np.asarray(index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.asarray(value)
+    lp.row_lower_ = np.array(row_lo)
+    lp.row_upper_ = np.array(row_hi)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+    lp.a_matrix_.value_ = np.array(value)
+    h = quiet_highs()
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise NoSolution(f"the battery's linear programme ended {h.modelStatusToString(status)}")
+    col = list(h.getSolution().col_value)
 
-    solver = _solver()
-    solver.passModel(lp)
-    solver.run()
-    if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        status = solver.modelStatusToString(solver.getModelStatus())
-        raise Infeasible(f"the battery's programme has no solution ({status})")
-    x = np.asarray(solver.getSolution().col_value)
-    battery_kw = x[d0:i0] - x[c0:d0]
-    money_p = float(-(cost[:s0] @ x[:s0]))  # the penalties are not money
-    return Solution(
-        battery_kw=tuple(float(v) for v in battery_kw),
-        soe_end_kwh=tuple(float(v) for v in x[s0 : s0 + n]),
-        grid_kw=tuple(float(v) for v in x[i0:e0] - x[e0:s0]),
-        value_gbp=money_p / 100.0,
-        discharged_kwh=float(h @ x[d0:i0]),
-    )
+    def pick(k: int) -> tuple[float, ...]:
+        # The solver's own tolerance can leave -1e-10: report clean non-negative powers.
+        return tuple(max(0.0, col[5 * t + k]) if k < 4 else col[5 * t + k] for t in range(n))
+
+    return Schedule(pick(0), pick(1), pick(2), pick(3), pick(4))

@@ -19,21 +19,6 @@ from reconciler.planning import lp
 from reconciler.planning.forecast import NetLoadForecaster, PriceForecaster
 
 
-def battery_of(site: Site) -> lp.Battery:
-    """The site file's plant and limits as the programme sees them."""
-    limits = site.limits
-    nameplate = site.devices.battery
-    return lp.Battery(
-        charge_kw=min(limits.battery_charge_kw, nameplate.nameplate_power_kw),
-        discharge_kw=min(limits.battery_discharge_kw, nameplate.nameplate_power_kw),
-        soe_min_kwh=site.soe_min_kwh,
-        soe_max_kwh=site.soe_max_kwh,
-        charge_efficiency=limits.charge_efficiency,
-        import_limit_kw=limits.site_import_kw,
-        export_limit_kw=limits.site_export_kw,
-    )
-
-
 def horizon(at: datetime, hours: float) -> list[tuple[datetime, datetime]]:
     """Settlement periods from the one containing ``at`` for ``hours``; the first starts
     at ``at`` (what is left of it)."""
@@ -94,7 +79,7 @@ class Planner:
         prices = self.prices.forecast(at, starts, live_price)
         if prices is None:
             return None
-        battery = battery_of(self.site)
+        battery = lp.Plant.of(self.site)
         imports, exports = site_rates(self.site, spans)
         terminal = self.params.terminal_value
         if terminal is None:
@@ -109,7 +94,7 @@ class Planner:
             cycling_cost=self.params.cycling_cost,
             terminal_value=terminal,
         )
-        return Problem(at, spans, battery, inputs)
+        return Problem(at, spans, battery, inputs, prices)
 
 
 @dataclass(frozen=True)
@@ -118,16 +103,19 @@ class Problem:
 
     at: datetime
     spans: list[tuple[datetime, datetime]]
-    battery: lp.Battery
+    battery: lp.Plant
     inputs: lp.Inputs
+    #: The forecast price per period, p/kWh.
+    prices: list[float]
 
     def solve(self) -> Plan:
-        solution = lp.solve(self.battery, self.inputs)
-        spans, prices, at = self.spans, self.inputs.price, self.at
+        best = lp.solve(self.battery, self.inputs)
         steps = tuple(
             PlanStep(start=a, end=b, battery_kw=kw, soe_end_kwh=soe, price=price)
             for (a, b), kw, soe, price in zip(
-                spans, solution.battery_kw, solution.soe_end_kwh, prices, strict=True
+                self.spans, best.battery_kw, best.soe_kwh, self.prices, strict=True
             )
         )
-        return Plan(made_at=at, steps=steps, expected_value_gbp=solution.value_gbp)
+        return Plan(
+            made_at=self.at, steps=steps, expected_value_gbp=lp.money_gbp(self.inputs, best)
+        )
