@@ -130,7 +130,14 @@ def refresh_command(database_url: str, since: str | None, until: str | None, out
                     f"{describe(database_url)}: only the owner of the continuous aggregates "
                     "(the role that ran `flux db migrate`) can refresh them; use its URL"
                 )
+            pending = rollups.pending_timescale(conn) if spans is None else None
             done = rollups.refresh_timescale(conn, spans, force=spans is not None)
+            if pending is not None:
+                # What was out of date, refreshed through every aggregate (5 m, 30 m, 1 h).
+                done = [
+                    rollups.Refreshed(f"flux.{p.source}_5m/30m/1h", p.lo, p.hi, p.hours)
+                    for p in pending
+                ]
             hours = None
         else:
             with conn.transaction():

@@ -162,6 +162,57 @@ def refresh_timescale(
     return done
 
 
+_PENDING_TIMESCALE: Final = """
+    WITH h AS (
+        SELECT id, split_part(table_name, '_', 1) AS source, table_name
+        FROM _timescaledb_catalog.hypertable
+        WHERE schema_name = 'flux' AND table_name IN ('bess_readings', 'meter_readings')
+    )
+    SELECT h.source,
+           -- Clamped to 1970..2200: an unbounded invalidation (a TRUNCATE) is +-infinity.
+           _timescaledb_functions.to_timestamp(
+               greatest(min(l.lowest_modified_value), -946684800000000)),
+           _timescaledb_functions.to_timestamp(
+               least(max(l.greatest_modified_value), 6311433600000000)),
+           (SELECT _timescaledb_functions.to_timestamp(t.watermark)
+            FROM _timescaledb_catalog.continuous_aggs_invalidation_threshold t
+            WHERE t.hypertable_id = h.id)
+    FROM h LEFT JOIN _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log l
+        ON l.hypertable_id = h.id
+    GROUP BY h.id, h.source
+    ORDER BY h.source
+"""
+
+
+def pending_timescale(conn: psycopg.Connection[Any]) -> list[Span] | None:
+    """The ranges of raw readings the aggregates do not cover yet, per source: the
+    invalidations TimescaleDB recorded, and the readings after its threshold (never
+    materialised). Read from TimescaleDB's catalog; None if its layout is not the one
+    known here (the refresh itself does not depend on this)."""
+    try:
+        rows = conn.execute(_PENDING_TIMESCALE).fetchall()
+        spans: list[Span] = []
+        for source, lo, hi, threshold in rows:
+            if threshold is not None:
+                row = conn.execute(
+                    f"SELECT min(time), max(time) FROM flux.{source}_readings WHERE time >= %s",
+                    (threshold,),
+                ).fetchone()
+                if row and row[0] is not None:
+                    lo = row[0] if lo is None else min(lo, row[0])
+                    hi = row[1] if hi is None else max(hi, row[1])
+            elif lo is None:  # never refreshed: everything is pending
+                row = conn.execute(
+                    f"SELECT min(time), max(time) FROM flux.{source}_readings"
+                ).fetchone()
+                lo, hi = (row[0], row[1]) if row else (None, None)
+            if lo is not None and hi is not None:
+                spans.append(span_of(source, lo, hi))
+        return spans
+    except psycopg.Error:
+        return None
+
+
 def refresh_postgres(
     conn: psycopg.Connection[Any], spans: Iterable[Span] | None = None
 ) -> tuple[list[Refreshed], int]:
