@@ -170,11 +170,13 @@ _PENDING_TIMESCALE: Final = """
     )
     SELECT h.source,
            -- Clamped to 1970..2200: an unbounded invalidation (a TRUNCATE) is +-infinity.
-           _timescaledb_functions.to_timestamp(
-               greatest(min(l.lowest_modified_value), -946684800000000)),
-           _timescaledb_functions.to_timestamp(
-               least(max(l.greatest_modified_value), 6311433600000000)),
-           (SELECT _timescaledb_functions.to_timestamp(t.watermark)
+           -- (CASE, not greatest/least: those would turn the outer join's NULL into a bound.)
+           _timescaledb_functions.to_timestamp(min(
+               CASE WHEN l.lowest_modified_value < 0 THEN 0 ELSE l.lowest_modified_value END)),
+           _timescaledb_functions.to_timestamp(max(
+               CASE WHEN l.greatest_modified_value > 7258118400000000 THEN 7258118400000000
+                    ELSE l.greatest_modified_value END)),
+           (SELECT _timescaledb_functions.to_timestamp(greatest(t.watermark, 0))
             FROM _timescaledb_catalog.continuous_aggs_invalidation_threshold t
             WHERE t.hypertable_id = h.id)
     FROM h LEFT JOIN _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log l
@@ -193,21 +195,27 @@ def pending_timescale(conn: psycopg.Connection[Any]) -> list[Span] | None:
         rows = conn.execute(_PENDING_TIMESCALE).fetchall()
         spans: list[Span] = []
         for source, lo, hi, threshold in rows:
-            if threshold is not None:
+            # The readings in those ranges (an invalidation can be far wider than the rows
+            # it was recorded for, e.g. all time after a schema change).
+            found: list[tuple[datetime, datetime]] = []
+            table = f"flux.{source}_readings"
+            if lo is not None:
                 row = conn.execute(
-                    f"SELECT min(time), max(time) FROM flux.{source}_readings WHERE time >= %s",
-                    (threshold,),
+                    f"SELECT min(time), max(time) FROM {table} WHERE time >= %s AND time <= %s",
+                    (lo, hi),
                 ).fetchone()
                 if row and row[0] is not None:
-                    lo = row[0] if lo is None else min(lo, row[0])
-                    hi = row[1] if hi is None else max(hi, row[1])
-            elif lo is None:  # never refreshed: everything is pending
-                row = conn.execute(
-                    f"SELECT min(time), max(time) FROM flux.{source}_readings"
-                ).fetchone()
-                lo, hi = (row[0], row[1]) if row else (None, None)
-            if lo is not None and hi is not None:
-                spans.append(span_of(source, lo, hi))
+                    found.append((row[0], row[1]))
+            row = conn.execute(
+                f"SELECT min(time), max(time) FROM {table} WHERE time >= %s",
+                (threshold or _EPOCH,),
+            ).fetchone()
+            if row and row[0] is not None:
+                found.append((row[0], row[1]))
+            if found:
+                first = min(f[0] for f in found)
+                last = max(f[1] for f in found)
+                spans.append(span_of(source, first, last))
         return spans
     except psycopg.Error:
         return None
