@@ -42,7 +42,8 @@ _BUSY: Final = (
     errors.SerializationFailure,
     errors.ObjectInUse,
 )
-_ATTEMPTS: Final = 5
+# A policy's refresh of the whole history can take a while: up to about 45 s of waiting.
+_ATTEMPTS: Final = 10
 RETENTION: Final = "retention"
 
 
@@ -127,16 +128,18 @@ def _call_refresh(
 ) -> None:
     for attempt in range(1, _ATTEMPTS + 1):
         try:
+            # One pass over the window: TimescaleDB's default of 10 buckets a transaction
+            # (50 minutes of 5 m buckets) made a backlog of months take minutes.
             conn.execute(
                 "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz,"
-                " %s::timestamptz, force => %s)",
+                " %s::timestamptz, force => %s, options => '{\"buckets_per_batch\": 0}')",
                 (name, lo, hi, force),
             )
             return
         except _BUSY:
             if attempt == _ATTEMPTS:
                 raise
-            time.sleep(0.2 * attempt)
+            time.sleep(min(0.25 * 2**attempt, 8.0))
 
 
 def refresh_timescale(

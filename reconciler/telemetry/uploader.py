@@ -385,7 +385,8 @@ class Uploader:
         One deletes committed batches from the outbox. One refreshes the rollups on its
         own connection while batches go on, starting again once a refresh is done if
         batches committed meanwhile (so a long backlog refreshes about as often as a
-        refresh takes, never per batch).
+        refresh takes, never per batch); on TimescaleDB once, at the end, over every range
+        uploaded.
 
         ``cancel`` set (see :meth:`abort`) ends it after the current step. Never raises
         for database or outbox trouble.
@@ -433,7 +434,11 @@ class Uploader:
                 quarantined += result.quarantined
                 if result.total_sent > 0 and self.refresh_rollups:
                     stale = True
-                    if refreshing is None or refreshing.done():
+                    # TimescaleDB: one refresh at the end, over every range uploaded. A
+                    # refresh recomputes whole buckets of every device, so refreshing
+                    # while a backlog of several devices over the same months drains
+                    # would recompute those months once per device.
+                    if self._flavour != "timescale" and (refreshing is None or refreshing.done()):
                         refreshed += refreshing.result() if refreshing else 0
                         refreshing = rollups.submit(self._refresh, apart=True)
                         stale = False
