@@ -72,9 +72,9 @@ CREATE TABLE flux.settings (
     value  text NOT NULL
 );
 
--- What this database's rollups are (the uploader asks before refreshing a range).
-CREATE OR REPLACE FUNCTION flux.refresh_rollups() RETURNS integer
-LANGUAGE sql AS $$ SELECT 0 $$;
+-- Stays a no-op on this branch (0002): the
+-- uploader now refreshes the aggregates itself with refresh_continuous_aggregate, which
+-- cannot run inside a function.
 COMMENT ON FUNCTION flux.refresh_rollups() IS
     'TimescaleDB: continuous aggregates are refreshed with refresh_continuous_aggregate '
     '(outside any transaction), by the uploader per uploaded range and by flux db refresh';
