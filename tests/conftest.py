@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.pg import ENV_TIMESCALE, PLAIN, SERVERS, Server
 from tests.source.conftest import Upstream, git
 
 # CI explores the same examples on every run, so a red build reproduces; at a desk each run
@@ -46,3 +47,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = Path(str(item.fspath)).parts
         if "tests" in parts and parts[parts.index("tests") + 1] in SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", params=sorted(SERVERS))
+def flux_server(request: pytest.FixtureRequest) -> Server:
+    """The server a database test runs on: plain PostgreSQL, and TimescaleDB too when
+    FLUX_TEST_TIMESCALE_URL is set (tests/pg.py)."""
+    return SERVERS[str(request.param)]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if "timescale" in SERVERS:
+        where = SERVERS["timescale"]
+        terminalreporter.write_line(
+            f"TimescaleDB flavour exercised on {where.host}:{where.port} "
+            f"(plain PostgreSQL on {PLAIN.host}:{PLAIN.port})"
+        )
+    else:
+        terminalreporter.write_line(
+            f"TimescaleDB flavour NOT exercised: only plain PostgreSQL ({PLAIN.host}:"
+            f"{PLAIN.port}); set {ENV_TIMESCALE} to a server with TimescaleDB preloaded "
+            "to run the database tests on it too",
+            yellow=True,
+            bold=True,
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from rich.table import Table
 
 from reconciler.clierrors import fail, user_errors
 from reconciler.stopping import run_until_signalled
+from reconciler.telemetry import rollups
 from reconciler.telemetry.database import ENV_URL, connect, describe
 from reconciler.telemetry.errors import TelemetryError
 from reconciler.telemetry.gaps import find_gaps
@@ -29,7 +30,6 @@ from reconciler.telemetry.outbox import DEFAULT_MAX_ROWS, Outbox
 from reconciler.telemetry.roles import Part, grant, list_roles, revoke_agent
 from reconciler.telemetry.uploader import DEFAULT_BATCH, Uploader
 
-_ROLLUPS = ("bess_5m", "meter_5m", "bess_30m", "meter_30m", "bess_1h", "meter_1h")
 _TABLES = (
     "sites",
     "devices",
@@ -80,6 +80,8 @@ def db() -> None:
 def migrate_command(database_url: str, flavour: str) -> None:
     """Apply the numbered migrations (shipped in the package) that the database lacks."""
     result = migrate(database_url, flavour=flavour)  # type: ignore[arg-type]
+    if result.note:
+        click.echo(f"note: {result.note}", err=True)
     if result.applied:
         applied = ", ".join(f"{v:04d}" for v in result.applied)
         click.echo(
@@ -95,19 +97,118 @@ def migrate_command(database_url: str, flavour: str) -> None:
 
 @db.command("refresh")
 @database_url_option
+@click.option(
+    "--from",
+    "since",
+    default=None,
+    help="Rebuild the rollups from this time (ISO 8601, UTC if no offset; widened to the hour).",
+)
+@click.option("--to", "until", default=None, help="...up to this time (exclusive; default now).")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @user_errors(TelemetryError)
-def refresh_command(database_url: str) -> None:
-    """Bring the 5 m, 30 m and 1 h rollups up to date with the readings."""
+def refresh_command(database_url: str, since: str | None, until: str | None, output: str) -> None:
+    """Bring the 5 m, 30 m and 1 h rollups up to date with the readings (or, with
+    --from/--to, rebuild them over that range), then apply the retention setting."""
+    start = _parse_time(since, "--from")
+    end = _parse_time(until, "--to")
+    if end is not None and start is None:
+        raise click.BadParameter("--to needs --from", param_hint="--to")
+    if start is not None:
+        end = end or datetime.now(UTC)
+        if end <= start:
+            raise click.BadParameter("--to must be after --from", param_hint="--to")
+    spans = (
+        [rollups.span_of(s, start, end - timedelta(microseconds=1)) for s in rollups.SOURCES]
+        if start is not None and end is not None
+        else None
+    )
     with connect(database_url, autocommit=True) as conn:
         state = require_current(conn)
         if state.flavour == "timescale":
-            for name in _ROLLUPS:
-                conn.execute(f"CALL refresh_continuous_aggregate('flux.{name}', NULL, NULL)")
-            click.echo("refreshed the continuous aggregates")
+            if not rollups.owns_rollups(conn):
+                fail(
+                    f"{describe(database_url)}: only the owner of the continuous aggregates "
+                    "(the role that ran `flux db migrate`) can refresh them; use its URL"
+                )
+            pending = rollups.pending_timescale(conn) if spans is None else None
+            done = rollups.refresh_timescale(conn, spans, force=spans is not None)
+            if pending is not None:
+                # What was out of date, refreshed through every aggregate (5 m, 30 m, 1 h).
+                done = [
+                    rollups.Refreshed(f"flux.{p.source}_5m/30m/1h", p.lo, p.hi, p.hours)
+                    for p in pending
+                ]
+            hours = None
         else:
-            row = conn.execute("SELECT flux.refresh_rollups()").fetchone()
-            hours = int(str(row[0])) if row else 0
-            click.echo(f"refreshed rollups: {hours} hour(s) recomputed")
+            with conn.transaction():
+                done, hours = rollups.refresh_postgres(conn, spans)
+        pruned = rollups.apply_retention(conn, state.flavour or "postgres")
+    if output == "json":
+        report: dict[str, Any] = {
+            "flavour": state.flavour,
+            "refreshed": [
+                {
+                    "rollup": r.name,
+                    "from": r.lo.isoformat() if r.lo else None,
+                    "to": r.hi.isoformat() if r.hi else None,
+                    "hours": r.hours,
+                }
+                for r in done
+            ],
+            "device_hours": hours,
+            "retention": None
+            if pruned is None
+            else {
+                "cutoff": pruned.cutoff.isoformat(),
+                "chunks": pruned.chunks,
+                "rows": pruned.rows,
+            },
+        }
+        click.echo(json.dumps(report, indent=2))
+        return
+    verb = "rebuilt" if spans is not None else "refreshed"
+    if not done:
+        click.echo(f"{describe(database_url)}: nothing to refresh; the rollups are up to date")
+    for step in done:
+        click.echo(f"{verb} {step.describe()}")
+    if hours is not None and done:
+        click.echo(f"{hours} device-hour(s) recomputed")
+    if pruned is not None:
+        removed = (
+            f"{pruned.chunks} chunk(s)" if state.flavour == "timescale" else f"{pruned.rows} row(s)"
+        )
+        click.echo(
+            f"retention: raw readings before {pruned.cutoff.isoformat()} removed ({removed});"
+            " the rollups keep them"
+        )
+
+
+@db.command("policy")
+@database_url_option
+@click.option(
+    "--retention",
+    default=None,
+    metavar="DURATION",
+    help="Keep raw readings this long (2y, 18m, 12w, 90d) or 'off' (the default: keep all). "
+    "Applied by `flux db refresh`, after the rollups cover what it removes; rollups are kept.",
+)
+@user_errors(TelemetryError)
+def policy_command(database_url: str, retention: str | None) -> None:
+    """Show or change the database's data policy (retention of raw readings)."""
+    interval: str | None = None
+    if retention is not None:
+        try:
+            interval = rollups.parse_retention(retention)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--retention") from None
+    with connect(database_url) as conn:
+        require_current(conn)
+        if retention is not None:
+            rollups.set_retention(conn, interval)
+            conn.commit()
+        current = rollups.retention(conn)
+    shown = f"raw readings kept {current}" if current else "raw readings kept forever (off)"
+    click.echo(f"{describe(database_url)}: retention: {shown}; rollups kept forever")
 
 
 @db.command("gaps")

@@ -139,21 +139,65 @@ class MigrateResult:
     flavour: Flavour
     applied: tuple[int, ...]
     version: int
+    note: str | None = None  # why the flavour is not the one that was likely wanted
 
 
-def _detect_flavour(conn: psycopg.Connection[tuple[object, ...]]) -> Flavour:
+NOT_PRELOADED = (
+    "TimescaleDB is installed on this server but not loaded: add timescaledb to "
+    "shared_preload_libraries in postgresql.conf and restart PostgreSQL"
+)
+
+
+def _timescale_state(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+    """'absent' (not installed), 'unloaded' (installed, not preloaded) or 'ready'."""
     row = conn.execute(
         "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
     ).fetchone()
     if not row or not row[0]:
-        return "postgres"
-    try:
-        # Available is not enough: it must also be preloaded, else CREATE EXTENSION fails.
-        with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    except psycopg.Error:
-        return "postgres"
-    return "timescale"
+        return "absent"
+    # Checked before CREATE EXTENSION: without the preload TimescaleDB raises FATAL,
+    # which ends the session (not an error the migration could catch and go on from).
+    row = conn.execute(
+        "SELECT 'timescaledb' = ANY (string_to_array("
+        "replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"
+    ).fetchone()
+    return "ready" if row and row[0] else "unloaded"
+
+
+def _choose_flavour(
+    conn: psycopg.Connection[tuple[object, ...]], wanted: Flavour | Literal["auto"]
+) -> tuple[Flavour, str | None]:
+    """The flavour for a new database, and a note for the user (or None)."""
+    if wanted == "postgres":
+        return "postgres", None
+    found = _timescale_state(conn)
+    if found == "ready":
+        try:
+            with conn.transaction():
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                raise TelemetryError(
+                    f"CREATE EXTENSION timescaledb ended the session: {str(exc).strip()}"
+                ) from None
+            if wanted == "timescale":
+                raise TelemetryError(
+                    f"CREATE EXTENSION timescaledb failed: {str(exc).strip()}"
+                ) from None
+            return "postgres", (
+                f"TimescaleDB could not be created ({str(exc).strip()}); "
+                "this database uses plain PostgreSQL"
+            )
+        return "timescale", None
+    if wanted == "timescale":
+        reason = NOT_PRELOADED if found == "unloaded" else "TimescaleDB is not installed"
+        raise TelemetryError(f"--flavour timescale: {reason}")
+    if found == "unloaded":
+        return "postgres", (
+            f"{NOT_PRELOADED}, then migrate a new database to use it; "
+            "this database uses plain PostgreSQL"
+        )
+    return "postgres", None
 
 
 def migrate(
@@ -175,12 +219,11 @@ def migrate(
             if state.version > known:
                 raise SchemaTooNew(too_new_message(state.version, known))
             chosen: Flavour
+            note: str | None = None
             if state.flavour is not None:
                 chosen = state.flavour
-            elif flavour == "auto":
-                chosen = _detect_flavour(conn)
             else:
-                chosen = flavour
+                chosen, note = _choose_flavour(conn, flavour)
             conn.execute(
                 "CREATE SCHEMA IF NOT EXISTS flux;"
                 "CREATE TABLE IF NOT EXISTS flux.schema_migrations ("
@@ -205,7 +248,7 @@ def migrate(
                         f"rolled back: {str(exc).strip()}"
                     ) from None
                 applied.append(migration.version)
-            return MigrateResult(chosen, tuple(applied), max(state.version, known))
+            return MigrateResult(chosen, tuple(applied), max(state.version, known), note)
         finally:
             if not conn.closed:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

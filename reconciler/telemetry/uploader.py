@@ -45,7 +45,7 @@ from tenacity import (
 
 from reconciler.logs import log_event
 from reconciler.redact import redact
-from reconciler.telemetry import ingest
+from reconciler.telemetry import ingest, rollups
 from reconciler.telemetry.database import CONNECT_TIMEOUT_S, connect, describe
 from reconciler.telemetry.errors import DatabaseUnreachable, TelemetryError
 from reconciler.telemetry.migrations import require_current
@@ -56,6 +56,7 @@ from reconciler.telemetry.records import (
     MalformedRecord,
     reading_line,
 )
+from reconciler.telemetry.rollups import Source
 
 DEFAULT_BATCH = 20_000
 #: Server-side limit of one upload statement, s (a 20,000-row batch takes well under 1 s).
@@ -121,6 +122,8 @@ class _Prepared:
     bad: list[tuple[int, str]]
     keys: set[tuple[str, str, str]]
     direct: dict[str, ingest.Direct] = field(default_factory=dict)
+    # Per reading kind, the oldest and newest instant (microseconds): the rollups' range.
+    spans: dict[Source, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def kinds(self) -> set[str]:
@@ -174,6 +177,12 @@ class Uploader:
         # is being abandoned cannot stop the next one).
         self._cancel = threading.Event()
         self._close_when_done = False
+        # TimescaleDB: the ranges uploaded since the last refresh (microseconds per
+        # source), and whether this role may refresh the aggregates (None: not asked yet).
+        self._flavour: str | None = None
+        self._unrolled: dict[Source, tuple[int, int]] = {}
+        self._unrolled_lock = threading.Lock()
+        self._owns_rollups: bool | None = None
 
     # ------------------------------------------------------------------ connection
 
@@ -189,7 +198,7 @@ class Uploader:
         )
         self._conn = conn  # from now on, a deadline or an abort can shut it down
         try:
-            require_current(conn)
+            self._flavour = require_current(conn).flavour
             # Room to sort a batch in memory (the meter deltas' window) instead of on disk.
             conn.execute("SET work_mem = '64MB'")
             ingest.ensure_staging(conn)
@@ -326,7 +335,8 @@ class Uploader:
             keys.add(key)
             direct.pop(kind, None)  # the direct form must hold every row of its kind
         start = after_id if after_id is not None else -1
-        return _Prepared(start, batch.last_id, batch.readings, slow, bad, keys, direct)
+        spans = _reading_spans(batch.readings, slow, direct)
+        return _Prepared(start, batch.last_id, batch.readings, slow, bad, keys, direct, spans)
 
     def _upload(
         self,
@@ -354,6 +364,9 @@ class Uploader:
         # Committed in PostgreSQL: now (and only now) forget them locally.
         quarantined += self.outbox.quarantine(rejected)
         (confirm or self.outbox.confirm)(batch.after_id + 1, batch.last_id)
+        if batch.spans and self.refresh_rollups:
+            with self._unrolled_lock:
+                rollups.merge_us(self._unrolled, batch.spans)
         refreshed = self._refresh() if refresh else 0
         self._succeeded(sum(sent.values()), quarantined)
         return UploadResult(
@@ -372,7 +385,8 @@ class Uploader:
         One deletes committed batches from the outbox. One refreshes the rollups on its
         own connection while batches go on, starting again once a refresh is done if
         batches committed meanwhile (so a long backlog refreshes about as often as a
-        refresh takes, never per batch).
+        refresh takes, never per batch); on TimescaleDB once, at the end, over every range
+        uploaded.
 
         ``cancel`` set (see :meth:`abort`) ends it after the current step. Never raises
         for database or outbox trouble.
@@ -420,7 +434,11 @@ class Uploader:
                 quarantined += result.quarantined
                 if result.total_sent > 0 and self.refresh_rollups:
                     stale = True
-                    if refreshing is None or refreshing.done():
+                    # TimescaleDB: one refresh at the end, over every range uploaded. A
+                    # refresh recomputes whole buckets of every device, so refreshing
+                    # while a backlog of several devices over the same months drains
+                    # would recompute those months once per device.
+                    if self._flavour != "timescale" and (refreshing is None or refreshing.done()):
                         refreshed += refreshing.result() if refreshing else 0
                         refreshing = rollups.submit(self._refresh, apart=True)
                         stale = False
@@ -681,11 +699,56 @@ class Uploader:
     def _refresh_on(self, conn: psycopg.Connection[Any] | None) -> int:
         if conn is None:
             return 0
+        if self._flavour is None:
+            self._flavour = rollups.flavour_of(conn)
+            conn.commit()
+        if self._flavour == "timescale":
+            return self._refresh_ranges(conn)
         limit = REFRESH_TIMEOUT_S
         with self._deadline(limit + self.attempt_timeout_s, lambda: conn), conn.transaction():
             conn.execute(f"SET LOCAL statement_timeout = {round(limit * 1000)}")
             row = conn.execute("SELECT flux.refresh_rollups()").fetchone()
         return int(str(row[0])) if row and row[0] is not None else 0
+
+    def _refresh_ranges(self, conn: psycopg.Connection[Any]) -> int:
+        """TimescaleDB: refresh every aggregate over the ranges uploaded since the last
+        refresh (whole hours); the hours refreshed. A role that does not own the
+        aggregates (an agent) leaves them to `flux db refresh` and the policies: its
+        inserts are recorded as invalidations."""
+        with self._unrolled_lock:
+            pending, self._unrolled = self._unrolled, {}
+        if not pending:
+            return 0
+        if self._owns_rollups is None:
+            self._owns_rollups = rollups.owns_rollups(conn)
+            conn.commit()
+            if not self._owns_rollups:
+                log_event(
+                    log,
+                    "rollups_left_to_policy",
+                    database=self._where(),
+                    reason="this role does not own the continuous aggregates: `flux db "
+                    "refresh` (as their owner) and TimescaleDB's policies roll the uploads up",
+                )
+        if not self._owns_rollups:
+            return 0
+        spans = [rollups.span_of_us(source, lo, hi) for source, (lo, hi) in pending.items()]
+        limit = REFRESH_TIMEOUT_S
+        try:
+            with self._deadline(limit + self.attempt_timeout_s, lambda: conn):
+                conn.autocommit = True
+                try:
+                    conn.execute(f"SET statement_timeout = {round(limit * 1000)}")
+                    done = rollups.refresh_timescale(conn, spans)
+                finally:
+                    if not conn.closed and not conn.broken:
+                        conn.execute("RESET statement_timeout")
+                        conn.autocommit = False
+        except BaseException:
+            with self._unrolled_lock:  # done again by the next refresh
+                rollups.merge_us(self._unrolled, pending)
+            raise
+        return sum(r.hours or 0 for r in done if r.name.endswith("_5m"))
 
     def _close_refresh(self) -> None:
         if self._refresh_conn is not None:
@@ -705,6 +768,32 @@ class Uploader:
                 database=self._where(),
                 error=message,
             )
+
+
+def _reading_spans(
+    readings: dict[str, list[DeviceRows]],
+    slow: dict[str, list[Item]],
+    direct: dict[str, ingest.Direct],
+) -> dict[Source, tuple[int, int]]:
+    """Per reading kind, the oldest and newest instant (microseconds) of a batch's rows:
+    a well-framed payload starts ``[t_us,``, a staged line's third field is t_us. Rows
+    with a direct form are in time order per device: only its ends are read."""
+    spans: dict[Source, tuple[int, int]] = {}
+    for kind in rollups.SOURCES:
+        times: list[int] = []
+        in_order = kind in direct
+        for group in readings.get(kind, ()):
+            rows = (group.rows[0], group.rows[-1]) if in_order and group.rows else group.rows
+            for _, payload in rows:
+                with contextlib.suppress(ValueError):
+                    times.append(int(payload[1 : payload.find(",")]))
+        for _, item in slow.get(kind, ()):
+            if isinstance(item, str):
+                with contextlib.suppress(ValueError, IndexError):
+                    times.append(int(item.split("\t", 3)[2]))
+        if times:
+            spans[kind] = (min(times), max(times))
+    return spans
 
 
 def _stage_slowly(

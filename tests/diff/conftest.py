@@ -21,12 +21,11 @@ from reconciler.control.signals import FeedSignals
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import GitSource
-from reconciler.telemetry.migrations import migrate
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
+from tests.pg import Server, database, migrated_template, url_for
 from tests.rigs import git_agent, site_text_for
 from tests.source.conftest import DEMO_TEXT, Upstream
-from tests.telemetry.conftest import _database, url_for
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Monday 15 January 2024, midday (GMT): weekday NIV chase (no prices: proposes nothing),
@@ -38,15 +37,14 @@ site_text = site_text_for
 
 
 @pytest.fixture(scope="session")
-def template_db() -> Iterator[str]:
-    with _database() as name:
-        migrate(url_for(name))
+def template_db(flux_server: Server) -> Iterator[str]:
+    with migrated_template(flux_server) as name:
         yield name
 
 
 @pytest.fixture
-def db_url(template_db: str) -> Iterator[str]:
-    with _database(template_db) as name:
+def db_url(template_db: str, flux_server: Server) -> Iterator[str]:
+    with database(flux_server, template_db) as name:
         yield url_for(name)
 
 
@@ -161,7 +159,7 @@ async def world(
 
 
 @pytest.fixture
-def db_url_empty() -> Iterator[str]:
+def db_url_empty(flux_server: Server) -> Iterator[str]:
     """A database without the flux schema."""
-    with _database() as name:
+    with database(flux_server) as name:
         yield url_for(name)

@@ -8,47 +8,37 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from reconciler.telemetry.migrations import migrate
 from reconciler.telemetry.outbox import Outbox
 from tests.net import free_port
+from tests.pg import Server, database, server_of, url_for
+from tests.pg import migrated_template as migrated_template_on
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+__all__ = ["url_for"]
+
+# Where the test databases live: tests/pg.py (FLUX_TEST_DATABASE_URL, and
+# FLUX_TEST_TIMESCALE_URL for a second run on TimescaleDB).
 
 
-def url_for(dbname: str, user: str = "postgres", port: int = 5432) -> str:
-    return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
-
-
-@contextmanager
-def _database(template: str | None = None) -> Iterator[str]:
-    name = f"flux_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        clause = f' TEMPLATE "{template}"' if template else ""
-        conn.execute(f'CREATE DATABASE "{name}"{clause}')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def admin_url_for(dbname: str) -> str:
+    """The administrator's URL of the server ``dbname`` lives on."""
+    return server_of(dbname).admin_url
 
 
 @pytest.fixture(scope="session")
-def migrated_template() -> Iterator[str]:
-    """One migrated database per test session; tests get copies (much faster than
-    migrating each one)."""
-    with _database() as name:
-        migrate(url_for(name))
+def migrated_template(flux_server: Server) -> Iterator[str]:
+    """One migrated database per server and test session; tests get copies (much faster
+    than migrating each one)."""
+    with migrated_template_on(flux_server) as name:
         yield name
 
 
 @pytest.fixture
-def dbname(request: pytest.FixtureRequest) -> Iterator[str]:
+def dbname(request: pytest.FixtureRequest, flux_server: Server) -> Iterator[str]:
     """A fresh database: empty, or a copy of the migrated template if the test asks for
     ``migrated_url``."""
     template = (
@@ -56,7 +46,7 @@ def dbname(request: pytest.FixtureRequest) -> Iterator[str]:
         if "migrated_url" in request.fixturenames
         else None
     )
-    with _database(template) as name:
+    with database(flux_server, template) as name:
         yield name
 
 
@@ -85,7 +75,7 @@ def role_names(dbname: str) -> Iterator[Callable[[], str]]:
         for name in names:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
                 conn.execute(f'DROP OWNED BY "{name}"')
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url_for(dbname), autocommit=True) as conn:
         for name in names:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
@@ -95,12 +85,12 @@ def role_names(dbname: str) -> Iterator[Callable[[], str]]:
 
 
 @pytest.fixture
-def make_role(role_names: Callable[[], str]) -> Callable[[str], str]:
+def make_role(role_names: Callable[[], str], dbname: str) -> Callable[[str], str]:
     """Create login roles with unique names (dropped after the test)."""
 
     def make(member_of: str) -> str:
         name = role_names()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(admin_url_for(dbname), autocommit=True) as conn:
             conn.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE {member_of}')
         return name
 
@@ -118,7 +108,7 @@ class Proxy:
     """A TCP forwarder to PostgreSQL on a fixed local port that can be cut and restored:
     cutting closes the listener and every open connection, like a dropped link."""
 
-    def __init__(self, target_port: int = 5432) -> None:
+    def __init__(self, target_port: int) -> None:
         self.port = free_port()
         self.target_port = target_port
         self._listener: socket.socket | None = None
@@ -180,8 +170,8 @@ class Proxy:
 
 
 @pytest.fixture
-def proxy() -> Iterator[Proxy]:
-    p = Proxy()
+def proxy(flux_server: Server) -> Iterator[Proxy]:
+    p = Proxy(flux_server.port)
     p.start()
     yield p
     p.cut()

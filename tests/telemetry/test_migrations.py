@@ -14,6 +14,7 @@ from reconciler.cli import cli
 from reconciler.telemetry.errors import SchemaTooNew, TelemetryError
 from reconciler.telemetry.migrations import discover, known_version, migrate
 from tests.net import free_port
+from tests.pg import Server
 
 
 def _applied(url: str) -> list[tuple[int, str, str]]:
@@ -26,11 +27,13 @@ def _applied(url: str) -> list[tuple[int, str, str]]:
         ]
 
 
-def test_migrate_applies_every_version_then_is_a_noop(pg_url: str) -> None:
+def test_migrate_applies_every_version_then_is_a_noop(pg_url: str, flux_server: Server) -> None:
     known = known_version()
     first = migrate(pg_url)
     assert first.applied == tuple(range(1, known + 1))
-    assert first.flavour == "postgres"  # no TimescaleDB on this machine
+    # auto: TimescaleDB where it is preloaded (FLUX_TEST_TIMESCALE_URL), else plain.
+    assert first.flavour == flux_server.flavour
+    assert first.note is None
     before = _applied(pg_url)
     assert [v for v, _, _ in before] == list(range(1, known + 1))
 
@@ -126,11 +129,14 @@ def test_shipped_migrations_have_both_branches_where_needed() -> None:
     for call in (
         "create_hypertable",
         "add_continuous_aggregate_policy",
-        "add_compression_policy",
-        "add_retention_policy",
         "timescaledb.continuous",
     ):
         assert call in timescale
+    # 0006: the site check is row-level security again, retention a setting.
+    (store,) = [m for m in migrations if m.name == "rollup_store"]
+    later = store.sql_for("timescale")
+    assert "ENABLE ROW LEVEL SECURITY" in later and "DROP TRIGGER bess_agent_site" in later
+    assert "add_retention_policy" not in later
 
 
 def test_migrations_are_read_through_importlib_resources_even_from_a_zip(

@@ -50,7 +50,7 @@ def test_add_agent_makes_a_login_that_writes_only_its_sites(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"created login role {name}; password set; member of flux_agent" in result.output
-    assert f"connect as: postgresql://{name}@127.0.0.1:5432/{dbname}" in result.output
+    assert f"connect as: {url_for(dbname, name)}" in result.output
     agent = url_for(dbname, name)
     assert can_insert(agent, "wlce")
     assert not can_insert(agent, "hmce")
