@@ -15,7 +15,7 @@ from datetime import datetime
 
 from reconciler.agent.ports import Battery, Meter, NoSignals, SettingChange, SignalSource, Sink
 from reconciler.clock import Clock
-from reconciler.config.model import Site
+from reconciler.config.model import FrequencyResponseEntry, Site
 from reconciler.control.core import decide
 from reconciler.control.guard import ramp_step
 from reconciler.control.types import (
@@ -116,6 +116,12 @@ class ReconcileLoop:
         #: Why the last records could not be stored (None: they could).
         self._record_error: str | None = None
         self.ticks = 0
+        #: Iterations of the fast path (frequency response) since start.
+        self.fast_ticks = 0
+        #: The signals of the last tick, reused by the fast path between ticks.
+        self._signals: Signals = Signals()
+        #: The grid meter's last frequency (Hz) and when it was first seen at that value.
+        self._frequency: tuple[float, datetime] | None = None
 
     # ------------------------------------------------------------------ observe
 
@@ -154,6 +160,8 @@ class ReconcileLoop:
                     memory.errors[name] = stuck
                 memory.battery = result
             elif isinstance(result, MeterReading):
+                if name == site.grid_meter_name:
+                    self._frequency_seen(result)
                 frozen = self._frozen_for(name, result, at)
                 if frozen > site.limits.max_reading_age_s:
                     # A gateway serving cached registers answers on time with old values:
@@ -162,9 +170,21 @@ class ReconcileLoop:
                         f"values unchanged for {frozen:.0f} s (frozen meter or gateway)"
                     )
                 memory.meters[name] = result
+        return self._observation()
+
+    def _observation(self) -> Observation:
+        memory = self._memory
         return Observation(
-            battery=memory.battery, meters=dict(memory.meters), errors=dict(memory.errors)
+            battery=memory.battery,
+            meters=dict(memory.meters),
+            errors=dict(memory.errors),
+            frequency_changed_at=self._frequency[1] if self._frequency else None,
         )
+
+    def _frequency_seen(self, reading: MeterReading) -> None:
+        """Keep when the grid frequency last changed: one that stops moving is frozen."""
+        if self._frequency is None or self._frequency[0] != reading.frequency_hz:
+            self._frequency = (reading.frequency_hz, reading.at)
 
     def _battery_frozen(self, site: Site, reading: BatteryReading, at: datetime) -> str | None:
         """Why the battery's registers look frozen, or None. A battery told to move, with
@@ -399,7 +419,7 @@ class ReconcileLoop:
             # running the old setpoint): the site prediction must start from what the
             # battery is doing, not from 0 kW.
             self.state = ControlState(last_target_kw=obs.battery.target_power_kw)
-        signals = self.signals.signals_at(at)
+        signals = self._signals = self.signals.signals_at(at)
         decision = decide(site, at, obs, signals, self.state)
         shadow = self.is_shadow(site)
         tracking_ok = self._tracking_ok(site, obs, shadow, at)
@@ -440,6 +460,42 @@ class ReconcileLoop:
         if self._on_tick is not None:
             self._on_tick(result)
         return result
+
+    # ------------------------------------------------------------------ fast path
+
+    def fast_interval_s(self, at: datetime | None = None) -> float | None:
+        """The fast path's cadence (s) while a frequency_response entry is active, else
+        None: between ticks the agent then calls :meth:`fast_tick` this often."""
+        site, _ = self._site_fn()
+        when = at or self.clock.now()
+        intervals = [
+            a.entry.params.fast_interval_s
+            for a in self.state.plans.plan(site, when).active_entries(when)
+            if isinstance(a.entry, FrequencyResponseEntry)
+        ]
+        return min(intervals) if intervals else None
+
+    async def fast_tick(self) -> Decision | None:
+        """Between ticks: read the grid meter alone, decide again on it with the tick's
+        other readings and signals, and write the setpoint if it moved past the deadband
+        (the battery's settings are checked on ticks, not here). None when there is
+        nothing to decide on yet or the meter did not answer (the next tick judges it)."""
+        site, _ = self._site_fn()
+        meter = self.meters.get(site.grid_meter_name)
+        if not self._started or meter is None or self._memory.battery is None:
+            return None
+        try:
+            reading = await meter.read()
+        except Exception:  # the tick's own read says what is wrong, and goes safe
+            return None
+        at = self.clock.now()
+        self._frequency_seen(reading)
+        self._memory.meters[site.grid_meter_name] = reading
+        decision = decide(site, at, self._observation(), self._signals, self.state)
+        await self._act(site, decision, at)
+        self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)
+        self.fast_ticks += 1
+        return decision
 
     async def replace_devices(self, battery: Battery, meters: Mapping[str, Meter]) -> None:
         """Swap in devices of a new revision (between ticks); the old ones are closed and

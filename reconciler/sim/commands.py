@@ -108,7 +108,8 @@ async def run(
     metavar="DEVICE:KIND[:ARG]",
     help=(
         "Inject a fault (repeatable): drop[:N], delay:SECONDS, exception[:CODE], frozen, "
-        "away:SECONDS, short[:N]; e.g. --fault solar:away:60"
+        "away:SECONDS, short[:N], frequency:step|drop|high (a grid event every meter "
+        "sees); e.g. --fault solar:away:60, --fault site:frequency:drop"
     ),
 )
 @click.option(

@@ -26,7 +26,7 @@ from reconciler.config.resolve import resolve_profile
 from reconciler.devices.codec import Ratios, Value
 from reconciler.sim.curves import HalfHourly
 from reconciler.sim.faults import Faults
-from reconciler.sim.plant import Plant
+from reconciler.sim.plant import FrequencyEventKind, Plant
 from reconciler.sim.registers import battery_values, meter_values
 from reconciler.sim.server import DeviceServer, Request
 
@@ -59,7 +59,9 @@ class SiteSimulator:
         self._task: asyncio.Task[None] | None = None
         bat = site.devices.battery
         names = [bat.name, *site.devices.meters]
-        self.faults = Faults(names, self.clock.now, self._drop, self._go_away)
+        self.faults = Faults(
+            names, self.clock.now, self._drop, self._go_away, self._frequency_event
+        )
         self.servers: dict[str, DeviceServer] = {}
         self.servers[bat.name] = DeviceServer(
             bat.name,
@@ -174,6 +176,10 @@ class SiteSimulator:
         self.catch_up()
         self.plant.restart_battery()
         self.servers[self.site.devices.battery.name].drop_connections()
+
+    def _frequency_event(self, kind: FrequencyEventKind) -> None:
+        self.catch_up()
+        self.plant.frequency_event(kind)
 
     def _drop(self, device: str) -> None:
         self.servers[device].drop_connections()
