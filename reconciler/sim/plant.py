@@ -120,15 +120,17 @@ class FrequencyEvent:
 
     kind: FrequencyEventKind
     start: datetime
+    #: How long a step or high event holds its frequency, s.
+    hold_s: float = 60.0
 
     def hz_at(self, at: datetime) -> float | None:
         t = (at - self.start).total_seconds()
         if t < 0:
             return None
         if self.kind == "step":
-            return 49.5 if t < 60 else None
+            return 49.5 if t < self.hold_s else None
         if self.kind == "high":
-            return 50.5 if t < 60 else None
+            return 50.5 if t < self.hold_s else None
         if t < 60:
             return 50.0 - 1.2 * t / 60
         if t < 70:
@@ -286,9 +288,13 @@ class Plant:
                 break
             self._step(dt)
 
-    def frequency_event(self, kind: FrequencyEventKind, at: datetime | None = None) -> None:
+    def frequency_event(
+        self, kind: FrequencyEventKind, at: datetime | None = None, hold_s: float = 60.0
+    ) -> None:
         """Start a grid event now (or at ``at``); see :class:`FrequencyEvent`."""
-        self.frequency_events.append(FrequencyEvent(kind, at or self.at))
+        self.frequency_events.append(FrequencyEvent(kind, at or self.at, hold_s))
+        if len(self.frequency_events) > 100:  # only the latest can still be running
+            del self.frequency_events[:-10]
 
     @property
     def frequency_hz(self) -> float:
