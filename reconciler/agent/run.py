@@ -270,6 +270,7 @@ class Agent:
         self._report_battery_settings(revision.site, result)
         self._observe_delivery(revision.site, result)
         self.status.set_markets(*self.markets.feed_status())
+        self.status.set_frequency(self.loop.frequency.block)
         try:
             await self._heartbeat(revision.site, result.at)
         except Exception as exc:  # a store that refuses rows must not stop control

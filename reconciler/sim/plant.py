@@ -298,11 +298,13 @@ class Plant:
 
     @property
     def frequency_hz(self) -> float:
-        """Grid frequency now: an event's, else the wander's."""
+        """Grid frequency now: the wander's, or an event's with a tenth of the wander
+        on it (a real frequency never holds still to the millihertz: a meter that does
+        is frozen)."""
         for event in reversed(self.frequency_events):
             hz = event.hz_at(self.at)
             if hz is not None:
-                return hz
+                return hz + 0.1 * (self.wander_hz - NOMINAL_FREQUENCY_HZ)
         return self.wander_hz
 
     def _wander(self, dt: float) -> None:

@@ -8,10 +8,13 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from reconciler.agent.http import render_metrics
 from reconciler.agent.loop import TickResult
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
+from reconciler.config.model import FrequencyResponseParams
+from reconciler.control.modes.frequency_response import response_kw
 from reconciler.sim.simulator import SiteSimulator
 from tests.rigs import file_agent
 from tests.source.conftest import DEMO_TEXT, ROOT, START
@@ -71,14 +74,27 @@ async def test_a_step_to_49_5_hz_is_delivered_within_a_second_and_a_freeze_stops
         began: datetime = clock.now()
         crossed: list[datetime] = []
 
+        params = FrequencyResponseParams(low_kw=300, high_kw=200)
+
         def delivered() -> bool:
-            if battery.power_kw >= 0.95 * 300 and not crossed:
+            due = response_kw(params, sim.plant.frequency_hz)  # the curve at 49.5 Hz +- noise
+            if due > 250 and battery.power_kw >= 0.95 * due and not crossed:
                 crossed.append(clock.now())
             return bool(crossed)
 
-        await _until(delivered, "95% of 300 kW delivered")
+        await _until(delivered, "95% of the curve's value delivered")
         took = (crossed[0] - began).total_seconds()
         assert took <= 1.0, f"took {took:.2f} s (battery {before:.0f} -> {battery.power_kw:.0f} kW)"
+
+        await _until(lambda: (clock.now() - crossed[0]).total_seconds() > 3, "3 s delivered")
+        block = rig.agent.loop.frequency.block
+        assert block is not None and block.entry == "dynamic containment"
+        assert block.block_start.hour in (3, 7, 11, 15, 19, 23)  # January: local = UTC
+        assert (block.block_end - block.block_start).total_seconds() == 4 * 3600
+        # Every second counted once: the ramp's second or so may miss, the rest deliver.
+        assert block.seconds >= 4 and block.seconds_within >= block.seconds - 2
+        assert block.seconds_stale == 0
+        within = block.seconds_within
 
         # Frozen registers: the frequency stops moving; after 1 s no response is given.
         sim.faults.freeze(grid)
@@ -95,5 +111,14 @@ async def test_a_step_to_49_5_hz_is_delivered_within_a_second_and_a_freeze_stops
         last = ticks[-1].decision
         assert "frequency stale" in last.reason or last.safe_stop, last.reason
         assert abs(last.target_kw) < 0.5 * 300
+        block = rig.agent.loop.frequency.block
+        assert block is not None and block.seconds_stale >= 1 and block.seconds_within >= within
+        snap = rig.agent.status.snapshot()
+        assert snap.frequency is not None and snap.frequency.seconds == block.seconds
+        metrics = render_metrics(snap)
+        assert (
+            f'flux_frequency_response_seconds_stale{{site="demo",entry="dynamic containment"}} {block.seconds_stale}'
+            in metrics
+        )
         stop.set()
         await asyncio.wait_for(task, GUARD_S)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 
-from reconciler.config.model import FrequencyResponseParams, ResponsePoint
+from reconciler.config.model import FrequencyResponseParams, ResponsePoint, Site
 from reconciler.control.context import ModeContext
 from reconciler.control.types import Component
 
@@ -44,16 +44,22 @@ def response_kw(params: FrequencyResponseParams, frequency_hz: float) -> float:
     return -params.high_kw * share(params.high_curve, deviation)
 
 
-def band_kwh(ctx: ModeContext, params: FrequencyResponseParams) -> tuple[float, float]:
+def band_kwh(site: Site, params: FrequencyResponseParams) -> tuple[float, float]:
     """The SoE band (kWh) from which the contracted power lasts ``duration_min``."""
     hours = params.duration_min / 60.0
-    low = ctx.site.soe_min_kwh + params.low_kw * hours
-    high = ctx.site.soe_max_kwh - params.high_kw * hours * ctx.efficiency
+    low = site.soe_min_kwh + params.low_kw * hours
+    high = site.soe_max_kwh - params.high_kw * hours * site.limits.charge_efficiency
     return low, max(low, high)
 
 
+def tolerance_kw(params: FrequencyResponseParams) -> float:
+    """How far delivered power may be from the curve's value and still count, kW: 3% of
+    the larger side's contracted power (at least 1 kW)."""
+    return max(1.0, 0.03 * max(params.low_kw, params.high_kw))
+
+
 def propose(ctx: ModeContext, params: FrequencyResponseParams) -> Component:
-    low, high = band_kwh(ctx, params)
+    low, high = band_kwh(ctx.site, params)
     hours = params.duration_min / 60.0
     # Back into the band within one duration, with what the battery has beyond the
     # contracted power.
