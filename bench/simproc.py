@@ -40,9 +40,9 @@ class SimDidNotStart(RuntimeError):
 
 
 @asynccontextmanager
-async def sim_process(site_file: Path) -> AsyncIterator[None]:
-    """Run `flux sim SITE_FILE` until the block ends; raises SimDidNotStart with its
-    stderr if it never reports the battery."""
+async def sim_process(site_file: Path, *extra: str) -> AsyncIterator[None]:
+    """Run `flux sim SITE_FILE [EXTRA...]` until the block ends; raises SimDidNotStart
+    with its stderr if it never reports the battery."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -51,6 +51,7 @@ async def sim_process(site_file: Path) -> AsyncIterator[None]:
         str(site_file),
         "--status-every",
         "3600",
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=str(ROOT),

@@ -224,6 +224,25 @@ def render_metrics(snap: StatusSnapshot) -> str:
             "When a market API last gave usable data (Unix time, s).",
             [(labels, _ts(m.last_success_at)) for labels, m in feeds],
         )
+    if snap.frequency is not None:
+        fr = snap.frequency
+        labels = f'{base},entry="{_label(fr.entry)}"'
+        counts: tuple[tuple[str, str, int], ...] = (
+            ("seconds", "Seconds of frequency response in the current block.", fr.seconds),
+            (
+                "seconds_within",
+                "Seconds of the block delivered within tolerance of the curve.",
+                fr.seconds_within,
+            ),
+            ("seconds_stale", "Seconds of the block with a stale frequency.", fr.seconds_stale),
+            (
+                "seconds_outside_band",
+                "Seconds of the block with SoE outside the contract's band.",
+                fr.seconds_outside_band,
+            ),
+        )
+        for suffix, about, count in counts:
+            metric(f"flux_frequency_response_{suffix}", "gauge", about, [(labels, str(count))])
     return "\n".join(out) + "\n"
 
 

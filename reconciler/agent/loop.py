@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from reconciler.agent.frequency import FrequencyPerformance
 from reconciler.agent.ports import Battery, Meter, NoSignals, SettingChange, SignalSource, Sink
 from reconciler.clock import Clock
-from reconciler.config.model import Site
+from reconciler.config.model import FrequencyResponseEntry, Site
 from reconciler.control.core import decide
-from reconciler.control.guard import measured_battery_power, ramp_step
+from reconciler.control.guard import battery_power_at, measured_battery_power, ramp_step
 from reconciler.control.types import (
     BatteryReading,
     ControlState,
@@ -127,6 +128,14 @@ class ReconcileLoop:
         #: Why the last records could not be stored (None: they could).
         self._record_error: str | None = None
         self.ticks = 0
+        #: Iterations of the fast path (frequency response) since start.
+        self.fast_ticks = 0
+        #: The signals of the last tick, reused by the fast path between ticks.
+        self._signals: Signals = Signals()
+        #: The grid meter's last frequency (Hz) and when it was first seen at that value.
+        self._frequency: tuple[float, datetime] | None = None
+        #: Frequency response delivered in the current contract block.
+        self.frequency = FrequencyPerformance()
 
     # ------------------------------------------------------------------ observe
 
@@ -176,6 +185,8 @@ class ReconcileLoop:
                     memory.errors[name] = stuck
                 memory.battery = result
             elif isinstance(result, MeterReading):
+                if name == site.grid_meter_name:
+                    self._frequency_seen(result)
                 frozen = self._frozen_for(name, result, at)
                 if frozen > site.limits.max_reading_age_s:
                     # A gateway serving cached registers answers on time with old values:
@@ -184,9 +195,21 @@ class ReconcileLoop:
                         f"values unchanged for {frozen:.0f} s (frozen meter or gateway)"
                     )
                 memory.meters[name] = result
+        return self._observation()
+
+    def _observation(self) -> Observation:
+        memory = self._memory
         return Observation(
-            battery=memory.battery, meters=dict(memory.meters), errors=dict(memory.errors)
+            battery=memory.battery,
+            meters=dict(memory.meters),
+            errors=dict(memory.errors),
+            frequency_changed_at=self._frequency[1] if self._frequency else None,
         )
+
+    def _frequency_seen(self, reading: MeterReading) -> None:
+        """Keep when the grid frequency last changed: one that stops moving is frozen."""
+        if self._frequency is None or self._frequency[0] != reading.frequency_hz:
+            self._frequency = (reading.frequency_hz, reading.at)
 
     def _battery_frozen(self, site: Site, reading: BatteryReading, at: datetime) -> str | None:
         """Why the battery's registers look frozen, or None. A battery told to move, with
@@ -423,8 +446,9 @@ class ReconcileLoop:
             # running the old setpoint): the site prediction must start from what the
             # battery is doing, not from 0 kW.
             self.state = ControlState(last_target_kw=obs.battery.target_power_kw)
-        signals = self.signals.signals_at(at)
+        signals = self._signals = self.signals.signals_at(at)
         decision = decide(site, at, obs, signals, self.state)
+        self._frequency_sample(site, at, obs, decision)
         shadow = self.is_shadow(site)
         tracking_ok = self._tracking_ok(site, obs, shadow, at)
         written, write_error = await self._act(site, decision, at)
@@ -464,6 +488,75 @@ class ReconcileLoop:
         if self._on_tick is not None:
             self._on_tick(result)
         return result
+
+    # ------------------------------------------------------------------ fast path
+
+    def fast_interval_s(self, at: datetime | None = None) -> float | None:
+        """The fast path's cadence (s) while a frequency_response entry is active, else
+        None: between ticks the agent then calls :meth:`fast_tick` this often."""
+        site, _ = self._site_fn()
+        when = at or self.clock.now()
+        intervals = [
+            a.entry.params.fast_interval_s
+            for a in self.state.plans.plan(site, when).active_entries(when)
+            if isinstance(a.entry, FrequencyResponseEntry)
+        ]
+        return min(intervals) if intervals else None
+
+    async def fast_tick(self) -> Decision | None:
+        """Between ticks: read the grid meter (and the battery's meter, if the site has
+        one), decide again on them with the tick's other readings and signals, and write
+        the setpoint if it moved past the deadband (the battery's settings are checked on
+        ticks, not here). None when there is nothing to decide on yet or the grid meter
+        did not answer (the next tick judges it)."""
+        site, _ = self._site_fn()
+        grid = site.grid_meter_name
+        names = [grid, *(n for n, m in site.devices.meters.items() if m.role == "battery")]
+        meters = [(n, self.meters[n]) for n in names if n in self.meters]
+        if not self._started or not meters or meters[0][0] != grid or not self._memory.battery:
+            return None
+        readings = await asyncio.gather(*(m.read() for _, m in meters), return_exceptions=True)
+        if isinstance(readings[0], BaseException):
+            return None  # the tick's own read says what is wrong, and goes safe
+        at = self.clock.now()
+        for (name, _), reading in zip(meters, readings, strict=True):
+            if isinstance(reading, MeterReading):
+                self._memory.meters[name] = reading
+        self._frequency_seen(self._memory.meters[grid])
+        obs = self._observation()
+        decision = decide(site, at, obs, self._signals, self.state)
+        self._frequency_sample(site, at, obs, decision)
+        await self._act(site, decision, at)
+        self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)
+        self.fast_ticks += 1
+        return decision
+
+    def _frequency_sample(
+        self, site: Site, at: datetime, obs: Observation, decision: Decision
+    ) -> None:
+        """One second of frequency response performance, while the mode is active."""
+        if decision.safe_stop or obs.battery is None:
+            return
+        labels = {c.source for c in decision.components if c.mode == "frequency_response"}
+        if not labels:
+            return
+        active = self.state.plans.plan(site, at).active_entries(at)
+        found = [a for a in active if a.label in labels]
+        entry = found[0].entry if found else None
+        meter = obs.meters.get(site.grid_meter_name)
+        if not isinstance(entry, FrequencyResponseEntry) or meter is None:
+            return
+        since = obs.frequency_changed_at or meter.at
+        fresh = (at - since).total_seconds() <= entry.params.max_frequency_age_s
+        self.frequency.sample(
+            site,
+            found[0].label,
+            entry.params,
+            at,
+            frequency_hz=meter.frequency_hz if fresh else None,
+            delivered_kw=battery_power_at(site, obs, at, self.state.last_target_kw),
+            soe_kwh=obs.battery.soe_kwh,
+        )
 
     async def replace_devices(self, battery: Battery, meters: Mapping[str, Meter]) -> None:
         """Swap in devices of a new revision (between ticks); the old ones are closed and

@@ -132,6 +132,16 @@ def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> Non
                 console.print(f"[bold]{m.source}:[/] {m.detail}", highlight=False)
         for problem in snap.market_problems:
             console.print(f"[yellow]markets:[/] {problem}", highlight=False)
+    if snap.frequency is not None:
+        fr = snap.frequency
+        share = f"{100 * fr.performance:.1f}%" if fr.performance is not None else "-"
+        console.print(
+            f"[bold]frequency response[/] ({fr.entry}), block from "
+            f"{fr.block_start.isoformat(timespec='minutes')}: {share} of {fr.seconds} s within "
+            f"tolerance; {fr.seconds_stale} s stale frequency; {fr.seconds_outside_band} s "
+            f"outside the SoE band {fr.band_low_kwh:,.0f}-{fr.band_high_kwh:,.0f} kWh",
+            highlight=False,
+        )
     if snap.quarantined:
         console.print("[bold]quarantined[/] (not retried until a newer commit):")
         for q in snap.quarantined:

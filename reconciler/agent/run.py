@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -273,6 +273,7 @@ class Agent:
         self._report_battery_settings(revision.site, result)
         self._observe_delivery(revision.site, result)
         self.status.set_markets(*self.markets.feed_status())
+        self.status.set_frequency(self.loop.frequency.block)
         try:
             await self._heartbeat(revision.site, result.at)
         except Exception as exc:  # a store that refuses rows must not stop control
@@ -333,9 +334,26 @@ class Agent:
                 continue
             tick_s = self._site()[0].control.tick_s
             self.progress.mark(tick_s)
-            elapsed = (self.clock.now() - started).total_seconds()
-            # A stop wakes the wait: systemd's TimeoutStopSec is shorter than a long tick.
-            await sleep_unless_stopped(self.clock, max(0.0, tick_s - elapsed), stop)
+            await self._until_next_tick(started, tick_s, stop)
+
+    async def _until_next_tick(self, started: datetime, tick_s: float, stop: asyncio.Event) -> None:
+        """Wait for the next tick; while a frequency_response entry is active, run the
+        loop's fast path meanwhile (grid frequency in, setpoint out, every fast interval)."""
+        assert self.loop is not None
+        next_at = started + timedelta(seconds=tick_s)
+        while not stop.is_set():
+            left = (next_at - self.clock.now()).total_seconds()
+            fast = self.loop.fast_interval_s()
+            if left <= 0:
+                return
+            if fast is None:
+                # A stop wakes the wait: systemd's TimeoutStopSec is shorter than a tick.
+                await sleep_unless_stopped(self.clock, left, stop)
+                return
+            began = self.clock.now()
+            await self.loop.fast_tick()
+            spent = (self.clock.now() - began).total_seconds()
+            await sleep_unless_stopped(self.clock, max(0.0, min(left, fast - spent)), stop)
 
     async def run(self, stop: asyncio.Event) -> int:
         """Run everything until ``stop`` is set; then close devices and the outbox.

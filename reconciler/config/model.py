@@ -10,6 +10,7 @@ live in :mod:`reconciler.config.rules` so that all of a file's errors are report
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -479,6 +480,73 @@ class IdleParams(_Model):
     pass
 
 
+class ResponsePoint(_Model):
+    deviation_hz: float = Field(
+        ge=0, le=2, description="Distance of the frequency from 50 Hz, Hz (always positive)."
+    )
+    percent: float = Field(ge=0, le=100, description="Share of the contracted power, %.")
+
+
+def _dynamic_containment() -> list[ResponsePoint]:
+    """GB Dynamic Containment: nothing in +-0.015 Hz, 5% at 0.2 Hz, 100% at 0.5 Hz."""
+    return [
+        ResponsePoint(deviation_hz=0.015, percent=0.0),
+        ResponsePoint(deviation_hz=0.2, percent=5.0),
+        ResponsePoint(deviation_hz=0.5, percent=100.0),
+    ]
+
+
+class FrequencyResponseParams(_Model):
+    low_kw: float = Field(
+        default=0.0, ge=0, description="Contracted power on under-frequency (discharge), kW."
+    )
+    high_kw: float = Field(
+        default=0.0, ge=0, description="Contracted power on over-frequency (charge), kW."
+    )
+    low_curve: list[ResponsePoint] = Field(
+        default_factory=_dynamic_containment,
+        min_length=1,
+        description="Response below 50 Hz: points of deviation to % of low_kw, linear "
+        "between them, flat beyond the last (default: Dynamic Containment).",
+    )
+    high_curve: list[ResponsePoint] = Field(
+        default_factory=_dynamic_containment,
+        min_length=1,
+        description="Response above 50 Hz, as low_curve, of high_kw.",
+    )
+    duration_min: float = Field(
+        default=15.0,
+        gt=0,
+        le=240,
+        description="How long the contracted power must be deliverable; SoE is kept inside "
+        "the band that allows it, minutes.",
+    )
+    fast_interval_s: float = Field(
+        default=0.2,
+        ge=0.05,
+        le=2.0,
+        description="How often the grid meter's frequency is read and the setpoint written "
+        "while the mode is active, s.",
+    )
+    max_frequency_age_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="A frequency older than this, or unchanged this long (frozen), is stale: "
+        "no response, s.",
+    )
+
+    @field_validator("low_curve", "high_curve")
+    @classmethod
+    def _rising(cls, points: list[ResponsePoint]) -> list[ResponsePoint]:
+        for a, b in itertools.pairwise(points):
+            if b.deviation_hz <= a.deviation_hz:
+                raise ValueError("points must be in order of rising deviation_hz")
+            if b.percent < a.percent:
+                raise ValueError("the response may not fall as the deviation grows")
+        return points
+
+
 class OptimiseParams(_Model):
     horizon_h: float = Field(
         default=36.0,
@@ -519,6 +587,7 @@ DEFAULT_PRIORITY: dict[str, int] = {
     "idle": 100,
     "reserve": 95,
     "axle": 90,
+    "frequency_response": 85,
     "discharge_to_soe": 80,
     "dynamic_peak_discharge": 70,
     "niv_chase": 60,
@@ -608,6 +677,11 @@ class IdleEntry(_EntryBase):
     params: IdleParams = Field(default_factory=IdleParams)
 
 
+class FrequencyResponseEntry(_EntryBase):
+    mode: Literal["frequency_response"]
+    params: FrequencyResponseParams
+
+
 class OptimiseEntry(_EntryBase):
     mode: Literal["optimise"]
     params: OptimiseParams = Field(default_factory=OptimiseParams)
@@ -625,7 +699,8 @@ ScheduleEntry = Annotated[
     | AxleEntry
     | ReserveEntry
     | IdleEntry
-    | OptimiseEntry,
+    | OptimiseEntry
+    | FrequencyResponseEntry,
     Field(discriminator="mode"),
 ]
 MODES: tuple[str, ...] = tuple(DEFAULT_PRIORITY)

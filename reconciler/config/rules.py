@@ -21,6 +21,7 @@ from reconciler.config.model import (
     WEEKDAYS,
     CurvePoint,
     DynamicPeakApproachEntry,
+    FrequencyResponseEntry,
     NivChaseEntry,
     ReserveEntry,
     Site,
@@ -410,6 +411,43 @@ def _mode_rules(site: Site) -> Iterator[Finding]:
             yield from target((*here, "params", "encourage_to_soe"), params_a.encourage_to_soe)
         elif isinstance(entry, ReserveEntry):
             yield from target((*here, "params", "reserve_soe"), entry.params.reserve_soe)
+        elif isinstance(entry, FrequencyResponseEntry):
+            yield from _frequency_findings(site, (*here, "params"), entry)
+
+
+#: Dynamic services want full delivery within a second of the event, s.
+FULL_DELIVERY_S = 1.0
+
+
+def _frequency_findings(site: Site, here: Loc, entry: FrequencyResponseEntry) -> Iterator[Finding]:
+    """A contract the battery cannot deliver, said before it is signed."""
+    params, limits, battery = entry.params, site.limits, site.devices.battery
+    for side, kw, cap, ramp in (
+        ("low_kw", params.low_kw, limits.battery_discharge_kw, battery.ramp_up_kw_per_s),
+        ("high_kw", params.high_kw, limits.battery_charge_kw, battery.ramp_up_kw_per_s),
+    ):
+        if kw > min(cap, battery.nameplate_power_kw):
+            yield Finding(
+                (*here, side),
+                f"{kw:g} kW contracted but the battery may move only "
+                f"{min(cap, battery.nameplate_power_kw):g} kW that way",
+            )
+        elif ramp is not None and kw and kw / ramp > FULL_DELIVERY_S * 0.8:
+            yield Finding(
+                (*here, side),
+                f"at devices.battery.ramp_up_kw_per_s {ramp:g} the battery takes "
+                f"{kw / ramp:.1f} s to reach {kw:g} kW: too slow for delivery within "
+                f"{FULL_DELIVERY_S:g} s once detection is added",
+                severity="warning",
+            )
+    low = site.soe_min_kwh + params.low_kw * params.duration_min / 60
+    high = site.soe_max_kwh - params.high_kw * params.duration_min / 60 * limits.charge_efficiency
+    if low > high:
+        yield Finding(
+            (*here, "duration_min"),
+            f"no SoE can hold {params.duration_min:g} min of both sides: {_kwh(low)} needed "
+            f"above soe_min is above the {_kwh(high)} that leaves room to charge",
+        )
 
 
 #: Modo allows about one call a minute across its two endpoints (docs/domain.md).

@@ -36,6 +36,10 @@ class ModeContext:
     seconds_left_in_period: float
     charge_cap_kw: float
     discharge_cap_kw: float
+    #: The grid meter's frequency, Hz, and how long since it last changed, s (None: no
+    #: frequency read).
+    frequency_hz: float | None = None
+    frequency_age_s: float | None = None
 
     @property
     def efficiency(self) -> float:

@@ -106,6 +106,12 @@ def contexts(
             seconds_left_in_period=PERIOD.total_seconds() - into,
             charge_cap_kw=charge_cap,
             discharge_cap_kw=discharge_cap,
+            frequency_hz=fresh.frequency_hz,
+            frequency_age_s=(
+                (at - fresh.frequency_since).total_seconds()
+                if fresh.frequency_since is not None and fresh.frequency_hz is not None
+                else None
+            ),
         )
         for entry in plan.active_entries(at)
     ]

@@ -18,6 +18,10 @@ class Fresh:
     soe_kwh: float
     site_power_kw: float
     battery_power_kw: float
+    #: The grid meter's frequency (Hz) and when it was last seen to change (its age is
+    #: judged by the frequency_response mode, which alone depends on it).
+    frequency_hz: float | None = None
+    frequency_since: datetime | None = None
 
     @property
     def residual_kw(self) -> float:
@@ -62,8 +66,13 @@ def check(site: Site, at: datetime, obs: Observation, last_target_kw: float = 0.
 
     if problems or battery is None or meter is None:
         return "; ".join(problems)
+    frequency = meter.frequency_hz if math.isfinite(meter.frequency_hz) else None
     return Fresh(
-        battery.soe_kwh, meter.power_kw, battery_power_at(site, obs, meter.at, last_target_kw)
+        battery.soe_kwh,
+        meter.power_kw,
+        battery_power_at(site, obs, meter.at, last_target_kw),
+        frequency_hz=frequency if frequency else None,
+        frequency_since=obs.frequency_changed_at or meter.at,
     )
 
 

@@ -61,6 +61,9 @@ class Observation:
     battery: BatteryReading | None
     meters: Mapping[str, MeterReading] = field(default_factory=dict)
     errors: Mapping[str, str] = field(default_factory=dict)
+    #: When the grid meter's frequency last changed value (None: the reading's own
+    #: instant): a frequency that stops moving is frozen, whatever its reading's age.
+    frequency_changed_at: datetime | None = None
 
 
 # --------------------------------------------------------------------------- signals

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import Path
@@ -15,10 +16,11 @@ import click
 from rich.console import Console
 from ruamel.yaml import YAML
 
-from reconciler.clock import Clock, ScaledClock, WallClock
+from reconciler.clock import Clock, ScaledClock, WallClock, sleep_unless_stopped
 from reconciler.config.loader import SiteFileError, load_site
 from reconciler.config.model import Site
 from reconciler.sim.markets import Dispatch, MarketSimulator
+from reconciler.sim.plant import FREQUENCY_EVENTS, FrequencyEventKind
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.stopping import run_until_signalled, sleep_or_stop
 
@@ -111,6 +113,35 @@ def write_site_for(sim: SiteSimulator, path: Path) -> None:
         raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+@dataclass(frozen=True)
+class RepeatedEvent:
+    """``KIND:EVERY_S[:HOLD_S]``: a grid frequency event every EVERY_S seconds of
+    simulated time, a step or high one held HOLD_S (default half the period)."""
+
+    kind: FrequencyEventKind
+    every_s: float
+    hold_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> RepeatedEvent:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or parts[0] not in FREQUENCY_EVENTS:
+            raise ValueError(f"{text!r}: write KIND:EVERY_S[:HOLD_S], KIND one of step, drop, high")
+        try:
+            every = float(parts[1])
+            hold = float(parts[2]) if len(parts) == 3 else every / 2
+        except ValueError:
+            raise ValueError(f"{text!r}: EVERY_S and HOLD_S are seconds") from None
+        if every <= 0 or not 0 < hold <= every:
+            raise ValueError(f"{text!r}: EVERY_S > 0 and 0 < HOLD_S <= EVERY_S")
+        return cls(parts[0], every, hold)  # type: ignore[arg-type]
+
+    async def run(self, sim: SiteSimulator, clock: Clock, stop: asyncio.Event) -> None:
+        while not await sleep_unless_stopped(clock, self.every_s, stop):
+            sim.catch_up()
+            sim.plant.frequency_event(self.kind, hold_s=self.hold_s)
+
+
 async def run(
     site: Site,
     clock: Clock,
@@ -121,9 +152,11 @@ async def run(
     stop: asyncio.Event,
     ports: Literal["site"] | int = "site",
     site_out: Path | None = None,
+    events: tuple[RepeatedEvent, ...] = (),
 ) -> None:
     console = Console(highlight=False)
     async with SiteSimulator(site, clock=clock, ports=ports) as sim:
+        repeating = [asyncio.create_task(e.run(sim, clock, stop)) for e in events]
         if site_out is not None:
             write_site_for(sim, site_out)
             console.print(f"  wrote {site_out}: the site file pointing at these ports")
@@ -142,10 +175,17 @@ async def run(
                 console.print(f"  {api:<14} market API      {markets.base_url(api)}")
             for d in markets.dispatches:
                 console.print(f"  axle dispatch: {d.action} {d.start:%H:%M}-{d.end:%H:%M} daily")
-        while True:
-            console.print(status_line(sim, site.site.timezone), soft_wrap=True)
-            if await sleep_or_stop(every_s, stop):
-                return
+        for e in events:
+            console.print(f"  frequency: {e.kind} every {e.every_s:g} s, held {e.hold_s:g} s")
+        try:
+            while True:
+                console.print(status_line(sim, site.site.timezone), soft_wrap=True)
+                if await sleep_or_stop(every_s, stop):
+                    return
+        finally:
+            for task in repeating:
+                task.cancel()
+            await asyncio.gather(*repeating, return_exceptions=True)
 
 
 @click.command()
@@ -170,7 +210,8 @@ async def run(
     metavar="DEVICE:KIND[:ARG]",
     help=(
         "Inject a fault (repeatable): drop[:N], delay:SECONDS, exception[:CODE], frozen, "
-        "away:SECONDS, short[:N]; e.g. --fault solar:away:60"
+        "away:SECONDS, short[:N], frequency:step|drop|high (a grid event every meter "
+        "sees); e.g. --fault solar:away:60, --fault site:frequency:drop"
     ),
 )
 @click.option(
@@ -214,6 +255,14 @@ async def run(
     show_default=True,
     help="Real seconds between status lines.",
 )
+@click.option(
+    "--frequency-events",
+    "frequency_events",
+    multiple=True,
+    metavar="KIND:EVERY_S[:HOLD_S]",
+    help="Repeat a grid frequency event (step: 49.5 Hz, high: 50.5 Hz, drop: to 48.8 Hz "
+    "over a minute and back) every EVERY_S simulated seconds; e.g. step:600:60.",
+)
 def sim(
     site_file: str,
     speed: float,
@@ -224,6 +273,7 @@ def sim(
     base_port: int | None,
     site_out: Path | None,
     status_every: float,
+    frequency_events: tuple[str, ...],
 ) -> None:
     """Simulate the battery and meters of SITE_FILE on loopback Modbus TCP.
 
@@ -258,6 +308,10 @@ def sim(
         steps = [Dispatch.parse(text) for text in dispatches]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--axle-dispatch") from None
+    try:
+        events = tuple(RepeatedEvent.parse(text) for text in frequency_events)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--frequency-events") from None
     if steps and markets_port is None:
         raise click.UsageError("--axle-dispatch needs --markets PORT")
     clock: Clock
@@ -289,6 +343,7 @@ def sim(
                 stop=stop,
                 ports=ports,
                 site_out=site_out,
+                events=events,
             )
         )
         click.echo("flux sim: stopped")

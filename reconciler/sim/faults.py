@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reconciler.devices.errors import MODBUS_EXCEPTIONS
+from reconciler.sim.plant import FREQUENCY_EVENTS, FrequencyEventKind
 
-KINDS = ("drop", "delay", "exception", "frozen", "away", "short")
+KINDS = ("drop", "delay", "exception", "frozen", "away", "short", "frequency")
 
 
 @dataclass
@@ -68,11 +69,13 @@ class Faults:
         now: Callable[[], datetime],
         on_drop: Callable[[str], None],
         on_away: Callable[[str], None],
+        on_frequency: Callable[[FrequencyEventKind], None] | None = None,
     ) -> None:
         self._devices = {name: DeviceFaults() for name in devices}
         self._now = now
         self._on_drop = on_drop
         self._on_away = on_away
+        self._on_frequency = on_frequency
 
     def __getitem__(self, device: str) -> DeviceFaults:
         try:
@@ -115,6 +118,14 @@ class Faults:
         self[device].away_until = self._now() + timedelta(seconds=seconds)
         self._on_away(device)
 
+    def frequency(self, device: str, kind: str) -> None:
+        """A grid frequency event (step, drop or high; see sim.plant.FrequencyEvent), seen
+        by every meter of the site: ``device`` names the meter it is asked of."""
+        self[device]
+        if kind not in FREQUENCY_EVENTS or self._on_frequency is None:
+            raise ValueError(f"{kind!r} is not a frequency event; use one of step, drop, high")
+        self._on_frequency(kind)  # type: ignore[arg-type]
+
     def clear(self, device: str | None = None) -> None:
         """Clear the faults of one device, or of all. A device that is away comes back
         at the simulator's next tick."""
@@ -124,7 +135,8 @@ class Faults:
 
     def apply(self, spec: str) -> None:
         """Apply a fault written as ``DEVICE:KIND[:ARG]`` (the `flux sim --fault` form):
-        drop[:N], delay:SECONDS, exception[:CODE], frozen, away:SECONDS, short[:N]."""
+        drop[:N], delay:SECONDS, exception[:CODE], frozen, away:SECONDS, short[:N],
+        frequency:step|drop|high."""
         parts = spec.split(":")
         if len(parts) < 2 or parts[1] not in KINDS:
             raise ValueError(
@@ -142,6 +154,8 @@ class Faults:
                 self.freeze(device)
             elif kind == "away":
                 self.away(device, float(arg or 30.0))
+            elif kind == "frequency":
+                self.frequency(device, arg or "step")
             else:
                 self.short_reply(device, int(arg or 1))
         except (ValueError, KeyError) as exc:

@@ -13,6 +13,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from reconciler.config.model import Site
 from reconciler.sim.curves import HalfHourly, load_per_home, solar_per_kwp
@@ -103,6 +104,44 @@ class MeterState:
         return self.apparent_kva * 1000.0 / (math.sqrt(3.0) * self.voltage_v)
 
 
+#: GB grid frequency between events: a mean-reverting random walk around 50 Hz with this
+#: standard deviation (Hz) and time constant (s): mostly inside +-0.2 Hz, wandering over
+#: minutes, as the system operator's published 1-second data does.
+FREQUENCY_STD_HZ = 0.06
+FREQUENCY_TAU_S = 60.0
+
+FrequencyEventKind = Literal["step", "drop", "high"]
+FREQUENCY_EVENTS: tuple[str, ...] = ("step", "drop", "high")
+
+
+@dataclass(frozen=True)
+class FrequencyEvent:
+    """A grid event (times from ``start``, s): ``step`` to 49.5 Hz for 60 s; ``drop``
+    down to 48.8 Hz over 60 s, held 10 s, back to 50 Hz over 60 s; ``high`` to 50.5 Hz
+    for 60 s. Between events the wander goes on underneath."""
+
+    kind: FrequencyEventKind
+    start: datetime
+    #: How long a step or high event holds its frequency, s.
+    hold_s: float = 60.0
+
+    def hz_at(self, at: datetime) -> float | None:
+        t = (at - self.start).total_seconds()
+        if t < 0:
+            return None
+        if self.kind == "step":
+            return 49.5 if t < self.hold_s else None
+        if self.kind == "high":
+            return 50.5 if t < self.hold_s else None
+        if t < 60:
+            return 50.0 - 1.2 * t / 60
+        if t < 70:
+            return 48.8
+        if t < 130:
+            return 48.8 + 1.2 * (t - 70) / 60
+        return None
+
+
 @dataclass
 class Plant:
     """The shared state every simulated device server reads from and writes to."""
@@ -118,6 +157,10 @@ class Plant:
     rng: random.Random = field(default_factory=random.Random)
     #: Changes whenever anything a register shows may have changed (time, a write).
     version: int = 0
+    #: The wander's own random numbers, so frequency takes none from the load noise.
+    frequency_rng: random.Random = field(default_factory=random.Random)
+    wander_hz: float = NOMINAL_FREQUENCY_HZ
+    frequency_events: list[FrequencyEvent] = field(default_factory=list)
 
     @classmethod
     def for_site(
@@ -152,6 +195,7 @@ class Plant:
             battery=battery,
             meters=meters,
             rng=random.Random(site.simulation.seed),
+            frequency_rng=random.Random(f"frequency-{site.simulation.seed}"),
         )
         plant._update_flows()
         return plant
@@ -250,9 +294,36 @@ class Plant:
                 break
             self._step(dt)
 
+    def frequency_event(
+        self, kind: FrequencyEventKind, at: datetime | None = None, hold_s: float = 60.0
+    ) -> None:
+        """Start a grid event now (or at ``at``); see :class:`FrequencyEvent`."""
+        self.frequency_events.append(FrequencyEvent(kind, at or self.at, hold_s))
+        if len(self.frequency_events) > 100:  # only the latest can still be running
+            del self.frequency_events[:-10]
+
+    @property
+    def frequency_hz(self) -> float:
+        """Grid frequency now: the wander's, or an event's with a tenth of the wander
+        on it (a real frequency never holds still to the millihertz: a meter that does
+        is frozen)."""
+        for event in reversed(self.frequency_events):
+            hz = event.hz_at(self.at)
+            if hz is not None:
+                return hz + 0.1 * (self.wander_hz - NOMINAL_FREQUENCY_HZ)
+        return self.wander_hz
+
+    def _wander(self, dt: float) -> None:
+        """One exact step of the Ornstein-Uhlenbeck process over ``dt`` seconds."""
+        keep = math.exp(-dt / FREQUENCY_TAU_S)
+        noise = FREQUENCY_STD_HZ * math.sqrt(1.0 - keep * keep)
+        offset = (self.wander_hz - NOMINAL_FREQUENCY_HZ) * keep
+        self.wander_hz = NOMINAL_FREQUENCY_HZ + offset + noise * self.frequency_rng.gauss(0, 1)
+
     def _step(self, dt: float) -> None:
         self.version += 1
         self.at += timedelta(seconds=dt)
+        self._wander(dt)
         b = self.battery
         if (
             b.direct
@@ -299,8 +370,8 @@ class Plant:
         self.load_kw = max(0.0, self.load.at(self.at) * self._noise())
         self.solar_kw = max(0.0, self.solar.at(self.at) * self._noise())
         t = self.at.timestamp()
-        # Grid frequency wanders slowly around 50 Hz; the voltage sags with import.
-        freq = NOMINAL_FREQUENCY_HZ + 0.04 * math.sin(2 * math.pi * t / 317.0)
+        freq = self.frequency_hz
+        # The voltage sags with import.
         volts = NOMINAL_VOLTAGE_V + 3.0 * math.sin(2 * math.pi * t / 3600.0)
         volts -= 0.01 * self.grid_kw
         for m in self.meters.values():

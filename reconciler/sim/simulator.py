@@ -30,7 +30,7 @@ from reconciler.devices.powerpack import PowerPackBattery
 from reconciler.sim.curves import HalfHourly
 from reconciler.sim.faults import Faults
 from reconciler.sim.inprocess import InProcessTransport
-from reconciler.sim.plant import Plant
+from reconciler.sim.plant import FrequencyEventKind, Plant
 from reconciler.sim.registers import battery_values, meter_values
 from reconciler.sim.server import DeviceServer, Request
 
@@ -69,7 +69,9 @@ class SiteSimulator:
         self._task: asyncio.Task[None] | None = None
         bat = site.devices.battery
         names = [bat.name, *site.devices.meters]
-        self.faults = Faults(names, self.clock.now, self._drop, self._go_away)
+        self.faults = Faults(
+            names, self.clock.now, self._drop, self._go_away, self._frequency_event
+        )
         self.servers: dict[str, DeviceServer] = {}
 
         def port(index: int, own: int) -> int:
@@ -195,6 +197,10 @@ class SiteSimulator:
         self.catch_up()
         self.plant.restart_battery()
         self.servers[self.site.devices.battery.name].drop_connections()
+
+    def _frequency_event(self, kind: FrequencyEventKind) -> None:
+        self.catch_up()
+        self.plant.frequency_event(kind)
 
     def _drop(self, device: str) -> None:
         self.servers[device].drop_connections()

@@ -127,6 +127,30 @@ class MarketFeedStatus(_Model):
     detail: str | None = None
 
 
+class FrequencyBlock(_Model):
+    """Frequency response over the current 4-hour contract block (EFA block, from 23:00
+    local; times UTC): seconds counted once each while the mode was active."""
+
+    entry: str
+    block_start: datetime
+    block_end: datetime
+    band_low_kwh: float
+    band_high_kwh: float
+    seconds: int = 0
+    #: Seconds the battery's measured power was within tolerance of the curve's value.
+    seconds_within: int = 0
+    #: Seconds with a stale or frozen frequency (no response given).
+    seconds_stale: int = 0
+    #: Seconds with the SoE outside the band the contract needs.
+    seconds_outside_band: int = 0
+    worst_shortfall_kw: float = 0.0
+
+    @property
+    def performance(self) -> float | None:
+        """Share (0-1) of the block's seconds delivered within tolerance."""
+        return self.seconds_within / self.seconds if self.seconds else None
+
+
 class TelemetryStats(_Model):
     """Telemetry as the agent sees it: the outbox and the uploads (times UTC)."""
 
@@ -176,6 +200,7 @@ class StatusSnapshot(_Model):
     market_problems: list[str] = Field(default_factory=list)
     telemetry: TelemetryStats = Field(default_factory=TelemetryStats)
     tasks: list[SideTaskStatus] = Field(default_factory=list)
+    frequency: FrequencyBlock | None = None
 
     def condition(self, kind: ConditionType) -> Condition:
         for cond in self.conditions:
@@ -342,6 +367,12 @@ class AgentStatus:
         """The outbox's and the uploader's numbers (see agent/telemetry.py)."""
         if stats != self._snap.telemetry:
             self._snap.telemetry = stats
+            self._dirty = True
+
+    def set_frequency(self, block: FrequencyBlock | None) -> None:
+        """Frequency response in the current block (see agent/frequency.py)."""
+        if block != self._snap.frequency:
+            self._snap.frequency = block.model_copy() if block is not None else None
             self._dirty = True
 
     def set_tasks(self, tasks: list[SideTaskStatus]) -> None:

@@ -142,3 +142,45 @@ def test_axle_configured_but_never_scheduled_is_a_warning() -> None:
     assert "markets.axle: no schedule entry has mode axle" in line
     scheduled = text.replace("schedule:\n", "schedule:\n  - mode: axle\n", 1)
     assert _problems(scheduled) == []
+
+
+def _with_frequency_response(params: str, ramp: str = "") -> str:
+    text = BASE.replace(
+        "schedule:\n",
+        f"schedule:\n  - name: DC\n    mode: frequency_response\n    params: {params}\n",
+        1,
+    )
+    return text.replace(
+        "    nameplate_energy_kwh: 500\n", f"    nameplate_energy_kwh: 500\n{ramp}", 1
+    )
+
+
+def test_a_frequency_contract_the_battery_cannot_deliver_is_named() -> None:
+    problems = _problems(_with_frequency_response("{low_kw: 300, high_kw: 100}"))
+    assert any(
+        p.startswith(
+            "error: s.yaml:45:22: schedule[0].params.low_kw: 300 kW contracted but "
+            "the battery may move only 250 kW that way"
+        )
+        for p in problems
+    ), problems
+
+
+def test_a_ramp_too_slow_for_the_contract_is_a_warning() -> None:
+    slow = "    ramp_up_kw_per_s: 100\n"
+    problems = _problems(_with_frequency_response("{low_kw: 200}", ramp=slow))
+    assert [p for p in problems if "frequency" in p or "ramp" in p] == [
+        "warning: s.yaml:46:22: schedule[0].params.low_kw: at devices.battery.ramp_up_kw_per_s "
+        "100 the battery takes 2.0 s to reach 200 kW: too slow for delivery within 1 s once "
+        "detection is added"
+    ]
+    assert [p for p in _problems(_with_frequency_response("{low_kw: 200}")) if "ramp" in p] == []
+
+
+def test_a_band_that_cannot_hold_both_sides_is_an_error() -> None:
+    # 450 kWh usable: 250 kW x 1 h above soe_min and 250 kW x 1 h x 0.85 below soe_max
+    problems = _problems(_with_frequency_response("{low_kw: 250, high_kw: 250, duration_min: 60}"))
+    assert any(
+        "schedule[0].params.duration_min: no SoE can hold 60 min of both sides" in p
+        for p in problems
+    ), problems

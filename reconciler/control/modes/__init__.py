@@ -9,6 +9,7 @@ from reconciler.config.model import (
     DynamicPeakApproachEntry,
     DynamicPeakDischargeEntry,
     ExportAvoidanceEntry,
+    FrequencyResponseEntry,
     IdleEntry,
     ImportAvoidanceEntry,
     ImportAvoidanceWhenShortEntry,
@@ -24,6 +25,7 @@ from reconciler.control.modes import (
     dynamic_peak_approach,
     dynamic_peak_discharge,
     export_avoidance,
+    frequency_response,
     idle,
     import_avoidance,
     import_avoidance_when_short,
@@ -60,6 +62,8 @@ def propose(ctx: ModeContext) -> Component | None:
             return reserve.propose(ctx, entry.params)
         case IdleEntry():
             return idle.propose(ctx, entry.params)
+        case FrequencyResponseEntry():
+            return frequency_response.propose(ctx, entry.params)
         case OptimiseEntry():
             return optimise.propose(ctx, entry.params)
     raise AssertionError(f"no mode module for {entry.mode!r}")  # pragma: no cover

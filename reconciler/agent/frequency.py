@@ -1,0 +1,74 @@
+"""How well frequency response was delivered, second by second, per contract block.
+
+Each second the mode is active counts once (the first sample in it): within tolerance
+when the battery's measured power is within ``tolerance_kw`` of the curve's value at the
+frequency read, stale when the frequency was stale (no response was due), outside the band
+when the SoE could not have held the contract for its duration. Blocks are the GB
+4-hour EFA blocks, starting at 23:00 local time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from reconciler.config.model import FrequencyResponseParams, Site
+from reconciler.control.modes.frequency_response import band_kwh, response_kw, tolerance_kw
+from reconciler.control.schedule import zone
+from reconciler.status.model import FrequencyBlock
+
+BLOCK = timedelta(hours=4)
+
+
+def block_of(site: Site, at: datetime) -> tuple[datetime, datetime]:
+    """The EFA block containing ``at``: four hours from 23:00, 03:00, ... local (UTC)."""
+    tz = zone(site.site.timezone)
+    local = at.astimezone(tz)
+    start = local.replace(minute=0, second=0, microsecond=0)
+    start -= timedelta(hours=(start.hour + 1) % 4)  # 23, 3, 7, 11, 15, 19
+    start = start.replace(tzinfo=None).replace(tzinfo=tz)  # wall time, this day's offset
+    return start.astimezone(at.tzinfo), (start + BLOCK).astimezone(at.tzinfo)
+
+
+class FrequencyPerformance:
+    """The current block's figures (``block``), fed one sample per decision."""
+
+    def __init__(self) -> None:
+        self.block: FrequencyBlock | None = None
+        self._second: int | None = None
+
+    def sample(
+        self,
+        site: Site,
+        label: str,
+        params: FrequencyResponseParams,
+        at: datetime,
+        *,
+        frequency_hz: float | None,
+        delivered_kw: float,
+        soe_kwh: float,
+    ) -> None:
+        """One decision while the mode is active: frequency (None when stale), battery's
+        measured power (kW, + discharge) and SoE (kWh)."""
+        second = int(at.timestamp())
+        if second == self._second:
+            return
+        self._second = second
+        block = self.block
+        if block is None or not block.block_start <= at < block.block_end or block.entry != label:
+            start, end = block_of(site, at)
+            low, high = band_kwh(site, params)
+            block = self.block = FrequencyBlock(
+                entry=label, block_start=start, block_end=end, band_low_kwh=low, band_high_kwh=high
+            )
+        block.seconds += 1
+        if not block.band_low_kwh <= soe_kwh <= block.band_high_kwh:
+            block.seconds_outside_band += 1
+        if frequency_hz is None:
+            block.seconds_stale += 1
+            return
+        expected = response_kw(params, frequency_hz)
+        miss = abs(delivered_kw - expected)
+        if miss <= tolerance_kw(params):
+            block.seconds_within += 1
+        elif abs(delivered_kw) < abs(expected):
+            block.worst_shortfall_kw = max(block.worst_shortfall_kw, miss)
