@@ -515,12 +515,21 @@ class ReconcileLoop:
         meters = [(n, self.meters[n]) for n in names if n in self.meters]
         if not self._started or not meters or meters[0][0] != grid or not self._memory.battery:
             return None
-        readings = await asyncio.gather(*(m.read() for _, m in meters), return_exceptions=True)
+        readings: list[MeterReading | BaseException] = []
+        if self._concurrent_reads:
+            readings = await asyncio.gather(*(m.read() for _, m in meters), return_exceptions=True)
+        else:  # in-process devices (a backtest): in turn, with no event loop
+            for _, meter in meters:
+                try:
+                    readings.append(await meter.read())
+                except Exception as exc:
+                    readings.append(exc)
         if isinstance(readings[0], BaseException):
             return None  # the tick's own read says what is wrong, and goes safe
         at = self.clock.now()
         for (name, _), reading in zip(meters, readings, strict=True):
             if isinstance(reading, MeterReading):
+                self._frozen_for(name, reading, at)  # a value that moved counts as a change
                 self._memory.meters[name] = reading
         self._frequency_seen(self._memory.meters[grid])
         obs = self._observation()
