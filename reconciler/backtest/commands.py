@@ -8,6 +8,7 @@ effect, next to `flux schedule`'s preview of who wins when.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -131,6 +132,9 @@ def backtest(
     difference. Exit 0 with a report (limit breaches are in it), 2 on a usage error or an
     invalid site file.
     """
+    # The agent's loop logs safe stops and settings as a site's journal would; here they
+    # are in the report (hours in safe stop), and the lines would only clutter stderr.
+    logging.getLogger("flux.agent").setLevel(logging.CRITICAL)
     path = find_site(site, sites_dir)
     base_path = find_site(base, sites_dir) if base is not None else None
     this_site = load_valid_site(path)
