@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "validate": "reconciler.config.commands:validate",
     "schema": "reconciler.config.commands:schema",
     "schedule": "reconciler.preview.commands:schedule",
+    "pr-comment": "reconciler.preview.comment:pr_comment",
     "backtest": "reconciler.backtest.commands:backtest",
     "db": "reconciler.telemetry.commands:db",
     # devices and the simulator
@@ -43,7 +44,18 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attr)
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
+        if command.short_help is None and command.help:
+            # click cuts a summary at 45 characters with "..."; the first sentence is
+            # short enough, and is wrapped to the terminal instead.
+            command.short_help = first_sentence(command.help)
         return command
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line."""
+    paragraph = " ".join(text.strip().split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

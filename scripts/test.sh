@@ -10,6 +10,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
 
+# promtool, for the alert-rule tests (`promtool check rules` / `test rules`): only that one
+# binary (48 MB) is taken from Debian's prometheus package, nothing is installed or started.
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x .venv/bin/promtool ] \
+    && command -v apt-get >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1); then
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool
+    mv "$tmp/usr/bin/promtool" .venv/bin/promtool
+  else
+    echo "cannot download Debian's prometheus package: the promtool test is skipped" >&2
+  fi
+  rm -rf "$tmp"
+fi
+
 # PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres): install or start it if needed.
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 if ! pg_ready; then

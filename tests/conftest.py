@@ -34,3 +34,15 @@ def _private_lock_dir(
     inherit the environment) go to a temporary folder: never the machine's /run/lock/flux,
     where an agent running beside the suite holds its own."""
     monkeypatch.setenv("FLUX_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+
+
+#: Test files whose every test is slow (each runs simulated days of control).
+SLOW_FOLDERS = ("backtest",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The backtests run whole simulated days: `-m "not slow"` is the quick set."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "tests" in parts and parts[parts.index("tests") + 1] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -18,7 +19,7 @@ from reconciler.control.signals import FeedSignals
 from reconciler.logs import configure, log_event
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.markets.replay import Replay
-from reconciler.source.controller import DesiredStateSource
+from reconciler.source.controller import DesiredStateSource, GitSource
 from reconciler.source.options import source_from_options, source_options
 from reconciler.source.paths import StatePaths
 from reconciler.stopping import run_until_signalled
@@ -67,6 +68,24 @@ def replay_signals(name: str | None, outbox: Outbox) -> Replay | None:
         feed = ReplayImbalanceFeed.january_2024(publish_delay_s=60)
         return Replay(FeedSignals(imbalance=feed), sink=outbox)
     raise click.BadParameter(f"unknown replay {name!r}; the one shipped is january-2024")
+
+
+def _refuse_unknown_site(
+    source: DesiredStateSource, lock: BatteryLock, shadow: bool | None
+) -> None:
+    """At a first start in git mode (nothing ever in control) fetch once before running:
+    a --site that names no file in the repository is a usage error (exit 2), not a commit
+    to refuse while the agent runs on nothing. A fetch that fails is not judged here."""
+    if not isinstance(source, GitSource) or source.current() is not None:
+        return
+    asyncio.run(source.sync_once())
+    message = source.missing_site()
+    if message is None:
+        return
+    if not shadow:
+        lock.release()
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(2)
 
 
 @agent.command("run")
@@ -142,6 +161,7 @@ def run(
                 f"cannot take the battery lock in {state_dir}: {exc.strerror}"
             ) from None
     source = source_from_options(site, options, clock=clock)
+    _refuse_unknown_site(source, lock, shadow)
     outbox_file = outbox_path or StatePaths(state_dir).root / "outbox.sqlite"
     outbox = open_outbox(outbox_file, "choose --outbox or --state-dir in a writable folder")
     http_port = options.get("http_port")
@@ -170,3 +190,28 @@ def run(
     if code:
         # A side task kept failing (supervise.py): exit non-zero so systemd restarts us.
         raise SystemExit(code)
+
+
+def _environment_epilog(command: click.Command) -> str:
+    """The FLUX_* variables ``command`` reads, from its options (one place to keep)."""
+    pairs = []
+    for param in command.params:
+        if isinstance(param, click.Option) and isinstance(param.envvar, str):
+            pairs.append((param.envvar, param.opts[-1]))
+    width = max(len(name) for name, _ in pairs)
+    lines = [f"  {name:<{width}}  {opt}" for name, opt in sorted(pairs)]
+    return "\n".join(
+        [
+            "Environment (each sets the option beside it; the option wins):",
+            "",
+            "\b",
+            *lines,
+            "",
+            "The site file names the variables that hold secrets (markets.*.api_key_env, "
+            "username_env, password_env) and the database URL (telemetry.database_url_env, "
+            "used when --database-url is not given).",
+        ]
+    )
+
+
+run.epilog = _environment_epilog(run)

@@ -22,6 +22,8 @@ from reconciler.agent.loop import TickResult
 from reconciler.agent.run import Agent, AgentOptions
 from reconciler.clock import ScaledClock
 from reconciler.config.loader import SiteFileError
+from reconciler.config.model import Site
+from reconciler.control.guard import measured_battery_power
 from reconciler.control.signals import FeedSignals
 from reconciler.devices.factory import open_site_devices
 from reconciler.markets.memory import ReplayImbalanceFeed
@@ -59,23 +61,52 @@ def _fmt_kw(value: float | None) -> str:
 class LiveView:
     """The table `flux demo` shows: newest tick first, a few recent ones below."""
 
-    def __init__(self, tz: ZoneInfo, outbox: Outbox, rows: int = 12) -> None:
+    def __init__(
+        self,
+        tz: ZoneInfo,
+        outbox: Outbox,
+        rows: int = 12,
+        *,
+        site: Site | None = None,
+        speed: float = 1.0,
+    ) -> None:
         self.tz = tz
         self.outbox = outbox
         self.recent: deque[TickResult] = deque(maxlen=rows)
         self.ticks = 0
+        self.site = site
+        self.speed = speed
 
     def add(self, result: TickResult) -> None:
         self.recent.appendleft(result)
         self.ticks += 1
 
+    def _measured_kw(self, r: TickResult) -> float | None:
+        if self.site is None or r.observation.battery is None:
+            return None
+        return measured_battery_power(self.site, r.observation, r.at)[0]
+
+    def title(self) -> str:
+        """The simulated date and time, the speed, and what control sees of the market."""
+        if not self.recent:
+            return f"flux demo at {self.speed:g}x: starting"
+        r = self.recent[0]
+        when = r.at.astimezone(self.tz).strftime("%a %d %b %Y %H:%M:%S %Z")
+        price = r.signals.imbalance_price
+        niv = r.signals.imbalance_volume
+        market = (
+            f"imbalance price {price.value:.2f} p/kWh" if price is not None else "no price yet"
+        ) + (f", NIV {niv.value:+.0f} MWh" if niv is not None else "")
+        return f"flux demo (simulated {when}, {self.speed:g}x): control sees {market}"
+
     def render(self) -> Group:
-        table = Table(title="flux demo: sites/demo.yaml against the simulator", expand=True)
+        table = Table(title=self.title(), expand=True)
         for name, justify in (
             ("local time", "left"),
             ("SoE kWh", "right"),
-            ("site kW", "right"),
+            ("site kW (+ import)", "right"),
             ("battery target kW", "right"),
+            ("battery measured kW", "right"),
             ("mode", "left"),
             ("reason", "left"),
         ):
@@ -88,17 +119,27 @@ class LiveView:
                 _fmt_kw(d.soe_kwh),
                 _fmt_kw(d.site_power_kw),
                 _fmt_kw(d.target_kw),
+                _fmt_kw(self._measured_kw(r)),
                 d.winner or ("safe stop" if d.safe_stop else "idle"),
                 d.reason,
                 style=style,
             )
         counts = self.outbox.counts()
         stored = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
+        legend = Text(LEGEND, style="dim")
         footer = Text(
             f"{self.ticks:,} ticks · stored in the embedded outbox: {stored} · Ctrl-C to stop",
             style="dim",
         )
-        return Group(table, footer)
+        return Group(table, legend, footer)
+
+
+LEGEND = (
+    "Battery kW: + discharge, - charge (a negative target charges the battery). A mode's "
+    "own kW in the reason (e.g. 3,786 kW on a 565 kW battery) is the rate it would need to "
+    "close its energy gap within this settlement period; the envelope caps what is written "
+    "at the battery's and the site's limits."
+)
 
 
 @click.command("demo")
@@ -106,9 +147,9 @@ class LiveView:
 @click.option("--speed", type=float, default=60.0, show_default=True, help="Clock speed-up.")
 @click.option(
     "--start",
-    default=DEFAULT_START,
-    show_default=True,
-    help="Simulated local start time (site timezone).",
+    default=None,
+    help=f"Simulated local start time (site timezone). Default: where the last demo with "
+    f"this --store stopped (each run its own time range), else {DEFAULT_START}.",
 )
 @click.option(
     "--minutes",
@@ -127,7 +168,7 @@ class LiveView:
 def demo(
     site_path: Path | None,
     speed: float,
-    start: str,
+    start: str | None,
     minutes: float | None,
     store: Path,
     database_url: str | None,
@@ -142,16 +183,29 @@ def demo(
         raise click.ClickException(f"{path} is not a valid site file:\n{exc}") from None
     site = file_source.current().site
     tz = ZoneInfo(site.site.timezone)
-    try:
-        local_start = datetime.fromisoformat(start)
-    except ValueError:
-        raise click.BadParameter(f"{start!r} is not a date-time like 2024-01-15T15:30") from None
-    if local_start.tzinfo is None:
-        local_start = local_start.replace(tzinfo=tz)
+    console = Console()
+    last_file = store.with_name(store.name + ".last-run")
+    resumed = _last_end(last_file) if start is None else None
+    if resumed is not None:
+        local_start = resumed
+        console.print(
+            f"continuing the last demo with {store} from "
+            f"{resumed.astimezone(tz):%a %d %b %Y %H:%M %Z} (--start to choose another time)"
+        )
+    else:
+        text = start or DEFAULT_START
+        try:
+            local_start = datetime.fromisoformat(text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r} is not a date-time like 2024-01-15T15:30", param_hint="--start"
+            ) from None
+        if local_start.tzinfo is None:
+            local_start = local_start.replace(tzinfo=tz)
     clock = ScaledClock(local_start, speed=speed)
     outbox = open_outbox(store, "choose another --store")
-    view = LiveView(tz, outbox)
-    console = Console()
+    view = LiveView(tz, outbox, site=site, speed=speed)
+    agents: list[Agent] = []
 
     async def work(stop: asyncio.Event) -> None:
         async with SiteSimulator(site, clock=clock, ports="ephemeral") as sim:
@@ -170,6 +224,7 @@ def demo(
                 devices=lambda _site, c: open_site_devices(sim.site_for_ephemeral_ports(), clock=c),
                 on_tick=view.add,
             )
+            agents.append(agent)
             end = None if minutes is None else clock.now() + timedelta(minutes=minutes)
 
             async def watch() -> None:
@@ -193,9 +248,45 @@ def demo(
     finally:
         counts = outbox.counts()
         outbox.close()
+        _save_end(last_file, clock.now())
     held = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()) if v and k != "pending")
-    where = f"uploaded to {describe(database_url)}; " if database_url else ""
+    where = _upload_summary(agents[0] if agents else None, database_url)
     console.print(
         f"demo stopped after {view.ticks:,} ticks; {where}the embedded store {store} holds "
         + (held or "nothing pending")
     )
+
+
+def _upload_summary(agent: Agent | None, database_url: str | None) -> str:
+    """What reached the database and what did not (never "uploaded" when nothing was)."""
+    if not database_url or agent is None:
+        return ""
+    state = agent.uploader.state
+    final = agent.final_upload
+    error = (final.error if final is not None else None) or state.last_error
+    sent = state.sent_total
+    target = describe(database_url)
+    if error is None:
+        return f"uploaded {sent:,} rows to {target}; "
+    done = (
+        f"uploaded {sent:,} rows to {target} before it failed"
+        if sent
+        else (f"nothing was uploaded to {target}")
+    )
+    return f"{done} ({error}); what was not uploaded stays in the store, and "
+
+
+def _last_end(path: Path) -> datetime | None:
+    """Where the last demo with this store stopped, to the next whole minute."""
+    try:
+        at = datetime.fromisoformat(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    if at.tzinfo is None:
+        return None
+    return at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def _save_end(path: Path, at: datetime) -> None:
+    with contextlib.suppress(OSError):  # only a convenience for the next run
+        path.write_text(at.isoformat() + "\n", encoding="utf-8")

@@ -35,6 +35,10 @@ def _ts(value: datetime | None) -> str:
     return "NaN" if value is None else f"{value.timestamp():.3f}"
 
 
+def _num(value: float | None) -> str:
+    return "NaN" if value is None else repr(float(value))
+
+
 def render_metrics(snap: StatusSnapshot) -> str:
     """The status in the Prometheus text exposition format (version 0.0.4)."""
     site = _label(snap.site)
@@ -105,6 +109,30 @@ def render_metrics(snap: StatusSnapshot) -> str:
             "NaN" if loop.last_setpoint_kw is None else repr(float(loop.last_setpoint_kw)),
         ),
         (
+            "flux_safe_stop",
+            "gauge",
+            "1 while the last tick went to the safe state (battery held at 0 kW).",
+            str(int(loop.safe_stop)),
+        ),
+        (
+            "flux_site_power_kw",
+            "gauge",
+            "Grid meter power the last tick decided on, kW (+ import).",
+            _num(loop.site_power_kw),
+        ),
+        (
+            "flux_site_import_limit_kw",
+            "gauge",
+            "The site file's import limit, kW.",
+            _num(loop.site_import_limit_kw),
+        ),
+        (
+            "flux_site_export_limit_kw",
+            "gauge",
+            "The site file's export limit, kW (positive).",
+            _num(loop.site_export_limit_kw),
+        ),
+        (
             "flux_outbox_size",
             "gauge",
             "Telemetry rows waiting in the outbox.",
@@ -152,6 +180,12 @@ def render_metrics(snap: StatusSnapshot) -> str:
             "gauge",
             "Records in the outbox waiting to be uploaded.",
             str(tel.pending_rows),
+        ),
+        (
+            "flux_outbox_alert_rows",
+            "gauge",
+            "The site's telemetry.outbox_alert_rows: more pending rows is a backlog.",
+            _num(tel.alert_rows),
         ),
         (
             "flux_outbox_oldest_pending_age_seconds",

@@ -17,7 +17,7 @@ from reconciler.agent.ports import Battery, Meter, NoSignals, SettingChange, Sig
 from reconciler.clock import Clock
 from reconciler.config.model import Site
 from reconciler.control.core import decide
-from reconciler.control.guard import ramp_step
+from reconciler.control.guard import measured_battery_power, ramp_step
 from reconciler.control.types import (
     BatteryReading,
     ControlState,
@@ -330,7 +330,10 @@ class ReconcileLoop:
         self._last_record_bucket = bucket
         obs = result.observation
         if obs.battery is not None and self.battery.name not in obs.errors:
-            self.sink.add_bess(site.site.id, self.battery.name, obs.battery)
+            actual_kw, _ = measured_battery_power(site, obs, at)
+            self.sink.add_bess(
+                site.site.id, self.battery.name, obs.battery, actual_power_kw=actual_kw
+            )
         for name, reading in obs.meters.items():
             if name not in obs.errors:
                 self.sink.add_meter(site.site.id, name, reading)

@@ -23,6 +23,7 @@ from reconciler.status.model import StatusSnapshot, read_status_file
 
 EXIT_NOT_READY = 1
 EXIT_NO_STATUS = 2
+EXIT_USAGE = 2
 
 STATE_DIR_OPTION = state_dir_option("The agent's state folder (env FLUX_STATE_DIR).")
 
@@ -171,12 +172,34 @@ def status(state_dir: Path, status_file: Path | None, output: str) -> None:
         raise SystemExit(EXIT_NOT_READY)
 
 
+def _refuse_file_agent(paths: StatePaths, what: str) -> None:
+    """An agent on a site file (--site FILE) has no source to fetch and applies no
+    revisions: suspend and reconcile would be accepted and do nothing. Say so at once
+    (only of a running agent: a stopped one may be started next in git mode)."""
+    if lock_holder(paths.root) is None:
+        return
+    try:
+        snap = read_status_file(paths.status_file)
+    except (OSError, ValueError):
+        return  # no agent has run here yet: nothing to tell
+    if snap.source != "file":
+        return
+    click.echo(
+        f"error: the agent in {paths.root} runs the site file {snap.source_ref or '(a file)'} "
+        f"(--site FILE): it has no source to fetch, so there is nothing to {what}. Edit the "
+        "file and restart the agent, or run it in git mode (--repo) to fetch revisions.",
+        err=True,
+    )
+    raise SystemExit(EXIT_USAGE)
+
+
 @click.command("suspend")
 @STATE_DIR_OPTION
 @click.option("--reason", default="", help="Why (shown in the status).")
 def suspend(state_dir: Path, reason: str) -> None:
     """Stop applying new revisions; control continues on the current one."""
     paths = StatePaths(state_dir)
+    _refuse_file_agent(paths, "suspend")
     try:
         flag = flags.suspend(paths, datetime.now(UTC), reason)
     except OSError as exc:
@@ -209,6 +232,7 @@ def resume(state_dir: Path) -> None:
 def reconcile(state_dir: Path, wait: bool, timeout: float) -> None:
     """Ask the running agent to fetch now (it notices within a second)."""
     paths = StatePaths(state_dir)
+    _refuse_file_agent(paths, "reconcile")
     if lock_holder(state_dir) is None:
         raise click.ClickException(
             f"the agent is not running (nothing holds {paths.lock_file}); it fetches as soon "

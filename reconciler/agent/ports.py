@@ -53,7 +53,15 @@ __all__ = [
 class Sink(Protocol):
     """Where readings and decisions go (the durable outbox in production)."""
 
-    def add_bess(self, site_id: str, device: str, reading: BatteryReading) -> None: ...
+    def add_bess(
+        self,
+        site_id: str,
+        device: str,
+        reading: BatteryReading,
+        *,
+        actual_power_kw: float | None = None,
+    ) -> None:
+        """A battery reading and its measured power, kW (+ discharge)."""
 
     def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None: ...
 
@@ -74,6 +82,7 @@ class Store(Sink, MarketSink, Protocol):
         conditions: Mapping[str, Any] | None = None,
         errors: Sequence[str] = (),
         message: str = "",
+        identity: Mapping[str, Any] | None = None,
     ) -> None: ...
 
     def add_status(self, site_id: str, at: datetime, conditions: Mapping[str, Any]) -> None: ...

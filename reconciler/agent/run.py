@@ -26,7 +26,7 @@ from reconciler.agent.loop import ReconcileLoop, TickResult, is_shadow
 from reconciler.agent.ports import Endpoint, Markets, Store, Upload
 from reconciler.agent.supervise import Supervision, Supervisor
 from reconciler.agent.systemd import LoopProgress, SystemdNotifier
-from reconciler.agent.telemetry import KeepInStore, TelemetryReporter
+from reconciler.agent.telemetry import KeepInStore, TelemetryReporter, site_identity
 from reconciler.clock import Clock, sleep_unless_stopped
 from reconciler.config.model import Site
 from reconciler.devices.base import Battery, Meter
@@ -195,6 +195,7 @@ class Agent:
                 state="in_control",
                 conditions=self._conditions(),
                 message=f"from {revision.source}",
+                identity=site_identity(revision.site),
             )
         except Exception as exc:  # the revision runs whether or not it can be recorded
             log_event(log, "revision_record_failed", level=logging.ERROR, error=str(exc))
@@ -264,6 +265,8 @@ class Agent:
             setpoint_kw=result.decision.target_kw,
             outbox_size=self.store.pending(),
             safe=result.decision.safe_stop,
+            site_power_kw=result.decision.site_power_kw,
+            limits_kw=(revision.site.limits.site_import_kw, revision.site.limits.site_export_kw),
         )
         self._report_battery_settings(revision.site, result)
         self._observe_delivery(revision.site, result)

@@ -23,8 +23,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from reconciler.agent.ports import Store, Upload
+from reconciler.config.model import Site
 from reconciler.logs import log_event
 from reconciler.status.model import AgentStatus, ConditionStatus, TelemetryStats
 from reconciler.status.model import ConditionType as C
@@ -39,6 +41,26 @@ class Verdict:
     status: ConditionStatus
     reason: str
     message: str
+
+
+def site_identity(site: Site) -> dict[str, Any]:
+    """What the database's sites and devices tables say of a site (recorded with the
+    revision that takes control): name, timezone, limits kW, nameplate kWh, and each
+    device's kind and role (a meter's role; null for the battery)."""
+    battery = site.devices.battery
+    devices: list[dict[str, Any]] = [{"device": battery.name, "kind": "bess", "role": None}]
+    devices += [
+        {"device": name, "kind": "meter", "role": meter.role}
+        for name, meter in site.devices.meters.items()
+    ]
+    return {
+        "name": site.site.name,
+        "timezone": site.site.timezone,
+        "site_import_kw": site.limits.site_import_kw,
+        "site_export_kw": site.limits.site_export_kw,
+        "nameplate_energy_kwh": battery.nameplate_energy_kwh,
+        "devices": devices,
+    }
 
 
 def _age(seconds: float | None) -> str:

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,24 +21,38 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.agent.ports import SignalSource
+from reconciler.backtest import optimum
 from reconciler.backtest.engine import run_backtest
+from reconciler.backtest.prices import (
+    PriceFileError,
+    PriceSeries,
+    named,
+    parse_prices,
+    shipped_months,
+)
+from reconciler.backtest.profiles import SiteProfiles, site_profiles
+from reconciler.backtest.recorded import RecordedDataError, load_recorded
 from reconciler.backtest.report import (
     METRIC_TITLES,
     BacktestResult,
     Comparison,
     Metrics,
+    Reference,
+    captured_pct,
     compare,
     headline,
 )
+from reconciler.clierrors import fail
 from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.config.model import Site
-from reconciler.control.schedule import local_midnight
+from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.signals import FeedSignals
 from reconciler.markets.memory import ReplayImbalanceFeed
+from reconciler.telemetry.errors import DatabaseUnreachable
 
 DEFAULT_FROM = "2024-01-15"  # a Monday inside the shipped January 2024 prices
 PRICES = ("january-2024", "none")
-#: The longest run --days allows: a leap year.
+#: The longest run, local days.
 MAX_DAYS = 366
 
 
@@ -46,6 +61,50 @@ def signals_for(prices: str) -> SignalSource | None:
     if prices == "january-2024":
         return FeedSignals(imbalance=ReplayImbalanceFeed.january_2024(wrap=True))
     return None
+
+
+def price_choices() -> list[str]:
+    """Every named ``--prices`` choice: january-2024, none and the shipped months."""
+    return [*PRICES, *shipped_months()]
+
+
+def price_series(choice: tuple[str, ...]) -> PriceSeries | None:
+    """The series of ``--prices`` (a named choice, or one or more files; None for none).
+
+    Raises :class:`click.BadParameter` for an unknown name, :class:`PriceFileError` for a
+    file that cannot be read.
+    """
+    if len(choice) == 1 and choice[0] == "none":
+        return None
+    if len(choice) == 1 and choice[0] in price_choices():
+        return named(choice[0])
+    missing = [c for c in choice if not Path(c).is_file()]
+    if missing:
+        raise click.BadParameter(
+            f"{missing[0]!r} is neither a file nor one of {', '.join(price_choices())}",
+            param_hint="'--prices'",
+        )
+    return parse_prices(*choice)
+
+
+def with_references(
+    result: BacktestResult, site: Site, prices: PriceSeries | None, profiles: SiteProfiles
+) -> BacktestResult:
+    """``result`` with the perfect-foresight and same-day optima of its days beside it."""
+    start, end = result.start, result.end
+    x = optimum.inputs_for(site, start, end, prices=prices, profiles=profiles, wrap=True)
+    refs = optimum.references(x, optimum.Plant.of(site), result.days[0].metrics.soe_start_kwh)
+    by_day = [refs.day(d.day) for d in result.days]
+    return replace(
+        result,
+        references=tuple(
+            Reference(r.optimum_gbp, r.optimum_cycles, r.same_day_gbp, r.same_day_cycles)
+            for r in by_day
+        ),
+        reference_total=Reference(
+            refs.optimum_gbp, refs.optimum.cycles(), refs.same_day_gbp, refs.same_day.cycles()
+        ),
+    )
 
 
 @contextmanager
@@ -79,9 +138,9 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     "--from",
     "first",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=DEFAULT_FROM,
-    show_default=True,
-    help="First local day, YYYY-MM-DD.",
+    default=None,
+    help=f"First local day, YYYY-MM-DD [default: the first day of --prices, {DEFAULT_FROM} "
+    "for january-2024 or none].",
 )
 @click.option(
     "--days",
@@ -92,10 +151,64 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
 )
 @click.option(
     "--prices",
-    type=click.Choice(PRICES),
-    default="january-2024",
+    multiple=True,
+    default=("january-2024",),
     show_default=True,
-    help="Imbalance prices and NIV replayed to the control (none: no market signals).",
+    help="Imbalance prices and NIV replayed to the control: january-2024, a shipped month "
+    "YYYY-MM (2016-07 to 2019-01), none (no market signals), or a file (the Elexon "
+    "SSPSBPNIV file, BMRS B1770 and B1780 (give --prices twice), or "
+    "time,price_p_per_kwh[,niv_mwh]).",
+)
+@click.option(
+    "--load",
+    "load_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Load CSV (time and kw or kwh per row, 30 minutes or finer) instead of the shipped "
+    "year; scaled from --load-homes homes to the site's.",
+)
+@click.option(
+    "--load-homes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="How many homes the --load file measures.",
+)
+@click.option(
+    "--solar",
+    "solar_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Solar CSV (as --load) instead of the shipped year; scaled from --solar-kwp.",
+)
+@click.option(
+    "--solar-kwp",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="How many kWp the --solar file measures.",
+)
+@click.option(
+    "--from-db",
+    "from_db",
+    default=None,
+    metavar="URL",
+    help="Replay what the site recorded in this telemetry database (PostgreSQL URL): its "
+    "load (from grid, solar and battery readings), solar and market data, with what its "
+    "control did as the base. Needs --from.",
+)
+@click.option(
+    "--site",
+    "db_site",
+    default=None,
+    metavar="ID",
+    help="The site id in --from-db's database (default: the site file's id).",
+)
+@click.option(
+    "--optimum/--no-optimum",
+    default=True,
+    show_default=True,
+    help="Solve the perfect-foresight and same-day optima beside the result.",
 )
 @click.option(
     "--base",
@@ -116,9 +229,16 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
 )
 def backtest(
     site: str,
-    first: datetime,
+    first: datetime | None,
     days: int,
-    prices: str,
+    prices: tuple[str, ...],
+    load_file: Path | None,
+    load_homes: float,
+    solar_file: Path | None,
+    solar_kwp: float,
+    optimum: bool,
+    from_db: str | None,
+    db_site: str | None,
     base: str | None,
     base_label: str | None,
     sites_dir: Path,
@@ -127,49 +247,172 @@ def backtest(
     """Run SITE's control against the simulated site and report energy, money and limits.
 
     SITE (and --base) is a site file or a site id (sites/<id>.yaml). The site's homes and
-    solar follow the shipped January profiles; the control sees the replayed imbalance
-    prices. Reported per local day and in total; with --base, base, this file and the
-    difference. Exit 0 with a report (limit breaches are in it), 2 on a usage error or an
-    invalid site file.
+    solar follow the shipped year of load and solar profiles (or --load/--solar); the
+    control sees the replayed imbalance prices. Beside the result: the most the battery
+    could have earned with perfect foresight of the same inputs (a linear programme), the
+    same with each day's foresight only, and the share the control captured. Reported per
+    local day and in total; with --base, base, this file and the difference. With
+    --from-db, the site's recorded days replace the simulated inputs and what its control
+    did is the base. Exit 0 with a report (limit breaches are in it), 2 on a usage error,
+    an unreadable price/load/solar file, missing recorded data, an unreachable database or
+    an invalid site file.
     """
     # The agent's loop logs safe stops and settings as a site's journal would; here they
     # are in the report (hours in safe stop), and the lines would only clutter stderr.
     logging.getLogger("flux.agent").setLevel(logging.CRITICAL)
+    if from_db is not None:
+        if base is not None:
+            raise click.UsageError("--from-db compares with what the site did; leave out --base")
+        if first is None:
+            raise click.UsageError("--from-db needs --from DATE (the first local day to replay)")
+        source = click.get_current_context().get_parameter_source("prices")
+        explicit = source is not None and source != click.core.ParameterSource.DEFAULT
+        replay_recorded(
+            find_site(site, sites_dir),
+            from_db,
+            db_site,
+            first.date(),
+            days,
+            prices if explicit else None,
+            (load_file, load_homes, solar_file, solar_kwp),
+            optimum,
+            output,
+        )
+        return
     path = find_site(site, sites_dir)
     base_path = find_site(base, sites_dir) if base is not None else None
     this_site = load_valid_site(path)
     base_site = load_valid_site(base_path) if base_path is not None else None
-    day: date = first.date()
+    try:
+        series = price_series(prices)
+    except PriceFileError as exc:
+        fail(str(exc))
+    label = ", ".join(prices)
+    if first is not None:
+        day: date = first.date()
+    elif series is not None and label != "january-2024":
+        day = (series.first + timedelta(hours=12)).astimezone(zone(this_site.site.timezone)).date()
+    else:
+        day = date.fromisoformat(DEFAULT_FROM)
+    signals = series.signals(wrap=True) if series is not None else None
+    profile_source: list[str] = []
 
     def run(s: Site, progress: Callable[[float], None]) -> BacktestResult:
         start = local_midnight(s, day)
         end = local_midnight(s, day + timedelta(days=days))
-        return run_backtest(s, start, end, signals=signals_for(prices), progress=progress)
+        try:
+            profiles = site_profiles(
+                start,
+                end,
+                load=load_file,
+                load_homes=load_homes,
+                solar=solar_file,
+                solar_kwp=solar_kwp,
+            )
+        except PriceFileError as exc:
+            fail(str(exc))
+        profile_source[:] = [profiles.source]
+        result = run_backtest(
+            s,
+            start,
+            end,
+            signals=signals,
+            progress=progress,
+            load=profiles.load_per_home,
+            solar=profiles.solar_per_kwp,
+        )
+        return with_references(result, s, series, profiles) if optimum else result
 
     labels = [*([f"base {base_path}"] if base_path else []), f"backtest {path}"]
     with progress_bar(labels) as callbacks:
         base_result = run(base_site, callbacks[0]) if base_site is not None else None
         result = run(this_site, callbacks[-1])
 
+    note = _note(series, profile_source[0], optimum)
     if base_result is None:
         if output == "json":
-            click.echo(
-                json.dumps({"file": str(path), "prices": prices, **result.as_json()}, indent=2)
-            )
+            doc = {"file": str(path), "prices": label, **result.as_json()}
+            click.echo(json.dumps(doc, indent=2))
         elif output == "markdown":
-            click.echo(markdown_single(result, str(path), prices))
+            click.echo(markdown_single(result, str(path), note))
         else:
-            print_single(result, str(path), prices)
+            print_single(result, str(path), note)
         return
     cmp = compare(base_result, result)
     base_name = base_label or str(base_path)
     if output == "json":
-        doc = {"file": str(path), "base_file": base_name, "prices": prices, **cmp.as_json()}
+        doc = {"file": str(path), "base_file": base_name, "prices": label, **cmp.as_json()}
         click.echo(json.dumps(doc, indent=2))
     elif output == "markdown":
-        click.echo(markdown_comparison(cmp, str(path), base_name, prices))
+        click.echo(markdown_comparison(cmp, str(path), base_name, note))
     else:
-        print_comparison(cmp, str(path), base_name, prices)
+        print_comparison(cmp, str(path), base_name, note)
+
+
+def replay_recorded(
+    path: Path,
+    url: str,
+    db_site: str | None,
+    day: date,
+    days: int,
+    prices: tuple[str, ...] | None,
+    files: tuple[Path | None, float, Path | None, float],
+    with_optimum: bool,
+    output: str,
+) -> None:
+    """``flux backtest --from-db``: the site file run on a site's recorded days, against
+    what its control did there (the base column)."""
+    this_site = load_valid_site(path)
+    start = local_midnight(this_site, day)
+    end = local_midnight(this_site, day + timedelta(days=days))
+    try:
+        rec = load_recorded(url, this_site, start, end, db_site=db_site)
+        series = price_series(prices) if prices is not None else rec.prices
+    except (RecordedDataError, PriceFileError, DatabaseUnreachable) as exc:
+        fail(str(exc))
+    load_file, load_homes, solar_file, solar_kwp = files
+    profiles = rec.profiles
+    try:
+        if load_file is not None or solar_file is not None:
+            own = site_profiles(
+                start, end, load=load_file, load_homes=load_homes, solar=solar_file,
+                solar_kwp=solar_kwp,
+            )  # fmt: skip
+            profiles = SiteProfiles(
+                own.load_per_home if load_file is not None else profiles.load_per_home,
+                own.solar_per_kwp if solar_file is not None else profiles.solar_per_kwp,
+                f"{profiles.source}; {own.source}",
+            )
+    except PriceFileError as exc:
+        fail(str(exc))
+    # The simulated battery starts where the real one was.
+    simulation = this_site.simulation.model_copy(update={"initial_soe": rec.soe_start_kwh})
+    run_site = this_site.model_copy(update={"simulation": simulation})
+    with progress_bar([f"backtest {path} on recorded days"]) as callbacks:
+        result = run_backtest(
+            run_site,
+            start,
+            end,
+            signals=series.signals(wrap=False) if series is not None else None,
+            progress=callbacks[0],
+            load=profiles.load_per_home,
+            solar=profiles.solar_per_kwp,
+        )
+    base_result = rec.base
+    if with_optimum:
+        result = with_references(result, this_site, series, profiles)
+        base_result = with_references(base_result, this_site, series, profiles)
+    cmp = compare(base_result, result)
+    base_name = f"recorded on site {rec.site_id}"
+    note = _note(series, profiles.source, with_optimum)
+    label = ", ".join(prices) if prices is not None else "recorded"
+    if output == "json":
+        doc = {"file": str(path), "base_file": base_name, "prices": label, **cmp.as_json()}
+        click.echo(json.dumps(doc, indent=2))
+    elif output == "markdown":
+        click.echo(markdown_comparison(cmp, str(path), base_name, note))
+    else:
+        print_comparison(cmp, str(path), base_name, note)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -215,7 +458,46 @@ def single_rows(result: BacktestResult) -> tuple[list[str], list[list[str]]]:
             rows.append(["peak import at (local)", *(_when(m.peak_import_at) for m in cols)])
     for label in _labels(*cols):
         rows.append([f"hours won: {label}", *(fmt("hours", m.winner_hours(label)) for m in cols)])
+    if result.reference_total is not None and len(result.references) == len(result.days):
+        refs = list(result.references)
+        if len(result.days) > 1:
+            refs.append(result.reference_total)
+        rows += reference_rows(cols, refs)
     return header, rows
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def reference_rows(cols: list[Metrics], refs: list[Reference]) -> list[list[str]]:
+    """The strategy beside the optima, one column per stretch (day or total)."""
+    pairs = list(zip(cols, refs, strict=True))
+    return [
+        ["strategy £ (battery value)", *(fmt("_gbp", m.battery_value_gbp) for m, _ in pairs)],
+        ["optimum £ (perfect foresight)", *(fmt("_gbp", r.optimum_gbp) for _, r in pairs)],
+        [
+            "captured % of optimum",
+            *(_pct(captured_pct(m.battery_value_gbp, r.optimum_gbp)) for m, r in pairs),
+        ],
+        ["same-day optimum £", *(fmt("_gbp", r.same_day_gbp) for _, r in pairs)],
+        [
+            "captured % of same-day optimum",
+            *(_pct(captured_pct(m.battery_value_gbp, r.same_day_gbp)) for m, r in pairs),
+        ],
+        [
+            "cycles: strategy",
+            *(fmt("equivalent_full_cycles", m.equivalent_full_cycles) for m, _ in pairs),
+        ],
+        [
+            "cycles: optimum",
+            *(fmt("equivalent_full_cycles", r.optimum_cycles) for _, r in pairs),
+        ],
+        [
+            "cycles: same-day optimum",
+            *(fmt("equivalent_full_cycles", r.same_day_cycles) for _, r in pairs),
+        ],
+    ]
 
 
 def comparison_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -245,6 +527,26 @@ def comparison_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
                 fmt("hours", diff_hours.get(label, 0.0), signed=True),
             ]
         )
+    rb, rt = cmp.base.reference_total, cmp.this.reference_total
+    if rb is not None and rt is not None:
+        for (title, vb, vt), digits in zip(
+            (
+                ("strategy £ (battery value)", b.battery_value_gbp, t.battery_value_gbp),
+                ("optimum £ (perfect foresight)", rb.optimum_gbp, rt.optimum_gbp),
+                ("same-day optimum £", rb.same_day_gbp, rt.same_day_gbp),
+                ("cycles: optimum", rb.optimum_cycles, rt.optimum_cycles),
+            ),
+            ("_gbp", "_gbp", "_gbp", "equivalent_full_cycles"),
+            strict=True,
+        ):
+            rows.append([title, fmt(digits, vb), fmt(digits, vt), fmt(digits, vt - vb, True)])
+        pb, pt = cmp.base.captured_pct(), cmp.this.captured_pct()
+        diff = "-" if pb is None or pt is None else f"{pt - pb:+.1f} pts"
+        rows.append(["captured % of optimum", _pct(pb), _pct(pt), diff])
+        sb = captured_pct(b.battery_value_gbp, rb.same_day_gbp)
+        st = captured_pct(t.battery_value_gbp, rt.same_day_gbp)
+        diff = "-" if sb is None or st is None else f"{st - sb:+.1f} pts"
+        rows.append(["captured % of same-day optimum", _pct(sb), _pct(st), diff])
     return ["metric", "base", "this file", "difference"], rows
 
 
@@ -275,32 +577,46 @@ def _span(result: BacktestResult) -> str:
     return f"{first.isoformat()} to {last.isoformat()} ({days})"
 
 
-def _note(prices: str) -> str:
+def _note(series: PriceSeries | None, profiles: str, with_optimum: bool) -> str:
+    """The closing note of a report: where its inputs came from and what £ means."""
     source = (
-        "GB imbalance prices and NIV of January 2024 (BMRS data) replayed, "
-        "wrapped onto dates outside that month"
-        if prices == "january-2024"
+        f"{series.source} replayed, wrapped onto dates outside it"
+        if series is not None
         else "no market prices"
     )
+    elexon = (
+        " Contains BMRS data © Elexon Limited copyright and database right."
+        if series is not None
+        else ""
+    )
+    optimum = (
+        " The optimum is the most the battery could have made with perfect foresight of the "
+        "same load, solar and prices (a linear programme per settlement period); the "
+        "same-day optimum knows one local day at a time; captured % is the control's "
+        "battery value over theirs."
+        if with_optimum
+        else ""
+    )
     return (
-        f"Simulated site (shipped January load and solar profiles), {source}. "
+        f"Simulated site (load and solar: {profiles}), {source}. "
         "The imbalance value is an indicator of NIV chase (battery kW x h x imbalance price), "
-        "not a settlement."
+        "not a settlement; battery value is imbalance value plus the bill saved against an "
+        f"idle battery.{optimum}{elexon}"
     )
 
 
-def markdown_single(result: BacktestResult, title: str, prices: str) -> str:
+def markdown_single(result: BacktestResult, title: str, note: str) -> str:
     lines = [
         f"#### Backtest of `{result.site_id}` ({title}), {_span(result)}, in {result.timezone}",
         "",
         *_md_table(*single_rows(result)),
         "",
-        _note(prices),
+        note,
     ]
     return "\n".join(lines)
 
 
-def markdown_comparison(cmp: Comparison, title: str, base_title: str, prices: str) -> str:
+def markdown_comparison(cmp: Comparison, title: str, base_title: str, note: str) -> str:
     lines = [
         f"#### Backtest of `{cmp.this.site_id}`: `{base_title}` (base) against `{title}`, "
         f"{_span(cmp.this)}, in {cmp.this.timezone}",
@@ -318,7 +634,7 @@ def markdown_comparison(cmp: Comparison, title: str, base_title: str, prices: st
             "",
             "</details>",
         ]
-    lines += ["", _note(prices)]
+    lines += ["", note]
     return "\n".join(lines)
 
 
@@ -336,7 +652,7 @@ def _rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
-def print_single(result: BacktestResult, title: str, prices: str) -> None:
+def print_single(result: BacktestResult, title: str, note: str) -> None:
     console = _console()
     console.print(
         _rich_table(
@@ -344,10 +660,10 @@ def print_single(result: BacktestResult, title: str, prices: str) -> None:
             *single_rows(result),
         )
     )
-    console.print(_note(prices), soft_wrap=True)
+    console.print(note, soft_wrap=True)
 
 
-def print_comparison(cmp: Comparison, title: str, base_title: str, prices: str) -> None:
+def print_comparison(cmp: Comparison, title: str, base_title: str, note: str) -> None:
     console = _console()
     console.print(
         _rich_table(
@@ -359,4 +675,4 @@ def print_comparison(cmp: Comparison, title: str, base_title: str, prices: str) 
     if len(cmp.days) > 1:
         console.print(_rich_table("difference per local day", *per_day_difference_rows(cmp)))
     console.print(headline(cmp), soft_wrap=True)
-    console.print(_note(prices), soft_wrap=True)
+    console.print(note, soft_wrap=True)

@@ -39,6 +39,7 @@ from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.types import BatteryReading, Decision, MeterReading
 from reconciler.diff.tolerances import limit_tolerances
 from reconciler.markets.replay import Replay
+from reconciler.sim.curves import HalfHourly
 from reconciler.sim.plant import MAX_STEP_S
 from reconciler.sim.simulator import SiteSimulator
 
@@ -61,7 +62,14 @@ class MemorySink:
     decision_rows: int = 0
     decisions: list[Decision] = field(default_factory=list)
 
-    def add_bess(self, site_id: str, device: str, reading: BatteryReading) -> None:
+    def add_bess(
+        self,
+        site_id: str,
+        device: str,
+        reading: BatteryReading,
+        *,
+        actual_power_kw: float | None = None,
+    ) -> None:
         self.bess_rows += 1
 
     def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None:
@@ -106,6 +114,8 @@ def run_backtest(
     progress: Callable[[float], None] | None = None,
     sink: MemorySink | None = None,
     on_tick: Callable[[TickResult], None] | None = None,
+    load: HalfHourly | None = None,
+    solar: HalfHourly | None = None,
 ) -> BacktestResult:
     """Run ``site``'s control on the simulated site from ``start`` to ``end`` (aware).
 
@@ -113,6 +123,8 @@ def run_backtest(
     need a price propose nothing unless they have a default). ``progress`` is called with
     the fraction done (0..1) now and then, and with 1.0 at the end. ``sink`` receives what
     the loop records; ``on_tick`` every tick's result (what was read, decided, written).
+    ``load`` (one home, kW) and ``solar`` (one kWp, kW) replace the simulator's January
+    profiles.
 
     Energy is integrated over every physics sub-step of the plant (at most 1 s, split at
     local midnight), so each day's hours add up to its real length.
@@ -125,7 +137,9 @@ def run_backtest(
 
     tz = zone(site.site.timezone)
     clock = ManualClock(start)
-    sim = SiteSimulator(site, clock=clock, ports="ephemeral", cache_values=True)  # never listens
+    sim = SiteSimulator(  # never listens: the drivers reach its registers in-process
+        site, clock=clock, ports="ephemeral", load=load, solar=solar, cache_values=True
+    )
     plant = sim.plant
     battery, meters = sim.in_process_devices(log=False)
     markets = Replay(signals if signals is not None else NoSignals())

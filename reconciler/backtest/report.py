@@ -11,6 +11,13 @@ over ticks of battery power (kW, + discharge) x tick length (h) x the imbalance 
 discharged into high prices and charged at low ones. It ignores metering, losses paid
 elsewhere, supplier terms and later settlement runs; ticks with no price add nothing (see
 ``priced_hours``).
+
+``money_gbp`` is the money a run counts: the imbalance value plus the site's bill at its
+rates (export value minus import cost). ``battery_value_gbp`` is that money minus the money
+the same samples would have made with the battery idle (site power without the battery's),
+so an idle schedule is worth exactly 0; it is what the perfect-foresight optimum
+(:mod:`reconciler.backtest.optimum`) is compared with: ``captured_pct`` = battery value /
+optimum value.
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ class Metrics:
     battery_discharged_kwh: float
     equivalent_full_cycles: float
     imbalance_value_gbp: float
+    money_gbp: float
+    battery_value_gbp: float
     priced_hours: float
     soe_start_kwh: float
     soe_min_kwh: float
@@ -90,6 +99,8 @@ METRIC_TITLES: tuple[tuple[str, str], ...] = (
     ("import_cost_gbp", "import cost £ (site rates)"),
     ("export_value_gbp", "export value £ (site rates)"),
     ("imbalance_value_gbp", "imbalance value £ (indicator)"),
+    ("money_gbp", "money £ (imbalance + export - import)"),
+    ("battery_value_gbp", "battery value £ (money over idle)"),
     ("battery_charged_kwh", "battery charged kWh"),
     ("battery_discharged_kwh", "battery discharged kWh"),
     ("equivalent_full_cycles", "equivalent full cycles"),
@@ -143,6 +154,7 @@ class MetricsBuilder:
         self.peak_import_at: datetime | None = None
         self.load_kwh = self.solar_kwh = 0.0
         self.import_cost_p = self.export_value_p = self.imbalance_value_p = 0.0
+        self.idle_bill_p = 0.0
         self.priced_s = 0.0
         self.charged_kwh = self.discharged_kwh = 0.0
         self.soe_start = self.soe_min = self.soe_max = self.soe_end = soe_start_kwh
@@ -185,6 +197,12 @@ class MetricsBuilder:
             self.export_value_p += kwh * export_rate
             if -grid_kw > self.export_over:
                 self.over_export_s += dt_s
+        # The bill had the battery been idle: the same site without the battery's power.
+        idle_kw = grid_kw + battery_kw
+        if idle_kw > 0:
+            self.idle_bill_p += idle_kw * h * import_rate
+        elif idle_kw < 0:
+            self.idle_bill_p += idle_kw * h * export_rate
         self.load_kwh += load_kw * h
         self.solar_kwh += solar_kw * h
         if battery_kw > 0:
@@ -209,6 +227,7 @@ class MetricsBuilder:
 
     def build(self) -> Metrics:
         throughput = self.charged_kwh + self.discharged_kwh
+        money = self.imbalance_value_p + self.export_value_p - self.import_cost_p
         return Metrics(
             hours=self.seconds / 3600.0,
             grid_import_kwh=self.grid_import_kwh,
@@ -227,6 +246,8 @@ class MetricsBuilder:
             battery_discharged_kwh=self.discharged_kwh,
             equivalent_full_cycles=throughput / 2.0 / self.nameplate_kwh,
             imbalance_value_gbp=self.imbalance_value_p / 100.0,
+            money_gbp=money / 100.0,
+            battery_value_gbp=(money + self.idle_bill_p) / 100.0,
             priced_hours=self.priced_s / 3600.0,
             soe_start_kwh=self.soe_start,
             soe_min_kwh=self.soe_min,
@@ -274,6 +295,8 @@ def combine(parts: Sequence[Metrics], nameplate_kwh: float) -> Metrics:
         battery_discharged_kwh=discharged,
         equivalent_full_cycles=(charged + discharged) / 2.0 / nameplate_kwh,
         imbalance_value_gbp=total("imbalance_value_gbp"),
+        money_gbp=total("money_gbp"),
+        battery_value_gbp=total("battery_value_gbp"),
         priced_hours=total("priced_hours"),
         soe_start_kwh=parts[0].soe_start_kwh,
         soe_min_kwh=min(p.soe_min_kwh for p in parts),
@@ -285,6 +308,43 @@ def combine(parts: Sequence[Metrics], nameplate_kwh: float) -> Metrics:
         hours_by_winner=tuple(sorted(winners.items(), key=_winner_order)),
         safe_stop_hours=total("safe_stop_hours"),
     )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the references (see :mod:`reconciler.backtest.optimum`) were worth over a day
+    or a run: value over an idle battery, £, and equivalent full cycles."""
+
+    optimum_gbp: float
+    optimum_cycles: float
+    same_day_gbp: float
+    same_day_cycles: float
+
+    def as_json(self, strategy: Metrics) -> dict[str, Any]:
+        """The strategy beside the references; ``captured_pct`` is None when the optimum
+        is worth nothing (nothing to capture)."""
+        return {
+            "strategy_gbp": _round(strategy.battery_value_gbp),
+            "strategy_cycles": _round(strategy.equivalent_full_cycles),
+            "optimum_gbp": _round(self.optimum_gbp),
+            "optimum_cycles": _round(self.optimum_cycles),
+            "captured_pct": _pct(strategy.battery_value_gbp, self.optimum_gbp),
+            "same_day_gbp": _round(self.same_day_gbp),
+            "same_day_cycles": _round(self.same_day_cycles),
+            "same_day_captured_pct": _pct(strategy.battery_value_gbp, self.same_day_gbp),
+        }
+
+
+def captured_pct(value_gbp: float, optimum_gbp: float) -> float | None:
+    """Strategy value as % of a reference's (None when the reference is worth nothing)."""
+    if optimum_gbp <= 0.005:  # under half a penny: nothing to capture
+        return None
+    return 100.0 * value_gbp / optimum_gbp
+
+
+def _pct(value_gbp: float, optimum_gbp: float) -> float | None:
+    pct = captured_pct(value_gbp, optimum_gbp)
+    return None if pct is None else round(pct, 2)
 
 
 @dataclass(frozen=True)
@@ -328,6 +388,9 @@ class BacktestResult:
     breach_tolerance_kwh: float
     days: tuple[DayResult, ...]
     total: Metrics
+    #: The references per local day (aligned with ``days``) and over the run, when computed.
+    references: tuple[Reference, ...] = ()
+    reference_total: Reference | None = None
 
     def day(self, day: date) -> Metrics:
         for d in self.days:
@@ -352,9 +415,34 @@ class BacktestResult:
                 "breach_tolerance_kw": _round(self.breach_tolerance_kw),
                 "breach_tolerance_kwh": _round(self.breach_tolerance_kwh),
             },
-            "days": [d.as_json() for d in self.days],
-            "total": self.total.as_json(),
+            "days": [
+                {
+                    **d.as_json(),
+                    **({"optimum": r.as_json(d.metrics)} if r is not None else {}),
+                }
+                for d, r in zip(self.days, self._refs(), strict=True)
+            ],
+            "total": {
+                **self.total.as_json(),
+                **(
+                    {"optimum": self.reference_total.as_json(self.total)}
+                    if self.reference_total is not None
+                    else {}
+                ),
+            },
         }
+
+    def _refs(self) -> list[Reference | None]:
+        if len(self.references) == len(self.days):
+            return list(self.references)
+        return [None] * len(self.days)
+
+    def captured_pct(self) -> float | None:
+        """The run's captured % of the perfect-foresight optimum (None: not computed or
+        nothing to capture)."""
+        if self.reference_total is None:
+            return None
+        return captured_pct(self.total.battery_value_gbp, self.reference_total.optimum_gbp)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -465,6 +553,12 @@ def headline(cmp: Comparison) -> str:
         if abs(cost) < 0.005
         else f"£{abs(cost):,.2f} {'more' if cost > 0 else 'less'} at the site's import rates"
     )
+    captured = ""
+    cb, ct = cmp.base.captured_pct(), cmp.this.captured_pct()
+    if cmp.this.reference_total is not None:
+        captured = (
+            f" Captured of the perfect-foresight optimum: {_pct_text(ct)} (base {_pct_text(cb)})."
+        )
     return (
         f"Over {span} ({days} day{'s' if days != 1 else ''}), this change would have "
         f"imported {_more_less(t['grid_import_kwh'], 'kWh', 'more', 'less')}, "
@@ -472,5 +566,19 @@ def headline(cmp: Comparison) -> str:
         f"{cost_text} and earned {imb_text}; peak import "
         f"{_more_less(t['peak_import_kw'], 'kW', 'higher', 'lower')}; "
         f"equivalent full cycles {t['equivalent_full_cycles']:+.2f}; "
-        f"{breaches_this:,.0f} minutes outside limits (base {breaches_base:,.0f})."
+        f"{_minutes(breaches_this)} minutes outside limits (base {_minutes(breaches_base)})."
+        f"{captured}"
     )
+
+
+def _minutes(value: float) -> str:
+    """Minutes for a sentence that never rounds a breach away: 0.3 is "0.3", not "0"."""
+    if value == 0:
+        return "0"
+    if value < 0.05:
+        return "under 0.1"
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _pct_text(pct: float | None) -> str:
+    return "n/a" if pct is None else f"{pct:.1f}%"

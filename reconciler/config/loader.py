@@ -122,18 +122,61 @@ def check_site_text(text: str, name: str) -> tuple[Site | None, list[Problem]]:
     try:
         site = Site.model_validate(data)
     except ValidationError as exc:
-        return None, duplicates + _validation_problems(exc, data, name)
-    # Imported here: rules imports the schedule evaluation, which imports the model.
-    from reconciler.config.rules import check_rules
-
-    found = [
-        _problem_at(data, name, f.loc, f.message, f.severity, f.anchor) for f in check_rules(site)
-    ]
-    found = duplicates + found
+        structural = _validation_problems(exc, data, name)
+        # Unknown fields mean nothing: without them the file may still validate, and then
+        # the rules' problems are reported too (one run shows everything to fix).
+        unknown = [tuple(e["loc"]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        trimmed = _without_keys(data, unknown) if unknown else None
+        try:
+            rest = Site.model_validate(trimmed) if trimmed is not None else None
+        except ValidationError:
+            rest = None
+        found = duplicates + structural
+        if rest is not None:
+            found += _rule_problems(rest, data, name)
+        found.sort(key=lambda p: (p.severity != "error", p.line, p.col))
+        return None, found
+    found = duplicates + _rule_problems(site, data, name)
     found.sort(key=lambda p: (p.severity != "error", p.line, p.col))
     if any(p.severity == "error" for p in found):
         return None, found
     return site, found
+
+
+def _rule_problems(site: Site, data: Any, name: str) -> list[Problem]:
+    # Imported here: rules imports the schedule evaluation, which imports the model.
+    from reconciler.config.rules import check_rules
+
+    return [
+        _problem_at(data, name, f.loc, f.message, f.severity, f.anchor) for f in check_rules(site)
+    ]
+
+
+def _without_keys(data: Any, locs: list[Loc]) -> Any:
+    """A copy of ``data`` without the mapping keys at ``locs`` (pydantic error locations)."""
+    drop = {loc for loc in locs if loc}
+
+    def copy(node: Any, here: Loc) -> Any:
+        if isinstance(node, Mapping):
+            return {k: copy(v, (*here, k)) for k, v in node.items() if (*here, k) not in drop}
+        if isinstance(node, list):
+            return [copy(v, (*here, i)) for i, v in enumerate(node)]
+        return node
+
+    # A schedule entry's loc carries its mode tag (schedule, 2, 'niv_chase', ...): drop it.
+    tagged = {loc for loc in drop if len(loc) > 2 and loc[0] == "schedule"}
+    for loc in tagged:
+        drop.add((*loc[:2], *loc[3:]))
+    return copy(data, ())
+
+
+def read_site_yaml(text: str, name: str) -> tuple[Any, list[Problem]]:
+    """The data of site YAML as Flux reads it (YAML 1.2 core scalars, no anchors, tags or
+    duplicate keys) and the YAML-level problems; what the JSON Schema is checked against."""
+    problems = _tab_problems(text, name)
+    if problems:
+        return None, problems
+    return _parse(text, name)
 
 
 # --------------------------------------------------------------------------- bytes and text
@@ -372,6 +415,9 @@ def _parse(text: str, name: str) -> tuple[Any, list[Problem]]:
         msg = f"invalid YAML: {exc.problem}"
         if exc.context:
             msg += f" ({exc.context})"
+        if "unexpected ':'" in str(exc.problem):
+            # `{start: 17:00}`: YAML 1.2 editors read a time there, this parser does not.
+            msg += '; inside { } or [ ] quote a value that holds a colon, e.g. start: "17:00"'
         if mark is None:
             problems.append(Problem(name, 1, 1, "", msg))
         else:
@@ -648,4 +694,5 @@ __all__ = [
     "check_site_text",
     "format_path",
     "load_site",
+    "read_site_yaml",
 ]

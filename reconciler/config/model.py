@@ -1,6 +1,6 @@
 """The site model: one site's desired state, as written in ``sites/<id>.yaml``.
 
-Units are in field names or descriptions: kW, kWh, p/kWh, seconds. Signs follow DOMAIN.md:
+Units are in field names or descriptions: kW, kWh, p/kWh, seconds. Signs follow docs/domain.md:
 site power positive = import; battery power positive = discharge.
 
 Everything here is structural validation (types, ranges, one field at a time). Rules that
@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -94,10 +95,32 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _date_text(value: Any) -> Any:
+    # Only YYYY-MM-DD text, as the JSON Schema's format "date" says: pydantic alone would
+    # also take a number (a Unix time) or a date-time.
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DATE_RE.match(value):
+        raise ValueError(f"expected a date YYYY-MM-DD; got {value!r}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date on the calendar") from None
+
+
+LocalDate = Annotated[date, BeforeValidator(_date_text)]
+
 TimeOfDay = Annotated[
     str,
     AfterValidator(_check_time),
-    Field(description="Local time of day HH:MM (00:00 to 24:00) in the site timezone."),
+    Field(
+        description="Local time of day HH:MM (00:00 to 24:00) in the site timezone.",
+        # In the schema only: the validator's own message is the clearer one.
+        json_schema_extra={"pattern": _TIME_RE.pattern},
+    ),
 ]
 
 
@@ -111,16 +134,30 @@ def _energy_kind(value: Any) -> Any:
     return value
 
 
+#: The percentages _check_soe accepts (0 to 100), for the JSON Schema.
+_PCT_SCHEMA = r"^\s*0*(?:100(?:\.0+)?|\d{1,2}(?:\.\d+)?)\s*%\s*$"
+
 Energy = Annotated[
     float | str,
     AfterValidator(_check_soe),
     BeforeValidator(_energy_kind),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": _PCT_SCHEMA},
+            ]
+        }
+    ),
     Field(description="Energy in kWh (a number) or a percentage of nameplate energy ('50%')."),
 ]
 EnvVarName = Annotated[
     str,
     AfterValidator(_check_env_name),
-    Field(description="Name of an environment variable that holds a secret (never the secret)."),
+    Field(
+        description="Name of an environment variable that holds a secret (never the secret).",
+        json_schema_extra={"pattern": _ENV_RE.pattern},
+    ),
 ]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 DeviceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
@@ -129,7 +166,10 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a site file means what it says. Lax mode would turn `ramp_up_kw_per_s: true`
+    # into 1.0 kW/s, `port: "15020"` into a port and `shadow: "no"` into False. Numbers
+    # are numbers (an int is fine where a float is wanted), booleans are booleans.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --------------------------------------------------------------------------- identity
@@ -211,7 +251,8 @@ class Devices(_Model):
 
     battery: BatteryDevice
     meters: dict[DeviceName, MeterDevice] = Field(
-        description="Meters by name; exactly one must have role grid."
+        description="Meters by name; exactly one must have role grid.",
+        json_schema_extra={"propertyNames": {"pattern": r"^[a-z][a-z0-9_]{0,62}$"}},
     )
 
 
@@ -244,10 +285,10 @@ class Limits(_Model):
 class DateRange(_Model):
     """Inclusive range of local dates."""
 
-    from_: date = Field(alias="from", description="First local date (inclusive).")
-    to: date = Field(description="Last local date (inclusive).")
+    from_: LocalDate = Field(alias="from", description="First local date (inclusive).")
+    to: LocalDate = Field(description="Last local date (inclusive).")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
 
 class Window(_Model):
@@ -258,7 +299,9 @@ class Window(_Model):
     """
 
     days: Literal["all", "weekdays", "weekends"] | list[Weekday] = Field(
-        default="all", description="all, weekdays, weekends, or a list such as [mon, wed]."
+        default="all",
+        description="all, weekdays, weekends, or a list such as [mon, wed].",
+        json_schema_extra={"minItems": 1},
     )
     dates: DateRange | None = Field(default=None, description="Only within these local dates.")
     start: TimeOfDay = Field(default="00:00")
@@ -601,7 +644,6 @@ class ControlSettings(_Model):
     )
     allow_rollback: bool = Field(
         default=False,
-        strict=True,
         description="Let the agent follow its branch back to an older commit or onto a "
         "rewritten history (a non-fast-forward move). Off: such a move is refused; "
         "prefer git revert.",
@@ -654,7 +696,9 @@ class Site(_Model):
     site: SiteIdentity
     devices: Devices
     profiles: dict[Slug, ProfileExtension] = Field(
-        default_factory=dict, description="Site-local profiles that extend shipped ones."
+        default_factory=dict,
+        description="Site-local profiles that extend shipped ones.",
+        json_schema_extra={"propertyNames": {"pattern": r"^[a-z0-9][a-z0-9-]{0,62}$"}},
     )
     limits: Limits
     rates: list[Rate] = Field(default_factory=list)

@@ -133,10 +133,11 @@ class Profile(BaseModel):
 class RegisterOverride(BaseModel):
     """A site's change to one register of a profile: every field optional."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict like the site model it is part of; the wire type is named by its text.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     address: int | None = Field(default=None, ge=0, le=65535)
-    type: RegisterType | None = None
+    type: RegisterType | None = Field(default=None, strict=False)
     length: int | None = Field(default=None, ge=1, le=125)
     word_order: Literal["big", "little"] | None = None
     scale: float | None = None
@@ -151,7 +152,7 @@ class RegisterOverride(BaseModel):
 class ProfileExtension(BaseModel):
     """A site-local profile: a shipped profile with registers added or overridden."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     extends: str = Field(description="Name of the profile this one starts from.")
     description: str = Field(default="")
@@ -159,6 +160,7 @@ class ProfileExtension(BaseModel):
     max_gap_words: int | None = Field(default=None, ge=0, le=124)
     registers: dict[RegisterName, RegisterOverride] = Field(
         default_factory=dict,
+        json_schema_extra={"propertyNames": {"pattern": r"^[a-z][a-z0-9_]*$", "maxLength": 64}},
         description="Registers to add (all of address and type given) or to override by name.",
     )
 

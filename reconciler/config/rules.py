@@ -412,7 +412,7 @@ def _mode_rules(site: Site) -> Iterator[Finding]:
             yield from target((*here, "params", "reserve_soe"), entry.params.reserve_soe)
 
 
-#: Modo allows about one call a minute across its two endpoints (DOMAIN.md).
+#: Modo allows about one call a minute across its two endpoints (docs/domain.md).
 MODO_MIN_POLL_S = 60.0
 
 

@@ -75,21 +75,28 @@ def battery_power_at(site: Site, obs: Observation, when: datetime, last_target_k
     ``when`` is carried forward along the ramp toward ``last_target_kw``: the battery is
     still moving between reads, and a grid reading taken later already includes the move.
     """
+    power, read_at = measured_battery_power(site, obs, when)
+    gap_s = (when - read_at).total_seconds()
+    if gap_s <= 0:
+        return power
+    return power + ramp_step(site, power, last_target_kw, gap_s)
+
+
+def measured_battery_power(site: Site, obs: Observation, when: datetime) -> tuple[float, datetime]:
+    """The battery's power as measured (kW, + discharge) and when it was read: its own
+    meter's (``role: battery``, + import there) when that reading is at most
+    ``max_reading_age_s`` old at ``when``, else the battery's reported power. Needs a
+    battery reading."""
     battery = obs.battery
     assert battery is not None
-    power, read_at = battery.target_power_kw, battery.at
     for name, cfg in site.devices.meters.items():
         reading = obs.meters.get(name)
         if cfg.role != "battery" or reading is None or name in obs.errors:
             continue
         age = (when - reading.at).total_seconds()
         if math.isfinite(reading.power_kw) and age <= site.limits.max_reading_age_s:
-            power, read_at = 0.0 - reading.power_kw, reading.at
-            break
-    gap_s = (when - read_at).total_seconds()
-    if gap_s <= 0:
-        return power
-    return power + ramp_step(site, power, last_target_kw, gap_s)
+            return 0.0 - reading.power_kw, reading.at
+    return battery.target_power_kw, battery.at
 
 
 def ramp_step(site: Site, power_kw: float, toward_kw: float, seconds: float) -> float:

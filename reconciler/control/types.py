@@ -1,6 +1,6 @@
 """What the control core sees and what it decides. Plain, immutable data.
 
-Units: kW, kWh, p/kWh, MWh (NIV). Signs (DOMAIN.md): site power + import, battery power
+Units: kW, kWh, p/kWh, MWh (NIV). Signs (docs/domain.md): site power + import, battery power
 + discharge. Every instant is timezone-aware (UTC on the wire and in storage).
 """
 

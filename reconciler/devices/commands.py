@@ -7,12 +7,14 @@ import json
 import logging
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from reconciler.config.commands import find_site, sites_dir_option
 from reconciler.config.loader import SiteFileError, load_site
 from reconciler.config.model import Site
 from reconciler.config.profiles import Profile
@@ -135,18 +137,24 @@ def devices() -> None:
 
 
 @devices.command("read")
-@click.argument("site_file", type=click.Path(dir_okay=False))
+@click.argument("site")
+@sites_dir_option
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--device", "only", multiple=True, help="Only this device (repeatable).")
-def read(site_file: str, output: str, only: tuple[str, ...]) -> None:
-    """Read every register of every device of SITE_FILE once and print it.
+def read(site: str, sites_dir: Path, output: str, only: tuple[str, ...]) -> None:
+    """Read every register of every device of SITE once and print it.
 
-    Read-only (never writes), so it is safe to run beside the agent. Exit code 1 when a
-    device cannot be read, 2 when the site file is unusable.
+    SITE is a site file or a site id looked up in --sites-dir. Read-only (never writes),
+    so it is safe to run beside the agent. Exit code 1 when a device cannot be read, 2
+    when the site file is unusable.
     """
     # Device errors are reported per device below; pymodbus's log lines would repeat them.
     logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
-    site = load_site_or_exit(site_file)
+    site_file = str(find_site(site, sites_dir))
+    _read(load_site_or_exit(site_file), output, only)
+
+
+def _read(site: Site, output: str, only: tuple[str, ...]) -> None:
     known = {site.devices.battery.name, *site.devices.meters}
     unknown = [d for d in only if d not in known]
     if unknown:

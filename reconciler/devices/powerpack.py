@@ -1,6 +1,6 @@
 """Battery driver for the Tesla PowerPack / MegaPack register map (profile kind battery).
 
-The command sequence is the one DOMAIN.md gives: ramp rates and always-active at start;
+The command sequence is the one docs/domain.md gives: ramp rates and always-active at start;
 every command writes the power setpoint with the heartbeat toggled (0xAA55 / 0x55AA);
 after the first command, the heartbeat timeout and direct real-power mode.
 

@@ -1,7 +1,7 @@
 """Axle Energy flexibility dispatch: the battery schedule as an AxleFeed, delivery
 readings and dispatch-event callbacks.
 
-Calls (DOMAIN.md, "Axle Energy"): a form login for a bearer token, the asset's battery
+Calls (docs/domain.md, "Axle Energy"): a form login for a bearer token, the asset's battery
 schedule, readings that report delivery, and a status callback per dispatch event. Axle's
 sign convention is + import / charging; Flux's battery power is + discharge, so readings
 are converted here (:func:`delivery_readings`) and nowhere else.

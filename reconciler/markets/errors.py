@@ -43,4 +43,4 @@ class MarketRejected(MarketError):
 
 
 class MarketMalformed(MarketError):
-    """The reply was not shaped as documented (DOMAIN.md): no value from it is used."""
+    """The reply was not shaped as documented (docs/domain.md): no value from it is used."""

@@ -66,14 +66,20 @@ def _markdown(preview: Preview, title: str) -> str:
         if current is not None and day != current:
             lines.append(_md_total(by_day[current]))
         current = day
-        others = ", ".join(label(a) for a in r.others) or "-"
+        others = _cell(", ".join(label(a) for a in r.others) or "-")
         lines.append(
-            f"| {local(r.start)} | {local(r.end)} | {hours(r.seconds)} | {label(r.winner)} "
+            f"| {local(r.start)} | {local(r.end)} | {hours(r.seconds)} | {_cell(label(r.winner))} "
             f"| {others} | {r.import_p_per_kwh:g} | {r.export_p_per_kwh:g} |"
         )
     if current is not None:
         lines.append(_md_total(by_day[current]))
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: an entry's name may hold | (a column break) or a
+    newline (the row's end)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def _md_total(d: Day) -> str:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
+from ruamel.yaml import YAML
 
 from reconciler.clock import Clock, ScaledClock, WallClock
 from reconciler.config.loader import SiteFileError, load_site
@@ -54,6 +58,59 @@ def status_line(sim: SiteSimulator, tz: str) -> str:
     )
 
 
+def _refuse_shared_ports(site: Site, site_file: str) -> None:
+    """Every simulated device listens on 127.0.0.1: devices that share a port on different
+    hosts (a real site's usual 502) cannot all be served there. Say so, and the way out."""
+    devices = [(site.devices.battery.name, site.devices.battery.port)] + [
+        (name, m.port) for name, m in site.devices.meters.items()
+    ]
+    by_port: dict[int, list[str]] = {}
+    for name, port in devices:
+        by_port.setdefault(port, []).append(name)
+    shared = {port: names for port, names in by_port.items() if len(names) > 1}
+    if not shared:
+        return
+    said = "; ".join(f"{', '.join(n)} all use port {p}" for p, n in sorted(shared.items()))
+    click.echo(
+        f"flux sim: {said} (on different hosts). The simulator serves every device on "
+        "127.0.0.1, so each needs a port of its own: run\n"
+        f"  flux sim {site_file} --ports 15020 --site-out sim-site.yaml\n"
+        "(devices on 15020, 15021, ...) and point the agent or `flux devices read` at "
+        "sim-site.yaml.",
+        err=True,
+    )
+    sys.exit(EXIT_USAGE)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def write_site_for(sim: SiteSimulator, path: Path) -> None:
+    """A copy of the site file with every device at 127.0.0.1 and its simulated port."""
+    site = sim.site_for_ephemeral_ports()
+    # Python mode keeps -inf in curves (JSON mode would make it null); dates and enums
+    # are written as the text a site file has.
+    data = _plain(site.model_dump(by_alias=True, exclude_defaults=True))
+    data["devices"] = _plain(site.devices.model_dump(by_alias=True))
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    try:
+        with path.open("w", encoding="utf-8") as out:
+            out.write(f"# {site.site.id} for `flux sim --ports`: every device on 127.0.0.1\n")
+            yaml.dump(data, out)
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 async def run(
     site: Site,
     clock: Clock,
@@ -62,9 +119,14 @@ async def run(
     markets: MarketSimulator | None = None,
     *,
     stop: asyncio.Event,
+    ports: Literal["site"] | int = "site",
+    site_out: Path | None = None,
 ) -> None:
     console = Console(highlight=False)
-    async with SiteSimulator(site, clock=clock) as sim:
+    async with SiteSimulator(site, clock=clock, ports=ports) as sim:
+        if site_out is not None:
+            write_site_for(sim, site_out)
+            console.print(f"  wrote {site_out}: the site file pointing at these ports")
         for spec in faults:
             sim.faults.apply(spec)
         speed = getattr(clock, "speed", 1.0)
@@ -129,6 +191,23 @@ async def run(
     "discharge_max' (repeatable).",
 )
 @click.option(
+    "--ports",
+    "base_port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="BASE",
+    help="Serve the devices on 127.0.0.1 at BASE, BASE+1, ... (battery first, then the "
+    "meters in file order) instead of the site file's ports: for sites whose devices share "
+    "one port on different hosts.",
+)
+@click.option(
+    "--site-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --ports: write a copy of the site file pointing at the simulator (127.0.0.1 "
+    "and those ports), for `flux agent run` and `flux devices read`.",
+)
+@click.option(
     "--status-every",
     type=click.FloatRange(min=0.1),
     default=5.0,
@@ -142,6 +221,8 @@ def sim(
     faults: tuple[str, ...],
     markets_port: int | None,
     dispatches: tuple[str, ...],
+    base_port: int | None,
+    site_out: Path | None,
     status_every: float,
 ) -> None:
     """Simulate the battery and meters of SITE_FILE on loopback Modbus TCP.
@@ -158,6 +239,13 @@ def sim(
             click.echo(str(problem), err=True)
         click.echo(f"{site_file}: not a usable site file; fix the problems above", err=True)
         sys.exit(EXIT_USAGE)
+    ports: Literal["site"] | int = "site" if base_port is None else base_port
+    if base_port is None:
+        _refuse_shared_ports(site, site_file)
+    elif base_port + len(site.devices.meters) > 65535:
+        raise click.BadParameter("the devices' ports would pass 65535", param_hint="--ports")
+    if site_out is not None and base_port is None:
+        raise click.UsageError("--site-out needs --ports BASE")
     names = {site.devices.battery.name, *site.devices.meters}
     for spec in faults:
         if spec.split(":")[0] not in names:
@@ -191,7 +279,18 @@ def sim(
                     f"--markets {markets_port}: {exc.strerror}; choose another port (0: any)"
                 ) from None
             markets.start()
-        run_until_signalled(lambda stop: run(site, clock, faults, status_every, markets, stop=stop))
+        run_until_signalled(
+            lambda stop: run(
+                site,
+                clock,
+                faults,
+                status_every,
+                markets,
+                stop=stop,
+                ports=ports,
+                site_out=site_out,
+            )
+        )
         click.echo("flux sim: stopped")
     except OSError as exc:
         click.echo(f"flux sim: {exc}", err=True)

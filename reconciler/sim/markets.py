@@ -1,4 +1,4 @@
-"""Simulated market APIs: Modo, Elexon and Axle over HTTP on loopback, shaped as DOMAIN.md
+"""Simulated market APIs: Modo, Elexon and Axle over HTTP on loopback, shaped as docs/domain.md
 documents them, so `flux agent run` can be exercised end to end with its live clients and
 no internet (`flux sim SITE --markets PORT`).
 

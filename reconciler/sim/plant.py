@@ -1,6 +1,6 @@
 """The physics of a simulated site: one battery, the homes' load, solar, and the meters.
 
-Signs (DOMAIN.md): battery power + discharge; meter power + import at the meter's point;
+Signs (docs/domain.md): battery power + discharge; meter power + import at the meter's point;
 grid = load - solar - battery. Units: kW, kvar, kWh, V, A, Hz, seconds.
 
 The battery knows only its nameplate (power, energy) and its efficiency, not the site's soft

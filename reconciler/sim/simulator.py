@@ -40,8 +40,10 @@ LOOPBACK = "127.0.0.1"
 class SiteSimulator:
     """Simulated devices of ``site`` on loopback.
 
-    ``ports="site"`` listens on the ports of the site file; ``"ephemeral"`` on free ports
-    (see :meth:`port_of` and :meth:`site_for_ephemeral_ports`).
+    ``ports="site"`` listens on the ports of the site file; ``"ephemeral"`` on free ports;
+    an int on consecutive ports from it (battery first, then the meters in file order), for
+    sites whose devices share one port on different hosts (see :meth:`port_of` and
+    :meth:`site_for_ephemeral_ports`).
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class SiteSimulator:
         site: Site,
         *,
         clock: Clock | None = None,
-        ports: Literal["site", "ephemeral"] = "site",
+        ports: Literal["site", "ephemeral"] | int = "site",
         host: str = LOOPBACK,
         tick_s: float = 0.1,
         load: HalfHourly | None = None,
@@ -69,13 +71,19 @@ class SiteSimulator:
         names = [bat.name, *site.devices.meters]
         self.faults = Faults(names, self.clock.now, self._drop, self._go_away)
         self.servers: dict[str, DeviceServer] = {}
+
+        def port(index: int, own: int) -> int:
+            if ports == "ephemeral":
+                return 0
+            return own if ports == "site" else ports + index
+
         self.servers[bat.name] = DeviceServer(
             bat.name,
             resolve_profile(site, bat.profile),
             unit_id=bat.unit_id,
             ratios=Ratios.of(bat),
             host=host,
-            port=0 if ports == "ephemeral" else bat.port,
+            port=port(0, bat.port),
             values=lambda: battery_values(self.plant),
             on_write=self.plant.write,
             version=version,
@@ -84,7 +92,7 @@ class SiteSimulator:
             now=self.clock.now,
             log=self.requests,
         )
-        for name, dev in site.devices.meters.items():
+        for index, (name, dev) in enumerate(site.devices.meters.items(), start=1):
             state = self.plant.meters[name]
             self.servers[name] = DeviceServer(
                 name,
@@ -92,7 +100,7 @@ class SiteSimulator:
                 unit_id=dev.unit_id,
                 ratios=Ratios.of(dev),
                 host=host,
-                port=0 if ports == "ephemeral" else dev.port,
+                port=port(index, dev.port),
                 values=lambda m=state: meter_values(m),  # type: ignore[misc]
                 on_write=lambda _n, _v: None,
                 version=version,

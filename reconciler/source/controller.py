@@ -111,6 +111,9 @@ class GitSource:
         self._head: str | None = None
         self._suspension: flags.Suspension | None = None
         self._reconcile_asked = False
+        #: Set when the first fetch, with nothing ever in control, finds no site file:
+        #: the site id is wrong (see :meth:`missing_site`).
+        self._missing_site: str | None = None
         self._quarantine = Quarantine(self.paths.quarantine_file)
         self._status.set_quarantined(self._quarantine.entries)
         self._status.set_condition(C.SOURCE_READY, "Unknown", "Pending", "not fetched yet")
@@ -211,11 +214,34 @@ class GitSource:
             self._reconcile_asked = True
         else:
             self._status.set_revisions(attempted=sha)
+            if out.missing and self._current_sha() is None:
+                self._missing_site = self._missing_site_message(sha)
             if report.checks(self._status, out, self.settings.site_path, running):
                 self._refused = sha
             else:
                 assert out.candidate is not None
                 self._stage(out.candidate)
+
+    def missing_site(self) -> str | None:
+        """Why the site id names nothing, when the followed commit has no site file and no
+        revision was ever in control (a first start with a wrong --site): a usage error,
+        not a commit to refuse. None otherwise."""
+        return self._missing_site
+
+    def _missing_site_message(self, sha: str) -> str:
+        path = self.settings.site_path
+        folder, _, _ = path.rpartition("/")
+        try:
+            names = self._pipeline.mirror.list_folder(sha, folder)
+        except Exception:  # only for the message; the fetch itself went through
+            names = []
+        ids = [n.removesuffix(".yaml") for n in names if n.endswith(".yaml")]
+        where = f"{self.settings.ref_name} of {self.settings.redacted_repo()}"
+        there = f"the site ids there: {', '.join(ids)}" if ids else f"{folder or '.'} is empty"
+        return (
+            f"--site {self.settings.site}: there is no {path} in {where} (commit {short(sha)}); "
+            f"{there}. Check --site (a site id is its file's name under {folder or '.'}/)"
+        )
 
     def _known_head(self, sha: str) -> None:
         """The head is a commit already handled: say where it stands."""

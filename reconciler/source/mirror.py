@@ -339,6 +339,17 @@ class GitMirror:
         data: bytes = blob.data_stream.read()
         return data
 
+    def list_folder(self, sha: str, folder: str) -> list[str]:
+        """Names of the files directly in ``folder`` at ``sha`` (empty when there is none)."""
+        repo = self.open()
+        try:
+            tree = repo.commit(sha).tree / folder
+        except KeyError:
+            return []
+        if tree.type != "tree":
+            return []
+        return sorted(str(b.name) for b in tree.blobs)
+
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self.open().commit(sha)
         summary = commit.summary

@@ -121,7 +121,8 @@ _OPTIONS: list[Callable[[F], F]] = [
         default=9464,
         show_default=True,
         envvar="FLUX_HTTP_PORT",
-        help="Port of the status endpoint (0 = off is the caller's choice).",
+        help="Port of /healthz, /status and /metrics on --http-host (0: any free port, "
+        "logged at start; -1: no endpoint).",
     ),
 ]
 

@@ -93,6 +93,13 @@ class LoopStats(_Model):
     last_decision_reason: str | None = None
     last_setpoint_kw: float | None = None
     outbox_size: int | None = None
+    #: Whether the last tick went to the safe state (0 kW: stale or failed readings).
+    safe_stop: bool = False
+    #: The grid meter's power the last tick decided on, kW (+ import), and the site's
+    #: limits then (kW, positive): what an alert on the site's boundary compares.
+    site_power_kw: float | None = None
+    site_import_limit_kw: float | None = None
+    site_export_limit_kw: float | None = None
 
 
 class Revisions(_Model):
@@ -298,12 +305,19 @@ class AgentStatus:
         setpoint_kw: float | None = None,
         outbox_size: int | None = None,
         safe: bool = False,
+        site_power_kw: float | None = None,
+        limits_kw: tuple[float, float] | None = None,
     ) -> None:
-        """Called by the control loop after each tick (setpoint kW, + discharge)."""
+        """Called by the control loop after each tick (setpoint kW, + discharge; site power
+        kW, + import; ``limits_kw`` the site's (import, export) limits, kW)."""
         loop = self._snap.loop
         loop.ticks_total += 1
         if safe:
             loop.safe_ticks_total += 1
+        loop.safe_stop = safe
+        loop.site_power_kw = site_power_kw
+        if limits_kw is not None:
+            loop.site_import_limit_kw, loop.site_export_limit_kw = limits_kw
         loop.last_tick_at = at
         loop.last_decision_reason = decision_reason
         loop.last_setpoint_kw = setpoint_kw

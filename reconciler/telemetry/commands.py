@@ -115,7 +115,12 @@ def refresh_command(database_url: str) -> None:
 @click.option("--site", required=True, help="Site id.")
 @click.option("--device", default=None, help="Only this device.")
 @click.option("--since", default=None, help="Start of the window (ISO 8601, UTC if no offset).")
-@click.option("--until", default=None, help="End of the window, exclusive.")
+@click.option(
+    "--until",
+    default=None,
+    help="End of the window, exclusive (default: now, to the minute: a device silent until "
+    "now has a gap up to now).",
+)
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @user_errors(TelemetryError)
 def gaps_command(
@@ -128,11 +133,20 @@ def gaps_command(
 ) -> None:
     """List missing minutes per device (readings are expected every minute)."""
     start = _parse_time(since, "--since")
-    end = _parse_time(until, "--until")
-    if start and end and end <= start:
+    # The current minute is not over: it is not missing yet.
+    end = _parse_time(until, "--until") or datetime.now(UTC).replace(second=0, microsecond=0)
+    if start and end <= start:
         raise click.BadParameter("--until must be after --since", param_hint="--until")
     with connect(database_url) as conn:
         require_current(conn)
+        known = [str(r[0]) for r in conn.execute("SELECT site_id FROM flux.sites ORDER BY 1")]
+        if site not in known:
+            listed = ", ".join(known) if known else "none yet"
+            raise click.BadParameter(
+                f"no site {site!r} in {describe(database_url)}: it has never reported "
+                f"(sites there: {listed})",
+                param_hint="--site",
+            )
         gaps = find_gaps(conn, site, device=device, since=start, until=end)
     if output == "json":
         click.echo(json.dumps([g.as_json() for g in gaps], indent=2))

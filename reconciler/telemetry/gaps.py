@@ -2,7 +2,8 @@
 
 A minute is missing for a device when no reading of that device falls in it. Without a
 window, each device is checked from its first to its last reading; with ``since``/``until``
-the whole window is expected, so a device silent throughout shows one long gap.
+the whole window is expected, so a device silent throughout shows one long gap (`flux db
+gaps` passes ``until`` = now by default: a silence that lasts until now is a gap).
 """
 
 from __future__ import annotations
@@ -33,27 +34,28 @@ WITH params AS (
     WHERE d.site_id = p.site AND (p.device IS NULL OR d.device = p.device)
     UNION
     SELECT device FROM readings
-), bounds AS (
-    SELECT devs.device,
-           coalesce(date_bin('1 minute', p.since, p.origin),
-                    (SELECT min(m) FROM readings r WHERE r.device = devs.device)) AS lo,
-           coalesce(date_bin('1 minute', p.until - interval '1 microsecond', p.origin),
-                    (SELECT max(m) FROM readings r WHERE r.device = devs.device)) AS hi
-    FROM devs, params p
-), missing AS (
-    SELECT b.device, g.m
-    FROM bounds b, params p, generate_series(b.lo, b.hi, interval '1 minute') AS g(m)
-    WHERE p.since IS NULL OR g.m >= p.since
-    EXCEPT
+), marks AS (
+    -- Each device's minutes with a reading, between two sentinels when there is a window:
+    -- the minute before the first one expected and the minute after the last. A gap is
+    -- then two neighbours more than a minute apart (one pass over the readings, not one
+    -- row per minute of the window).
     SELECT device, m FROM readings
+    UNION ALL
+    SELECT devs.device,
+           date_bin('1 minute', p.since + interval '59.999999 seconds', p.origin)
+           - interval '1 minute'
+    FROM devs, params p WHERE p.since IS NOT NULL
+    UNION ALL
+    SELECT devs.device, date_bin('1 minute', p.until - interval '1 microsecond', p.origin)
+                        + interval '1 minute'
+    FROM devs, params p WHERE p.until IS NOT NULL
+), seq AS (
+    SELECT device, m, lead(m) OVER (PARTITION BY device ORDER BY m) AS next FROM marks
 )
-SELECT device, min(m) AS start, max(m) + interval '1 minute' AS "end", count(*) AS minutes
-FROM (
-    SELECT device, m,
-           m - row_number() OVER (PARTITION BY device ORDER BY m) * interval '1 minute' AS grp
-    FROM missing
-) x
-GROUP BY device, grp
+SELECT device, m + interval '1 minute' AS start, next AS "end",
+       extract(epoch FROM next - m)::bigint / 60 - 1 AS minutes
+FROM seq
+WHERE next - m > interval '1 minute'
 ORDER BY device, start
 """
 

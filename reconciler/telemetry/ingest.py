@@ -245,6 +245,36 @@ _REVISION_INSERT: Final = f"""
     ON CONFLICT DO NOTHING
 """
 
+# A revision in control names its site and devices: the newest staged identity of each
+# site fills flux.sites (name, timezone) and flux.devices (kind, role), which dashboards
+# select by (the grid meter is the one with role grid, whatever it is called).
+_IDENTITY_UPSERT: Final = (
+    """
+    INSERT INTO flux.sites AS s (site_id, name, timezone, site_import_kw, site_export_kw,
+                                 nameplate_energy_kwh)
+    SELECT DISTINCT ON (site_id) site_id, identity->>'name', identity->>'timezone',
+           (identity->>'site_import_kw')::float8, (identity->>'site_export_kw')::float8,
+           (identity->>'nameplate_energy_kwh')::float8
+    FROM stage_revision WHERE identity IS NOT NULL ORDER BY site_id, t_us DESC
+    ON CONFLICT (site_id) DO UPDATE SET
+        name = excluded.name, timezone = excluded.timezone,
+        site_import_kw = excluded.site_import_kw, site_export_kw = excluded.site_export_kw,
+        nameplate_energy_kwh = excluded.nameplate_energy_kwh
+    WHERE (s.name, s.timezone, s.site_import_kw, s.site_export_kw, s.nameplate_energy_kwh)
+          IS DISTINCT FROM (excluded.name, excluded.timezone, excluded.site_import_kw,
+                            excluded.site_export_kw, excluded.nameplate_energy_kwh)
+    """,
+    """
+    INSERT INTO flux.devices AS d (site_id, device, kind, role)
+    SELECT i.site_id, e->>'device', e->>'kind', e->>'role'
+    FROM (SELECT DISTINCT ON (site_id) site_id, identity FROM stage_revision
+          WHERE identity IS NOT NULL ORDER BY site_id, t_us DESC) i,
+         jsonb_array_elements(i.identity->'devices') e
+    ON CONFLICT (site_id, device) DO UPDATE SET role = excluded.role
+    WHERE d.role IS DISTINCT FROM excluded.role
+    """,
+)
+
 SPECS: Final[dict[str, KindSpec]] = {
     "bess": _spec_bess(),
     "meter": _spec_meter(),
@@ -280,7 +310,7 @@ SPECS: Final[dict[str, KindSpec]] = {
     "revision": KindSpec(
         "stage_revision",
         "site_id text, device text, t_us bigint, sha text, state text, conditions jsonb,"
-        " errors jsonb, message text",
+        " errors jsonb, message text, identity jsonb",
         _REVISION_INSERT,
         False,
     ),
@@ -575,6 +605,9 @@ def write_batch(
             counted = cur.fetchone() if cur.description else None
             sent[kind] = len(rows)
             inserted[kind] = int(counted[0]) if counted else max(cur.rowcount, 0)
+            if kind == "revision":
+                for statement in _IDENTITY_UPSERT:
+                    cur.execute(statement)
             for site, device, t0, t1 in late:
                 cur.execute(
                     _REDERIVE_DELTAS,

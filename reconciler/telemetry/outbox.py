@@ -301,9 +301,11 @@ class Outbox:
         conditions: Mapping[str, Any] | None = None,
         errors: Sequence[str] = (),
         message: str = "",
+        identity: Mapping[str, Any] | None = None,
     ) -> None:
         """A config revision's state at ``at`` (e.g. staged, applied, quarantined), with
-        its conditions and validation errors."""
+        its conditions and validation errors; ``identity`` (the site's name, timezone and
+        devices with their roles) when the revision takes control."""
         self._add(
             "revision",
             site_id,
@@ -315,6 +317,7 @@ class Outbox:
                 conditions=conditions or {},
                 errors=errors,
                 message=message,
+                identity=identity,
             ),
         )
 

@@ -176,17 +176,21 @@ def encode_revision(
     conditions: Mapping[str, Any],
     errors: Sequence[str],
     message: str,
+    identity: Mapping[str, Any] | None = None,
 ) -> str:
-    return _dumps(
-        {
-            "at": to_us(at),
-            "sha": sha,
-            "state": state,
-            "conditions": conditions,
-            "errors": list(errors),
-            "message": message,
-        }
-    )
+    """``identity``: the revision's site name, timezone and devices (see
+    :func:`decode_revision`), so the database's sites and devices tables say them."""
+    record: dict[str, Any] = {
+        "at": to_us(at),
+        "sha": sha,
+        "state": state,
+        "conditions": conditions,
+        "errors": list(errors),
+        "message": message,
+    }
+    if identity is not None:
+        record["identity"] = identity
+    return _dumps(record)
 
 
 # --------------------------------------------------------------------------- decode
@@ -303,6 +307,9 @@ def decode_revision(payload: object) -> tuple[Any, ...]:
     v = _object(payload, "revision", ("sha", "state", "conditions", "errors", "message"))
     if type(v["conditions"]) is not dict:
         raise MalformedRecord("revision conditions must be a JSON object")
+    identity = v.get("identity")
+    if identity is not None:
+        identity = _dumps(_identity(identity))
     return (
         v["at"],
         _text(v["sha"], "sha"),
@@ -310,7 +317,40 @@ def decode_revision(payload: object) -> tuple[Any, ...]:
         _dumps(v["conditions"]),
         _dumps(_texts(v["errors"], "errors")),
         _text(v["message"], "message"),
+        identity,
     )
+
+
+def _identity(v: object) -> dict[str, Any]:
+    """``{"name", "timezone", "site_import_kw", "site_export_kw", "nameplate_energy_kwh",
+    "devices": [{"device", "kind", "role"}, ...]}`` (kW, kWh; numbers may be null); kind is
+    bess or meter, role the meter's role (grid, battery, ...) or null for the battery."""
+    if type(v) is not dict:
+        raise MalformedRecord("a revision's identity is a JSON object")
+    devices = v.get("devices")
+    if type(devices) is not list:
+        raise MalformedRecord("a revision's identity lists its devices")
+    out = []
+    for d in devices:
+        if type(d) is not dict or d.get("kind") not in ("bess", "meter"):
+            raise MalformedRecord("an identity device is {device, kind: bess|meter, role}")
+        out.append(
+            {
+                "device": _text(d.get("device"), "device"),
+                "kind": d["kind"],
+                "role": _text(d.get("role"), "role", optional=True),
+            }
+        )
+    return {
+        "name": _text(v.get("name"), "name"),
+        "timezone": _text(v.get("timezone"), "timezone"),
+        "site_import_kw": _number(v.get("site_import_kw"), "site_import_kw", optional=True),
+        "site_export_kw": _number(v.get("site_export_kw"), "site_export_kw", optional=True),
+        "nameplate_energy_kwh": _number(
+            v.get("nameplate_energy_kwh"), "nameplate_energy_kwh", optional=True
+        ),
+        "devices": out,
+    }
 
 
 # --------------------------------------------------------------------------- COPY text

@@ -16,6 +16,7 @@ from pathlib import Path
 from reconciler.agent.lock import BatteryLock
 from reconciler.config import load_site
 from reconciler.sim.simulator import SiteSimulator
+from tests.source.conftest import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 FLUX = [sys.executable, "-m", "reconciler"]
@@ -132,6 +133,15 @@ async def test_a_second_agent_refuses_and_leaves_the_running_one_alone(tmp_path:
         assert second.returncode == 3
         assert f"the agent (pid {first.pid}) holds the battery lock" in second.stderr
         assert json.loads(status_file.read_text())["pid"] == first.pid
+        # A file agent has no source: suspend and reconcile say so at once (no 60 s wait).
+        for command in ("suspend", "reconcile"):
+            refused = await asyncio.to_thread(
+                flux, "agent", command, "--state-dir", str(state), timeout=20
+            )
+            assert refused.returncode == 2, refused.stderr
+            assert f"runs the site file {DEMO}" in refused.stderr
+            assert f"nothing to {command}" in refused.stderr
+        assert not (state / "suspend.json").exists()
     finally:
         first.send_signal(signal.SIGTERM)
         await asyncio.wait_for(first.wait(), timeout=30)
@@ -234,3 +244,96 @@ def test_a_taken_status_port_is_one_line_and_its_own_exit_code(tmp_path: Path) -
     assert "Traceback" not in result.stderr
     events = [json.loads(x)["event"] for x in result.stderr.splitlines() if x.startswith("{")]
     assert events[-1] == "agent_stopped"  # the cleanup ran
+
+
+def test_a_wrong_site_id_at_first_start_in_git_mode_is_a_usage_error(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    upstream.commit(DEMO.read_text(), "demo")
+    upstream.commit(DEMO.read_text(), "another", path="sites/wlce.yaml")
+    state = tmp_path / "state"
+    result = flux(
+        "agent",
+        "run",
+        "--repo",
+        str(upstream.path),
+        "--site",
+        "dmeo",
+        "--state-dir",
+        str(state),
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Error: --site dmeo: there is no sites/dmeo.yaml in branch main of" in result.stderr
+    assert "the site ids there: demo, wlce" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_agent_run_help_lists_the_variables_it_reads() -> None:
+    from click.testing import CliRunner
+
+    from reconciler.agent.commands import run
+    from reconciler.cli import cli
+
+    out = CliRunner().invoke(cli, ["agent", "run", "--help"], terminal_width=100).output
+    envvars = [p.envvar for p in run.params if isinstance(p.envvar, str)]
+    assert len(envvars) >= 15
+    for name in envvars:
+        assert name in out, name
+    assert "FLUX_SITE" in out and "FLUX_DATABASE_URL" in out and "FLUX_HTTP_PORT" in out
+    assert "0: any free port" in " ".join(out.split())
+    assert "-1: no endpoint" in " ".join(out.split())
+
+
+def test_top_level_help_does_not_cut_summaries() -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import COMMANDS, cli, first_sentence
+
+    out = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
+    assert "..." not in out.split("Commands:")[1]
+    flat = " ".join(out.split())
+    for name in COMMANDS:
+        command = cli.get_command(None, name)  # type: ignore[arg-type]
+        assert command is not None and command.help
+        assert first_sentence(command.help) in flat, name
+
+
+def test_a_second_demo_continues_where_the_first_stopped(tmp_path: Path) -> None:
+    store = tmp_path / "demo.sqlite"
+    args = ("demo", "--no-live", "--minutes", "5", "--speed", "300", "--store", str(store))
+    first = flux(*args)
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(store) as db:
+        before = [
+            json.loads(p)[0] for (p,) in db.execute("SELECT payload FROM outbox WHERE kind='bess'")
+        ]
+    second = flux(*args)
+    assert second.returncode == 0, second.stderr
+    assert "continuing the last demo with" in second.stdout
+    with sqlite3.connect(store) as db:
+        after = [
+            json.loads(p)[0] for (p,) in db.execute("SELECT payload FROM outbox WHERE kind='bess'")
+        ]
+    new = after[len(before) :]
+    assert before and new
+    # Each run its own time range: no minute holds readings of both runs.
+    assert min(new) > max(before)
+    minutes = [t // 60_000_000 for t in after]
+    assert len(minutes) == len(set(minutes))
+
+
+def test_a_demo_whose_database_refuses_says_nothing_was_uploaded(tmp_path: Path) -> None:
+    from tests.net import free_port
+
+    store = tmp_path / "demo.sqlite"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/flux"
+    result = flux(
+        "demo", "--no-live", "--minutes", "3", "--speed", "300", "--store", str(store),
+        "--database-url", url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "nothing was uploaded to" in out, out
+    assert "what was not uploaded stays in the store" in out
+    assert "uploaded 0" not in out

@@ -435,3 +435,38 @@ async def test_a_store_that_refuses_rows_never_stops_control(tmp_path: Path) -> 
         assert all(not r.decision.safe_stop for r in results)
         assert any(r.written_kw is not None for r in results[-5:])
         assert rig.sim.plant.battery_kw > 50  # still discharging to cover the load
+
+
+async def test_the_battery_s_measured_power_is_recorded_from_its_meter(tmp_path: Path) -> None:
+    site = demo_site()
+    start = datetime(2024, 1, 15, 17, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=3.0) as rig:
+        await rig.run_for(180)
+        bess = rig.outbox.latest("bess", limit=10)
+        meters = {
+            r.at: r.values["power_kw"]
+            for r in rig.outbox.latest("meter", limit=50)
+            if r.device == "battery_meter"
+        }
+    assert len(bess) >= 2
+    for record in bess:
+        actual = record.values["actual_power_kw"]
+        # The battery meter reads + import: the battery's power (+ discharge) is its negative.
+        matching = [-kw for kw in meters.values() if abs(-kw - actual) < 1e-9]
+        assert actual is not None and matching, (actual, meters)
+    assert any(r.values["actual_power_kw"] != 0 for r in bess)
+
+
+async def test_without_a_battery_meter_the_battery_s_own_reading_is_recorded(
+    tmp_path: Path,
+) -> None:
+    site = demo_site()
+    meters = {n: m for n, m in site.devices.meters.items() if m.role != "battery"}
+    site = site.model_copy(update={"devices": site.devices.model_copy(update={"meters": meters})})
+    start = datetime(2024, 1, 15, 17, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=3.0) as rig:
+        await rig.run_for(180)
+        bess = rig.outbox.latest("bess", limit=10)
+    assert len(bess) >= 2
+    for record in bess:
+        assert record.values["actual_power_kw"] == record.values["target_power_kw"]

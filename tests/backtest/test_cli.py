@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.backtest.report import NUMERIC_METRICS
@@ -50,6 +52,21 @@ def test_json_has_stable_keys_with_breaches_as_counts() -> None:
         ):
             assert isinstance(part[key], (int, float))
     assert sum(doc["total"]["hours_by_winner"].values()) == 24.0
+    for part in (doc["days"][0], doc["total"]):
+        ref = part["optimum"]
+        assert set(ref) == {
+            "strategy_gbp",
+            "strategy_cycles",
+            "optimum_gbp",
+            "optimum_cycles",
+            "captured_pct",
+            "same_day_gbp",
+            "same_day_cycles",
+            "same_day_captured_pct",
+        }
+        assert ref["strategy_gbp"] == part["battery_value_gbp"]
+        assert 0 < ref["strategy_gbp"] <= ref["same_day_gbp"] <= ref["optimum_gbp"]
+        assert ref["captured_pct"] == round(100 * ref["strategy_gbp"] / ref["optimum_gbp"], 2)
 
 
 def test_markdown_with_base_is_a_pr_comment(tmp_path: Path) -> None:
@@ -69,6 +86,11 @@ def test_markdown_with_base_is_a_pr_comment(tmp_path: Path) -> None:
     assert "| metric | base | this file | difference |" in lines
     assert "|---|---:|---:|---:|" in lines
     assert any(line.startswith("Over 2024-01-15 (1 day), this change would have") for line in lines)
+    captured = next(line for line in lines if line.startswith("| captured % of optimum |"))
+    base_pct, this_pct, _ = (cell.strip() for cell in captured.strip("|").split("|")[1:])
+    assert base_pct.endswith("%") and this_pct.endswith("%")
+    summary = next(line for line in lines if line.startswith("Over 2024-01-15"))
+    assert f"Captured of the perfect-foresight optimum: {this_pct} (base {base_pct})." in summary
     row = next(line for line in lines if line.startswith("| hours won: weekday NIV chase |"))
     base, this, diff = (cell.strip() for cell in row.strip("|").split("|")[1:])
     assert float(this) < float(base) and diff.startswith("-")
@@ -110,3 +132,44 @@ def test_usage_errors_exit_2() -> None:
         assert "Usage:" in result.output or "no site" in result.output
     assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "0").output
     assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "367").output
+
+
+def test_a_price_file_and_a_load_file(tmp_path: Path) -> None:
+    # A plain CSV of one autumn clock-change day (50 periods), starting at local midnight.
+    start = datetime(2018, 10, 27, 23, tzinfo=UTC)
+    prices = tmp_path / "prices.csv"
+    prices.write_text(
+        "time,price_p_per_kwh,niv_mwh\n"
+        + "".join(
+            f"{(start + i * timedelta(minutes=30)).isoformat()},{2 if i < 30 else 12},100\n"
+            for i in range(50)
+        ),
+        encoding="utf-8",
+    )
+    load = tmp_path / "load.csv"
+    load.write_text("time,kw\n2018-10-27T23:00Z,27\n2018-10-27T23:30Z,27\n", encoding="utf-8")
+    result = flux(
+        str(DEMO), "--prices", str(prices), "--load", str(load), "--load-homes", "27",
+        "--output", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [d["date"] for d in doc["days"]] == ["2018-10-28"]  # the file's first local day
+    day = doc["days"][0]
+    assert day["settlement_periods"] == 50 and day["hours"] == 25.0
+    assert day["load_kwh"] == pytest.approx(54 * 25.0)  # 1 kW per home, 54 homes, 25 h
+    assert day["optimum"]["optimum_gbp"] > 0
+
+
+def test_bad_price_and_load_files_exit_2_with_file_and_line(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.csv"
+    prices.write_text("time,price_p_per_kwh\n2024-01-15T00:00Z,cheap\n", encoding="utf-8")
+    result = flux(str(DEMO), "--prices", str(prices))
+    assert result.exit_code == 2
+    assert f"{prices}:2: price_p_per_kwh: 'cheap' is not a number" in result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+    load = tmp_path / "load.csv"
+    load.write_text("time,kw\n2024-01-15 00:00,1\n2024-01-15 00:20,1\n", encoding="utf-8")
+    result = flux(str(DEMO), "--load", str(load))
+    assert result.exit_code == 2
+    assert f"{load}:3: time: rows 0:20:00 apart" in result.stderr

@@ -220,3 +220,15 @@ def test_runs_over_other_days_cannot_be_compared(demo_site: Site, demo_day: Back
     other = run_backtest(demo_site, start, start + timedelta(hours=1), signals=None)
     with pytest.raises(ValueError, match="same local days"):
         compare(demo_day, other)
+
+
+def test_the_headline_never_rounds_a_breach_away(demo_day: BacktestResult) -> None:
+    import dataclasses
+
+    for minutes, said in ((0.3, "0.3"), (0.01, "under 0.1"), (12.25, "12.2"), (250.4, "250")):
+        total = dataclasses.replace(demo_day.total, minutes_over_import_limit=minutes)
+        this = dataclasses.replace(demo_day, total=total)
+        text = headline(compare(demo_day, this))
+        base = demo_day.total
+        assert base.minutes_over_import_limit == base.minutes_over_export_limit == 0
+        assert f"; {said} minutes outside limits (base" in text, text

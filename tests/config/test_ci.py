@@ -113,3 +113,97 @@ def test_install_step_warns_that_a_tag_can_move(tmp_path: Path) -> None:
     assert rc == 0, out
     assert "::warning::FLUX_REF v0.1.0 is not a full commit SHA" in out
     assert calls[1].endswith("@v0.1.0")
+
+
+# --------------------------------------------------------------------------- the comment
+
+
+def _post_step() -> dict[str, Any]:
+    steps = _workflow()["jobs"]["validate"]["steps"]
+    (step,) = [s for s in steps if "gh pr comment" in s.get("run", "")]
+    return dict(step)
+
+
+def _run_post(tmp_path: Path, comments: list[dict[str, Any]]) -> list[str]:
+    """The post step in bash, `gh` a stub answering the comment list with real jq."""
+    import json
+
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    calls = tmp_path / "gh-calls.txt"
+    listing = tmp_path / "comments.json"
+    listing.write_text(json.dumps(comments))
+    gh = stubs / "gh"
+    gh.write_text(
+        "#!/bin/bash\n"
+        f'echo "gh $*" >> "{calls}"\n'
+        'if [ "$1" = api ] && [ "$2" != -X ]; then\n'
+        "  while [ $# -gt 0 ]; do\n"
+        f'    if [ "$1" = --jq ]; then jq -r "$2" < "{listing}"; exit 0; fi; shift\n'
+        "  done\n"
+        "fi\n"
+    )
+    gh.chmod(0o755)
+    (tmp_path / "preview.md").write_text("<!-- flux-schedule-preview -->\nhello\n")
+    bash = shutil.which("bash")
+    assert bash is not None and shutil.which("jq") is not None
+    result = subprocess.run(
+        [bash, "-c", _post_step()["run"]],
+        env={"PATH": f"{stubs}:/usr/bin:/bin", "PR": "7", "GITHUB_REPOSITORY": "o/r"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return calls.read_text().splitlines()
+
+
+def test_the_comment_edits_its_own_marked_comment_not_the_last_one(tmp_path: Path) -> None:
+    comments = [
+        {"id": 11, "body": "<!-- flux-schedule-preview -->\nold preview"},
+        {"id": 12, "body": "a human's reply"},
+        {"id": 13, "body": "<!-- another-bot -->\nlint results"},
+    ]
+    calls = _run_post(tmp_path, comments)
+    assert calls[-1] == "gh api -X PATCH repos/o/r/issues/comments/11 -F body=@preview.md"
+    assert not any("pr comment" in c for c in calls)
+
+
+def test_without_its_comment_a_new_one_is_posted(tmp_path: Path) -> None:
+    calls = _run_post(tmp_path, [{"id": 13, "body": "<!-- another-bot -->\nlint"}])
+    assert calls[-1] == "gh pr comment 7 --body-file preview.md"
+
+
+def test_seven_large_sites_fit_in_one_comment() -> None:
+    from reconciler.preview.comment import LIMIT, MARKER, assemble
+
+    table = "| local start | local end |\n|---|---|\n" + "| 2024-01-15 17:00 | 19:00 |\n" * 600
+    sections = [
+        (
+            f"sites/s{i}.yaml",
+            f"#### Schedule\n\n{table}\n\nOver 2024-01-15 site {i} would.\n\n{table}",
+        )
+        for i in range(7)
+    ]
+    assert sum(len(b) for _, b in sections) > 65_536
+    text = assemble("### Flux schedule preview", sections)
+    assert len(text) <= LIMIT < 65_536
+    assert text.startswith(MARKER + "\n")
+    for i in range(7):
+        assert f"<code>sites/s{i}.yaml</code>" in text
+        assert f"Over 2024-01-15 site {i} would." in text
+    assert "job summary has all of it" in text
+    # One small site: whole, and open.
+    small = assemble("### h", [("sites/a.yaml", "Over x.\n\n| a |")])
+    assert "<details open>" in small and "| a |" in small and "cut" not in small
+
+
+def test_many_sites_beyond_the_limit_are_named(tmp_path: Path) -> None:
+    from reconciler.preview.comment import assemble
+
+    sections = [(f"sites/s{i}.yaml", "Over " + "x" * 5000 + ".") for i in range(40)]
+    text = assemble("### h", sections)
+    assert len(text) <= 65_000
+    assert "more changed site(s)" in text and "`sites/s39.yaml`" in text

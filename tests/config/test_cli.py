@@ -252,3 +252,18 @@ def test_parallel_validation_reports_the_same_as_one_file_at_a_time(
     for entry, path in zip(files, expected, strict=True):
         errors = [p.message for p in check_site_file(path)[1] if p.severity == "error"]
         assert [e["message"] for e in entry["errors"]] == errors
+
+
+def test_schedule_markdown_escapes_a_bar_in_an_entry_name(tmp_path: Path) -> None:
+    text = (ROOT / "sites" / "hmce.yaml").read_text()
+    assert "  - name: red-band discharge\n" in text
+    site = tmp_path / "hmce.yaml"
+    site.write_text(text.replace("  - name: red-band discharge\n", "  - name: red | band\n"))
+    code, out = run(
+        "schedule", str(site), "--from", "2024-01-15", "--days", "1", "--output", "markdown"
+    )
+    assert code == 0, out
+    rows = [line for line in out.splitlines() if "red \\| band" in line]
+    assert rows, out
+    # Every row keeps its 7 columns: the escaped bar is not a column break.
+    assert all(line.replace("\\|", "").count("|") == 8 for line in rows)

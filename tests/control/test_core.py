@@ -273,6 +273,7 @@ def _obs(at: datetime, soe: float, site_kw: float, battery_kw: float = 0.0) -> O
 # --------------------------------------------------------------------------- clock changes
 
 
+@pytest.mark.slow  # a whole local day, tick by tick
 @pytest.mark.parametrize(("day", "periods"), [(date(2024, 10, 27), 50), (date(2024, 3, 31), 46)])
 def test_clock_change_day_every_tick(day: date, periods: int) -> None:
     """Every 4 s tick of a clock-change day on the demo site, with a live imbalance feed

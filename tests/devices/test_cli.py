@@ -70,6 +70,26 @@ async def test_devices_read_table(sim: SiteSimulator, demo_site: Site, tmp_path:
     assert "bess" not in out
 
 
+async def test_devices_read_takes_a_site_id(
+    sim: SiteSimulator, demo_site: Site, tmp_path: Path
+) -> None:
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    site_file(tmp_path, sim_ports(sim, demo_site)).rename(sites / "demo.yaml")
+    rc, out, err = await flux(
+        "devices", "read", "demo", "--sites-dir", str(sites), "--output", "json"
+    )
+    assert rc == 0, err
+    assert {d["device"] for d in json.loads(out)["devices"]} == {
+        "bess",
+        "site",
+        "battery_meter",
+        "solar",
+    }
+    rc, _, err = await flux("devices", "read", "dmeo", "--sites-dir", str(sites))
+    assert rc == 2 and "no site 'dmeo'" in err and "Traceback" not in err
+
+
 async def test_devices_read_unreachable_device_exits_1(
     sim: SiteSimulator, demo_site: Site, tmp_path: Path
 ) -> None:
@@ -148,3 +168,73 @@ async def test_flux_sim_rejects_unknown_fault_device(tmp_path: Path) -> None:
     path = site_file(tmp_path, [free_port() for _ in range(4)])
     rc, _, err = await flux("sim", str(path), "--fault", "nope:away:5")
     assert rc == 2 and "no device 'nope'" in err
+
+
+def _free_run(count: int) -> int:
+    """A base port with ``count`` consecutive ports free a moment ago."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no run of free ports")
+
+
+async def test_flux_sim_on_a_site_sharing_port_502_offers_ports_base(tmp_path: Path) -> None:
+    hmce = Path(__file__).resolve().parents[2] / "sites" / "hmce.yaml"
+    rc, _, err = await flux("sim", str(hmce))
+    assert rc == 2, err
+    assert "all use port 502 (on different hosts)" in err
+    assert f"flux sim {hmce} --ports 15020 --site-out sim-site.yaml" in err
+    assert "Traceback" not in err
+
+    site = load_site(hmce)
+    count = 1 + len(site.devices.meters)
+    base = _free_run(count)
+    out_file = tmp_path / "sim-site.yaml"
+    proc = await asyncio.create_subprocess_exec(
+        *FLUX,
+        "sim",
+        str(hmce),
+        "--ports",
+        str(base),
+        "--site-out",
+        str(out_file),
+        "--status-every",
+        "0.2",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        lines: list[str] = []
+        while not any("soe" in line for line in lines):
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            assert line, "flux sim ended early"
+            lines.append(line)
+        assert any(f"127.0.0.1:{base + count - 1}" in line for line in lines)
+        # The written site file is a valid site pointing at the simulator.
+        rc, out, err = await flux("devices", "read", str(out_file), "--output", "json")
+        assert rc == 0, err
+        devices = {d["device"]: d for d in json.loads(out)["devices"]}
+        assert set(devices) == {site.devices.battery.name, *site.devices.meters}
+        assert all(d["ok"] for d in devices.values())
+        copy = load_site(out_file)
+        assert copy.schedule == site.schedule and copy.limits == site.limits
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0

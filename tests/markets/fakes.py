@@ -1,4 +1,4 @@
-"""A fake Axle Energy API (for httpx.MockTransport), shaped as DOMAIN.md documents."""
+"""A fake Axle Energy API (for httpx.MockTransport), shaped as docs/domain.md documents."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def step_json(
     }
 
 
-# Shaped as DOMAIN.md documents; deliberately not in start order.
+# Shaped as docs/domain.md documents; deliberately not in start order.
 SCHEDULE = {
     "schedule_steps": [
         step_json("2025-04-29T20:05:00+01:00", "2025-04-29T20:10:00+01:00", "avoid_import", True),
@@ -58,7 +58,7 @@ class FakeClock:
 
 
 class FakeAxle:
-    """The Axle API as DOMAIN.md describes it. Tokens it issued are honoured until
+    """The Axle API as docs/domain.md describes it. Tokens it issued are honoured until
     ``revoke``; replies can be overridden per route with queued responses."""
 
     def __init__(self) -> None:

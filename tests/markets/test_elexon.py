@@ -1,5 +1,5 @@
 """ElexonClient against a fake Elexon Insights (httpx.MockTransport), replies shaped as
-DOMAIN.md documents."""
+docs/domain.md documents."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """LiveMarkets: the agent's market clients built from the site file, polled on their
 intervals with backoff, recorded in a real outbox, and served as signals. The market APIs
-are faked with httpx.MockTransport, shaped as DOMAIN.md documents."""
+are faked with httpx.MockTransport, shaped as docs/domain.md documents."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ModoClient against a fake Modo (httpx.MockTransport), replies shaped as DOMAIN.md."""
+"""ModoClient against a fake Modo (httpx.MockTransport), replies shaped as docs/domain.md."""
 
 from __future__ import annotations
 

@@ -57,7 +57,13 @@ async def test_healthz_status_and_metrics_over_http(
         source.status().record_tick(
             at=clock.now(), decision_reason="niv_chase: charge", setpoint_kw=-120.5, outbox_size=7
         )
-        source.status().record_tick(at=clock.now(), decision_reason="stale", safe=True)
+        source.status().record_tick(
+            at=clock.now(),
+            decision_reason="stale",
+            safe=True,
+            site_power_kw=231.5,
+            limits_kw=(220.0, 475.0),
+        )
         up = await get(server.port, "/healthz")
         assert up.status_code == 200 and up.text.startswith("ok: Running")
 
@@ -81,6 +87,12 @@ async def test_healthz_status_and_metrics_over_http(
         assert 'flux_ticks_total{site="demo"} 2' in lines
         assert 'flux_safe_ticks_total{site="demo"} 1' in lines
         assert 'flux_outbox_size{site="demo"} 7' in lines
+        # What the alert rules compare (deploy/prometheus/flux-rules.yml).
+        assert 'flux_safe_stop{site="demo"} 1' in lines
+        assert 'flux_site_power_kw{site="demo"} 231.5' in lines
+        assert 'flux_site_import_limit_kw{site="demo"} 220.0' in lines
+        assert 'flux_site_export_limit_kw{site="demo"} 475.0' in lines
+        assert 'flux_outbox_alert_rows{site="demo"} NaN' in lines
         fetched = source.status().snapshot().last_fetch_at
         assert fetched is not None
         assert (

@@ -45,10 +45,16 @@ def test_gaps_per_device(migrated_url: str, outbox: Outbox) -> None:
     outbox.add_meter_many("other", "site", [MeterReading(_at(m), 1.0) for m in (0, 5)])
     assert Uploader(outbox, migrated_url).drain().ok
 
-    assert _gaps(migrated_url) == [
+    assert _gaps(migrated_url, "--until", _at(60).isoformat()) == [
         {"device": "bess", "start": _at(10).isoformat(), "end": _at(15).isoformat(), "minutes": 5},
         {"device": "bess", "start": _at(30).isoformat(), "end": _at(31).isoformat(), "minutes": 1},
+        {"device": "site", "start": _at(40).isoformat(), "end": _at(60).isoformat(), "minutes": 20},
     ]
+    # --until defaults to now: a silence that lasts until now is a gap (up to this minute).
+    before = datetime.now(UTC).replace(second=0, microsecond=0)
+    trailing = [g for g in _gaps(migrated_url) if g["start"] == _at(60).isoformat()]
+    assert len(trailing) == 1 and trailing[0]["device"] == "bess"
+    assert datetime.fromisoformat(str(trailing[0]["end"])) >= before
     # With a window the whole window is expected: the meter stops at minute 40.
     window = _gaps(
         migrated_url,
@@ -78,8 +84,10 @@ def test_gaps_per_device(migrated_url: str, outbox: Outbox) -> None:
 
 def test_gaps_table_output_and_bad_window(migrated_url: str) -> None:
     runner = CliRunner()
-    ok = runner.invoke(cli, ["db", "gaps", "--database-url", migrated_url, "--site", "nowhere"])
-    assert ok.exit_code == 0 and "no missing minutes" in ok.output
+    unknown = runner.invoke(cli, ["db", "gaps", "--database-url", migrated_url, "--site", "dmeo"])
+    assert unknown.exit_code == 2
+    assert "no site 'dmeo'" in unknown.output and "never reported" in unknown.output
+    assert "sites there: none yet" in unknown.output
     bad = runner.invoke(
         cli, ["db", "gaps", "--database-url", migrated_url, "--site", "x", "--since", "yesterday"]
     )

@@ -156,3 +156,64 @@ def test_only_agents_may_execute_sites_of(
         pytest.raises(psycopg.errors.InsufficientPrivilege, match="function sites_of"),
     ):
         conn.execute("SELECT flux.sites_of(%s)", (agent,))
+
+
+def test_a_revision_in_control_names_the_site_and_its_devices_roles(
+    agent_url: str, migrated_url: str, dbname: str, make_role: Callable[[str], str], outbox: Outbox
+) -> None:
+    from pathlib import Path
+
+    from reconciler.agent.telemetry import site_identity
+    from reconciler.config import load_site
+
+    site = load_site(Path(__file__).resolve().parents[2] / "sites" / "hmce.yaml")
+    identity = site_identity(site)
+    outbox.add_revision("site_a", "abc123", T0, state="in_control", identity=identity)
+    # A renamed site later: the newest identity wins.
+    renamed = {**identity, "name": "Renamed"}
+    outbox.add_revision(
+        "site_a", "def456", T0 + timedelta(minutes=1), state="in_control", identity=renamed
+    )
+    outbox.add_bess_many("site_a", "bess", _readings(2))
+    result = Uploader(outbox, agent_url).drain()
+    assert result.ok, result.error
+    reader = url_for(dbname, make_role("flux_reader"))
+    with psycopg.connect(reader) as conn:
+        assert conn.execute(
+            "SELECT name, timezone, site_import_kw, site_export_kw, nameplate_energy_kwh"
+            " FROM api.sites WHERE site_id = 'site_a'"
+        ).fetchone() == ("Renamed", "Europe/London", 220.0, 475.0, 1280.0)
+        roles = dict(
+            conn.execute(
+                "SELECT device, role FROM api.devices WHERE site_id = 'site_a' ORDER BY 1"
+            ).fetchall()
+        )
+        # hmce calls its grid meter `boundary`: the dashboard selects it by role.
+        grid = conn.execute(
+            "SELECT device FROM api.devices WHERE site_id = 'site_a' AND role = 'grid'"
+        ).fetchall()
+    assert roles["bess"] is None
+    assert grid == [("boundary",)]
+    assert set(roles) == {"bess", *site.devices.meters}
+    # The other site's row (written by an administrator) was not touched by the agent.
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute("SELECT name FROM flux.sites WHERE site_id = 'site_b'").fetchone() in (
+            None,
+            (None,),
+        )
+
+
+def test_an_identity_for_another_site_is_refused(
+    agent_url: str, migrated_url: str, outbox: Outbox
+) -> None:
+    outbox.add_revision(
+        "site_b",
+        "abc123",
+        T0,
+        state="in_control",
+        identity={"name": "Hijack", "timezone": "UTC", "devices": []},
+    )
+    Uploader(outbox, agent_url).drain()
+    with psycopg.connect(migrated_url) as conn:
+        names = conn.execute("SELECT name FROM flux.sites WHERE site_id = 'site_b'").fetchall()
+    assert ("Hijack",) not in names

@@ -138,6 +138,24 @@ def test_the_installed_package_is_the_one_that_runs(installed: Installed) -> Non
     assert [Path(p) for p in probe["holders"]] == [installed.purelib]
 
 
+BACKTEST_DATA = """
+import json
+from datetime import UTC, datetime
+from reconciler.backtest import prices, profiles
+july = prices.shipped_month("2018-07")
+year = profiles.shipped_year(datetime(2018, 7, 1, tzinfo=UTC), datetime(2018, 7, 2, tzinfo=UTC))
+load, solar = year.period_means([datetime(2018, 7, 1, 12, tzinfo=UTC)], 1, 1)
+print(json.dumps({"periods": len(july.prices), "load": load[0], "solar": solar[0]}))
+"""
+
+
+def test_installed_backtest_data_ships_in_the_wheel(installed: Installed) -> None:
+    out = _run([installed.python, "-c", BACKTEST_DATA], cwd=installed.cwd, env=installed.env)
+    doc = json.loads(out.stdout)
+    assert doc["periods"] == 31 * 48
+    assert doc["load"] > 0 and doc["solar"] > 0
+
+
 def test_installed_flux_migrates_a_fresh_database(installed: Installed, pg_url: str) -> None:
     done = _run(
         [installed.flux, "db", "migrate", "--database-url", pg_url],

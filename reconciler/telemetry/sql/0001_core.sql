@@ -1,7 +1,7 @@
 -- Flux core schema: sites, devices, readings, decisions, market data, revisions, status.
 --
 -- Units: kW, kWh, Hz, V, A, kvar, kVA; every instant is timestamptz (stored UTC).
--- Signs (DOMAIN.md): site/meter power + import, battery power + discharge.
+-- Signs (docs/domain.md): site/meter power + import, battery power + discharge.
 -- Every telemetry table has a primary key that includes the time, so a re-sent row
 -- (an upload retried after a crash) conflicts and is skipped by ON CONFLICT DO NOTHING.
 -- Readings have no index but that key: every query (API, rollups, gaps) is by site and
