@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "schedule": "reconciler.preview.commands:schedule",
     "pr-comment": "reconciler.preview.comment:pr_comment",
     "backtest": "reconciler.backtest.commands:backtest",
+    "plan": "reconciler.planning.commands:plan",
     "db": "reconciler.telemetry.commands:db",
     # devices and the simulator
     "sim": "reconciler.sim.commands:sim",

@@ -127,6 +127,9 @@ def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> Non
                 m.last_error or "",
             )
         console.print(markets)
+        for m in snap.markets:
+            if m.detail:
+                console.print(f"[bold]{m.source}:[/] {m.detail}", highlight=False)
         for problem in snap.market_problems:
             console.print(f"[yellow]markets:[/] {problem}", highlight=False)
     if snap.quarantined:

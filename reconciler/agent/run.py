@@ -33,6 +33,7 @@ from reconciler.devices.base import Battery, Meter
 from reconciler.devices.factory import open_site_devices
 from reconciler.logs import log_event
 from reconciler.markets.live import LiveMarkets
+from reconciler.planning.runner import Planning
 from reconciler.source.controller import DesiredStateSource, Revision, TickHealth
 from reconciler.status.model import AgentStatus, ConditionType
 from reconciler.status.record import StatusRecord
@@ -133,7 +134,8 @@ class Agent:
         self.options = options or AgentOptions()
         # ---- collaborators: given, or the production defaults
         self.status = status or source.status()
-        self.markets: Markets = signals or LiveMarkets(clock=clock, sink=store)
+        # The plan for an `optimise` entry rides with the market signals (planning/).
+        self.markets: Markets = Planning(signals or LiveMarkets(clock=clock, sink=store))
         self.uploader: Upload = uploader or KeepInStore(store)
         self.endpoint: Endpoint | None = endpoint
         if endpoint is None and self.options.http_port is not None:

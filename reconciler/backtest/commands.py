@@ -52,7 +52,7 @@ from reconciler.telemetry.errors import DatabaseUnreachable
 
 DEFAULT_FROM = "2024-01-15"  # a Monday inside the shipped January 2024 prices
 PRICES = ("january-2024", "none")
-#: The longest run, local days.
+#: The longest run --days allows: a leap year.
 MAX_DAYS = 366
 
 

@@ -34,16 +34,21 @@ from reconciler.backtest.report import (
 )
 from reconciler.clock import ManualClock
 from reconciler.config.model import Site
-from reconciler.control.periods import periods_in_day
+from reconciler.control.periods import PERIOD, periods_in_day
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.types import BatteryReading, Decision, MeterReading
 from reconciler.diff.tolerances import limit_tolerances
 from reconciler.markets.replay import Replay
+from reconciler.planning.runner import Planning
 from reconciler.sim.curves import HalfHourly
 from reconciler.sim.plant import MAX_STEP_S
 from reconciler.sim.simulator import SiteSimulator
 
 __all__ = ["BacktestResult", "MemorySink", "run_backtest"]
+
+#: Days of prices before the start an optimise entry's forecasts are seeded with (what
+#: an agent would have seen by then).
+PLANNING_HISTORY_DAYS = 14
 
 #: Report progress at most this often, as a fraction of the run.
 PROGRESS_STEP = 0.005
@@ -112,19 +117,18 @@ def run_backtest(
     *,
     signals: SignalSource | None,
     progress: Callable[[float], None] | None = None,
-    sink: MemorySink | None = None,
-    on_tick: Callable[[TickResult], None] | None = None,
     load: HalfHourly | None = None,
     solar: HalfHourly | None = None,
+    sink: MemorySink | None = None,
+    on_tick: Callable[[TickResult], None] | None = None,
 ) -> BacktestResult:
     """Run ``site``'s control on the simulated site from ``start`` to ``end`` (aware).
 
     ``signals`` gives the market signals at each tick (None: none at all, so modes that
     need a price propose nothing unless they have a default). ``progress`` is called with
-    the fraction done (0..1) now and then, and with 1.0 at the end. ``sink`` receives what
-    the loop records; ``on_tick`` every tick's result (what was read, decided, written).
-    ``load`` (one home, kW) and ``solar`` (one kWp, kW) replace the simulator's January
-    profiles.
+    the fraction done (0..1) now and then, and with 1.0 at the end. ``load`` (one home, kW)
+    and ``solar`` (one kWp, kW) replace the simulator's January profiles. ``sink`` receives
+    what the loop records; ``on_tick`` every tick's result (what was read, decided, written).
 
     Energy is integrated over every physics sub-step of the plant (at most 1 s, split at
     local midnight), so each day's hours add up to its real length.
@@ -137,13 +141,15 @@ def run_backtest(
 
     tz = zone(site.site.timezone)
     clock = ManualClock(start)
-    sim = SiteSimulator(  # never listens: the drivers reach its registers in-process
-        site, clock=clock, ports="ephemeral", load=load, solar=solar, cache_values=True
+    sim = SiteSimulator(  # never listens
+        site, clock=clock, ports="ephemeral", cache_values=True, load=load, solar=solar
     )
     plant = sim.plant
     battery, meters = sim.in_process_devices(log=False)
-    markets = Replay(signals if signals is not None else NoSignals())
+    markets = Planning(Replay(signals if signals is not None else NoSignals()), synchronous=True)
     markets.configure(site)
+    if signals is not None:  # an optimise entry's forecasts start from the days before
+        markets.seed(_prices_before(signals, start, days=PLANNING_HISTORY_DAYS))
     loop = ReconcileLoop(
         site_fn=lambda: (site, None),
         battery=battery,
@@ -194,6 +200,7 @@ def run_backtest(
         result = run_now(loop.tick())
         ticks += 1
         decision = result.decision
+        _observe(markets, result)
         # The loop keeps the schedule's memo in its state: the rates cost no new plan.
         import_rate, export_rate = loop.state.plans.plan(site, at).rates_at(at)
         imbalance = result.signals.imbalance_price
@@ -253,6 +260,26 @@ def run_backtest(
         days=tuple(done),
         total=combine([d.metrics for d in done], nameplate),
     )
+
+
+def _observe(markets: Planning, result: TickResult) -> None:
+    """What the agent tells its market signals after a tick (run.py, _observe_delivery)."""
+    battery, site_kw = result.observation.battery, result.decision.site_power_kw
+    if battery is not None and site_kw is not None and not result.decision.safe_stop:
+        markets.observe(result.at, site_kw, battery.target_power_kw, battery.soe_kwh)
+
+
+def _prices_before(
+    signals: SignalSource, start: datetime, *, days: int
+) -> list[tuple[datetime, float]]:
+    """The imbalance prices of the ``days`` before ``start``, as the signals give them."""
+    first = start - timedelta(days=days)
+    seen: dict[datetime, float] = {}
+    for k in range(days * 48):
+        price = signals.signals_at(first + k * PERIOD + PERIOD / 2).imbalance_price
+        if price is not None and price.period.start < start:
+            seen[price.period.start] = price.value
+    return sorted(seen.items())
 
 
 def _day_result(day: date, london: bool, acc: MetricsBuilder) -> DayResult:

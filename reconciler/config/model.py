@@ -479,6 +479,38 @@ class IdleParams(_Model):
     pass
 
 
+class OptimiseParams(_Model):
+    horizon_h: float = Field(
+        default=36.0,
+        ge=4,
+        le=48,
+        description="How far ahead each plan looks, hours (settlement periods of 30 min).",
+    )
+    cycling_cost: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="What a kWh discharged costs in battery wear, p/kWh (0: throughput is free).",
+    )
+    terminal_value: float | None = Field(
+        default=None,
+        description="What a kWh left in the battery at the horizon's end is worth, p/kWh "
+        "(default: the forecast's median price times the charge efficiency).",
+    )
+    plan_max_age_min: float = Field(
+        default=90.0,
+        ge=5,
+        le=720,
+        description="A plan older than this is not followed (lower priorities take over), minutes.",
+    )
+    history_days: int = Field(
+        default=14,
+        ge=1,
+        le=90,
+        description="Days of recent settled prices and load the forecasts are made from.",
+    )
+
+
 # --------------------------------------------------------------------------- schedule
 
 #: Default priority of each mode: the reference controller's order, with reserve and an
@@ -490,6 +522,7 @@ DEFAULT_PRIORITY: dict[str, int] = {
     "discharge_to_soe": 80,
     "dynamic_peak_discharge": 70,
     "niv_chase": 60,
+    "optimise": 55,
     "charge_to_soe": 50,
     "dynamic_peak_approach": 40,
     "import_avoidance": 30,
@@ -575,6 +608,11 @@ class IdleEntry(_EntryBase):
     params: IdleParams = Field(default_factory=IdleParams)
 
 
+class OptimiseEntry(_EntryBase):
+    mode: Literal["optimise"]
+    params: OptimiseParams = Field(default_factory=OptimiseParams)
+
+
 ScheduleEntry = Annotated[
     NivChaseEntry
     | ChargeToSoeEntry
@@ -586,7 +624,8 @@ ScheduleEntry = Annotated[
     | ImportAvoidanceWhenShortEntry
     | AxleEntry
     | ReserveEntry
-    | IdleEntry,
+    | IdleEntry
+    | OptimiseEntry,
     Field(discriminator="mode"),
 ]
 MODES: tuple[str, ...] = tuple(DEFAULT_PRIORITY)

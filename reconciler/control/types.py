@@ -88,15 +88,49 @@ class AxleStep:
 
 
 @dataclass(frozen=True)
+class PlanStep:
+    """One settlement period of a plan: the battery's power over it (kW, + discharge),
+    the SoE it should end at (kWh) and the imbalance price it was planned on (p/kWh)."""
+
+    start: datetime
+    end: datetime
+    battery_kw: float
+    soe_end_kwh: float
+    price: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A schedule for the battery made outside the tick from what was known at
+    ``made_at`` (the `optimise` mode follows it). ``expected_value_gbp``: what the plan
+    expects to earn over its horizon at its forecasts, £."""
+
+    made_at: datetime
+    steps: tuple[PlanStep, ...]
+    expected_value_gbp: float = 0.0
+
+    def step_at(self, at: datetime) -> PlanStep | None:
+        for step in self.steps:
+            if step.start <= at < step.end:
+                return step
+        return None
+
+    def age_s(self, at: datetime) -> float:
+        return (at - self.made_at).total_seconds()
+
+
+@dataclass(frozen=True)
 class Signals:
     """Market signals as known at decision time.
 
-    ``imbalance_price`` in p/kWh; ``imbalance_volume`` (NIV) in MWh, + short.
+    ``imbalance_price`` in p/kWh; ``imbalance_volume`` (NIV) in MWh, + short; ``plan``:
+    the battery's current plan, if a planner runs (see ``reconciler.planning``).
     """
 
     imbalance_price: PeriodValue | None = None
     imbalance_volume: PeriodValue | None = None
     axle_steps: tuple[AxleStep, ...] = ()
+    plan: Plan | None = None
 
 
 # --------------------------------------------------------------------------- decisions

@@ -123,6 +123,8 @@ class MarketFeedStatus(_Model):
     consecutive_failures: int = 0
     next_poll_at: datetime | None = None
     recorded_total: int = 0
+    #: One line more for people (the plan's age and expected value, ...).
+    detail: str | None = None
 
 
 class TelemetryStats(_Model):

@@ -62,3 +62,18 @@ def test_schema_is_deterministic_and_describes_the_sections() -> None:
     schema = json.loads(schema_text())
     assert set(schema["required"]) == {"site", "devices", "limits"}
     assert schema["additionalProperties"] is False
+
+
+VARIANTS = sorted((ROOT / "sites" / "variants").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", VARIANTS, ids=[p.stem for p in VARIANTS])
+def test_every_variant_validates_and_differs_from_its_site_only_in_the_schedule(
+    path: Path,
+) -> None:
+    site, problems = check_site_file(path)
+    assert [str(p) for p in problems if p.severity == "error"] == []
+    assert site is not None
+    base = load_site(ROOT / "sites" / f"{site.site.id}.yaml")
+    assert site.model_dump(exclude={"schedule"}) == base.model_dump(exclude={"schedule"})
+    assert site.schedule[1:] == base.schedule

@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.control.modes import propose
 from reconciler.control.periods import period_at
-from reconciler.control.types import AxleStep, PeriodValue, Signals
+from reconciler.control.types import AxleStep, PeriodValue, Plan, PlanStep, Signals
 from tests.control.helpers import ctx_for, live, make_site, utc
 
 AT = utc(2024, 1, 10, 12, 10)  # a Wednesday
@@ -425,3 +425,52 @@ def test_previous_value_for_a_period_value_mismatch_is_no_prediction() -> None:
     site = make_site([NIV], rates=RATES)
     signals = Signals(PeriodValue(SP, 20), PeriodValue(SP.previous(), 100))
     assert propose(ctx_for(site, AT, soe=600, site_kw=0, signals=signals)) is None
+
+
+# --------------------------------------------------------------------------- optimise
+
+OPTIMISE = {"mode": "optimise", "params": {"plan_max_age_min": 60}}
+
+
+def _plan(made_at: Any, soe_end: float, kw: float = 0.0) -> Plan:
+    return Plan(made_at=made_at, steps=(PlanStep(SP.start, SP.end, kw, soe_end, 12.5),))
+
+
+@pytest.mark.parametrize(
+    ("soe", "soe_end", "expected"),
+    [
+        # discharge 100 kWh in the 1/3 h left: 300 kW
+        (600.0, 500.0, 300.0),
+        # store 40 kWh: draw 40 / 0.8 = 50 kWh in 1/3 h: 150 kW charge
+        (500.0, 540.0, -150.0),
+        # 600 kWh to move in 1/3 h would be 1,800 kW: capped at the 400 kW discharge
+        (900.0, 300.0, 400.0),
+        (500.0, 500.0, 0.0),
+    ],
+)
+def test_optimise_steers_to_the_plans_soe_by_the_period_end(
+    soe: float, soe_end: float, expected: float
+) -> None:
+    site = make_site([OPTIMISE])
+    signals = Signals(plan=_plan(utc(2024, 1, 10, 12, 0), soe_end))
+    comp = propose(ctx_for(site, AT, soe=soe, site_kw=0, signals=signals))
+    expect(comp, expected, None, None)
+    assert comp is not None and "10 min old" in comp.note and "12.5 p/kWh" in comp.note
+
+
+def test_optimise_proposes_nothing_without_a_current_plan() -> None:
+    site = make_site([OPTIMISE])
+    fresh = _plan(utc(2024, 1, 10, 12, 0), 500.0)
+    stale = _plan(utc(2024, 1, 10, 11, 9), 500.0)  # 61 min old at 12:10
+    later = Plan(made_at=AT, steps=(PlanStep(SP.end, SP.end + (SP.end - SP.start), 0, 1, 1),))
+    assert propose(ctx_for(site, AT, soe=600, site_kw=0, signals=Signals())) is None
+    assert propose(ctx_for(site, AT, soe=600, site_kw=0, signals=Signals(plan=stale))) is None
+    assert propose(ctx_for(site, AT, soe=600, site_kw=0, signals=Signals(plan=later))) is None
+    assert propose(ctx_for(site, AT, soe=600, site_kw=0, signals=Signals(plan=fresh))) is not None
+
+
+def test_optimise_follows_the_planned_kw_in_the_last_minute() -> None:
+    site = make_site([OPTIMISE])
+    at = utc(2024, 1, 10, 12, 29, 30)  # 30 s left: the SoE gap would ask for any power
+    signals = Signals(plan=_plan(utc(2024, 1, 10, 12, 0), 100.0, kw=-120.0))
+    expect(propose(ctx_for(site, at, soe=600, site_kw=0, signals=signals)), -120.0, None, None)

@@ -353,7 +353,7 @@ async def test_a_file_source_agent_is_compared_by_content(world: World, tmp_path
 
 
 async def test_a_failing_market_api_is_telemetry_drift(world: World) -> None:
-    markets = world.agent.markets
+    markets = world.agent.markets.inner  # under the planning wrapper
     assert markets is not None  # no replay: the agent runs the site file's market clients
     down = httpx.MockTransport(lambda request: httpx.Response(503, text="maintenance"))
     markets.http = httpx.AsyncClient(transport=down)
@@ -377,7 +377,7 @@ AXLE_SITE = DEMO_TEXT.replace(
 
 @pytest.mark.parametrize("initial_text", [AXLE_SITE], indirect=True)
 async def test_a_market_api_the_agent_cannot_run_says_why(world: World) -> None:
-    markets = world.agent.markets
+    markets = world.agent.markets.inner  # under the planning wrapper
     assert markets is not None
     markets.environ = {}  # the credential variables are not set on the site
     await world.run(120)

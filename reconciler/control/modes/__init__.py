@@ -13,6 +13,7 @@ from reconciler.config.model import (
     ImportAvoidanceEntry,
     ImportAvoidanceWhenShortEntry,
     NivChaseEntry,
+    OptimiseEntry,
     ReserveEntry,
 )
 from reconciler.control.context import ModeContext
@@ -27,6 +28,7 @@ from reconciler.control.modes import (
     import_avoidance,
     import_avoidance_when_short,
     niv_chase,
+    optimise,
     reserve,
 )
 from reconciler.control.types import Component
@@ -58,4 +60,6 @@ def propose(ctx: ModeContext) -> Component | None:
             return reserve.propose(ctx, entry.params)
         case IdleEntry():
             return idle.propose(ctx, entry.params)
+        case OptimiseEntry():
+            return optimise.propose(ctx, entry.params)
     raise AssertionError(f"no mode module for {entry.mode!r}")  # pragma: no cover

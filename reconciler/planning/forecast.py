@@ -1,0 +1,146 @@
+"""Forecasts from what is known at an instant and nothing later.
+
+Prices: the mean of recent settled imbalance prices by local half hour of the day and
+day type (weekday or weekend), over ``history_days`` (the mean, not the median: the plan
+maximises expected money, and the spikes a median hides are what stored energy is for);
+the live price of the current period is trusted for it, and the gap between it and the
+profile fades over the next hours (prices persist: a dear afternoon stays dear a while).
+Net load (load minus solar, kW): the mean of recent periods at the same half hour of the day.
+
+Both learn only from values given to them with an instant (``add``); a forecast made at
+``at`` reads nothing recorded at or after the start of the period it forecasts, so
+feeding the future in early cannot change it (the test poisons the future to prove it).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+#: How fast the live price's departure from the profile fades, per period ahead.
+PERSISTENCE = 0.8
+#: Settled prices needed before a forecast is made (a day): with less, a flat forecast
+#: at the live price would make any price look like one to sell at.
+MIN_HISTORY = 48
+
+
+def _slot(at: datetime, tz: ZoneInfo) -> tuple[int, bool]:
+    """Half hour of the local day (0-47) and whether it is a weekend."""
+    local = at.astimezone(tz)
+    return local.hour * 2 + local.minute // 30, local.weekday() >= 5
+
+
+class PeriodHistory:
+    """Values per period start (UTC), the latest kept, and means by half hour of day."""
+
+    def __init__(self, tz: ZoneInfo, history_days: int) -> None:
+        self.tz = tz
+        self.history_days = history_days
+        self.values: dict[datetime, float] = {}
+
+    def add(self, period_start: datetime, value: float) -> None:
+        self.values[period_start] = value
+        if len(self.values) > (self.history_days + 2) * 50:  # keep only what is read
+            keep = max(self.values) - timedelta(days=self.history_days + 1)
+            self.values = {s: v for s, v in self.values.items() if s >= keep}
+
+    def profile(self, at: datetime, *, by_day_type: bool) -> dict[tuple[int, bool], float]:
+        """Mean per (half hour, weekend) of the periods that started before ``at``
+        within ``history_days`` (weekend is False for every key unless by_day_type)."""
+        since = at - timedelta(days=self.history_days)
+        groups: dict[tuple[int, bool], list[float]] = {}
+        for start, value in self.values.items():
+            if since <= start < at:
+                slot, weekend = _slot(start, self.tz)
+                groups.setdefault((slot, weekend and by_day_type), []).append(value)
+        return {k: statistics.fmean(v) for k, v in groups.items()}
+
+    def copy(self) -> PeriodHistory:
+        other = PeriodHistory(self.tz, self.history_days)
+        other.values = dict(self.values)
+        return other
+
+    def recent(self, at: datetime) -> list[float]:
+        since = at - timedelta(days=self.history_days)
+        return [v for s, v in self.values.items() if since <= s < at]
+
+
+class PriceForecaster:
+    """Imbalance price (p/kWh) for each period start, as known at an instant."""
+
+    def __init__(self, tz: ZoneInfo, history_days: int = 14) -> None:
+        self.history = PeriodHistory(tz, history_days)
+
+    def copy(self) -> PriceForecaster:
+        other = PriceForecaster(self.history.tz)
+        other.history = self.history.copy()
+        return other
+
+    def add(self, period_start: datetime, price: float) -> None:
+        """A settled (or latest live) price of the period starting at ``period_start``."""
+        self.history.add(period_start, price)
+
+    def forecast(
+        self, at: datetime, starts: Sequence[datetime], live: float | None
+    ) -> list[float] | None:
+        """Prices for ``starts`` (the first is the period containing ``at``), or None while
+        fewer than MIN_HISTORY recent prices are known. ``live``: the current period's
+        live price, if any."""
+        cutoff = starts[0] if starts else at
+        recent = self.history.recent(cutoff)
+        if len(recent) < MIN_HISTORY:
+            return None
+        typed = self.history.profile(cutoff, by_day_type=True)
+        plain = self.history.profile(cutoff, by_day_type=False)
+        overall = statistics.fmean(recent)
+        tz = self.history.tz
+        base = []
+        for start in starts:
+            slot, weekend = _slot(start, tz)
+            value = typed.get((slot, weekend))
+            if value is None:
+                value = plain.get((slot, False), overall)
+            base.append(value)
+        if live is not None and base:
+            gap = live - base[0]
+            base = [b + gap * PERSISTENCE**k for k, b in enumerate(base)]
+            base[0] = live
+        return base
+
+
+class NetLoadForecaster:
+    """Net load (load minus solar, kW, + consumption) per period start."""
+
+    def __init__(self, tz: ZoneInfo, history_days: int = 7) -> None:
+        self.history = PeriodHistory(tz, history_days)
+        self._sum: dict[datetime, tuple[float, int]] = {}
+
+    def observe(self, period_start: datetime, net_load_kw: float) -> None:
+        """One sample of the period starting at ``period_start``; the period's value is
+        the mean of its samples."""
+        total, count = self._sum.get(period_start, (0.0, 0))
+        total, count = total + net_load_kw, count + 1
+        self._sum[period_start] = (total, count)
+        self.history.add(period_start, total / count)
+        if len(self._sum) > 4 * 48:  # only the running means of recent periods are needed
+            for old in sorted(self._sum)[: len(self._sum) - 2 * 48]:
+                del self._sum[old]
+
+    def copy(self) -> NetLoadForecaster:
+        """The history only: a copy forecasts, it does not observe."""
+        other = NetLoadForecaster(self.history.tz)
+        other.history = self.history.copy()
+        return other
+
+    def forecast(self, at: datetime, starts: Sequence[datetime], now_kw: float) -> list[float]:
+        """Net load for ``starts``; the current one at ``now_kw``, fading to the profile."""
+        cutoff = starts[0] if starts else at
+        plain = self.history.profile(cutoff, by_day_type=False)
+        out = []
+        for k, start in enumerate(starts):
+            slot, _ = _slot(start, self.history.tz)
+            profile = plain.get((slot, False), now_kw)
+            out.append(profile + (now_kw - profile) * PERSISTENCE**k)
+        return out

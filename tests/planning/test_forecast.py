@@ -1,0 +1,69 @@
+"""Forecasts and plans read nothing later than the instant they are made at."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from reconciler.config import load_site
+from reconciler.config.model import OptimiseParams
+from reconciler.control.periods import PERIOD
+from reconciler.planning.forecast import PriceForecaster
+from reconciler.planning.planner import Planner
+from tests.source.conftest import ROOT
+
+LONDON = ZoneInfo("Europe/London")
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _price(k: int) -> float:
+    """A daily shape: dear in the evening, cheap at night (p/kWh), period k from T0."""
+    return 15.0 + 10.0 * math.sin(2 * math.pi * ((k % 48) - 20) / 48)
+
+
+def _planner() -> Planner:
+    return Planner(load_site(ROOT / "sites" / "demo.yaml"), OptimiseParams())
+
+
+def _fill(planner: Planner, periods: range, poison: bool = False) -> None:
+    for k in periods:
+        start = T0 + k * PERIOD
+        planner.prices.add(start, 1e4 if poison else _price(k))
+        planner.net_load.observe(start, -500.0 if poison else 40.0)
+
+
+def test_a_plan_does_not_change_when_the_future_is_poisoned() -> None:
+    at = T0 + 10 * 48 * PERIOD + timedelta(minutes=7)  # day 10, 00:07
+    honest, poisoned = _planner(), _planner()
+    _fill(honest, range(10 * 48))
+    _fill(poisoned, range(10 * 48))
+    # The poisoned planner is also told every price and load from the current period on.
+    _fill(poisoned, range(10 * 48, 14 * 48), poison=True)
+    kwargs = {"soe_kwh": 600.0, "net_load_kw": 40.0, "live_price": 9.0}
+    a, b = honest.plan(at, **kwargs), poisoned.plan(at, **kwargs)
+    assert a is not None and b is not None
+    assert a == b
+    # and the plan is not idle: it charges in the night and discharges in the evening
+    assert min(s.battery_kw for s in a.steps) < -100 and max(s.battery_kw for s in a.steps) > 100
+
+
+def test_prices_are_the_mean_by_half_hour_and_day_type_with_the_live_price_fading() -> None:
+    f = PriceForecaster(LONDON, history_days=14)
+    monday = datetime(2024, 1, 8, 17, tzinfo=UTC)  # 17:00, a weekday
+    for day in range(1, 8):  # the week before at 17:00: weekdays 29..69 p, the weekend 5 p
+        start = monday - timedelta(days=day)
+        f.add(start, 5.0 if start.weekday() >= 5 else 20.0 + day * day)
+        f.add(start + PERIOD, 10.0)
+        for k in range(12):  # the night before: enough history to forecast from
+            f.add(start - timedelta(hours=17) + k * PERIOD, 1.0)
+    starts = [monday, monday + PERIOD]
+    # the mean of 29, 36, 45, 56, 69 (the median would be 45)
+    assert f.forecast(monday, starts, live=None) == [47.0, 10.0]
+    saturday = monday + timedelta(days=5)
+    assert f.forecast(saturday, [saturday], live=None) == [5.0]
+    got = f.forecast(monday, starts, live=32.0)
+    assert got == pytest.approx([32.0, 10.0 + (32.0 - 47.0) * 0.8])
+    assert PriceForecaster(LONDON).forecast(monday, starts, live=9.0) is None  # no history
