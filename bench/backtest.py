@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import logging
 import os
 import pstats
 import sys
@@ -94,6 +95,7 @@ def main() -> int:
     parser.add_argument("--output", choices=["text", "json"], default="text")
     args = parser.parse_args()
 
+    logging.getLogger("flux.agent").setLevel(logging.CRITICAL)  # safe stops: not per line
     site = load_site(args.site)
     start = local_midnight(site, args.first)
     end = local_midnight(site, args.first + timedelta(days=args.days))
@@ -131,6 +133,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "imported_kwh": result.total.grid_import_kwh,
         "imbalance_value_gbp": result.total.imbalance_value_gbp,
+        "safe_stop_hours": result.total.safe_stop_hours,
     }
     if args.output == "json":
         print(json.dumps(figures, indent=2))
@@ -158,7 +161,8 @@ def main() -> int:
         )
         print(
             f"  check: {f['records']:,} records, imported {f['imported_kwh']:,.1f} kWh, "
-            f"imbalance value £{f['imbalance_value_gbp']:,.2f} (load average "
+            f"imbalance value £{f['imbalance_value_gbp']:,.2f}, "
+            f"{f['safe_stop_hours']:.2f} h in safe stop (load average "
             f"{f['load_average']:.1f} on {f['cpus']} CPUs)"
         )
     if profiler is not None:

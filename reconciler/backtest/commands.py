@@ -8,6 +8,7 @@ effect, next to `flux schedule`'s preview of who wins when.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -256,6 +257,9 @@ def backtest(
     an unreadable price/load/solar file, missing recorded data, an unreachable database or
     an invalid site file.
     """
+    # The agent's loop logs safe stops and settings as a site's journal would; here they
+    # are in the report (hours in safe stop), and the lines would only clutter stderr.
+    logging.getLogger("flux.agent").setLevel(logging.CRITICAL)
     if from_db is not None:
         if base is not None:
             raise click.UsageError("--from-db compares with what the site did; leave out --base")
