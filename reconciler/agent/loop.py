@@ -33,6 +33,9 @@ log = logging.getLogger("flux.agent")
 
 #: How long (s) a battery found frozen is held in safe stop before it is tried again.
 FROZEN_RETRY_S = 300.0
+#: The least command (kW) a frozen-battery check counts as telling the battery to move: at
+#: 1 kW a 12 s reading age moves the SoE register (1 Wh steps) three times.
+MIN_MOVING_KW = 1.0
 
 
 @dataclass(frozen=True)
@@ -293,9 +296,11 @@ class ReconcileLoop:
         except Exception as exc:  # a device error must not stop the loop: say why and go on
             return None, str(exc) or type(exc).__name__
         self._last_write_at = at
-        if decision.target_kw == 0.0:
+        if abs(decision.target_kw) < MIN_MOVING_KW:
+            # Too little to show in the SoE register within the reading age limit: the
+            # battery is not told to move, so unchanged registers mean nothing.
             self._commanding_since = None
-        elif not self._last_written_kw:
+        elif self._commanding_since is None:
             self._commanding_since = at
         self._last_written_kw = decision.target_kw
         return decision.target_kw, None

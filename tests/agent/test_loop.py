@@ -16,6 +16,7 @@ import pytest
 from reconciler.agent.loop import ReconcileLoop, TickResult
 from reconciler.clock import ManualClock
 from reconciler.config import Site, load_site
+from reconciler.config.model import ChargeToSoeEntry
 from reconciler.control.periods import period_at
 from reconciler.control.signals import FeedSignals
 from reconciler.devices.factory import open_site_devices
@@ -409,6 +410,25 @@ async def test_a_battery_at_rest_is_not_frozen_when_first_commanded(tmp_path: Pa
         rig.sim.catch_up()
         moving = [await rig.tick() for _ in range(10)]
         assert not any(r.decision.safe_stop for r in moving), [r.decision.reason for r in moving]
+
+
+async def test_a_battery_told_to_move_less_than_a_kilowatt_is_never_judged_frozen(
+    tmp_path: Path,
+) -> None:
+    """At -0.5 kW the SoE register may not move within the reading age limit: unchanged
+    registers then say nothing (a backtest found a false stop at -0.009 kW)."""
+    site = demo_site()
+    trickle = ChargeToSoeEntry.model_validate(
+        {"mode": "charge_to_soe", "params": {"target_soe": "100%", "max_kw": 0.5}}
+    )
+    site = site.model_copy(update={"schedule": [trickle]})
+    start = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+    async with make_rig(tmp_path, start, site, load_factor=0.0) as rig:
+        await rig.run_for(20)
+        assert rig.results[-1].decision.target_kw == pytest.approx(-0.5)
+        rig.sim.faults.freeze("bess")
+        held = [await rig.tick() for _ in range(15)]  # 60 s: well past the 12 s limit
+        assert not any(r.decision.safe_stop for r in held), [r.decision.reason for r in held]
 
 
 class FullDisk:
