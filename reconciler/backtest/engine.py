@@ -26,18 +26,16 @@ from typing import Any, TypeVar
 
 from reconciler.agent.loop import ReconcileLoop, TickResult
 from reconciler.agent.ports import NoSignals, SignalSource
+from reconciler.backtest.accounts import SiteAccounts
 from reconciler.backtest.report import (
     BacktestResult,
     DayResult,
-    MetricsBuilder,
-    combine,
 )
 from reconciler.clock import ManualClock
 from reconciler.config.model import Site
-from reconciler.control.periods import PERIOD, periods_in_day
+from reconciler.control.periods import PERIOD
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.types import BatteryReading, Decision, MeterReading
-from reconciler.diff.tolerances import limit_tolerances
 from reconciler.markets.replay import Replay
 from reconciler.planning.runner import Planning
 from reconciler.sim.curves import HalfHourly
@@ -139,7 +137,6 @@ def run_backtest(
     if end <= start:
         raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
 
-    tz = zone(site.site.timezone)
     clock = ManualClock(start)
     sim = SiteSimulator(  # never listens
         site, clock=clock, ports="ephemeral", cache_values=True, load=load, solar=solar
@@ -162,32 +159,13 @@ def run_backtest(
         concurrent_reads=False,
     )
 
-    nameplate = site.devices.battery.nameplate_energy_kwh
-    limits = site.limits
-
-    # The same tolerances as `flux diff`: overshoot of a tick's worth is not a breach.
-    tolerances = limit_tolerances(site)
-    power_tol, energy_tol = tolerances.power_kw, tolerances.energy_kwh
-
-    def builder(soe: float) -> MetricsBuilder:
-        return MetricsBuilder(
-            soe_start_kwh=soe,
-            nameplate_kwh=nameplate,
-            import_limit_kw=limits.site_import_kw,
-            export_limit_kw=limits.site_export_kw,
-            soe_min_kwh=site.soe_min_kwh,
-            soe_max_kwh=site.soe_max_kwh,
-            power_tolerance_kw=power_tol,
-            energy_tolerance_kwh=energy_tol,
-            tz=tz,
-        )
+    accounts = SiteAccounts(site)
 
     days = _days(site, start, end)
-    london = site.site.timezone == "Europe/London"
     done: list[DayResult] = []
     day_index = 0
     day, day_end = days[0]
-    acc = builder(plant.soe_kwh)
+    acc = accounts.day(plant.soe_kwh)
 
     tick = timedelta(seconds=site.control.tick_s)
     sub = timedelta(seconds=MAX_STEP_S)
@@ -211,8 +189,8 @@ def run_backtest(
         t = at
         while t < until:
             if t >= day_end:
-                done.append(_day_result(day, london, acc))
-                acc = builder(plant.soe_kwh)
+                done.append(accounts.day_result(day, acc))
+                acc = accounts.day(plant.soe_kwh)
                 day_index += 1
                 day, day_end = days[day_index]
             stop = min(t + sub, until, day_end)
@@ -239,27 +217,11 @@ def run_backtest(
             if fraction >= next_report:
                 progress(min(1.0, fraction))
                 next_report = fraction + PROGRESS_STEP
-    done.append(_day_result(day, london, acc))
+    done.append(accounts.day_result(day, acc))
     if progress is not None:
         progress(1.0)
 
-    return BacktestResult(
-        site_id=site.site.id,
-        timezone=site.site.timezone,
-        start=start.astimezone(tz),
-        end=end.astimezone(tz),
-        tick_s=site.control.tick_s,
-        ticks=ticks,
-        nameplate_kwh=nameplate,
-        import_limit_kw=limits.site_import_kw,
-        export_limit_kw=limits.site_export_kw,
-        soe_min_kwh=site.soe_min_kwh,
-        soe_max_kwh=site.soe_max_kwh,
-        breach_tolerance_kw=power_tol,
-        breach_tolerance_kwh=energy_tol,
-        days=tuple(done),
-        total=combine([d.metrics for d in done], nameplate),
-    )
+    return accounts.result(start, end, ticks, done)
 
 
 def _observe(markets: Planning, result: TickResult) -> None:
@@ -280,7 +242,3 @@ def _prices_before(
         if price is not None and price.period.start < start:
             seen[price.period.start] = price.value
     return sorted(seen.items())
-
-
-def _day_result(day: date, london: bool, acc: MetricsBuilder) -> DayResult:
-    return DayResult(day, periods_in_day(day) if london else None, acc.build())

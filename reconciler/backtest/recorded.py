@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reconciler.backtest.accounts import SiteAccounts
 from reconciler.backtest.prices import PriceSeries, period_starts
 from reconciler.backtest.profiles import SiteProfiles
-from reconciler.backtest.report import BacktestResult, DayResult, MetricsBuilder, combine
+from reconciler.backtest.report import BacktestResult, DayResult
 from reconciler.config.model import Site
-from reconciler.control.periods import PERIOD, periods_in_day
+from reconciler.control.periods import PERIOD
 from reconciler.control.schedule import DayPlans, zone
-from reconciler.diff.tolerances import limit_tolerances
 from reconciler.sim.curves import HalfHourly
 from reconciler.telemetry.database import connect
 
@@ -219,34 +219,18 @@ def _recorded_result(
     end: datetime,
 ) -> BacktestResult:
     tz = zone(site.site.timezone)
-    limits = site.limits
-    tol = limit_tolerances(site)
-    nameplate = site.devices.battery.nameplate_energy_kwh
+    accounts = SiteAccounts(site)
     plans = DayPlans()
-    london = site.site.timezone == "Europe/London"
-
-    def builder(soe: float) -> MetricsBuilder:
-        return MetricsBuilder(
-            soe_start_kwh=soe,
-            nameplate_kwh=nameplate,
-            import_limit_kw=limits.site_import_kw,
-            export_limit_kw=limits.site_export_kw,
-            soe_min_kwh=site.soe_min_kwh,
-            soe_max_kwh=site.soe_max_kwh,
-            power_tolerance_kw=tol.power_kw,
-            energy_tolerance_kwh=tol.energy_kwh,
-            tz=tz,
-        )
 
     days: list[DayResult] = []
     soe = soe_start
-    acc = builder(soe)
+    acc = accounts.day(soe)
     day = starts[0].astimezone(tz).date()
     for i, t in enumerate(starts):
         d = t.astimezone(tz).date()
         if d != day:
-            days.append(DayResult(day, periods_in_day(day) if london else None, acc.build()))
-            acc = builder(soe)
+            days.append(accounts.day_result(day, acc))
+            acc = accounts.day(soe)
             day = d
         # Rates as ticks see them: sampled every 5 minutes, one sample each.
         for k in range(6):
@@ -267,21 +251,5 @@ def _recorded_result(
                 safe_stop=False,
             )
         soe = soe_end[i]
-    days.append(DayResult(day, periods_in_day(day) if london else None, acc.build()))
-    return BacktestResult(
-        site_id=site.site.id,
-        timezone=site.site.timezone,
-        start=start.astimezone(tz),
-        end=end.astimezone(tz),
-        tick_s=site.control.tick_s,
-        ticks=decisions,
-        nameplate_kwh=nameplate,
-        import_limit_kw=limits.site_import_kw,
-        export_limit_kw=limits.site_export_kw,
-        soe_min_kwh=site.soe_min_kwh,
-        soe_max_kwh=site.soe_max_kwh,
-        breach_tolerance_kw=tol.power_kw,
-        breach_tolerance_kwh=tol.energy_kwh,
-        days=tuple(days),
-        total=combine([d.metrics for d in days], nameplate),
-    )
+    days.append(accounts.day_result(day, acc))
+    return accounts.result(start, end, decisions, days)

@@ -16,7 +16,7 @@ from reconciler.config.loader import load_site
 from reconciler.control.periods import period_at
 from reconciler.telemetry.migrations import migrate
 from tests.backtest.conftest import DEMO
-from tests.telemetry.conftest import _database, url_for
+from tests.pg import PLAIN, Server, database
 
 #: 2024-08-01 in London (BST): 2024-07-31 23:00 to 2024-08-01 23:00 UTC.
 START = datetime(2024, 7, 31, 23, tzinfo=UTC)
@@ -42,11 +42,12 @@ def price(at: datetime) -> float:
 
 
 @pytest.fixture
-def recorded_url() -> Iterator[str]:
-    """A migrated database holding one recorded day of the demo site, a reading a minute."""
-    with _database() as name:
-        url = url_for(name)
-        migrate(url)
+def recorded_url(flux_server: Server) -> Iterator[str]:
+    """A migrated database holding one recorded day of the demo site, a reading a minute
+    (on each server the tests run on: plain PostgreSQL, and TimescaleDB where given)."""
+    with database(flux_server) as name:
+        url = flux_server.url(name)
+        migrate(url, flavour=flux_server.flavour)
         soe = 600.0
         meter_rows, bess_rows = [], []
         for m in range(24 * 60):
@@ -139,5 +140,5 @@ def test_backtest_from_db_usage_and_data_errors(recorded_url: str) -> None:
     assert flux(str(DEMO), "--from-db", recorded_url).exit_code == 2  # no --from
     both = flux(str(DEMO), "--from-db", recorded_url, "--from", "2024-08-01", "--base", str(DEMO))
     assert both.exit_code == 2 and "leave out --base" in both.output
-    down = flux(str(DEMO), "--from-db", url_for("no_such_db"), "--from", "2024-08-01")
+    down = flux(str(DEMO), "--from-db", PLAIN.url("no_such_db"), "--from", "2024-08-01")
     assert down.exit_code == 2 and "cannot connect to the database" in down.stderr

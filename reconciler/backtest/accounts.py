@@ -1,0 +1,67 @@
+"""The accounts of a run on a site: one metrics builder per local day against the site's
+limits (with `flux diff`'s tolerances), and the run's result. Shared by the simulated
+backtest (engine.py) and the replay of recorded days (recorded.py)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from reconciler.backtest.report import BacktestResult, DayResult, MetricsBuilder, combine
+from reconciler.config.model import Site
+from reconciler.control.periods import periods_in_day
+from reconciler.control.schedule import zone
+from reconciler.diff.tolerances import limit_tolerances
+
+
+class SiteAccounts:
+    """Builders and results for runs on ``site``."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.tz = zone(site.site.timezone)
+        # The same tolerances as `flux diff`: overshoot of a tick's worth is not a breach.
+        self.tolerances = limit_tolerances(site)
+        self._london = site.site.timezone == "Europe/London"
+
+    def day(self, soe_start_kwh: float) -> MetricsBuilder:
+        """A builder for a local day starting at ``soe_start_kwh`` (kWh)."""
+        site, limits = self.site, self.site.limits
+        return MetricsBuilder(
+            soe_start_kwh=soe_start_kwh,
+            nameplate_kwh=site.devices.battery.nameplate_energy_kwh,
+            import_limit_kw=limits.site_import_kw,
+            export_limit_kw=limits.site_export_kw,
+            soe_min_kwh=site.soe_min_kwh,
+            soe_max_kwh=site.soe_max_kwh,
+            power_tolerance_kw=self.tolerances.power_kw,
+            energy_tolerance_kwh=self.tolerances.energy_kwh,
+            tz=self.tz,
+        )
+
+    def day_result(self, day: date, acc: MetricsBuilder) -> DayResult:
+        """A finished local day (with its settlement-period count in Great Britain)."""
+        return DayResult(day, periods_in_day(day) if self._london else None, acc.build())
+
+    def result(
+        self, start: datetime, end: datetime, ticks: int, days: list[DayResult]
+    ) -> BacktestResult:
+        """The run from ``start`` to ``end`` (aware), its ``ticks`` decisions and days."""
+        site, limits = self.site, self.site.limits
+        nameplate = site.devices.battery.nameplate_energy_kwh
+        return BacktestResult(
+            site_id=site.site.id,
+            timezone=site.site.timezone,
+            start=start.astimezone(self.tz),
+            end=end.astimezone(self.tz),
+            tick_s=site.control.tick_s,
+            ticks=ticks,
+            nameplate_kwh=nameplate,
+            import_limit_kw=limits.site_import_kw,
+            export_limit_kw=limits.site_export_kw,
+            soe_min_kwh=site.soe_min_kwh,
+            soe_max_kwh=site.soe_max_kwh,
+            breach_tolerance_kw=self.tolerances.power_kw,
+            breach_tolerance_kwh=self.tolerances.energy_kwh,
+            days=tuple(days),
+            total=combine([d.metrics for d in days], nameplate),
+        )
