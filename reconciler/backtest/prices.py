@@ -27,7 +27,7 @@ import csv
 import gzip
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
@@ -177,6 +177,151 @@ def _norm(name: str) -> str:
     return name.strip().strip('"').strip().lower()
 
 
+@dataclass
+class _Table:
+    """A price file's rows as read: columns by normalised header, the non-empty body rows
+    with their line numbers, and where the values go."""
+
+    path: str
+    cols: dict[str, int]
+    body: list[tuple[int, list[str]]]
+    prices: dict[datetime, float]
+    volumes: dict[datetime, float]
+
+    def col(self, *names: str) -> int | None:
+        for n in names:
+            if n in self.cols:
+                return self.cols[n]
+        return None
+
+    def cell(self, row: list[str], i: int, line: int, field: str) -> str:
+        if i >= len(row):
+            raise PriceFileError(
+                self.path, line, field, f"the row has {len(row)} columns, no {field}"
+            )
+        return row[i]
+
+    def num(self, row: list[str], i: int, line: int, field: str) -> float:
+        return _number(self.cell(row, i, line, field), self.path, line, field)
+
+    def optional(self, row: list[str], i: int | None, line: int, field: str) -> float | None:
+        """A number in a column that may be absent or empty."""
+        if i is None or not self.cell(row, i, line, field).strip():
+            return None
+        return _number(row[i], self.path, line, field)
+
+    def period(self, row: list[str], line: int, date_col: str, period_col: str) -> datetime:
+        """The start of a row's settlement period from its date and number columns."""
+        day_text = self.cell(row, self.cols[_norm(date_col)], line, date_col)
+        day = _settlement_date(day_text, self.path, line, date_col)
+        number = self.cell(row, self.cols[_norm(period_col)], line, period_col)
+        return _period_start(day, number, self.path, line, period_col)
+
+    def instant(self, row: list[str], column: str, line: int) -> datetime:
+        text = self.cell(row, self.cols[_norm(column)], line, column)
+        return _instant(text, self.path, line, column)
+
+    def fail(self, message: str) -> PriceFileError:
+        return PriceFileError(self.path, 1, None, message)
+
+
+def _sspsbpniv(t: _Table) -> None:
+    """Elexon's SSPSBPNIV file: £/MWh, the main price SBP when the system was short."""
+    ssp = t.col("system sell price(£/mwh)", "ssp")
+    sbp = t.col("system buy price(£/mwh)", "sbp")
+    niv = t.col("net imbalance volume(mwh)", "niv")
+    if ssp is None or sbp is None:
+        raise t.fail("no System Sell/Buy Price(£/MWh) columns")
+    for n, r in t.body:
+        at = t.period(r, n, "Settlement Date", "Settlement Period")
+        sell = t.num(r, ssp, n, "System Sell Price")
+        buy = t.num(r, sbp, n, "System Buy Price")
+        volume = t.optional(r, niv, n, "Net Imbalance Volume")
+        if volume is not None:
+            _put(t.volumes, at, volume, t.path, n, "Net Imbalance Volume")
+        main = buy if volume is not None and volume > 0 else sell
+        _put(t.prices, at, main / 10.0, t.path, n, "Settlement Period")
+
+
+def _bmrs(t: _Table) -> None:
+    """BMRS as the API writes it: one row per period (and per price category, B1770)."""
+    amount, category = t.col("imbalancepriceamount"), t.col("pricecategory")
+    quantity = t.col("imbalancequantitymaw")
+    if amount is None and quantity is None:
+        raise t.fail("neither imbalancePriceAmount (B1770) nor imbalanceQuantityMAW (B1780)")
+    by_cat: dict[datetime, dict[str, float]] = {}
+    line_of: dict[datetime, int] = {}
+    for n, r in t.body:
+        at = t.period(r, n, "settlementDate", "settlementPeriod")
+        if quantity is not None:
+            q = t.num(r, quantity, n, "imbalanceQuantityMAW")
+            _put(t.volumes, at, q, t.path, n, "settlementPeriod")
+        if amount is None:
+            continue
+        cat = t.cell(r, category, n, "priceCategory").strip() if category is not None else ""
+        if cat in by_cat.setdefault(at, {}):
+            twice = f"a second {cat or 'price'} for {at.isoformat()}"
+            raise PriceFileError(t.path, n, "priceCategory", twice)
+        by_cat[at][cat] = t.num(r, amount, n, "imbalancePriceAmount")
+        line_of[at] = n
+    for at, cats in by_cat.items():
+        price = _main_price(cats) / 10.0
+        _put(t.prices, at, price, t.path, line_of[at], "imbalancePriceAmount")
+
+
+def _pivoted(t: _Table) -> None:
+    """ElexonDataPortal's pivoted B1770 / B1780: a local_datetime per period."""
+    excess, insufficient = t.col("excess balance"), t.col("insufficient balance")
+    quantity = t.col("imbalancequantitymaw")
+    if (excess is None or insufficient is None) and quantity is None:
+        raise t.fail(
+            "a local_datetime file needs Excess/Insufficient balance or imbalanceQuantityMAW"
+        )
+    for n, r in t.body:
+        at = t.instant(r, "local_datetime", n)
+        if quantity is not None:
+            q = t.num(r, quantity, n, "imbalanceQuantityMAW")
+            _put(t.volumes, at, q, t.path, n, "local_datetime")
+        if excess is not None and insufficient is not None:
+            cats = {
+                "Excess balance": t.num(r, excess, n, "Excess balance"),
+                "Insufficient balance": t.num(r, insufficient, n, "Insufficient balance"),
+            }
+            _put(t.prices, at, _main_price(cats) / 10.0, t.path, n, "local_datetime")
+
+
+def _sputc(t: _Table) -> None:
+    """The shipped January 2024 shape: p/kWh or MWh already, one file per series."""
+    target, field = (t.prices, "price") if "price" in t.cols else (t.volumes, "volume")
+    if field not in t.cols:
+        raise t.fail("a spUTCTime file needs a price or volume column")
+    for n, r in t.body:
+        value = t.optional(r, t.cols[field], n, field)
+        if value is not None:
+            _put(target, t.instant(r, "spUTCTime", n), value, t.path, n, "spUTCTime")
+
+
+def _plain(t: _Table) -> None:
+    """time,price_p_per_kwh[,niv_mwh]."""
+    p, niv = t.cols["price_p_per_kwh"], t.col("niv_mwh")
+    for n, r in t.body:
+        at = t.instant(r, "time", n)
+        _put(t.prices, at, t.num(r, p, n, "price_p_per_kwh"), t.path, n, "time")
+        volume = t.optional(r, niv, n, "niv_mwh")
+        if volume is not None:
+            _put(t.volumes, at, volume, t.path, n, "time")
+
+
+#: Each shape by the columns that name it, in the order they are tried.
+_SHAPES: tuple[tuple[tuple[str, ...], Callable[[_Table], None]], ...] = (
+    (("settlement date", "settlement period"), _sspsbpniv),
+    (("settlementdate", "settlementperiod"), _bmrs),
+    (("local_datetime",), _pivoted),
+    (("sputctime",), _sputc),
+    (("time", "price_p_per_kwh"), _plain),
+)
+
+
 def _parse_one(
     text: str, path: str, prices: dict[datetime, float], volumes: dict[datetime, float]
 ) -> None:
@@ -185,135 +330,16 @@ def _parse_one(
     if header is None:
         raise PriceFileError(path, 1, None, "the file is empty")
     cols = {_norm(h): i for i, h in enumerate(header)}
-
-    def col(*names: str) -> int | None:
-        for n in names:
-            if n in cols:
-                return cols[n]
-        return None
-
-    def cell(row: list[str], i: int, line: int, field: str) -> str:
-        if i >= len(row):
-            raise PriceFileError(path, line, field, f"the row has {len(row)} columns, no {field}")
-        return row[i]
-
-    def num(row: list[str], i: int, line: int, field: str) -> float:
-        return _number(cell(row, i, line, field), path, line, field)
-
     body = [(n, r) for n, r in enumerate(rows, start=2) if r and any(c.strip() for c in r)]
-
-    if "settlement date" in cols and "settlement period" in cols:  # SSPSBPNIV
-        sd, sp = cols["settlement date"], cols["settlement period"]
-        ssp = col("system sell price(£/mwh)", "ssp")
-        sbp = col("system buy price(£/mwh)", "sbp")
-        niv = col("net imbalance volume(mwh)", "niv")
-        if ssp is None or sbp is None:
-            raise PriceFileError(path, 1, None, "no System Sell/Buy Price(£/MWh) columns")
-        for n, r in body:
-            day = _settlement_date(cell(r, sd, n, "Settlement Date"), path, n, "Settlement Date")
-            number = cell(r, sp, n, "Settlement Period")
-            at = _period_start(day, number, path, n, "Settlement Period")
-            sell = num(r, ssp, n, "System Sell Price")
-            buy = num(r, sbp, n, "System Buy Price")
-            volume = None
-            if niv is not None and cell(r, niv, n, "Net Imbalance Volume").strip():
-                volume = _number(r[niv], path, n, "Net Imbalance Volume")
-                _put(volumes, at, volume, path, n, "Net Imbalance Volume")
-            main = buy if volume is not None and volume > 0 else sell
-            _put(prices, at, main / 10.0, path, n, "Settlement Period")
-        return
-
-    # BMRS as the API writes it: one row per period (and per price category for B1770).
-    if "settlementdate" in cols and "settlementperiod" in cols:
-        sd, sp = cols["settlementdate"], cols["settlementperiod"]
-        amount, category = col("imbalancepriceamount"), col("pricecategory")
-        quantity = col("imbalancequantitymaw")
-        if amount is None and quantity is None:
-            raise PriceFileError(
-                path,
-                1,
-                None,
-                "neither imbalancePriceAmount (B1770) nor imbalanceQuantityMAW (B1780)",
-            )
-        by_cat: dict[datetime, dict[str, float]] = {}
-        line_of: dict[datetime, int] = {}
-        for n, r in body:
-            day = _settlement_date(cell(r, sd, n, "settlementDate"), path, n, "settlementDate")
-            at = _period_start(day, cell(r, sp, n, "settlementPeriod"), path, n, "settlementPeriod")
-            if quantity is not None:
-                q = num(r, quantity, n, "imbalanceQuantityMAW")
-                _put(volumes, at, q, path, n, "settlementPeriod")
-            if amount is not None:
-                cat = cell(r, category, n, "priceCategory").strip() if category is not None else ""
-                p = num(r, amount, n, "imbalancePriceAmount")
-                if cat in by_cat.setdefault(at, {}):
-                    twice = f"a second {cat or 'price'} for {at.isoformat()}"
-                    raise PriceFileError(path, n, "priceCategory", twice)
-                by_cat[at][cat] = p
-                line_of[at] = n
-        for at, cats in by_cat.items():
-            _put(prices, at, _main_price(cats) / 10.0, path, line_of[at], "imbalancePriceAmount")
-        return
-
-    if "local_datetime" in cols:  # ElexonDataPortal's pivoted B1770 / B1780
-        t = cols["local_datetime"]
-        excess, insufficient = col("excess balance"), col("insufficient balance")
-        quantity = col("imbalancequantitymaw")
-        if (excess is None or insufficient is None) and quantity is None:
-            raise PriceFileError(
-                path,
-                1,
-                None,
-                "a local_datetime file needs Excess/Insufficient balance or imbalanceQuantityMAW",
-            )
-        for n, r in body:
-            at = _instant(cell(r, t, n, "local_datetime"), path, n, "local_datetime")
-            if quantity is not None:
-                q = num(r, quantity, n, "imbalanceQuantityMAW")
-                _put(volumes, at, q, path, n, "local_datetime")
-            if excess is not None and insufficient is not None:
-                cats = {
-                    "Excess balance": num(r, excess, n, "Excess balance"),
-                    "Insufficient balance": _number(
-                        cell(r, insufficient, n, "Insufficient balance"),
-                        path,
-                        n,
-                        "Insufficient balance",
-                    ),
-                }
-                _put(prices, at, _main_price(cats) / 10.0, path, n, "local_datetime")
-        return
-
-    if "sputctime" in cols:  # the shipped January 2024 shape: p/kWh or MWh already
-        t = cols["sputctime"]
-        target, field = (prices, "price") if "price" in cols else (volumes, "volume")
-        if field not in cols:
-            raise PriceFileError(path, 1, None, "a spUTCTime file needs a price or volume column")
-        for n, r in body:
-            value = cell(r, cols[field], n, field)
-            if not value.strip():
-                continue
-            at = _instant(cell(r, t, n, "spUTCTime"), path, n, "spUTCTime")
-            _put(target, at, _number(value, path, n, field), path, n, "spUTCTime")
-        return
-
-    if "time" in cols and "price_p_per_kwh" in cols:
-        t, p = cols["time"], cols["price_p_per_kwh"]
-        niv = col("niv_mwh")
-        for n, r in body:
-            at = _instant(cell(r, t, n, "time"), path, n, "time")
-            _put(prices, at, num(r, p, n, "price_p_per_kwh"), path, n, "time")
-            if niv is not None and cell(r, niv, n, "niv_mwh").strip():
-                _put(volumes, at, _number(r[niv], path, n, "niv_mwh"), path, n, "time")
-        return
-
-    raise PriceFileError(
-        path,
-        1,
-        None,
+    table = _Table(path, cols, body, prices, volumes)
+    for names, read in _SHAPES:
+        if all(name in cols for name in names):
+            read(table)
+            return
+    raise table.fail(
         "not a known price file; expected the SSPSBPNIV file (Settlement Date, Settlement "
         "Period, System Sell/Buy Price, Net Imbalance Volume), BMRS B1770/B1780, or a CSV "
-        "with time,price_p_per_kwh[,niv_mwh]",
+        "with time,price_p_per_kwh[,niv_mwh]"
     )
 
 
