@@ -111,9 +111,8 @@ def shipped_year(start: datetime, end: datetime) -> SiteProfiles:
     )
 
 
-def parse_profile(path: Path | str, per: float = 1.0) -> HalfHourly:
-    """A load or solar file as mean kW per UTC half-hour, divided by ``per``
-    (the homes or kWp it measures). Raises :class:`ProfileFileError`."""
+def _text(path: Path | str) -> str:
+    """The file's text (gzip or not)."""
     name = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -122,11 +121,13 @@ def parse_profile(path: Path | str, per: float = 1.0) -> HalfHourly:
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ProfileFileError(name, None, None, "not a UTF-8 text file") from None
-    rows = csv.reader(io.StringIO(text))
-    header = [h.strip().strip('"').lower() for h in next(rows, [])]
+
+
+def _columns(name: str, header: list[str]) -> tuple[int, int, bool]:
+    """The time column, the value column and whether the values are kW (else kWh)."""
     tcol = next((header.index(c) for c in TIME_COLUMNS if c in header), None)
     if tcol is None:
         raise ProfileFileError(
@@ -134,62 +135,85 @@ def parse_profile(path: Path | str, per: float = 1.0) -> HalfHourly:
         )
     kw = next((header.index(c) for c in KW_COLUMNS if c in header), None)
     kwh = next((header.index(c) for c in KWH_COLUMNS if c in header), None)
-    if kw is None and kwh is None:
-        raise ProfileFileError(
-            name,
-            1,
-            None,
-            f"no value column; name it kw (mean power) or kwh (energy per row), "
-            f"e.g. {', '.join(KW_COLUMNS + KWH_COLUMNS)}",
-        )
-    vcol = kw if kw is not None else kwh
-    assert vcol is not None
+    if kw is not None:
+        return tcol, kw, True
+    if kwh is not None:
+        return tcol, kwh, False
+    raise ProfileFileError(
+        name,
+        1,
+        None,
+        f"no value column; name it kw (mean power) or kwh (energy per row), "
+        f"e.g. {', '.join(KW_COLUMNS + KWH_COLUMNS)}",
+    )
+
+
+def _row(
+    name: str, n: int, r: list[str], header: list[str], tcol: int, vcol: int
+) -> tuple[datetime, float]:
+    """One row's instant (UTC) and value (>= 0)."""
     field = header[vcol]
-    times: list[datetime] = []
-    values: list[float] = []
-    lines: list[int] = []
-    for n, r in enumerate(rows, start=2):
-        if not r or not any(c.strip() for c in r):
-            continue
-        if len(r) <= max(tcol, vcol):
-            raise ProfileFileError(name, n, field, f"the row has {len(r)} columns")
-        text_t = r[tcol].strip().replace("Z", "+00:00")
-        try:
-            at = datetime.fromisoformat(text_t)
-        except ValueError:
-            raise ProfileFileError(
-                name, n, header[tcol], f"{text_t!r} is not an ISO 8601 time"
-            ) from None
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-        cell = r[vcol].strip()
-        try:
-            value = float(cell) if cell else 0.0
-        except ValueError:
-            raise ProfileFileError(name, n, field, f"{cell!r} is not a number") from None
-        if value < 0:
-            raise ProfileFileError(name, n, field, f"{value} is negative; give power drawn or made")
-        times.append(at)
-        values.append(value)
-        lines.append(n)
+    if len(r) <= max(tcol, vcol):
+        raise ProfileFileError(name, n, field, f"the row has {len(r)} columns")
+    text_t = r[tcol].strip().replace("Z", "+00:00")
+    try:
+        at = datetime.fromisoformat(text_t)
+    except ValueError:
+        raise ProfileFileError(
+            name, n, header[tcol], f"{text_t!r} is not an ISO 8601 time"
+        ) from None
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    cell = r[vcol].strip()
+    try:
+        value = float(cell) if cell else 0.0
+    except ValueError:
+        raise ProfileFileError(name, n, field, f"{cell!r} is not a number") from None
+    if value < 0:
+        raise ProfileFileError(name, n, field, f"{value} is negative; give power drawn or made")
+    return at, value
+
+
+def _step(name: str, column: str, times: list[datetime], lines: list[int]) -> timedelta:
+    """The rows' spacing: even, a divisor of 30 minutes, starting on a half-hour."""
     if len(times) < 2:
         raise ProfileFileError(name, None, None, "needs at least two rows")
     step = times[1] - times[0]
     if step <= timedelta(0) or HALF_HOUR % step:
         raise ProfileFileError(
-            name, lines[1], header[tcol], f"rows {step} apart; use 30 minutes or a divisor of it"
+            name, lines[1], column, f"rows {step} apart; use 30 minutes or a divisor of it"
         )
     for (a, b), n in zip(itertools.pairwise(times), lines[1:], strict=True):
         if b - a != step:
             raise ProfileFileError(
-                name, n, header[tcol], f"{b.isoformat()} is not {step} after {a.isoformat()}"
+                name, n, column, f"{b.isoformat()} is not {step} after {a.isoformat()}"
             )
     if times[0] != _floor_half_hour(times[0]):
-        raise ProfileFileError(name, lines[0], header[tcol], "the first row must start a half-hour")
-    per_slot = int(HALF_HOUR / step)
-    if len(values) % per_slot:
+        raise ProfileFileError(name, lines[0], column, "the first row must start a half-hour")
+    if len(times) % int(HALF_HOUR / step):
         raise ProfileFileError(name, None, None, "the last half-hour is incomplete")
+    return step
+
+
+def parse_profile(path: Path | str, per: float = 1.0) -> HalfHourly:
+    """A load or solar file as mean kW per UTC half-hour, divided by ``per``
+    (the homes or kWp it measures). Raises :class:`ProfileFileError`."""
+    name = str(path)
+    rows = csv.reader(io.StringIO(_text(path)))
+    header = [h.strip().strip('"').lower() for h in next(rows, [])]
+    tcol, vcol, is_kw = _columns(name, header)
+    times: list[datetime] = []
+    values: list[float] = []
+    lines: list[int] = []
+    for n, r in enumerate(rows, start=2):
+        if r and any(c.strip() for c in r):
+            at, value = _row(name, n, r, header, tcol, vcol)
+            times.append(at)
+            values.append(value)
+            lines.append(n)
+    step = _step(name, header[tcol], times, lines)
+    per_slot = int(HALF_HOUR / step)
     hours = step.total_seconds() / 3600.0
-    powers = values if kw is not None else [v / hours for v in values]
+    powers = values if is_kw else [v / hours for v in values]
     kw_half = tuple(
         sum(powers[i : i + per_slot]) / per_slot / per for i in range(0, len(powers), per_slot)
     )
