@@ -66,72 +66,10 @@ def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> Non
         if pid
         else f"NOT RUNNING (status written {_age(snap.updated_at, now)}, pid {snap.pid})"
     )
-    revs = snap.revisions
     console.print(f"[bold]site[/] {snap.site}   [bold]source[/] {snap.source} {snap.source_ref}")
     console.print(f"[bold]agent[/] {running}")
-    console.print(
-        f"[bold]applied[/] {revs.applied or '-'}   [bold]last-known-good[/] "
-        f"{revs.last_known_good or '-'}"
-    )
-    console.print(
-        f"[bold]observed[/] {revs.observed or '-'}   [bold]attempted[/] {revs.attempted or '-'}"
-        f"   [bold]staged[/] {revs.staged or '-'}"
-        + (
-            f" ({snap.health_gate_passed}/{snap.health_gate_required} healthy ticks)"
-            if revs.staged
-            else ""
-        )
-    )
-    console.print(
-        f"[bold]last fetch[/] {_age(snap.last_fetch_at, now)}   [bold]last good fetch[/] "
-        f"{_age(snap.last_successful_fetch_at, now)}   [bold]ticks[/] {snap.loop.ticks_total}"
-    )
-    if snap.suspended:
-        console.print(f"[bold yellow]SUSPENDED[/] {snap.suspended_reason or ''}")
-    table = Table(title="conditions", title_justify="left", expand=False)
-    for col in ("type", "status", "reason", "since", "message"):
-        table.add_column(col, overflow="fold")
-    colours = {"True": "green", "False": "red", "Unknown": "yellow"}
-    for cond in snap.conditions:
-        table.add_row(
-            str(cond.type),
-            f"[{colours[cond.status]}]{cond.status}[/]",
-            cond.reason,
-            _age(cond.last_transition_time, now),
-            cond.message,
-        )
-    console.print(table)
-    tel = snap.telemetry
-    oldest = (
-        "" if tel.oldest_pending_age_s is None else f", oldest {tel.oldest_pending_age_s:.0f}s old"
-    )
-    console.print(
-        f"[bold]telemetry[/] {tel.database or 'no database (outbox only)'}   "
-        f"[bold]pending[/] {tel.pending_rows} rows{oldest}   [bold]last upload[/] "
-        f"{_age(tel.last_success_at, now)}   [bold]failures[/] {tel.consecutive_failures} in a "
-        f"row, {tel.upload_failures_total} total",
-        highlight=False,
-    )
-    if snap.markets or snap.market_problems:
-        markets = Table(title="market APIs", title_justify="left", expand=False)
-        for col in ("source", "state", "last success", "failures", "next poll", "last error"):
-            markets.add_column(col, overflow="fold")
-        for m in snap.markets:
-            state = "[green]ok[/]" if m.ok else ("[red]failing[/]" if m.last_error else "waiting")
-            markets.add_row(
-                m.source,
-                state,
-                _age(m.last_success_at, now),
-                str(m.consecutive_failures),
-                m.next_poll_at.isoformat(timespec="seconds") if m.next_poll_at else "-",
-                m.last_error or "",
-            )
-        console.print(markets)
-        for m in snap.markets:
-            if m.detail:
-                console.print(f"[bold]{m.source}:[/] {m.detail}", highlight=False)
-        for problem in snap.market_problems:
-            console.print(f"[yellow]markets:[/] {problem}", highlight=False)
+    for section in (_print_revisions, _print_conditions, _print_telemetry, _print_markets):
+        section(snap, now, console)
     if snap.frequency is not None:
         fr = snap.frequency
         share = f"{100 * fr.performance:.1f}%" if fr.performance is not None else "-"
@@ -153,6 +91,83 @@ def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> Non
                 f"  {t.at.isoformat(timespec='seconds')}  {t.type}={t.status} {t.reason}",
                 highlight=False,
             )
+
+
+def _print_revisions(snap: StatusSnapshot, now: datetime, console: Console) -> None:
+    revs = snap.revisions
+    console.print(
+        f"[bold]applied[/] {revs.applied or '-'}   [bold]last-known-good[/] "
+        f"{revs.last_known_good or '-'}"
+    )
+    staged = (
+        f" ({snap.health_gate_passed}/{snap.health_gate_required} healthy ticks)"
+        if revs.staged
+        else ""
+    )
+    console.print(
+        f"[bold]observed[/] {revs.observed or '-'}   [bold]attempted[/] {revs.attempted or '-'}"
+        f"   [bold]staged[/] {revs.staged or '-'}{staged}"
+    )
+    console.print(
+        f"[bold]last fetch[/] {_age(snap.last_fetch_at, now)}   [bold]last good fetch[/] "
+        f"{_age(snap.last_successful_fetch_at, now)}   [bold]ticks[/] {snap.loop.ticks_total}"
+    )
+    if snap.suspended:
+        console.print(f"[bold yellow]SUSPENDED[/] {snap.suspended_reason or ''}")
+
+
+def _print_conditions(snap: StatusSnapshot, now: datetime, console: Console) -> None:
+    table = Table(title="conditions", title_justify="left", expand=False)
+    for col in ("type", "status", "reason", "since", "message"):
+        table.add_column(col, overflow="fold")
+    colours = {"True": "green", "False": "red", "Unknown": "yellow"}
+    for cond in snap.conditions:
+        table.add_row(
+            str(cond.type),
+            f"[{colours[cond.status]}]{cond.status}[/]",
+            cond.reason,
+            _age(cond.last_transition_time, now),
+            cond.message,
+        )
+    console.print(table)
+
+
+def _print_telemetry(snap: StatusSnapshot, now: datetime, console: Console) -> None:
+    tel = snap.telemetry
+    oldest = (
+        "" if tel.oldest_pending_age_s is None else f", oldest {tel.oldest_pending_age_s:.0f}s old"
+    )
+    console.print(
+        f"[bold]telemetry[/] {tel.database or 'no database (outbox only)'}   "
+        f"[bold]pending[/] {tel.pending_rows} rows{oldest}   [bold]last upload[/] "
+        f"{_age(tel.last_success_at, now)}   [bold]failures[/] {tel.consecutive_failures} in a "
+        f"row, {tel.upload_failures_total} total",
+        highlight=False,
+    )
+
+
+def _print_markets(snap: StatusSnapshot, now: datetime, console: Console) -> None:
+    if not snap.markets and not snap.market_problems:
+        return
+    markets = Table(title="market APIs", title_justify="left", expand=False)
+    for col in ("source", "state", "last success", "failures", "next poll", "last error"):
+        markets.add_column(col, overflow="fold")
+    for m in snap.markets:
+        state = "[green]ok[/]" if m.ok else ("[red]failing[/]" if m.last_error else "waiting")
+        markets.add_row(
+            m.source,
+            state,
+            _age(m.last_success_at, now),
+            str(m.consecutive_failures),
+            m.next_poll_at.isoformat(timespec="seconds") if m.next_poll_at else "-",
+            m.last_error or "",
+        )
+    console.print(markets)
+    for m in snap.markets:
+        if m.detail:
+            console.print(f"[bold]{m.source}:[/] {m.detail}", highlight=False)
+    for problem in snap.market_problems:
+        console.print(f"[yellow]markets:[/] {problem}", highlight=False)
 
 
 @click.command("status")
