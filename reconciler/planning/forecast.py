@@ -14,6 +14,7 @@ feeding the future in early cannot change it (the test poisons the future to pro
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -41,6 +42,8 @@ class PeriodHistory:
         self.values: dict[datetime, float] = {}
 
     def add(self, period_start: datetime, value: float) -> None:
+        if not math.isfinite(value):  # a bad value upstream must not poison every forecast
+            return
         self.values[period_start] = value
         if len(self.values) > (self.history_days + 2) * 50:  # keep only what is read
             keep = max(self.values) - timedelta(days=self.history_days + 1)

@@ -29,6 +29,7 @@ worse). A start outside the SoE limits widens them to include it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +122,27 @@ def money_gbp(x: Inputs, s: Schedule, keep: Sequence[int] | None = None) -> floa
     return pence / 100.0
 
 
+#: Longest a solve may take, s: a year of periods takes about 9 s; a plan, milliseconds.
+TIME_LIMIT_S = 60.0
+
+
+def _require_finite(x: Inputs) -> None:
+    """HiGHS does not return on a NaN cost: refuse one (a bad value upstream) at once."""
+    for name, values in (
+        ("hours", x.hours),
+        ("net_load_kw", x.net_load_kw),
+        ("price", [p for p in x.price if p is not None]),
+        ("import_rate", x.import_rate),
+        ("export_rate", x.export_rate),
+        ("soe_start_kwh", [x.soe_start_kwh]),
+        ("cycling_cost", [x.cycling_cost]),
+        ("terminal_value", [x.terminal_value]),
+    ):
+        bad = next((v for v in values if not math.isfinite(v)), None)
+        if bad is not None:
+            raise ValueError(f"{name} holds {bad}: the battery's programme needs numbers")
+
+
 class NoSolution(RuntimeError):
     """HiGHS found no optimum (a bug or degenerate inputs: report it)."""
 
@@ -141,6 +163,7 @@ def solve(plant: Plant, x: Inputs) -> Schedule:
     n = len(x.hours)
     if n == 0:
         raise ValueError("no periods to plan")
+    _require_finite(x)
     eta = plant.charge_efficiency
     soe_lo = min(plant.soe_min_kwh, x.soe_start_kwh)
     soe_hi = max(plant.soe_max_kwh, x.soe_start_kwh)
@@ -200,6 +223,7 @@ def solve(plant: Plant, x: Inputs) -> Schedule:
     lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
     lp.a_matrix_.value_ = np.array(value)
     h = quiet_highs()
+    h.setOptionValue("time_limit", TIME_LIMIT_S)
     h.passModel(lp)
     h.run()
     status = h.getModelStatus()
