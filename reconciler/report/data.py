@@ -1,7 +1,7 @@
 """A site's record over a period, read from its telemetry database as a reader can.
 
 Per settlement period (UTC start), from the 30 minute rollups: the grid meter's mean power
-and its counters' import and export, the solar meters' generation, the battery's mean
+and the import and export its counters measured, the solar meters' generation, the battery's mean
 power (measured where recorded, else its target; + discharge) and SoE. From the raw
 tables: the control decisions' winners and safe stops, the imbalance prices the agent
 fetched (the latest fetch of each period) and the missing minutes of each device.
@@ -29,7 +29,7 @@ class ReportDataError(ValueError):
 
 @dataclass(frozen=True)
 class Period:
-    """One settlement period's record: kW means, kWh from the grid meter's counters,
+    """One settlement period's record: kW means, the grid meter's counters' kWh in it,
     SoE kWh at the period's end (None: no battery row)."""
 
     start: datetime
@@ -39,6 +39,21 @@ class Period:
     solar_kw: float
     battery_kw: float | None
     soe_kwh: float | None
+    split: Split | None = None
+
+
+@dataclass(frozen=True)
+class Split:
+    """A period's flows kept apart at 5 minute resolution (kW means over the period, each
+    >= 0): a half hour that both imports and exports shows both, not their net. ``idle``:
+    the grid had the battery been idle (grid + battery)."""
+
+    import_kw: float
+    export_kw: float
+    discharge_kw: float
+    charge_kw: float
+    idle_import_kw: float
+    idle_export_kw: float
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,22 @@ _DECISIONS = """
 SELECT safe_stop, CASE WHEN safe_stop THEN reason ELSE coalesce(winner, 'idle') END, count(*)
 FROM flux.control_decisions WHERE site_id = %s AND time >= %s AND time < %s
 GROUP BY 1, 2
+"""
+
+_SPLIT = """
+WITH b AS (
+    SELECT bucket,
+           CASE WHEN actual_samples > 0 THEN actual_power_avg_kw ELSE target_power_avg_kw END AS kw
+    FROM flux.bess_5m
+    WHERE site_id = %(s)s AND device = %(b)s AND bucket >= %(a)s AND bucket < %(z)s
+)
+SELECT date_bin('30 minutes', m.bucket, timestamptz '2000-01-01 00:00+00'),
+       avg(greatest(m.power_avg_kw, 0)), avg(greatest(-m.power_avg_kw, 0)),
+       avg(greatest(b.kw, 0)), avg(greatest(-b.kw, 0)),
+       avg(greatest(m.power_avg_kw + b.kw, 0)), avg(greatest(-(m.power_avg_kw + b.kw), 0))
+FROM flux.meter_5m m JOIN b ON b.bucket = m.bucket
+WHERE m.site_id = %(s)s AND m.device = %(g)s AND m.bucket >= %(a)s AND m.bucket < %(z)s
+GROUP BY 1
 """
 
 _SOE_START = """
@@ -171,6 +202,12 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
         soe_end = {
             _utc(r[0]): _f(r[1]) for r in conn.execute(_SOE_END, (db_site, battery, start, end))
         }
+        split = {
+            _utc(r[0]): Split(*(_f(v) for v in r[1:]))
+            for r in conn.execute(
+                _SPLIT, {"s": db_site, "b": battery, "g": grid, "a": start, "z": end}
+            )
+        }
         prices: dict[datetime, float] = {}
         sources: set[str] = set()
         for at, value, source in conn.execute(_MARKET, (db_site, start, end)):
@@ -217,6 +254,7 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
                 solar_kw=solar.get(t, 0.0),
                 battery_kw=None if b is None or b[0] is None else _f(b[0]),
                 soe_kwh=soe_end.get(t, None if b is None else _f(b[1])),
+                split=split.get(t),
             )
         )
     return Record(

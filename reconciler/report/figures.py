@@ -4,10 +4,12 @@ The figures are a JSON-ready dict with stable keys (the HTML and markdown render
 read it with ``--output json``). Units: energy kWh, power kW, money £, prices p/kWh, time
 in hours or minutes as the key says; days are local days in the site's timezone.
 
-- Energy: grid import and export from the grid meter's counters; solar from the solar
-  meters; battery charge and discharge from its mean power; the homes' load reconstructed
-  per period as grid + solar + battery (the same reconstruction as ``backtest --from-db``).
-- Money: at each period's mean powers, the imbalance value (battery kWh x the recorded
+- Energy: grid import and export, solar, battery charge and discharge from the rollups'
+  mean powers (5 minute means kept apart by sign, so a half hour that both imports and
+  exports counts both; energy and money share one basis and balance); the homes'
+  load reconstructed per period as grid + solar + battery (as ``backtest --from-db`` does).
+  The grid meter's own counters are under data quality, with how far they differ.
+- Money: at the same powers, the imbalance value (battery kWh x the recorded
   imbalance price), the import bill and export earnings at the site file's rates, and
   the same bill had the battery been idle (grid + battery).
 - Peaks: per local day, the highest half-hourly import inside the red band (rates whose
@@ -27,7 +29,7 @@ from reconciler.backtest import optimum
 from reconciler.config.model import Site
 from reconciler.control.schedule import DayPlans, occurrence_at, zone
 from reconciler.planning import lp
-from reconciler.report.data import Period, Record
+from reconciler.report.data import Record, Split
 
 H = 0.5  # hours per settlement period
 #: Rates are sampled this often per period, as the optimum samples them.
@@ -68,8 +70,10 @@ def _rates(site: Site, plans: DayPlans, t: datetime) -> _Rates:
     return _Rates(imp / RATE_STEPS, exp / RATE_STEPS, red)
 
 
-def _complete(p: Period) -> bool:
-    return p.grid_kw is not None and p.battery_kw is not None
+def _split(g: float, b: float) -> Split:
+    """A period's flows from its means alone (no 5 minute rollups)."""
+    return Split(max(g, 0.0), max(-g, 0.0), max(b, 0.0), max(-b, 0.0),
+                 max(g + b, 0.0), max(-g - b, 0.0))  # fmt: skip
 
 
 _ENERGY_KEYS = (
@@ -103,6 +107,7 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
     missing: dict[date, int] = defaultdict(int)
     earned: list[float] = []  # battery value per complete period, £
     keep: list[int] = []
+    counters = [0.0, 0.0]  # the grid meter's own import and export counters, kWh
     for i, p in enumerate(rec.periods):
         day = p.start.astimezone(tz).date()
         e, m = energy[day], money[day]
@@ -110,24 +115,23 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
             missing[day] += 1
             continue
         g, b, s = p.grid_kw, p.battery_kw, p.solar_kw
-        e["grid_import_kwh"] += p.grid_import_kwh or 0.0
-        e["grid_export_kwh"] += p.grid_export_kwh or 0.0
+        x = p.split or _split(g, b)
+        e["grid_import_kwh"] += x.import_kw * H
+        e["grid_export_kwh"] += x.export_kw * H
+        counters[0] += p.grid_import_kwh or 0.0
+        counters[1] += p.grid_export_kwh or 0.0
         e["solar_kwh"] += s * H
         e["load_kwh"] += max(0.0, g + s + b) * H
-        e["battery_charged_kwh"] += max(0.0, -b) * H
-        e["battery_discharged_kwh"] += max(0.0, b) * H
+        e["battery_charged_kwh"] += x.charge_kw * H
+        e["battery_discharged_kwh"] += x.discharge_kw * H
         r = rates[i]
         price = rec.prices.get(p.start)
         imbalance = b * H * price / 100 if price is not None else 0.0
         idle = g + b
-        bill, bill0 = (
-            max(g, 0.0) * H * r.import_rate / 100,
-            max(idle, 0.0) * H * r.import_rate / 100,
-        )
-        exp, exp0 = (
-            max(-g, 0.0) * H * r.export_rate / 100,
-            max(-idle, 0.0) * H * r.export_rate / 100,
-        )
+        bill = x.import_kw * H * r.import_rate / 100
+        bill0 = x.idle_import_kw * H * r.import_rate / 100
+        exp = x.export_kw * H * r.export_rate / 100
+        exp0 = x.idle_export_kw * H * r.export_rate / 100
         value = imbalance + (bill0 - exp0) - (bill - exp)
         m["imbalance_value_gbp"] += imbalance
         m["import_bill_gbp"] += bill
@@ -230,7 +234,10 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
             "days": peak_days,
         },
         "opportunity": _opportunity(site, rec, rates, keep, earned, with_optimum, notes),
-        "quality": _quality(rec, missing, days),
+        "quality": {
+            **_quality(rec, missing, days),
+            "grid_meter_counters": _counters(counters, energy_total),
+        },
         "notes": notes,
         "attribution": ELEXON if rec.prices else None,
     }
@@ -301,6 +308,18 @@ def _opportunity(
         ],
     )
     return out
+
+
+def _counters(counters: list[float], energy: dict[str, float]) -> dict[str, Any]:
+    """The grid meter's counters beside its power readings: a meter (or CT ratio) that
+    disagrees with itself shows here."""
+    net = energy["grid_import_kwh"] - energy["grid_export_kwh"]
+    counted = counters[0] - counters[1]
+    return {
+        "import_kwh": _r(counters[0]),
+        "export_kwh": _r(counters[1]),
+        "net_difference_pct": _r(100 * (counted - net) / abs(net), 2) if abs(net) > 1e-6 else None,
+    }
 
 
 def _quality(rec: Record, missing: dict[date, int], days: list[date]) -> dict[str, Any]:

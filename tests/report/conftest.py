@@ -7,12 +7,16 @@ seconds."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+from click.testing import CliRunner
 
+from reconciler.cli import cli
 from reconciler.clock import ManualClock
 from reconciler.config import load_site
 from reconciler.control.signals import FeedSignals
@@ -30,12 +34,15 @@ HOURS = 3.5
 TICK_S = 4
 
 
-async def fill(url: str, tmp: Path, start: datetime = START, hours: float = HOURS) -> None:
+async def fill(
+    url: str, tmp: Path, start: datetime = START, hours: float = HOURS, *, prices: bool = True
+) -> None:
     """Run the demo agent against the simulator for ``hours`` from ``start``, uploading
-    every simulated half hour (so rollups are refreshed as uploads arrive)."""
+    every simulated half hour (so rollups are refreshed as uploads arrive); ``prices``:
+    the agent replays January 2024's imbalance prices (and records them)."""
     clock = ManualClock(start)
     site = load_site(DEMO)
-    signals = FeedSignals(imbalance=ReplayImbalanceFeed.january_2024())
+    signals = FeedSignals(imbalance=ReplayImbalanceFeed.january_2024()) if prices else None
     async with (
         SiteSimulator(site, clock=clock, ports="ephemeral") as sim,
         git_agent(tmp, sim, clock, replay=signals) as rig,
@@ -73,11 +80,32 @@ def recorded_url(
         yield url
 
 
+@pytest.fixture(scope="module")
+def reader_url(recorded_url: str) -> Iterator[str]:
+    """``recorded_url`` as a login role made by `flux db add-reader` (dropped after)."""
+    name = f"flux_t_{uuid.uuid4().hex[:10]}"
+    result = CliRunner().invoke(cli, ["db", "add-reader", name, "--database-url", recorded_url])
+    assert result.exit_code == 0, result.output
+    dbname = recorded_url.rsplit("/", 1)[1]
+    try:
+        yield url_for(dbname, name)
+    finally:
+        with psycopg.connect(recorded_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (name,),
+            )
+            conn.execute(f'DROP OWNED BY "{name}"')
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
 @pytest.fixture
-def empty_url(template_db: str, flux_server: Server) -> Iterator[str]:
-    """A migrated database with nothing in it."""
+def unpriced_url(template_db: str, flux_server: Server, tmp_path: Path) -> Iterator[str]:
+    """Half an hour of the demo recorded by an agent that fetched no market data."""
     with database(flux_server, template_db) as name:
-        yield url_for(name)
+        url = url_for(name)
+        asyncio.run(fill(url, tmp_path, hours=0.5, prices=False))
+        yield url
 
 
 @pytest.fixture
