@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,17 @@ def report_json(url: str, *args: str) -> dict[str, Any]:
 def raw(url: str) -> dict[str, float]:
     """Sums of the raw readings (one a minute, each standing for its minute), kWh and £."""
     with psycopg.connect(url) as conn:
-        grid = dict(
+        grid: dict[datetime, float] = dict(
             conn.execute(
                 "SELECT time, power_kw FROM flux.meter_readings WHERE device = 'site'"
             ).fetchall()
         )
-        solar = dict(
+        solar: dict[datetime, float] = dict(
             conn.execute(
                 "SELECT time, -power_kw FROM flux.meter_readings WHERE device = 'solar'"
             ).fetchall()
         )
-        bess = dict(
+        bess: dict[datetime, float] = dict(
             conn.execute(
                 "SELECT time, coalesce(actual_power_kw, target_power_kw) "
                 "FROM flux.bess_readings WHERE device = 'bess'"
@@ -59,7 +60,7 @@ def raw(url: str) -> dict[str, float]:
             " FROM flux.meter_readings WHERE device = 'site'"
         ).fetchone()
         assert counted is not None
-        prices = dict(
+        prices: dict[datetime, float] = dict(
             conn.execute(
                 "SELECT DISTINCT ON (time) time, value FROM flux.market_data "
                 "WHERE type = 'imbalance_price' ORDER BY time, fetched_at DESC"
