@@ -234,6 +234,7 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
             "days": peak_days,
         },
         "opportunity": _opportunity(site, rec, rates, keep, earned, with_optimum, notes),
+        "patterns": _patterns(rec, keep, tz),
         "quality": {
             **_quality(rec, missing, days),
             "grid_meter_counters": _counters(counters, energy_total),
@@ -308,6 +309,55 @@ def _opportunity(
         ],
     )
     return out
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _patterns(rec: Record, keep: list[int], tz: Any) -> dict[str, Any]:
+    """How the homes use energy: mean load and solar kW per local weekday and half hour,
+    the average day of each month, and the share of solar used on site (not exported)."""
+    cells: dict[tuple[int, int], list[float]] = {}
+    months: dict[str, dict[int, list[float]]] = {}
+    solar_kwh = exported_solar_kwh = 0.0
+    for i in keep:
+        p = rec.periods[i]
+        local = p.start.astimezone(tz)
+        slot = local.hour * 2 + local.minute // 30
+        load = max(0.0, (p.grid_kw or 0.0) + p.solar_kw + (p.battery_kw or 0.0))
+        for acc in (
+            cells.setdefault((local.weekday(), slot), [0.0, 0.0, 0.0]),
+            months.setdefault(local.strftime("%Y-%m"), {}).setdefault(slot, [0.0, 0.0, 0.0]),
+        ):
+            acc[0] += load
+            acc[1] += p.solar_kw
+            acc[2] += 1
+        export = p.split.export_kw if p.split is not None else max(-(p.grid_kw or 0.0), 0.0)
+        solar_kwh += p.solar_kw * H
+        exported_solar_kwh += min(p.solar_kw, export) * H
+
+    def grid(k: int) -> list[list[float | None]]:
+        return [
+            [_r(c[k] / c[2], 1) if (c := cells.get((d, h))) else None for h in range(48)]
+            for d in range(7)
+        ]
+
+    def day(slots: dict[int, list[float]], k: int) -> list[float | None]:
+        return [_r(c[k] / c[2], 1) if (c := slots.get(h)) else None for h in range(48)]
+
+    return {
+        "weekdays": list(WEEKDAYS),
+        "half_hours": [f"{h // 2:02d}:{h % 2 * 30:02d}" for h in range(48)],
+        "load_kw_by_weekday": grid(0),
+        "solar_kw_by_weekday": grid(1),
+        "average_day_by_month": {
+            m: {"load_kw": day(slots, 0), "solar_kw": day(slots, 1)}
+            for m, slots in sorted(months.items())
+        },
+        "solar_self_consumption_pct": (
+            _r(100 * (1 - exported_solar_kwh / solar_kwh), 1) if solar_kwh > 1e-9 else None
+        ),
+    }
 
 
 def _counters(counters: list[float], energy: dict[str, float]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from reconciler.report.charts.energy import energy_chart
 from reconciler.report.charts.money import money_chart
+from reconciler.report.charts.patterns import patterns_chart
 from reconciler.report.charts.peaks import peaks_chart
 from reconciler.report.tables import footnotes, heading, tables
 
@@ -26,6 +27,7 @@ _CHARTS: tuple[tuple[str, str, Callable[[dict[str, Any]], bytes]], ...] = (
     ("energy", "Energy per day", energy_chart),
     ("money", "Money per day", money_chart),
     ("peaks", "Red-band peaks", peaks_chart),
+    ("patterns", "Load by weekday and half hour", patterns_chart),
 )
 
 

@@ -124,6 +124,11 @@ def tables(f: dict[str, Any]) -> list[Table]:
             ),
         ),
         Table(
+            "Consumption patterns",
+            ("figure", "value"),
+            (("solar self-consumption %", _num(f["patterns"]["solar_self_consumption_pct"])),),
+        ),
+        Table(
             "Data quality",
             ("device", "completeness %", "gap minutes", "gaps"),
             tuple(

@@ -137,6 +137,16 @@ def test_figures_match_the_raw_readings_read_as_a_reader(
     assert lefts == sorted(lefts, reverse=True) and all(v > 0 for v in lefts)
     assert o["left_gbp"] == pytest.approx(o["optimum_gbp"] - o["earned_gbp"], abs=0.011)
 
+    pat = doc["patterns"]
+    monday = pat["load_kw_by_weekday"][0]  # 16:00-19:30 GMT recorded, a Monday
+    assert [h for h, v in zip(pat["half_hours"], monday, strict=True) if v is not None] == [
+        "16:00", "16:30", "17:00", "17:30", "18:00", "18:30", "19:00",
+    ]  # fmt: skip
+    assert all(v is None for row in pat["load_kw_by_weekday"][1:] for v in row)
+    recorded = [v for v in monday if v is not None]
+    assert sum(recorded) * 0.5 == pytest.approx(e["load_kwh"], rel=0.01)
+    assert pat["average_day_by_month"]["2024-01"]["load_kw"] == monday
+
     q = doc["quality"]
     periods = round(HOURS * 2)
     assert doc["complete_periods"] == periods and q["missing_periods"] == 48 - periods
@@ -161,7 +171,7 @@ def test_markdown_and_self_contained_html(reader_url: str, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 3
+    assert len(images) == 4
     assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
     # Nothing fetched from elsewhere: it opens from an email attachment.
     assert "<script" not in page and not re.search(r'(src|href)="https?:', page)
