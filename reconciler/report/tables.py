@@ -141,7 +141,10 @@ def tables(f: dict[str, Any]) -> list[Table]:
 
 
 def heading(f: dict[str, Any]) -> str:
-    return f"{f['name']} ({f['site']}): {f['from'][:16]} to {f['to'][:16]} ({f['timezone']})"
+    return (
+        f"{f['name']} ({f['site']}): local days {f['from'][:10]} up to {f['to'][:10]} "
+        f"({f['timezone']})"
+    )
 
 
 def footnotes(f: dict[str, Any]) -> list[str]:
