@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "agent": "reconciler.agent.commands:agent",
     "demo": "reconciler.agent.demo:demo",
     "diff": "reconciler.diff.commands:diff",
+    "report": "reconciler.report.commands:report",
     "status": "reconciler.diff.commands:status",
     "markets": "reconciler.markets.commands:markets",
 }

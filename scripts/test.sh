@@ -24,6 +24,14 @@ if ! command -v promtool >/dev/null 2>&1 && [ ! -x .venv/bin/promtool ] \
   rm -rf "$tmp"
 fi
 
+# Debian's chromium, for tests/report/test_chromium.py (the HTML report in a real browser,
+# headless): installed where missing and apt-get can.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -q --no-install-recommends chromium >/dev/null \
+    || echo "cannot install Debian's chromium: tests/report/test_chromium.py will fail" >&2
+fi
+
 # PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres): install or start it if needed.
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 if ! pg_ready; then

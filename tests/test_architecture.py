@@ -101,3 +101,20 @@ def test_the_status_model_is_a_leaf(graph: grimp.ImportGraph) -> None:
         if _top(i) in {"agent", "source", "diff", "telemetry", "devices", "markets"}
     ]
     assert not bad, bad
+
+
+#: What reconciler.report may import (docs/architecture.md, rule 5): it reads the record
+#: and reuses the backtest's optimum, and never drives a device or the agent.
+REPORT_MAY_IMPORT = {
+    "report", "telemetry", "backtest", "planning", "config", "control", "diff", "clierrors",
+}  # fmt: skip
+
+
+def test_the_report_reads_and_reuses_but_drives_nothing(graph: grimp.ImportGraph) -> None:
+    bad = [
+        f"{m} imports {i}"
+        for m in graph.find_descendants("reconciler.report") | {"reconciler.report"}
+        for i in graph.find_modules_directly_imported_by(m)
+        if _top(i) not in REPORT_MAY_IMPORT
+    ]
+    assert not bad, bad

@@ -1,0 +1,1 @@
+"""`flux report`: what really happened at a site, from its telemetry database."""

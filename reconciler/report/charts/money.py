@@ -1,0 +1,24 @@
+"""Daily money: the imbalance value and the bill saved against an idle battery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.report.charts import png, pyplot
+
+
+def money_chart(figures: dict[str, Any]) -> bytes:
+    plt = pyplot()
+    days = figures["money"]["days"]
+    labels = [d["date"][5:] for d in days]
+    imbalance = [d["imbalance_value_gbp"] for d in days]
+    saved = [d["bill_saved_gbp"] for d in days]
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.bar(labels, imbalance, label="imbalance value", color="tab:purple")
+    ax.bar(labels, saved, bottom=imbalance, label="bill saved", color="tab:orange")
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_ylabel("£ per day")
+    ax.set_title(f"{figures['site']}: what the battery earned per local day")
+    ax.legend(fontsize="small")
+    ax.tick_params(axis="x", labelrotation=60, labelsize="small")
+    return png(fig)

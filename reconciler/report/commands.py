@@ -1,0 +1,161 @@
+"""`flux report`: one site's (or the fleet's) record over a range of local days, as HTML,
+markdown or JSON.
+
+Exit codes: 0 a report was written (gaps and missing prices are sentences in it); 2 a
+usage error, an invalid site file, an unknown site or an unreachable database or one
+without the flux schema; 3 the range holds no readings of the site at all (a fleet report
+says so per site instead).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from reconciler.clierrors import fail, user_errors
+from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
+from reconciler.config.model import Site
+from reconciler.control.schedule import local_midnight
+from reconciler.report.data import ReportDataError, read_record
+from reconciler.report.figures import compute
+from reconciler.telemetry.database import ENV_URL
+from reconciler.telemetry.errors import DatabaseUnreachable
+
+EXIT_NO_DATA = 3
+
+
+def site_figures(
+    site: Site, url: str, first: date, last: date, db_site: str | None, with_optimum: bool
+) -> dict[str, Any]:
+    """The figures of ``site`` over local days [first, last)."""
+    start, end = local_midnight(site, first), local_midnight(site, last)
+    rec = read_record(url, site, start, end, db_site or site.site.id)
+    return compute(site, rec, with_optimum=with_optimum)
+
+
+def _fleet_files(sites_dir: Path) -> list[Path]:
+    files = sorted(sites_dir.glob("*.yaml"))
+    if not files:
+        raise click.UsageError(f"--fleet: there is no site file (*.yaml) in {sites_dir}")
+    return files
+
+
+@click.command("report")
+@click.argument("site", required=False)
+@sites_dir_option
+@click.option("--fleet", is_flag=True, help="Every site file in --sites-dir, one document.")
+@click.option(
+    "--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]),
+    help="The first local day (YYYY-MM-DD).",
+)  # fmt: skip
+@click.option(
+    "--to", "last", required=True, type=click.DateTime(["%Y-%m-%d"]),
+    help="The day after the last (exclusive, YYYY-MM-DD): --from 2024-08-01 --to 2024-09-01 "
+    "is August.",
+)  # fmt: skip
+@click.option("--database-url", envvar=ENV_URL, help=f"The telemetry database (or ${ENV_URL}).")
+@click.option("--db-site", help="The site id in the database (default: the site file's id).")
+@click.option(
+    "--output", type=click.Choice(["html", "markdown", "json"]), default="html",
+    show_default=True,
+)  # fmt: skip
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report here (default: standard output).",
+)  # fmt: skip
+@click.option(
+    "--optimum/--no-optimum", default=True, show_default=True,
+    help="Compute the perfect-foresight optimum (the market opportunity).",
+)  # fmt: skip
+@user_errors(ReportDataError, DatabaseUnreachable)
+def report(
+    site: str | None,
+    sites_dir: Path,
+    fleet: bool,
+    first: datetime,
+    last: datetime,
+    database_url: str | None,
+    db_site: str | None,
+    output: str,
+    out: Path | None,
+    optimum: bool,
+) -> None:
+    """What sites really did over a range of local days, from their telemetry database:
+    energy, money, battery, red-band peaks, the market opportunity and data quality.
+
+    Exit 0 with a report, 2 on a usage error or an unknown site, 3 when the range holds no
+    readings of the site.
+    """
+    if fleet == (site is not None):
+        raise click.UsageError("give a SITE (file or id) or --fleet, not both and not neither")
+    if first >= last:
+        raise click.UsageError(
+            f"--from {first:%Y-%m-%d} is not before --to {last:%Y-%m-%d}: the range is empty "
+            "(--to is the day after the last)"
+        )
+    if not database_url:
+        raise click.UsageError(f"give --database-url URL (or ${ENV_URL})")
+    if db_site is not None and fleet:
+        raise click.UsageError("--db-site names one site; leave it out with --fleet")
+    paths = _fleet_files(sites_dir) if fleet else [find_site(str(site), sites_dir)]
+    sites = [load_valid_site(p) for p in paths]
+    docs: list[dict[str, Any]] = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+    ) as bar:  # fmt: skip
+        task = bar.add_task("report", total=len(sites))
+        for s in sites:
+            bar.update(task, description=f"report {s.site.id}")
+            try:
+                docs.append(
+                    site_figures(s, database_url, first.date(), last.date(), db_site, optimum)
+                )
+            except ReportDataError as exc:
+                if not fleet:
+                    raise
+                docs.append({"site": s.site.id, "error": str(exc)})
+            bar.advance(task)
+    if not fleet and docs[0]["complete_periods"] == 0:
+        fail(
+            f"the database holds no grid meter and battery readings of site "
+            f"{docs[0]['db_site']!r} from {docs[0]['from'][:10]} to {docs[0]['to'][:10]} "
+            "(exclusive); choose days it recorded (`flux db gaps` lists what is missing)",
+            EXIT_NO_DATA,
+        )
+    title = (
+        f"Flux fleet report {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+        if fleet
+        else f"Flux report: {docs[0]['site']}"
+    )
+    text = render(docs, output, title, fleet)
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+
+
+def render(docs: list[dict[str, Any]], output: str, title: str, fleet: bool) -> str:
+    ok = [d for d in docs if "error" not in d]
+    failed = [d for d in docs if "error" in d]
+    if output == "json":
+        doc: dict[str, Any] = (
+            {"sites": ok, "errors": {d["site"]: d["error"] for d in failed}} if fleet else ok[0]
+        )
+        return json.dumps(doc, indent=2, ensure_ascii=False)
+    if output == "markdown":
+        from reconciler.report.markdown import markdown
+
+        tail = "".join(f"\n> {d['site']}: {d['error']}\n" for d in failed)
+        return f"# {title}\n\n{markdown(ok)}{tail}"
+    from reconciler.report.html import html
+
+    return html(ok, title, errors={d["site"]: d["error"] for d in failed})

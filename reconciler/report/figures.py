@@ -1,0 +1,393 @@
+"""Every figure of a site's report, from its :class:`~reconciler.report.data.Record`.
+
+The figures are a JSON-ready dict with stable keys (the HTML and markdown render it; scripts
+read it with ``--output json``). Units: energy kWh, power kW, money £, prices p/kWh, time
+in hours or minutes as the key says; days are local days in the site's timezone.
+
+- Energy: grid import and export, solar, battery charge and discharge from the rollups'
+  mean powers (5 minute means kept apart by sign, so a half hour that both imports and
+  exports counts both; energy and money share one basis and balance); the homes'
+  load reconstructed per period as grid + solar + battery (as ``backtest --from-db`` does).
+  The grid meter's own counters are under data quality, with how far they differ.
+- Money: at the same powers, the imbalance value (battery kWh x the recorded
+  imbalance price), the import bill and export earnings at the site file's rates, and
+  the same bill had the battery been idle (grid + battery).
+- Peaks: per local day, the highest half-hourly import inside the red band (rates whose
+  name contains ``red``), with and without the battery.
+- Market opportunity: the perfect-foresight optimum (backtest/optimum.py) on the recorded
+  load, solar and prices against what the battery earned, over the complete periods.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from reconciler.backtest import optimum
+from reconciler.config.model import Site
+from reconciler.control.schedule import DayPlans, occurrence_at, zone
+from reconciler.planning import lp
+from reconciler.report.data import Record, Split
+
+H = 0.5  # hours per settlement period
+#: Rates are sampled this often per period, as the optimum samples them.
+RATE_STEPS = optimum.RATE_SAMPLES
+#: How many periods the market opportunity lists.
+TOP_PERIODS = 10
+ELEXON = "Contains BMRS data © Elexon Limited copyright and database right."
+
+
+def _r(value: float, digits: int = 3) -> float:
+    out = round(value, digits)
+    return 0.0 if out == 0 else out
+
+
+@dataclass(frozen=True)
+class _Rates:
+    import_rate: float
+    export_rate: float
+    red: bool
+
+
+def _rates(site: Site, plans: DayPlans, t: datetime) -> _Rates:
+    tz = zone(site.site.timezone)
+    imp = exp = 0.0
+    step = timedelta(minutes=30 / RATE_STEPS)
+    for k in range(RATE_STEPS):
+        at = t + k * step
+        a, b = plans.plan(site, at).rates_at(at)
+        imp += a
+        exp += b
+    mid = t + timedelta(minutes=15)
+    red = any(
+        occurrence_at(w, mid, tz) is not None
+        for rate in site.rates
+        if "red" in rate.name.lower() and rate.direction == "import"
+        for w in rate.windows
+    )
+    return _Rates(imp / RATE_STEPS, exp / RATE_STEPS, red)
+
+
+def _split(g: float, b: float) -> Split:
+    """A period's flows from its means alone (no 5 minute rollups)."""
+    return Split(max(g, 0.0), max(-g, 0.0), max(b, 0.0), max(-b, 0.0),
+                 max(g + b, 0.0), max(-g - b, 0.0))  # fmt: skip
+
+
+_ENERGY_KEYS = (
+    "grid_import_kwh",
+    "grid_export_kwh",
+    "solar_kwh",
+    "load_kwh",
+    "battery_charged_kwh",
+    "battery_discharged_kwh",
+)
+_MONEY_KEYS = (
+    "imbalance_value_gbp",
+    "import_bill_gbp",
+    "import_bill_without_battery_gbp",
+    "export_earnings_gbp",
+    "export_earnings_without_battery_gbp",
+    "bill_saved_gbp",
+    "red_band_import_avoided_kwh",
+    "battery_value_gbp",
+)
+
+
+def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, Any]:
+    """The report's figures (see the module docstring)."""
+    tz = zone(site.site.timezone)
+    plans = DayPlans()
+    rates = [_rates(site, plans, p.start) for p in rec.periods]
+    energy: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_ENERGY_KEYS, 0.0))
+    money: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_MONEY_KEYS, 0.0))
+    peaks: dict[date, dict[str, Any]] = {}
+    missing: dict[date, int] = defaultdict(int)
+    earned: list[float] = []  # battery value per complete period, £
+    keep: list[int] = []
+    counters = [0.0, 0.0]  # the grid meter's own import and export counters, kWh
+    for i, p in enumerate(rec.periods):
+        day = p.start.astimezone(tz).date()
+        e, m = energy[day], money[day]
+        if p.grid_kw is None or p.battery_kw is None:
+            missing[day] += 1
+            continue
+        g, b, s = p.grid_kw, p.battery_kw, p.solar_kw
+        x = p.split or _split(g, b)
+        e["grid_import_kwh"] += x.import_kw * H
+        e["grid_export_kwh"] += x.export_kw * H
+        counters[0] += p.grid_import_kwh or 0.0
+        counters[1] += p.grid_export_kwh or 0.0
+        e["solar_kwh"] += s * H
+        e["load_kwh"] += max(0.0, g + s + b) * H
+        e["battery_charged_kwh"] += x.charge_kw * H
+        e["battery_discharged_kwh"] += x.discharge_kw * H
+        r = rates[i]
+        price = rec.prices.get(p.start)
+        imbalance = b * H * price / 100 if price is not None else 0.0
+        idle = g + b
+        bill = x.import_kw * H * r.import_rate / 100
+        bill0 = x.idle_import_kw * H * r.import_rate / 100
+        exp = x.export_kw * H * r.export_rate / 100
+        exp0 = x.idle_export_kw * H * r.export_rate / 100
+        value = imbalance + (bill0 - exp0) - (bill - exp)
+        m["imbalance_value_gbp"] += imbalance
+        m["import_bill_gbp"] += bill
+        m["import_bill_without_battery_gbp"] += bill0
+        m["export_earnings_gbp"] += exp
+        m["export_earnings_without_battery_gbp"] += exp0
+        m["bill_saved_gbp"] += (bill0 - exp0) - (bill - exp)
+        m["battery_value_gbp"] += value
+        if r.red:
+            m["red_band_import_avoided_kwh"] += (max(idle, 0.0) - max(g, 0.0)) * H
+            peak = peaks.setdefault(
+                day, {"date": day.isoformat(), "with_battery_kw": 0.0, "at": None,
+                      "without_battery_kw": 0.0}
+            )  # fmt: skip
+            if g > peak["with_battery_kw"]:
+                peak["with_battery_kw"] = g
+                peak["at"] = p.start.astimezone(tz).isoformat()
+            peak["without_battery_kw"] = max(peak["without_battery_kw"], idle)
+        earned.append(value)
+        keep.append(i)
+
+    days = sorted(set(energy) | set(money))
+    n_complete = len(keep)
+    energy_total = {k: _r(sum(energy[d][k] for d in days)) for k in _ENERGY_KEYS}
+    money_total = {k: _r(sum(money[d][k] for d in days), 2) for k in _MONEY_KEYS}
+    throughput = energy_total["battery_charged_kwh"] + energy_total["battery_discharged_kwh"]
+    nameplate = site.devices.battery.nameplate_energy_kwh
+    interval_h = site.telemetry.record_interval_s / 3600
+    notes: list[str] = []
+    if not rec.periods:
+        notes.append("The range holds no settlement period.")
+    elif n_complete == 0:
+        notes.append(
+            "The database holds no grid meter and battery readings for this range: "
+            "nothing to report (flux db gaps lists what is missing)."
+        )
+    elif n_complete < len(rec.periods):
+        notes.append(
+            f"{len(rec.periods) - n_complete} of {len(rec.periods)} settlement periods lack "
+            "grid meter or battery readings and are left out of every figure."
+        )
+    if not rec.prices:
+        notes.append(
+            "The database holds no imbalance prices for this range: the imbalance value is 0 "
+            "and the market opportunity is not computed."
+        )
+    peak_days = [
+        {**v, "with_battery_kw": _r(v["with_battery_kw"], 1),
+         "without_battery_kw": _r(v["without_battery_kw"], 1)}
+        for _, v in sorted(peaks.items())
+    ]  # fmt: skip
+    figures: dict[str, Any] = {
+        "site": site.site.id,
+        "db_site": rec.site_id,
+        "name": site.site.name,
+        "timezone": site.site.timezone,
+        "from": rec.start.astimezone(tz).isoformat(),
+        "to": rec.end.astimezone(tz).isoformat(),
+        "periods": len(rec.periods),
+        "complete_periods": n_complete,
+        "energy": {
+            "total": energy_total,
+            "days": [
+                {"date": d.isoformat(), **{k: _r(energy[d][k]) for k in _ENERGY_KEYS}} for d in days
+            ],
+        },
+        "money": {
+            "prices": (
+                f"imbalance prices the agent fetched ({', '.join(rec.price_sources)}; the "
+                "latest fetch of each period, so the latest settlement run it saw)"
+                if rec.prices
+                else None
+            ),
+            "priced_periods": sum(1 for i in keep if rec.periods[i].start in rec.prices),
+            "total": money_total,
+            "days": [
+                {"date": d.isoformat(), **{k: _r(money[d][k], 2) for k in _MONEY_KEYS}}
+                for d in days
+            ],
+        },
+        "battery": {
+            "throughput_kwh": _r(throughput),
+            "equivalent_full_cycles": _r(throughput / 2 / nameplate),
+            "hours_by_mode": {
+                k: _r(n * interval_h) for k, n in sorted(rec.decisions_by_winner.items())
+            },
+            "safe_stop_hours": _r(sum(rec.safe_stops_by_reason.values()) * interval_h),
+            "safe_stop_hours_by_reason": {
+                k: _r(n * interval_h) for k, n in sorted(rec.safe_stops_by_reason.items())
+            },
+            "minutes_over_import_limit": _r(rec.readings_over_import * interval_h * 60, 1),
+            "minutes_over_export_limit": _r(rec.readings_over_export * interval_h * 60, 1),
+            "minutes_soe_outside_limits": _r(rec.readings_soe_outside * interval_h * 60, 1),
+        },
+        "peaks": {
+            "max_with_battery_kw": max((p["with_battery_kw"] for p in peak_days), default=None),
+            "max_without_battery_kw": max(
+                (p["without_battery_kw"] for p in peak_days), default=None
+            ),
+            "days": peak_days,
+        },
+        "opportunity": _opportunity(site, rec, rates, keep, earned, with_optimum, notes),
+        "patterns": _patterns(rec, keep, tz),
+        "quality": {
+            **_quality(rec, missing, days),
+            "grid_meter_counters": _counters(counters, energy_total),
+        },
+        "notes": notes,
+        "attribution": ELEXON if rec.prices else None,
+    }
+    return figures
+
+
+def _opportunity(
+    site: Site,
+    rec: Record,
+    rates: list[_Rates],
+    keep: list[int],
+    earned: list[float],
+    with_optimum: bool,
+    notes: list[str],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "computed": False,
+        "optimum_gbp": None,
+        "earned_gbp": _r(sum(earned), 2),
+        "captured_pct": None,
+        "left_gbp": None,
+        "top_periods": [],
+    }
+    if not with_optimum or not rec.prices or not keep:
+        return out
+    tz = zone(site.site.timezone)
+    ps = [rec.periods[i] for i in keep]
+    loads = [max(0.0, (p.grid_kw or 0.0) + p.solar_kw + (p.battery_kw or 0.0)) for p in ps]
+    x = optimum.Inputs(
+        tuple(p.start for p in ps),
+        tuple(p.start.astimezone(tz).date() for p in ps),
+        tuple(loads),
+        tuple(p.solar_kw for p in ps),
+        tuple(rec.prices.get(p.start) for p in ps),
+        tuple(rates[i].import_rate for i in keep),
+        tuple(rates[i].export_rate for i in keep),
+    )
+    soe = rec.soe_start_kwh if rec.soe_start_kwh is not None else site.soe_min_kwh
+    try:
+        best = optimum.solve(x, optimum.Plant.of(site), soe)
+    except lp.NoSolution as exc:
+        notes.append(f"The optimum could not be computed ({exc}).")
+        return out
+    per = [best.value_gbp([j]) for j in range(len(ps))]
+    total = sum(per)
+    gaps = {j: per[j] - earned[j] for j in range(len(ps))}
+    # Only periods where something was left: the control beat the optimum's split elsewhere.
+    left = [j for j in sorted(gaps, key=lambda j: -gaps[j]) if gaps[j] > 0.005][:TOP_PERIODS]
+    if len(keep) < len(rec.periods):
+        notes.append("The optimum runs over the complete periods only, as if they were adjacent.")
+    out.update(
+        computed=True,
+        optimum_gbp=_r(total, 2),
+        captured_pct=_r(100 * sum(earned) / total, 1) if total > 1e-9 else None,
+        left_gbp=_r(total - sum(earned), 2),
+        optimum_cycles=_r(best.cycles()),
+        top_periods=[
+            {
+                "start": ps[j].start.astimezone(tz).isoformat(),
+                "price": x.price[j],
+                "optimum_battery_kw": _r(best.battery_kw[j], 1),
+                "battery_kw": _r(ps[j].battery_kw or 0.0, 1),
+                "optimum_gbp": _r(per[j], 2),
+                "earned_gbp": _r(earned[j], 2),
+                "left_gbp": _r(per[j] - earned[j], 2),
+            }
+            for j in left
+        ],
+    )
+    return out
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _patterns(rec: Record, keep: list[int], tz: Any) -> dict[str, Any]:
+    """How the homes use energy: mean load and solar kW per local weekday and half hour,
+    the average day of each month, and the share of solar used on site (not exported)."""
+    cells: dict[tuple[int, int], list[float]] = {}
+    months: dict[str, dict[int, list[float]]] = {}
+    solar_kwh = exported_solar_kwh = 0.0
+    for i in keep:
+        p = rec.periods[i]
+        local = p.start.astimezone(tz)
+        slot = local.hour * 2 + local.minute // 30
+        load = max(0.0, (p.grid_kw or 0.0) + p.solar_kw + (p.battery_kw or 0.0))
+        for acc in (
+            cells.setdefault((local.weekday(), slot), [0.0, 0.0, 0.0]),
+            months.setdefault(local.strftime("%Y-%m"), {}).setdefault(slot, [0.0, 0.0, 0.0]),
+        ):
+            acc[0] += load
+            acc[1] += p.solar_kw
+            acc[2] += 1
+        export = p.split.export_kw if p.split is not None else max(-(p.grid_kw or 0.0), 0.0)
+        solar_kwh += p.solar_kw * H
+        exported_solar_kwh += min(p.solar_kw, export) * H
+
+    def grid(k: int) -> list[list[float | None]]:
+        return [
+            [_r(c[k] / c[2], 1) if (c := cells.get((d, h))) else None for h in range(48)]
+            for d in range(7)
+        ]
+
+    def day(slots: dict[int, list[float]], k: int) -> list[float | None]:
+        return [_r(c[k] / c[2], 1) if (c := slots.get(h)) else None for h in range(48)]
+
+    return {
+        "weekdays": list(WEEKDAYS),
+        "half_hours": [f"{h // 2:02d}:{h % 2 * 30:02d}" for h in range(48)],
+        "load_kw_by_weekday": grid(0),
+        "solar_kw_by_weekday": grid(1),
+        "average_day_by_month": {
+            m: {"load_kw": day(slots, 0), "solar_kw": day(slots, 1)}
+            for m, slots in sorted(months.items())
+        },
+        "solar_self_consumption_pct": (
+            _r(100 * (1 - exported_solar_kwh / solar_kwh), 1) if solar_kwh > 1e-9 else None
+        ),
+    }
+
+
+def _counters(counters: list[float], energy: dict[str, float]) -> dict[str, Any]:
+    """The grid meter's counters beside its power readings: a meter (or CT ratio) that
+    disagrees with itself shows here."""
+    net = energy["grid_import_kwh"] - energy["grid_export_kwh"]
+    counted = counters[0] - counters[1]
+    return {
+        "import_kwh": _r(counters[0]),
+        "export_kwh": _r(counters[1]),
+        "net_difference_pct": _r(100 * (counted - net) / abs(net), 2) if abs(net) > 1e-6 else None,
+    }
+
+
+def _quality(rec: Record, missing: dict[date, int], days: list[date]) -> dict[str, Any]:
+    minutes = (rec.end - rec.start).total_seconds() / 60
+    by_device: dict[str, dict[str, Any]] = {}
+    for name in sorted({*rec.devices, *(g.device for g in rec.gaps)}):
+        gaps = [g for g in rec.gaps if g.device == name]
+        gap_min = sum(g.minutes for g in gaps)
+        by_device[name] = {
+            "completeness_pct": _r(100 * (1 - gap_min / minutes), 2) if minutes else None,
+            "gap_minutes": gap_min,
+            "gaps": len(gaps),
+        }
+    longest = sorted(rec.gaps, key=lambda g: g.minutes, reverse=True)[:TOP_PERIODS]
+    return {
+        "devices": by_device,
+        "missing_periods": sum(missing.values()),
+        "missing_periods_by_day": {d.isoformat(): missing[d] for d in days if missing[d]},
+        "priced_periods": sum(1 for p in rec.periods if p.start in rec.prices),
+        "longest_gaps": [g.as_json() for g in longest],
+    }

@@ -1,0 +1,28 @@
+"""The report as markdown, for a pull request or a chat message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.report.tables import Table, footnotes, heading, tables
+
+
+def _table(t: Table) -> list[str]:
+    return [
+        f"### {t.title}",
+        "",
+        "| " + " | ".join(t.header) + " |",
+        "|" + "|".join("---" for _ in t.header) + "|",
+        *("| " + " | ".join(row) + " |" for row in t.rows),
+        "",
+    ]
+
+
+def markdown(sites: list[dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for f in sites:
+        lines += [f"## {heading(f)}", ""]
+        for t in tables(f):
+            lines += _table(t)
+        lines += [*(f"> {n}" for n in footnotes(f)), ""]
+    return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""`flux report` on a database the agent filled by driving the simulator: the report's
+figures against sums computed here from the raw readings, its renderings, its errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from reconciler.cli import cli
+from tests.pg import url_for
+from tests.report.conftest import DEMO, HOURS
+
+DAY = ("--from", "2024-01-15", "--to", "2024-01-16")
+
+
+def flux(*args: str) -> Result:
+    result = CliRunner().invoke(cli, ["report", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def report_json(url: str, *args: str) -> dict[str, Any]:
+    result = flux(str(DEMO), *DAY, "--database-url", url, "--output", "json", *args)
+    assert result.exit_code == 0, result.output
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+def raw(url: str) -> dict[str, float]:
+    """Sums of the raw readings (one a minute, each standing for its minute), kWh and £."""
+    with psycopg.connect(url) as conn:
+        grid: dict[datetime, float] = dict(
+            conn.execute(
+                "SELECT time, power_kw FROM flux.meter_readings WHERE device = 'site'"
+            ).fetchall()
+        )
+        solar: dict[datetime, float] = dict(
+            conn.execute(
+                "SELECT time, -power_kw FROM flux.meter_readings WHERE device = 'solar'"
+            ).fetchall()
+        )
+        bess: dict[datetime, float] = dict(
+            conn.execute(
+                "SELECT time, coalesce(actual_power_kw, target_power_kw) "
+                "FROM flux.bess_readings WHERE device = 'bess'"
+            ).fetchall()
+        )
+        counted = conn.execute(
+            "SELECT (max(energy_import_kwh) - min(energy_import_kwh))"
+            " - (max(energy_export_kwh) - min(energy_export_kwh))"
+            " FROM flux.meter_readings WHERE device = 'site'"
+        ).fetchone()
+        assert counted is not None
+        prices: dict[datetime, float] = dict(
+            conn.execute(
+                "SELECT DISTINCT ON (time) time, value FROM flux.market_data "
+                "WHERE type = 'imbalance_price' ORDER BY time, fetched_at DESC"
+            ).fetchall()
+        )
+    h = 1 / 60
+    imbalance = 0.0
+    for at, kw in bess.items():
+        period = at.replace(minute=at.minute // 30 * 30, second=0, microsecond=0)
+        imbalance += kw * h * prices.get(period, 0.0) / 100
+    return {
+        "grid_net_kwh": sum(grid.values()) * h,
+        "counted_net_kwh": float(counted[0]),
+        "grid_import_kwh": sum(max(v, 0.0) for v in grid.values()) * h,
+        "battery_net_kwh": sum(bess.values()) * h,
+        "load_kwh": sum(grid[t] + max(solar.get(t, 0.0), 0.0) + bess[t] for t in grid) * h,
+        "imbalance_gbp": imbalance,
+        "minutes": len(grid),
+    }
+
+
+def test_figures_match_the_raw_readings_read_as_a_reader(
+    recorded_url: str, reader_url: str
+) -> None:
+    doc = report_json(reader_url)
+    sums = raw(recorded_url)
+    assert sums["minutes"] == pytest.approx(HOURS * 60, abs=2)
+    e = doc["energy"]["total"]
+    # Energy balance at the grid meter, and its counters beside its power readings.
+    assert e["grid_import_kwh"] - e["grid_export_kwh"] == pytest.approx(
+        sums["grid_net_kwh"], rel=0.005
+    )
+    assert e["grid_import_kwh"] == pytest.approx(sums["grid_import_kwh"], rel=0.005)
+    assert e["battery_discharged_kwh"] - e["battery_charged_kwh"] == pytest.approx(
+        sums["battery_net_kwh"], rel=0.005
+    )
+    assert e["load_kwh"] == pytest.approx(sums["load_kwh"], rel=0.005)
+    assert e["load_kwh"] == pytest.approx(
+        e["grid_import_kwh"] - e["grid_export_kwh"] + e["solar_kwh"]
+        + e["battery_discharged_kwh"] - e["battery_charged_kwh"], abs=0.01
+    )  # fmt: skip
+    counters = doc["quality"]["grid_meter_counters"]
+    assert counters["import_kwh"] - counters["export_kwh"] == pytest.approx(
+        sums["counted_net_kwh"], rel=0.005
+    )
+    assert abs(counters["net_difference_pct"]) < 2
+    assert [d["date"] for d in doc["energy"]["days"]] == ["2024-01-15"]
+    m = doc["money"]["total"]
+    assert m["imbalance_value_gbp"] == pytest.approx(sums["imbalance_gbp"], abs=0.01)
+    assert m["battery_value_gbp"] == pytest.approx(
+        m["imbalance_value_gbp"] + m["bill_saved_gbp"], abs=0.011
+    )
+    # The red band (17:00-19:00): the battery discharged, so import fell.
+    assert m["red_band_import_avoided_kwh"] > 0
+    assert m["import_bill_gbp"] < m["import_bill_without_battery_gbp"]
+    (peak,) = doc["peaks"]["days"]
+    assert peak["date"] == "2024-01-15" and peak["without_battery_kw"] > peak["with_battery_kw"]
+
+    b = doc["battery"]
+    assert b["throughput_kwh"] == pytest.approx(
+        e["battery_charged_kwh"] + e["battery_discharged_kwh"], abs=0.01
+    )
+    assert b["equivalent_full_cycles"] == pytest.approx(b["throughput_kwh"] / 2 / 1280, abs=1e-3)
+    # Every recorded minute is in one mode or in safe stop.
+    modes = sum(b["hours_by_mode"].values()) + b["safe_stop_hours"]
+    assert modes == pytest.approx(HOURS, abs=2 / 60)
+    assert b["hours_by_mode"]["red-band discharge"] == pytest.approx(2.0, abs=2 / 60)
+
+    o = doc["opportunity"]
+    assert o["computed"] and o["optimum_gbp"] >= o["earned_gbp"] - 0.01
+    assert 0 < o["captured_pct"] <= 100.5
+    assert o["earned_gbp"] == pytest.approx(m["battery_value_gbp"], abs=0.01)
+    lefts = [t["left_gbp"] for t in o["top_periods"]]
+    assert lefts == sorted(lefts, reverse=True) and all(v > 0 for v in lefts)
+    assert o["left_gbp"] == pytest.approx(o["optimum_gbp"] - o["earned_gbp"], abs=0.011)
+
+    pat = doc["patterns"]
+    monday = pat["load_kw_by_weekday"][0]  # 16:00-19:30 GMT recorded, a Monday
+    assert [h for h, v in zip(pat["half_hours"], monday, strict=True) if v is not None] == [
+        "16:00", "16:30", "17:00", "17:30", "18:00", "18:30", "19:00",
+    ]  # fmt: skip
+    assert all(v is None for row in pat["load_kw_by_weekday"][1:] for v in row)
+    recorded = [v for v in monday if v is not None]
+    assert sum(recorded) * 0.5 == pytest.approx(e["load_kwh"], rel=0.01)
+    assert pat["average_day_by_month"]["2024-01"]["load_kw"] == monday
+
+    q = doc["quality"]
+    periods = round(HOURS * 2)
+    assert doc["complete_periods"] == periods and q["missing_periods"] == 48 - periods
+    assert q["priced_periods"] >= periods
+    for device in ("site", "solar", "bess", "battery_meter"):
+        assert q["devices"][device]["completeness_pct"] == pytest.approx(100 * HOURS / 24, abs=0.2)
+    assert any("lack grid meter or battery readings" in n for n in doc["notes"])
+    assert doc["attribution"] and "Elexon" in doc["attribution"]
+
+
+def test_markdown_and_self_contained_html(reader_url: str, tmp_path: Path) -> None:
+    md = flux(str(DEMO), *DAY, "--database-url", reader_url, "--output", "markdown")
+    assert md.exit_code == 0, md.output
+    headings = ("Energy (total)", "Money (total, £)", "Battery", "Red-band peaks",
+                "Market opportunity", "Periods where most was left", "Data quality")  # fmt: skip
+    for heading in headings:
+        assert f"### {heading}" in md.stdout
+    assert "Elexon" in md.stdout
+
+    out = tmp_path / "report.html"
+    result = flux(str(DEMO), *DAY, "--database-url", reader_url, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 4
+    assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
+    # Nothing fetched from elsewhere: it opens from an email attachment.
+    assert "<script" not in page and not re.search(r'(src|href)="https?:', page)
+
+
+def test_a_database_without_market_data_says_so(unpriced_url: str) -> None:
+    doc = report_json(unpriced_url)
+    assert doc["complete_periods"] == 1
+    assert doc["money"]["total"]["imbalance_value_gbp"] == 0 and doc["money"]["prices"] is None
+    assert doc["opportunity"]["computed"] is False and doc["attribution"] is None
+    assert any("no imbalance prices" in n for n in doc["notes"])
+    md = flux(str(DEMO), *DAY, "--database-url", unpriced_url, "--output", "markdown")
+    assert md.exit_code == 0 and "no imbalance prices" in md.stdout
+
+
+def test_bad_input_is_one_line_and_an_exit_code(
+    recorded_url: str, bare_url: str, tmp_path: Path
+) -> None:
+    def err(result: Result, code: int, text: str) -> None:
+        assert result.exit_code == code, result.output
+        assert text in result.output, result.output
+        # One line says it (click's usage errors add their usage lines above it).
+        assert any(text in line for line in result.stderr.splitlines()), result.stderr
+
+    url = ("--database-url", recorded_url)
+    err(flux(str(DEMO), *DAY, *url, "--db-site", "nowhere"), 2, "knows no site 'nowhere'")
+    err(flux("nowhere", *DAY, *url), 2, "no site 'nowhere'")
+    err(
+        flux(str(DEMO), "--from", "2024-01-15", "--to", "2024-01-15", *url),
+        2,
+        "the range is empty",
+    )
+    err(
+        flux(str(DEMO), "--from", "2024-02-01", "--to", "2024-02-03", *url),
+        3,
+        "holds no grid meter and battery readings of site 'demo' from 2024-02-01",
+    )
+    err(flux(str(DEMO), *DAY, "--database-url", bare_url), 2, "no flux schema")
+    err(flux(str(DEMO), *DAY, "--database-url", url_for("no_such_db")), 2, "cannot connect")
+    err(flux(str(DEMO), *DAY), 2, "give --database-url")
+
+
+def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
+    reader_url: str, tmp_path: Path
+) -> None:
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    text = DEMO.read_text(encoding="utf-8")
+    (sites / "demo.yaml").write_text(text, encoding="utf-8")
+    (sites / "other.yaml").write_text(text.replace("id: demo", "id: other"), encoding="utf-8")
+    result = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+                  "--output", "json", "--no-optimum")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [s["site"] for s in doc["sites"]] == ["demo"]
+    assert doc["sites"][0]["opportunity"]["computed"] is False
+    assert "knows no site 'other'" in doc["errors"]["other"]
+    html = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url)
+    assert html.exit_code == 0 and "knows no site &#x27;other&#x27;" in html.stdout
