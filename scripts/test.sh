@@ -53,7 +53,9 @@ echo "== mypy --strict"
 .venv/bin/mypy --strict reconciler
 echo "== pytest"
 set +e
-.venv/bin/pytest "$@"
+# Tests are hermetic (own databases, free ports, temporary folders), so they run on
+# every core: about 6 minutes on 2 cores instead of 10.
+.venv/bin/pytest -n "${FLUX_TEST_WORKERS:-auto}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
