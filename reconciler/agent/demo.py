@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,8 +38,16 @@ from reconciler.telemetry.uploader import Uploader
 #: The demo site, inside the package so an installed flux runs the demo from any folder
 #: (the repository's sites/demo.yaml is a link to it).
 SHIPPED_DEMO = resources.files("reconciler.agent") / "demo.yaml"
-#: A Monday in January 2024: the shipped prices cover it and the red band comes soon.
-DEFAULT_START = "2024-01-15T15:30"
+#: Where a fresh demo starts: yesterday at this local time, so the red band comes soon and
+#: its readings fall in a dashboard's default last 24 hours (and never near a retention
+#: limit); January 2024's prices and the January load are replayed onto any date.
+DEFAULT_START_TIME = time(15, 30)
+
+
+def default_start(tz: ZoneInfo, now: datetime | None = None) -> datetime:
+    """Yesterday at DEFAULT_START_TIME, local to ``tz``."""
+    today = (now or datetime.now(tz)).astimezone(tz).date()
+    return datetime.combine(today - timedelta(days=1), DEFAULT_START_TIME, tzinfo=tz)
 
 
 def _demo_site_path(given: Path | None) -> Path:
@@ -149,7 +157,8 @@ LEGEND = (
     "--start",
     default=None,
     help=f"Simulated local start time (site timezone). Default: where the last demo with "
-    f"this --store stopped (each run its own time range), else {DEFAULT_START}.",
+    f"this --store stopped (each run its own time range), else yesterday at "
+    f"{DEFAULT_START_TIME:%H:%M}.",
 )
 @click.option(
     "--minutes",
@@ -192,13 +201,14 @@ def demo(
             f"continuing the last demo with {store} from "
             f"{resumed.astimezone(tz):%a %d %b %Y %H:%M %Z} (--start to choose another time)"
         )
+    elif start is None:
+        local_start = default_start(tz)
     else:
-        text = start or DEFAULT_START
         try:
-            local_start = datetime.fromisoformat(text)
+            local_start = datetime.fromisoformat(start)
         except ValueError:
             raise click.BadParameter(
-                f"{text!r} is not a date-time like 2024-01-15T15:30", param_hint="--start"
+                f"{start!r} is not a date-time like 2024-01-15T15:30", param_hint="--start"
             ) from None
         if local_start.tzinfo is None:
             local_start = local_start.replace(tzinfo=tz)

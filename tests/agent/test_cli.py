@@ -11,8 +11,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from reconciler.agent.demo import default_start
 from reconciler.agent.lock import BatteryLock
 from reconciler.config import load_site
 from reconciler.sim.simulator import SiteSimulator
@@ -41,6 +44,18 @@ def test_demo_runs_and_fills_the_embedded_store(tmp_path: Path) -> None:
     assert kinds["meter"] >= 27
     assert kinds["decision"] >= 9
     assert kinds["revision"] == 1
+    # A fresh demo starts yesterday afternoon: its readings are in a dashboard's last 24 h.
+    with sqlite3.connect(store) as db:
+        (first,) = db.execute("SELECT payload FROM outbox WHERE kind='bess' LIMIT 1").fetchone()
+    started = datetime.fromtimestamp(json.loads(first)[0] / 1e6, UTC)
+    assert timedelta(hours=2) < datetime.now(UTC) - started < timedelta(hours=36)
+
+
+def test_the_default_demo_start_is_yesterday_afternoon_across_a_clock_change() -> None:
+    london = ZoneInfo("Europe/London")
+    # The Monday after the spring change: yesterday (Sunday) is the 23-hour day.
+    at = default_start(london, datetime(2026, 3, 30, 9, 0, tzinfo=UTC))
+    assert at.isoformat() == "2026-03-29T15:30:00+01:00"
 
 
 def test_agent_run_with_an_invalid_site_file_names_the_problem(tmp_path: Path) -> None:
