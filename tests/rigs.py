@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,3 +137,15 @@ async def file_agent(
         if agent.loop is not None:
             await agent.loop.close()
         outbox.close()
+
+
+async def until(
+    check: Callable[[], bool], what: str, *, every_s: float = 0.01, guard_s: float = 60.0
+) -> None:
+    """Wait (real time) until ``check()`` holds, looking every ``every_s``; fail naming
+    ``what`` after ``guard_s`` (test-hang protection only, never a timing)."""
+    for _ in range(int(guard_s / every_s)):
+        if check():
+            return
+        await asyncio.sleep(every_s)
+    raise AssertionError(f"never happened: {what}")

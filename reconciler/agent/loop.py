@@ -14,7 +14,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from reconciler.agent.frequency import FrequencyPerformance
-from reconciler.agent.ports import Battery, Meter, NoSignals, SettingChange, SignalSource, Sink
+from reconciler.agent.ports import (
+    Battery,
+    Markets,
+    Meter,
+    NoSignals,
+    SettingChange,
+    SignalSource,
+    Sink,
+)
 from reconciler.clock import Clock
 from reconciler.config.model import FrequencyResponseEntry, Site
 from reconciler.control.core import decide
@@ -74,6 +82,16 @@ def _same_values(a: BatteryReading | MeterReading, b: BatteryReading | MeterRead
     """Whether two readings hold the same values, whatever their read times (what
     ``replace(a, at=b.at) == b`` says, without building a reading on every poll)."""
     return {**vars(a), "at": None} == {**vars(b), "at": None}
+
+
+def observe_tick(markets: Markets, result: TickResult) -> None:
+    """Tell the market signals what the site and battery did in a tick (for Axle's delivery
+    reports and the planner's forecasts): not on a safe stop (readings may be stale) nor
+    without readings. Battery power is the PowerPack's reported real-power target
+    (register 201, kW, + discharge): it has no measured-power register."""
+    battery, site_kw = result.observation.battery, result.decision.site_power_kw
+    if battery is not None and site_kw is not None and not result.decision.safe_stop:
+        markets.observe(result.at, site_kw, battery.target_power_kw, battery.soe_kwh)
 
 
 def is_shadow(site: Site, override: bool | None) -> bool:

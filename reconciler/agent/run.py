@@ -22,7 +22,7 @@ from typing import Any
 
 from reconciler.agent.http import StatusServer
 from reconciler.agent.lock import DeviceLock
-from reconciler.agent.loop import ReconcileLoop, TickResult, is_shadow
+from reconciler.agent.loop import ReconcileLoop, TickResult, is_shadow, observe_tick
 from reconciler.agent.ports import Endpoint, Markets, Store, Upload
 from reconciler.agent.supervise import Supervision, Supervisor
 from reconciler.agent.systemd import LoopProgress, SystemdNotifier
@@ -309,18 +309,11 @@ class Agent:
             )
 
     def _observe_delivery(self, site: Site, result: TickResult) -> None:
-        """What the site and battery did, for Axle's delivery reports. Not in shadow mode
-        (the battery is not ours to report on), on a safe stop (readings may be stale) nor
-        without readings. Battery power is the PowerPack's reported real-power target
-        (register 201, kW, + discharge): it has no measured-power register."""
-        battery = result.observation.battery
-        site_kw = result.decision.site_power_kw
-        if battery is None or site_kw is None:
-            return
+        """What the site and battery did, for the markets (observe_tick); not in shadow
+        mode: the battery is not ours to report on."""
         assert self.loop is not None
-        if self.loop.is_shadow(site) or result.decision.safe_stop:  # stale or not ours
-            return
-        self.markets.observe(result.at, site_kw, battery.target_power_kw, battery.soe_kwh)
+        if not self.loop.is_shadow(site):
+            observe_tick(self.markets, result)
 
     async def _control(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

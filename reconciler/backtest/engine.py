@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from reconciler.agent.loop import ReconcileLoop, TickResult
+from reconciler.agent.loop import ReconcileLoop, TickResult, observe_tick
 from reconciler.agent.ports import NoSignals, SignalSource
 from reconciler.backtest.accounts import SiteAccounts
 from reconciler.backtest.report import (
@@ -178,7 +178,7 @@ def run_backtest(
         result = run_now(loop.tick())
         ticks += 1
         decision = result.decision
-        _observe(markets, result)
+        observe_tick(markets, result)
         # The loop keeps the schedule's memo in its state: the rates cost no new plan.
         import_rate, export_rate = loop.state.plans.plan(site, at).rates_at(at)
         imbalance = result.signals.imbalance_price
@@ -222,13 +222,6 @@ def run_backtest(
         progress(1.0)
 
     return accounts.result(start, end, ticks, done)
-
-
-def _observe(markets: Planning, result: TickResult) -> None:
-    """What the agent tells its market signals after a tick (run.py, _observe_delivery)."""
-    battery, site_kw = result.observation.battery, result.decision.site_power_kw
-    if battery is not None and site_kw is not None and not result.decision.safe_stop:
-        markets.observe(result.at, site_kw, battery.target_power_kw, battery.soe_kwh)
 
 
 def _prices_before(

@@ -4,8 +4,8 @@ event within a second, and a frozen frequency stops the response."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from reconciler.agent.http import render_metrics
@@ -16,7 +16,7 @@ from reconciler.config import load_site
 from reconciler.config.model import FrequencyResponseParams
 from reconciler.control.modes.frequency_response import response_kw
 from reconciler.sim.simulator import SiteSimulator
-from tests.rigs import file_agent
+from tests.rigs import file_agent, until
 from tests.source.conftest import DEMO_TEXT, ROOT, START
 
 GUARD_S = 60.0  # test-hang protection only
@@ -33,12 +33,8 @@ FR_TEXT = (
 )
 
 
-async def _until(check: Callable[[], bool], what: str) -> None:
-    for _ in range(int(GUARD_S / 0.001)):
-        if check():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"never happened: {what}")
+#: Looks often enough for the assertions on simulated time below.
+_until = partial(until, every_s=0.001)
 
 
 def _ticks(agent: Agent) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ from reconciler.clock import ManualClock
 from reconciler.config import load_site
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.status.model import ConditionType
-from tests.rigs import file_agent
+from tests.rigs import file_agent, until
 from tests.source.conftest import ROOT, START
 
 GUARD_S = 60.0  # test-hang protection only
@@ -29,14 +28,6 @@ QUICK = Supervision(initial_backoff_s=0.01, max_backoff_s=0.05, max_restarts=3, 
 
 def _ticks(agent: Agent) -> int:
     return agent.loop.ticks if agent.loop is not None else 0
-
-
-async def _until(check: Callable[[], bool], what: str) -> None:
-    for _ in range(int(GUARD_S / 0.01)):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_a_side_task_that_fails_once_is_restarted_and_works_after(tmp_path: Path) -> None:
@@ -68,8 +59,8 @@ async def test_a_side_task_that_fails_once_is_restarted_and_works_after(tmp_path
     ):
         agent_box.append(rig.agent)
         task = asyncio.create_task(rig.agent.run(stop))
-        await _until(lambda: len(worked) >= 3, "the restarted task working")
-        await _until(lambda: _ticks(rig.agent) > worked[0] + 3, "control ticking on")
+        await until(lambda: len(worked) >= 3, "the restarted task working")
+        await until(lambda: _ticks(rig.agent) > worked[0] + 3, "control ticking on")
         status = rig.agent.source.status()
         tasks = status.condition(ConditionType.TASKS_RUNNING)
         assert (tasks.status, tasks.reason) == ("True", "Running")
@@ -156,7 +147,7 @@ async def test_the_endpoint_and_notifier_given_are_the_ones_run(tmp_path: Path) 
     ):
         agent_box.append(rig.agent)
         task = asyncio.create_task(rig.agent.run(stop))
-        await _until(lambda: _ticks(rig.agent) >= 2, "control ticking")
+        await until(lambda: _ticks(rig.agent) >= 2, "control ticking")
         async with httpx.AsyncClient() as http:
             reply = await http.get(f"http://127.0.0.1:{endpoint.port}/status")
         assert reply.status_code == 200

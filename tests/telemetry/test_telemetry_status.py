@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from reconciler.sim.simulator import SiteSimulator
 from reconciler.status.model import ConditionType, StatusSnapshot, TelemetryStats
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
-from tests.rigs import file_agent
+from tests.rigs import file_agent, until
 from tests.source.conftest import DEMO_TEXT, ROOT, START
 
 from .conftest import Proxy, url_for
@@ -37,12 +37,8 @@ def _telemetry(agent: Agent) -> tuple[str, str, str]:
     return cond.status, cond.reason, cond.message
 
 
-async def _until(check: Callable[[], bool], what: str) -> None:
-    for _ in range(int(GUARD_S / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
+#: Looks often enough for the assertions on simulated time below.
+_until = partial(until, every_s=0.02)
 
 
 def _events(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
