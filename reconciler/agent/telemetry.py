@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.agent.ports import Store, Upload
-from reconciler.config.model import Site
+from reconciler.config.model import WEEKDAYS, Site
 from reconciler.logs import log_event
 from reconciler.status.model import AgentStatus, ConditionStatus, TelemetryStats
 from reconciler.status.model import ConditionType as C
@@ -60,7 +60,40 @@ def site_identity(site: Site) -> dict[str, Any]:
         "site_export_kw": site.limits.site_export_kw,
         "nameplate_energy_kwh": battery.nameplate_energy_kwh,
         "devices": devices,
+        "red_bands": red_bands(site),
     }
+
+
+def red_bands(site: Site) -> list[dict[str, Any]]:
+    """The windows of the site's DUoS red-band rates, as the database's ``api.red_bands``
+    reads them: ISO weekdays (1 Monday .. 7 Sunday) the window may start on, optional
+    local dates (inclusive), and local start and end HH:MM (end <= start runs past
+    midnight; days and dates apply to the day it starts, as in the site file)."""
+    out: list[dict[str, Any]] = []
+    for rate in site.rates:
+        if not rate.is_red_band:
+            continue
+        for w in rate.windows:
+            out.append(
+                {
+                    "days": _iso_days(w.days),
+                    "from": w.dates.from_.isoformat() if w.dates else None,
+                    "to": w.dates.to.isoformat() if w.dates else None,
+                    "start": w.start,
+                    "end": w.end,
+                }
+            )
+    return out
+
+
+def _iso_days(days: str | list[str]) -> list[int]:
+    if days == "all":
+        return [1, 2, 3, 4, 5, 6, 7]
+    if days == "weekdays":
+        return [1, 2, 3, 4, 5]
+    if days == "weekends":
+        return [6, 7]
+    return sorted({WEEKDAYS.index(d) + 1 for d in days})
 
 
 def _age(seconds: float | None) -> str:

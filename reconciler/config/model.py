@@ -356,6 +356,12 @@ class Rate(_Model):
     p_per_kwh: float = Field(description="Rate, p/kWh.")
     windows: list[Window] = Field(default_factory=lambda: [Window()])
 
+    @property
+    def is_red_band(self) -> bool:
+        """A DUoS red band: an import rate whose name says red (duos-red, red-band, ...).
+        Reports and dashboards judge peak import inside these windows."""
+        return self.direction == "import" and "red" in self.name.lower()
+
 
 # --------------------------------------------------------------------------- mode params
 

@@ -64,7 +64,7 @@ def _rates(site: Site, plans: DayPlans, t: datetime) -> _Rates:
     red = any(
         occurrence_at(w, mid, tz) is not None
         for rate in site.rates
-        if "red" in rate.name.lower() and rate.direction == "import"
+        if rate.is_red_band
         for w in rate.windows
     )
     return _Rates(imp / RATE_STEPS, exp / RATE_STEPS, red)

@@ -251,18 +251,21 @@ _REVISION_INSERT: Final = f"""
 _IDENTITY_UPSERT: Final = (
     """
     INSERT INTO flux.sites AS s (site_id, name, timezone, site_import_kw, site_export_kw,
-                                 nameplate_energy_kwh)
+                                 nameplate_energy_kwh, red_bands)
     SELECT DISTINCT ON (site_id) site_id, identity->>'name', identity->>'timezone',
            (identity->>'site_import_kw')::float8, (identity->>'site_export_kw')::float8,
-           (identity->>'nameplate_energy_kwh')::float8
+           (identity->>'nameplate_energy_kwh')::float8,
+           nullif(identity->'red_bands', 'null')
     FROM stage_revision WHERE identity IS NOT NULL ORDER BY site_id, t_us DESC
     ON CONFLICT (site_id) DO UPDATE SET
         name = excluded.name, timezone = excluded.timezone,
         site_import_kw = excluded.site_import_kw, site_export_kw = excluded.site_export_kw,
-        nameplate_energy_kwh = excluded.nameplate_energy_kwh
-    WHERE (s.name, s.timezone, s.site_import_kw, s.site_export_kw, s.nameplate_energy_kwh)
+        nameplate_energy_kwh = excluded.nameplate_energy_kwh, red_bands = excluded.red_bands
+    WHERE (s.name, s.timezone, s.site_import_kw, s.site_export_kw, s.nameplate_energy_kwh,
+           s.red_bands)
           IS DISTINCT FROM (excluded.name, excluded.timezone, excluded.site_import_kw,
-                            excluded.site_export_kw, excluded.nameplate_energy_kwh)
+                            excluded.site_export_kw, excluded.nameplate_energy_kwh,
+                            excluded.red_bands)
     """,
     """
     INSERT INTO flux.devices AS d (site_id, device, kind, role)

@@ -10,6 +10,7 @@ quarantined instead of failing a whole batch or being dropped.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
@@ -350,7 +351,38 @@ def _identity(v: object) -> dict[str, Any]:
             v.get("nameplate_energy_kwh"), "nameplate_energy_kwh", optional=True
         ),
         "devices": out,
+        "red_bands": _red_bands(v.get("red_bands")),
     }
+
+
+_HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _red_bands(v: object) -> list[dict[str, Any]] | None:
+    """``[{"days": [1..7], "from", "to", "start", "end"}, ...]`` (ISO weekdays, optional
+    YYYY-MM-DD dates, local HH:MM times) or null (an agent from before red bands)."""
+    if v is None:
+        return None
+    if type(v) is not list:
+        raise MalformedRecord("red_bands must be a list")
+    out = []
+    for b in v:
+        if type(b) is not dict:
+            raise MalformedRecord("a red band is {days, from, to, start, end}")
+        days = b.get("days")
+        if type(days) is not list or not all(type(d) is int and 1 <= d <= 7 for d in days):
+            raise MalformedRecord("a red band's days are ISO weekdays 1 to 7")
+        times = [_text(b.get(k), k) for k in ("start", "end")]
+        if not all(_HHMM.match(t or "") for t in times):
+            raise MalformedRecord(f"a red band's start and end are HH:MM, not {times}")
+        dates = [_text(b.get(k), k, optional=True) for k in ("from", "to")]
+        if not all(d is None or _DATE.match(d) for d in dates):
+            raise MalformedRecord(f"a red band's dates are YYYY-MM-DD, not {dates}")
+        out.append(
+            {"days": days, "from": dates[0], "to": dates[1], "start": times[0], "end": times[1]}
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- COPY text

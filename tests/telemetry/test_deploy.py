@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -59,12 +60,25 @@ def _expand_macros(sql: str, site: str = "", grid: str = "") -> str:
 @pytest.fixture
 def filled(migrated_url: str) -> str:
     """hmce (grid meter `boundary`, import limit 220 kW) with 10 minutes of readings: 7 at
-    100 kW, 3 at 250 kW (over the limit); a battery meter that a name-based choice would
-    have taken; decisions with 4 minutes of safe stop; a status saying Ready."""
+    100 kW, 3 at 250 kW (over the limit); a red band over minutes 2 to 5 (local time); a
+    battery meter that a name-based choice would have taken; decisions with 4 minutes of
+    safe stop; a status saying Ready."""
+    london = ZoneInfo("Europe/London")
+    band = [
+        {
+            "days": [1, 2, 3, 4, 5, 6, 7],
+            "from": None,
+            "to": None,
+            "start": (T0 + timedelta(minutes=2)).astimezone(london).strftime("%H:%M"),
+            "end": (T0 + timedelta(minutes=6)).astimezone(london).strftime("%H:%M"),
+        }
+    ]
     with psycopg.connect(migrated_url) as conn:
         conn.execute(
             "INSERT INTO flux.sites (site_id, name, timezone, site_import_kw, site_export_kw,"
-            " nameplate_energy_kwh) VALUES ('hmce', 'Hazelmead', 'Europe/London', 220, 475, 1280)"
+            " nameplate_energy_kwh, red_bands)"
+            " VALUES ('hmce', 'Hazelmead', 'Europe/London', 220, 475, 1280, %s)",
+            (json.dumps(band),),
         )
         conn.execute(
             "INSERT INTO flux.devices (site_id, device, kind, role) VALUES"
@@ -136,6 +150,8 @@ def test_the_kpis_on_known_data(filled: str, reader: psycopg.Connection[Any]) ->
     assert _one(reader, panels["Imported"][0]) == pytest.approx(20.0)  # 10 deltas of 2 kWh
     assert _one(reader, panels["Exported"][0]) == 0
     assert _one(reader, panels["Peak import"][0]) == pytest.approx(250.0)
+    # Inside the red band (minutes 2 to 5) the import was 100 kW.
+    assert _one(reader, panels["Peak import"][1]) == pytest.approx(100.0)
     assert _one(reader, panels["Minutes outside limits"][0]) == 3
     assert _one(reader, panels["Time in safe stop"][0]) == pytest.approx(4.0)
     # 60 kW for 10 minutes (two 5-minute buckets) = 10 kWh; / (2 x 1280 kWh) cycles.

@@ -204,6 +204,12 @@ def test_a_revision_in_control_names_the_site_and_its_devices_roles(
         grid = conn.execute(
             "SELECT device FROM api.devices WHERE site_id = 'site_a' AND role = 'grid'"
         ).fetchall()
+        # hmce's red band (weekdays 17:00-19:00 local) on Monday 2024-01-15.
+        bands = conn.execute(
+            "SELECT starts, ends FROM api.red_bands('site_a', %s, %s)",
+            (datetime(2024, 1, 14, tzinfo=UTC), datetime(2024, 1, 16, tzinfo=UTC)),
+        ).fetchall()
+    assert bands == [(datetime(2024, 1, 15, 17, tzinfo=UTC), datetime(2024, 1, 15, 19, tzinfo=UTC))]
     assert roles["bess"] is None
     assert grid == [("boundary",)]
     assert set(roles) == {"bess", *site.devices.meters}
