@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,7 +86,7 @@ def red_bands(site: Site) -> list[dict[str, Any]]:
     return out
 
 
-def _iso_days(days: str | list[str]) -> list[int]:
+def _iso_days(days: str | Sequence[str]) -> list[int]:
     if days == "all":
         return [1, 2, 3, 4, 5, 6, 7]
     if days == "weekdays":
