@@ -7,8 +7,10 @@ Exit codes: 0 done, 1 an upload did not finish (rows kept in the outbox), 2 a us
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.clierrors import fail, user_errors
-from reconciler.stopping import run_until_signalled
+from reconciler.redact import redact
+from reconciler.stopping import run_until_signalled, sleep_or_stop
 from reconciler.telemetry import rollups
-from reconciler.telemetry.database import ENV_URL, connect, describe
-from reconciler.telemetry.errors import TelemetryError
+from reconciler.telemetry.database import ENV_URL, check_url, connect, describe
+from reconciler.telemetry.errors import DatabaseUnreachable, TelemetryError
 from reconciler.telemetry.gaps import find_gaps
 from reconciler.telemetry.migrations import known_version, migrate, require_current, schema_state
 from reconciler.telemetry.outbox import DEFAULT_MAX_ROWS, Outbox
@@ -104,15 +107,32 @@ def migrate_command(database_url: str, flavour: str) -> None:
     help="Rebuild the rollups from this time (ISO 8601, UTC if no offset; widened to the hour).",
 )
 @click.option("--to", "until", default=None, help="...up to this time (exclusive; default now).")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    metavar="SECONDS",
+    help="Keep running: refresh again every SECONDS until SIGINT/SIGTERM, saying only what "
+    "changed (deploy/flux-rollups.service runs this as the aggregates' owner).",
+)
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @user_errors(TelemetryError)
-def refresh_command(database_url: str, since: str | None, until: str | None, output: str) -> None:
+def refresh_command(
+    database_url: str, since: str | None, until: str | None, every: float | None, output: str
+) -> None:
     """Bring the 5 m, 30 m and 1 h rollups up to date with the readings (or, with
-    --from/--to, rebuild them over that range), then apply the retention setting."""
+    --from/--to, rebuild them over that range), then apply the retention setting.
+
+    On TimescaleDB only the aggregates' owner may refresh them, so an agent's uploads
+    wait for this command (or a refresh policy): run it with --every as a service."""
     start = _parse_time(since, "--from")
     end = _parse_time(until, "--to")
     if end is not None and start is None:
         raise click.BadParameter("--to needs --from", param_hint="--to")
+    if every is not None and start is not None:
+        raise click.BadParameter(
+            "--every keeps rollups current; --from rebuilds once", param_hint="--every"
+        )
     if start is not None:
         end = end or datetime.now(UTC)
         if end <= start:
@@ -122,65 +142,150 @@ def refresh_command(database_url: str, since: str | None, until: str | None, out
         if start is not None and end is not None
         else None
     )
+    if every is None:
+        _print_refresh(database_url, _refresh_round(database_url, spans), output, quiet=False)
+        return
+    interval = every
+    check_url(database_url)
+
+    async def follow(stop: asyncio.Event) -> None:
+        # Said once the stop signals are handled, so a supervisor can tell it is up.
+        click.echo(
+            f"{_now()} keeping the rollups of {describe(database_url)} current every"
+            f" {interval:g} s; stop with Ctrl-C or SIGTERM",
+            err=True,
+        )
+        first = True
+        while not stop.is_set():
+            try:
+                done = await asyncio.to_thread(_refresh_round, database_url, None)
+            except (TelemetryError, psycopg.OperationalError) as exc:
+                if first and not _transient(exc):
+                    raise
+                click.echo(
+                    f"{_now()} {describe(database_url)}: {_first_line(exc)};"
+                    f" trying again in {interval:g} s",
+                    err=True,
+                )
+            else:
+                _print_refresh(database_url, done, output, quiet=True)
+            first = False
+            await sleep_or_stop(interval, stop)
+
+    run_until_signalled(follow)
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One refresh: the flavour, what was refreshed, device-hours (PostgreSQL) and
+    what retention removed."""
+
+    flavour: str
+    done: list[rollups.Refreshed]
+    hours: int | None
+    pruned: rollups.Pruned | None
+    rebuild: bool
+
+
+def _refresh_round(database_url: str, spans: list[rollups.Span] | None) -> _Round:
     with connect(database_url, autocommit=True) as conn:
         state = require_current(conn)
-        if state.flavour == "timescale":
+        flavour = state.flavour or "postgres"
+        hours: int | None = None
+        if flavour == "timescale":
             if not rollups.owns_rollups(conn):
-                fail(
+                raise TelemetryError(
                     f"{describe(database_url)}: only the owner of the continuous aggregates "
                     "(the role that ran `flux db migrate`) can refresh them; use its URL"
                 )
             pending = rollups.pending_timescale(conn) if spans is None else None
-            done = rollups.refresh_timescale(conn, spans, force=spans is not None)
-            if pending is not None:
+            if pending == []:
+                done: list[rollups.Refreshed] = []  # nothing out of date: no refresh calls
+            else:
+                done = rollups.refresh_timescale(conn, spans, force=spans is not None)
+            if pending:
                 # What was out of date, refreshed through every aggregate (5 m, 30 m, 1 h).
                 done = [
                     rollups.Refreshed(f"flux.{p.source}_5m/30m/1h", p.lo, p.hi, p.hours)
                     for p in pending
                 ]
-            hours = None
         else:
-            with conn.transaction():
-                done, hours = rollups.refresh_postgres(conn, spans)
-        pruned = rollups.apply_retention(conn, state.flavour or "postgres")
+            try:
+                with conn.transaction():
+                    done, hours = rollups.refresh_postgres(conn, spans)
+            except psycopg.errors.InsufficientPrivilege:
+                raise TelemetryError(
+                    f"{describe(database_url)}: only the role that ran `flux db migrate` can "
+                    "run `flux db refresh` (an agent's uploads refresh the rollups themselves"
+                    " on plain PostgreSQL); use its URL"
+                ) from None
+        pruned = rollups.apply_retention(conn, flavour)
+    return _Round(flavour, done, hours, pruned, rebuild=spans is not None)
+
+
+def _print_refresh(database_url: str, r: _Round, output: str, *, quiet: bool) -> None:
+    """One round as a table or JSON; ``quiet`` (--every) prints nothing for a round that
+    changed nothing, and stamps each line with the time (JSON: one object per line)."""
+    if quiet and not r.done and r.pruned is None:
+        return
     if output == "json":
         report: dict[str, Any] = {
-            "flavour": state.flavour,
+            "flavour": r.flavour,
             "refreshed": [
                 {
-                    "rollup": r.name,
-                    "from": r.lo.isoformat() if r.lo else None,
-                    "to": r.hi.isoformat() if r.hi else None,
-                    "hours": r.hours,
+                    "rollup": d.name,
+                    "from": d.lo.isoformat() if d.lo else None,
+                    "to": d.hi.isoformat() if d.hi else None,
+                    "hours": d.hours,
                 }
-                for r in done
+                for d in r.done
             ],
-            "device_hours": hours,
+            "device_hours": r.hours,
             "retention": None
-            if pruned is None
+            if r.pruned is None
             else {
-                "cutoff": pruned.cutoff.isoformat(),
-                "chunks": pruned.chunks,
-                "rows": pruned.rows,
+                "cutoff": r.pruned.cutoff.isoformat(),
+                "chunks": r.pruned.chunks,
+                "rows": r.pruned.rows,
             },
         }
-        click.echo(json.dumps(report, indent=2))
+        if quiet:
+            click.echo(json.dumps({"at": _now(), **report}))
+        else:
+            click.echo(json.dumps(report, indent=2))
         return
-    verb = "rebuilt" if spans is not None else "refreshed"
-    if not done:
-        click.echo(f"{describe(database_url)}: nothing to refresh; the rollups are up to date")
-    for step in done:
-        click.echo(f"{verb} {step.describe()}")
-    if hours is not None and done:
-        click.echo(f"{hours} device-hour(s) recomputed")
-    if pruned is not None:
+    stamp = f"{_now()} " if quiet else ""
+    verb = "rebuilt" if r.rebuild else "refreshed"
+    if not r.done:
+        click.echo(
+            f"{stamp}{describe(database_url)}: nothing to refresh; the rollups are up to date"
+        )
+    for step in r.done:
+        click.echo(f"{stamp}{verb} {step.describe()}")
+    if r.hours is not None and r.done:
+        click.echo(f"{stamp}{r.hours} device-hour(s) recomputed")
+    if r.pruned is not None:
         removed = (
-            f"{pruned.chunks} chunk(s)" if state.flavour == "timescale" else f"{pruned.rows} row(s)"
+            f"{r.pruned.chunks} chunk(s)" if r.flavour == "timescale" else f"{r.pruned.rows} row(s)"
         )
         click.echo(
-            f"retention: raw readings before {pruned.cutoff.isoformat()} removed ({removed});"
-            " the rollups keep them"
+            f"{stamp}retention: raw readings before {r.pruned.cutoff.isoformat()} removed"
+            f" ({removed}); the rollups keep them"
         )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _first_line(exc: BaseException) -> str:
+    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A database that is down or restarting (try again), not a wrong role or schema
+    (say so and stop). The URL's form was checked before the first round."""
+    return isinstance(exc, (DatabaseUnreachable, psycopg.OperationalError))
 
 
 @db.command("policy")

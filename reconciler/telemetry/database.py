@@ -53,6 +53,17 @@ def driver_message(exc: BaseException, url: str | None = None) -> str:
     return redact(text[0] if text else type(exc).__name__, url)
 
 
+def check_url(url: str) -> dict[str, Any]:
+    """The URL's parts, or :class:`DatabaseUnreachable` saying how to write one."""
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise DatabaseUnreachable(
+            f"the database URL is not valid ({driver_message(exc, url)}); "
+            "use postgresql://user@host:port/dbname"
+        ) from None
+
+
 def connect(
     url: str,
     *,
@@ -62,13 +73,7 @@ def connect(
 ) -> psycopg.Connection[tuple[object, ...]]:
     """Open a connection or raise :class:`DatabaseUnreachable` naming the database (never
     its password). ``statement_timeout_s`` bounds each statement on the server."""
-    try:
-        given = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise DatabaseUnreachable(
-            f"the database URL is not valid ({driver_message(exc, url)}); "
-            "use postgresql://user@host:port/dbname"
-        ) from None
+    given = check_url(url)
     # What the URL sets itself wins (a site may tune its link); options are added to.
     extra: dict[str, Any] = {k: v for k, v in TCP_SETTINGS.items() if k not in given}
     if statement_timeout_s is not None:

@@ -1,4 +1,4 @@
-"""The systemd unit says what the agent relies on."""
+"""The systemd units say what the agent and the rollup service rely on."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.source.conftest import ROOT
 
@@ -26,8 +28,19 @@ def test_the_unit_runs_the_agent_with_a_watchdog_restart_and_its_own_user() -> N
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_the_unit_keeps_retrying_and_is_hardened(tmp_path: Path) -> None:
-    text = (ROOT / "deploy" / "flux-agent.service").read_text()
+def test_the_rollup_unit_keeps_the_rollups_current_as_their_owner() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(ROOT / "deploy" / "flux-rollups.service")
+    service = unit["Service"]
+    assert service["ExecStart"].split()[1:5] == ["db", "refresh", "--every", "60"]
+    assert service["EnvironmentFile"] == "/etc/flux/rollups.env"
+    assert service["Restart"] == "on-failure"
+
+
+@pytest.mark.parametrize("name", ["flux-agent.service", "flux-rollups.service"])
+def test_the_unit_keeps_retrying_and_is_hardened(tmp_path: Path, name: str) -> None:
+    text = (ROOT / "deploy" / name).read_text()
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
     unit.read_string(text)
@@ -38,11 +51,12 @@ def test_the_unit_keeps_retrying_and_is_hardened(tmp_path: Path) -> None:
     for key in ("ProtectSystem", "NoNewPrivileges", "RestrictNamespaces", "SystemCallFilter"):
         assert key in service, key
     assert service["CapabilityBoundingSet"] == ""
-    exec_start = service["ExecStart"].split()
-    assert exec_start[exec_start.index("--lock-dir") + 1] == "${RUNTIME_DIRECTORY}"
+    if name == "flux-agent.service":
+        exec_start = service["ExecStart"].split()
+        assert exec_start[exec_start.index("--lock-dir") + 1] == "${RUNTIME_DIRECTORY}"
     analyze = shutil.which("systemd-analyze")
     if analyze is not None:  # the machine's own systemd scores the unit as written
-        copy = tmp_path / "flux-agent.service"
+        copy = tmp_path / name
         copy.write_text(text)
         out = subprocess.run(
             [analyze, "security", "--offline=yes", str(copy)],

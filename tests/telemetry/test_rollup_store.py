@@ -6,6 +6,10 @@ rollups through `flux db refresh`."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +22,7 @@ from reconciler.cli import cli
 from reconciler.control.types import BatteryReading, MeterReading
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
+from tests.net import free_port
 from tests.pg import Server
 
 from .conftest import url_for
@@ -200,3 +205,102 @@ def test_an_agent_reads_nothing_of_other_sites(
         for table in ("meter_5m", "bess_1h", "settings"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
                 conn.execute(f"SELECT count(*) FROM flux.{table}")
+
+
+def _follow(url: str, *, up: bool = True) -> subprocess.Popen[str]:
+    """`flux db refresh --every 1` as the service runs it (deploy/flux-rollups.service),
+    once it says it is running (``up``)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "db", "refresh", "--every", "1",
+         "--database-url", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    if up:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "keeping the rollups of" in first and "current every 1 s" in first, first
+    return proc
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+def _wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the rollups did not catch up"
+        time.sleep(0.2)
+
+
+def test_the_refresh_service_rolls_up_an_agents_backlog_as_it_arrives(
+    migrated_url: str,
+    dbname: str,
+    make_role: Callable[[str], str],
+    outbox: Outbox,
+    flux_server: Server,
+) -> None:
+    role = make_role("flux_agent")
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute("SELECT flux.register_agent(%s, 'wlce')", (role,))
+    service = _follow(migrated_url)
+    try:
+        # Uploaded by the agent's role while the service runs: an old backlog, which
+        # TimescaleDB's agent cannot refresh itself.
+        _fill(outbox, OLD, 60)
+        uploader = Uploader(outbox, url_for(dbname, role))
+        assert uploader.drain().ok
+        uploader.close()
+        _wait_for(
+            lambda: _samples(migrated_url, "meter_1h", OLD, OLD + timedelta(hours=1)) == 60,
+            service,
+            seconds=60,
+        )
+        assert _samples(migrated_url, "bess_30m", OLD, OLD + timedelta(hours=1)) == 60
+    finally:
+        code, out, err = _stop(service)
+    assert code == 0, err
+    assert "Traceback" not in err
+    if flux_server.flavour == "timescale":
+        # It says what it refreshed, once, with the time; quiet rounds print nothing.
+        lines = [line for line in out.splitlines() if "flux.meter_5m/30m/1h" in line]
+        assert len(lines) == 1, out
+        assert "2024-01-15T09:00:00+00:00 .. 2024-01-15T10:00:00+00:00" in lines[0]
+        datetime.fromisoformat(lines[0].split(" ")[0])
+        assert "nothing to refresh" not in out
+
+
+def test_the_refresh_service_waits_for_a_database_that_is_down() -> None:
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/flux"
+    service = _follow(down)
+    try:
+        time.sleep(2.5)
+        assert service.poll() is None, service.communicate()
+    finally:
+        code, _, err = _stop(service)
+    assert code == 0, err
+    assert "trying again in 1 s" in err and "Traceback" not in err
+
+
+def test_the_refresh_service_refuses_an_agent_role_at_once(
+    migrated_url: str, dbname: str, make_role: Callable[[str], str]
+) -> None:
+    agent = url_for(dbname, make_role("flux_agent"))
+    service = _follow(agent, up=False)
+    # Only the owner may refresh (TimescaleDB: the aggregates'; PostgreSQL: the dirty
+    # list's): said at once, not retried.
+    _, err = service.communicate(timeout=30)
+    assert service.returncode == 2
+    assert "Traceback" not in err
+    assert "owner of the continuous aggregates" in err or "ran `flux db migrate`" in err, err
+
+
+def test_every_and_from_together_are_a_usage_error(migrated_url: str) -> None:
+    result = _db(migrated_url, "refresh", "--every", "60", "--from", "2024-01-01")
+    assert result.exit_code == 2
+    assert "--from rebuilds once" in result.output
