@@ -7,9 +7,10 @@ pass (0002, 0004). A range to rebuild is marked dirty for every device first.
 TimescaleDB: ``refresh_continuous_aggregate`` per aggregate and range, 5 m before the
 30 m and 1 h aggregates built on it. It commits as it goes, so it runs outside any
 transaction (an autocommit connection), and only the aggregates' owner may run it: an
-agent's role cannot, and its uploads are rolled up by `flux db refresh --every` (the
-deploy/flux-rollups.service, as the owner) and the refresh policies from the invalidations TimescaleDB records (the 5 m rollups show the newest
-minutes in real time meanwhile). Ranges are widened to whole UTC hours, so every bucket
+agent's role cannot, and its uploads are rolled up by `flux db refresh --every` (run by
+deploy/flux-rollups.service as the owner) and the refresh policies, from the
+invalidations TimescaleDB records (the 5 m rollups show the newest minutes in real time
+meanwhile). Ranges are widened to whole UTC hours, so every bucket
 touched is recomputed whole.
 
 Retention (``flux.settings``, `flux db policy`) deletes raw readings older than the
