@@ -47,7 +47,7 @@ from reconciler.config.commands import find_site, load_valid_site, sites_dir_opt
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.signals import FeedSignals
-from reconciler.markets.memory import ReplayImbalanceFeed
+from reconciler.markets.memory import ReplayDayAheadFeed, ReplayImbalanceFeed
 from reconciler.telemetry.errors import DatabaseUnreachable
 
 DEFAULT_FROM = "2024-01-15"  # a Monday inside the shipped January 2024 prices
@@ -68,7 +68,7 @@ def price_choices() -> list[str]:
     return [*PRICES, *shipped_months()]
 
 
-def price_series(choice: tuple[str, ...]) -> PriceSeries | None:
+def price_series(choice: tuple[str, ...], option: str = "--prices") -> PriceSeries | None:
     """The series of ``--prices`` (a named choice, or one or more files; None for none).
 
     Raises :class:`click.BadParameter` for an unknown name, :class:`PriceFileError` for a
@@ -82,7 +82,7 @@ def price_series(choice: tuple[str, ...]) -> PriceSeries | None:
     if missing:
         raise click.BadParameter(
             f"{missing[0]!r} is neither a file nor one of {', '.join(price_choices())}",
-            param_hint="'--prices'",
+            param_hint=f"'{option}'",
         )
     return parse_prices(*choice)
 
@@ -160,6 +160,15 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     "time,price_p_per_kwh[,niv_mwh]).",
 )
 @click.option(
+    "--day-ahead",
+    "day_ahead",
+    multiple=True,
+    default=(),
+    help="Day-ahead prices for an `optimise` entry's plans, in --prices' forms, each local "
+    "day's published at 12:00 the day before. A named month gives that month's imbalance "
+    "prices themselves: a perfect day-ahead forecast, the most such a feed could add.",
+)
+@click.option(
     "--load",
     "load_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -232,6 +241,7 @@ def backtest(
     first: datetime | None,
     days: int,
     prices: tuple[str, ...],
+    day_ahead: tuple[str, ...],
     load_file: Path | None,
     load_homes: float,
     solar_file: Path | None,
@@ -265,6 +275,8 @@ def backtest(
             raise click.UsageError("--from-db compares with what the site did; leave out --base")
         if first is None:
             raise click.UsageError("--from-db needs --from DATE (the first local day to replay)")
+        if day_ahead:
+            raise click.UsageError("--day-ahead is for simulated runs; leave it out with --from-db")
         source = click.get_current_context().get_parameter_source("prices")
         explicit = source is not None and source != click.core.ParameterSource.DEFAULT
         replay_recorded(
@@ -285,6 +297,7 @@ def backtest(
     base_site = load_valid_site(base_path) if base_path is not None else None
     try:
         series = price_series(prices)
+        published = price_series(day_ahead, "--day-ahead") if day_ahead else None
     except PriceFileError as exc:
         fail(str(exc))
     label = ", ".join(prices)
@@ -295,6 +308,11 @@ def backtest(
     else:
         day = date.fromisoformat(DEFAULT_FROM)
     signals = series.signals(wrap=True) if series is not None else None
+    if published is not None:
+        signals = FeedSignals(
+            imbalance=series.feed(wrap=True) if series is not None else None,
+            day_ahead=ReplayDayAheadFeed(published.prices, wrap=True),
+        )
     profile_source: list[str] = []
 
     def run(s: Site, progress: Callable[[float], None]) -> BacktestResult:

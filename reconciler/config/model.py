@@ -125,6 +125,22 @@ TimeOfDay = Annotated[
 ]
 
 
+_HTTP_URL_RE = re.compile(r"^https?://\S+$")
+
+
+def _check_http_url(value: str) -> str:
+    if not _HTTP_URL_RE.match(value):
+        raise ValueError(f"{value!r} is not an http(s) URL; write https://host/path")
+    return value
+
+
+HttpUrlText = Annotated[
+    str,
+    AfterValidator(_check_http_url),
+    Field(json_schema_extra={"pattern": _HTTP_URL_RE.pattern}),
+]
+
+
 def _energy_kind(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         kinds = ((bool, "true/false"), (dict, "a mapping"), (list, "a list"), (type(None), "null"))
@@ -738,10 +754,27 @@ class ElexonSettings(_Model):
     poll_s: float = Field(default=300.0, ge=30)
 
 
+class DayAheadSettings(_Model):
+    """A day-ahead price feed for the `optimise` mode's plans (docs/domain.md, "Day-ahead
+    prices"): any HTTP(S) endpoint serving ``{"prices": [{"period_start", "price_p_per_kwh"}]}``
+    (e.g. an adapter in front of a supplier's or exchange's API)."""
+
+    url: HttpUrlText = Field(description="URL of the feed (http or https).")
+    api_key_env: EnvVarName | None = Field(
+        default=None, description="Env var with a key sent as `Authorization: Bearer` (optional)."
+    )
+    poll_s: float = Field(
+        default=900.0, ge=60, description="Seconds between fetches (prices change once a day)."
+    )
+
+
 class Markets(_Model):
     modo: ModoSettings | None = None
     axle: AxleSettings | None = None
     elexon: ElexonSettings | None = None
+    day_ahead: DayAheadSettings | None = Field(
+        default=None, description="Day-ahead prices for `optimise` plans (optional)."
+    )
 
 
 # --------------------------------------------------------------------------- agent settings

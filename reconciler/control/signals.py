@@ -32,14 +32,27 @@ class AxleFeed(Protocol):
     def axle_steps(self, at: datetime) -> Sequence[AxleStep]: ...
 
 
+class DayAheadFeed(Protocol):
+    """Day-ahead prices (p/kWh) as published by an instant."""
+
+    def day_ahead(self, at: datetime) -> tuple[PeriodValue, ...]:
+        """The published prices of ``at``'s period and later ones, in time order."""
+        ...
+
+
 def signals_at(
-    at: datetime, *, imbalance: ImbalanceFeed | None = None, axle: AxleFeed | None = None
+    at: datetime,
+    *,
+    imbalance: ImbalanceFeed | None = None,
+    axle: AxleFeed | None = None,
+    day_ahead: DayAheadFeed | None = None,
 ) -> Signals:
     """The snapshot of every feed at ``at`` (a missing feed gives no values)."""
     return Signals(
         imbalance_price=imbalance.imbalance_price(at) if imbalance is not None else None,
         imbalance_volume=imbalance.imbalance_volume(at) if imbalance is not None else None,
         axle_steps=tuple(axle.axle_steps(at)) if axle is not None else (),
+        day_ahead=day_ahead.day_ahead(at) if day_ahead is not None else (),
     )
 
 
@@ -49,6 +62,7 @@ class FeedSignals:
 
     imbalance: ImbalanceFeed | None = None
     axle: AxleFeed | None = None
+    day_ahead: DayAheadFeed | None = None
 
     def signals_at(self, at: datetime) -> Signals:
-        return signals_at(at, imbalance=self.imbalance, axle=self.axle)
+        return signals_at(at, imbalance=self.imbalance, axle=self.axle, day_ahead=self.day_ahead)

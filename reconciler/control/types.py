@@ -127,13 +127,16 @@ class Signals:
     """Market signals as known at decision time.
 
     ``imbalance_price`` in p/kWh; ``imbalance_volume`` (NIV) in MWh, + short; ``plan``:
-    the battery's current plan, if a planner runs (see ``reconciler.planning``).
+    the battery's current plan, if a planner runs (see ``reconciler.planning``);
+    ``day_ahead``: published day-ahead prices (p/kWh) of the current and later periods,
+    for the planner only (empty without a day-ahead feed).
     """
 
     imbalance_price: PeriodValue | None = None
     imbalance_volume: PeriodValue | None = None
     axle_steps: tuple[AxleStep, ...] = ()
     plan: Plan | None = None
+    day_ahead: tuple[PeriodValue, ...] = ()
 
 
 # --------------------------------------------------------------------------- decisions

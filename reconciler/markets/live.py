@@ -26,6 +26,7 @@ from reconciler.control.signals import AxleFeed, ImbalanceFeed, signals_at
 from reconciler.control.types import Signals
 from reconciler.logs import log_event
 from reconciler.markets.axle import AxleClient
+from reconciler.markets.day_ahead import DayAheadClient
 from reconciler.markets.delivery import AxleDelivery
 from reconciler.markets.elexon import ElexonClient
 from reconciler.markets.errors import MarketError, MarketUnavailable
@@ -42,7 +43,7 @@ TIMEOUT_S = 10.0
 
 
 class MarketClient(Protocol):
-    """What the runner needs of a client (Modo, Elexon, Axle)."""
+    """What the runner needs of a client (Modo, Elexon, Axle, day-ahead)."""
 
     source: str
     poll_s: float
@@ -93,6 +94,7 @@ class BuiltClients:
     imbalance: ImbalanceFeed | None = None
     axle: AxleFeed | None = None
     delivery: AxleDelivery | None = None
+    day_ahead: DayAheadClient | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -140,6 +142,15 @@ def build_clients(markets: Markets, http: httpx.AsyncClient, environ: Environ) -
             built.delivery = AxleDelivery(axle)
             built.clients += [axle, built.delivery]
             built.axle = axle
+    if markets.day_ahead is not None:
+        settings = markets.day_ahead
+        key = environ.get(settings.api_key_env) if settings.api_key_env else None
+        if settings.api_key_env and not key:
+            built.problems.append(
+                f"day_ahead: {settings.api_key_env} is not set; calling without a key"
+            )
+        built.day_ahead = DayAheadClient(settings, client=http, api_key=key or None)
+        built.clients.append(built.day_ahead)
     return built
 
 
@@ -189,7 +200,8 @@ class LiveMarkets:
     # ------------------------------------------------------------------ signals
 
     def signals_at(self, at: datetime) -> Signals:
-        return signals_at(at, imbalance=self._built.imbalance, axle=self._built.axle)
+        built = self._built
+        return signals_at(at, imbalance=built.imbalance, axle=built.axle, day_ahead=built.day_ahead)
 
     def observe(
         self, at: datetime, site_power_kw: float, battery_power_kw: float, soe_kwh: float

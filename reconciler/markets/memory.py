@@ -4,6 +4,8 @@
 - :class:`ReplayImbalanceFeed`: serves history keyed by settlement-period start, as a
   live estimate would have at each instant (optionally late by ``publish_delay_s``), and
   can wrap a short history around any date for the demo.
+- :class:`ReplayDayAheadFeed`: day-ahead prices as they would have been published (each
+  local day's at the publication time of the day before).
 - :class:`MemoryAxleFeed`: an Axle schedule that can be set or appended to.
 """
 
@@ -11,11 +13,11 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 
-from reconciler.control.periods import PERIOD, SettlementPeriod, period_at
+from reconciler.control.periods import LONDON, PERIOD, SettlementPeriod, local_midnight, period_at
 from reconciler.control.types import AxleStep, PeriodValue
 
 
@@ -141,6 +143,53 @@ class ReplayImbalanceFeed:
 
     def imbalance_volume(self, at: datetime) -> PeriodValue | None:
         return self._lookup(self._volumes, at)
+
+
+#: When GB's day-ahead auction results are out (local time): tomorrow's prices are known
+#: from then on. (The hourly auctions close before noon; results follow within the hour.)
+DAY_AHEAD_PUBLISHED = time(12, 0)
+
+
+class ReplayDayAheadFeed:
+    """Day-ahead prices (p/kWh by UTC period start) served as published: at an instant,
+    the prices of the rest of its local day and, after ``published`` local time, of the
+    next day, never later ones. With ``wrap``, as :class:`ReplayImbalanceFeed` (a short
+    history on any date)."""
+
+    def __init__(
+        self,
+        prices: Mapping[datetime, float],
+        *,
+        published: time = DAY_AHEAD_PUBLISHED,
+        wrap: bool = False,
+    ) -> None:
+        self._prices = {k.astimezone(UTC): v for k, v in prices.items()}
+        if not self._prices:
+            raise ValueError("a day-ahead replay needs at least one period of prices")
+        self._first = min(self._prices)
+        self._span = max(self._prices) + PERIOD - self._first
+        self.published = published
+        self.wrap = wrap
+        self._served: tuple[tuple[datetime, datetime], tuple[PeriodValue, ...]] | None = None
+
+    def _known_until(self, at: datetime) -> datetime:
+        local = at.astimezone(LONDON)
+        days = 2 if local.time() >= self.published else 1
+        return local_midnight(local.date() + timedelta(days=days))
+
+    def day_ahead(self, at: datetime) -> tuple[PeriodValue, ...]:
+        window = (period_at(at).start, self._known_until(at))
+        if self._served is None or self._served[0] != window:
+            values = []
+            start = window[0]
+            while start < window[1]:
+                key = self._first + (start - self._first) % self._span if self.wrap else start
+                value = self._prices.get(key)
+                if value is not None:
+                    values.append(PeriodValue(period_at(start), value))
+                start += PERIOD
+            self._served = (window, tuple(values))
+        return self._served[1]
 
 
 class MemoryAxleFeed:

@@ -5,6 +5,10 @@ day type (weekday or weekend), over ``history_days`` (the mean, not the median: 
 maximises expected money, and the spikes a median hides are what stored energy is for);
 the live price of the current period is trusted for it, and the gap between it and the
 profile fades over the next hours (prices persist: a dear afternoon stays dear a while).
+Where a day-ahead feed has published a period's price, that price stands in for the
+profile, plus the mean gap between settled imbalance and published day-ahead prices over
+the recent periods that had both (imbalance prices sit around the wholesale price, not on
+it).
 Net load (load minus solar, kW): the mean of recent periods at the same half hour of the day.
 
 Both learn only from values given to them with an instant (``add``); a forecast made at
@@ -75,15 +79,41 @@ class PriceForecaster:
 
     def __init__(self, tz: ZoneInfo, history_days: int = 14) -> None:
         self.history = PeriodHistory(tz, history_days)
+        #: Day-ahead prices as published (p/kWh by UTC period start): the future ones
+        #: are known in advance by definition; the past ones measure the gap.
+        self.published: dict[datetime, float] = {}
 
     def copy(self) -> PriceForecaster:
         other = PriceForecaster(self.history.tz)
         other.history = self.history.copy()
+        other.published = dict(self.published)
         return other
 
     def add(self, period_start: datetime, price: float) -> None:
         """A settled (or latest live) price of the period starting at ``period_start``."""
         self.history.add(period_start, price)
+
+    def publish(self, period_start: datetime, price: float) -> bool:
+        """A day-ahead price (p/kWh) of the period starting at ``period_start``; whether
+        it was new or changed."""
+        if self.published.get(period_start) == price:
+            return False
+        self.published[period_start] = price
+        if len(self.published) > 4 * 48 * self.history.history_days:
+            since = min(self.published) + timedelta(days=self.history.history_days)
+            self.published = {t: v for t, v in self.published.items() if t >= since}
+        return True
+
+    def _day_ahead_gap(self, cutoff: datetime) -> float:
+        """Mean settled minus day-ahead price (p/kWh) over the recent periods before
+        ``cutoff`` that have both; 0 with none."""
+        since = cutoff - timedelta(days=self.history.history_days)
+        gaps = [
+            settled - self.published[t]
+            for t, settled in self.history.values.items()
+            if since <= t < cutoff and t in self.published
+        ]
+        return statistics.fmean(gaps) if gaps else 0.0
 
     def forecast(
         self, at: datetime, starts: Sequence[datetime], live: float | None
@@ -106,6 +136,12 @@ class PriceForecaster:
             if value is None:
                 value = plain.get((slot, False), overall)
             base.append(value)
+        if any(start in self.published for start in starts):
+            gap = self._day_ahead_gap(cutoff)
+            base = [
+                self.published[start] + gap if start in self.published else b
+                for start, b in zip(starts, base, strict=True)
+            ]
         if live is not None and base:
             gap = live - base[0]
             base = [b + gap * PERSISTENCE**k for k, b in enumerate(base)]

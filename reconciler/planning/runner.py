@@ -6,10 +6,11 @@ from what the agent reports after each tick, and adds the current plan to the si
 control sees. It plans only while the site file has an `optimise` entry.
 
 A new plan is made at each settlement-period boundary and when the current period's
-live price changes (at most once a minute): in a worker process by :meth:`run` on a site,
-or at once inside :meth:`signals_at` when ``synchronous`` (a backtest, whose simulated
-clock must not run ahead of its plans). A plan that fails leaves the last one in force;
-the `optimise` mode stops following a plan once it is older than its ``plan_max_age_min``.
+live price changes or new day-ahead prices are published (at most once a minute): in a
+worker process by :meth:`run` on a site, or at once inside :meth:`signals_at` when
+``synchronous`` (a backtest, whose simulated clock must not run ahead of its plans). A
+plan that fails leaves the last one in force; the `optimise` mode stops following a plan
+once it is older than its ``plan_max_age_min``.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ class Planning:
         self.last_error: str | None = None
         self._now: _Now | None = None
         self._live: tuple[datetime, float] | None = None
-        self._planned_for: tuple[datetime, float | None] | None = None
+        #: Day-ahead prices taken in that were new or changed (a count: a plan is due
+        #: when it moves).
+        self._published = 0
+        self._planned_for: tuple[datetime, float | None, int] | None = None
         self._planned_at: datetime | None = None
         self._made = 0
         self._failures = 0
@@ -112,6 +116,9 @@ class Planning:
             self.planner.prices.add(price.period.start, price.value)
             if price.period.start <= at < price.period.end:
                 self._live = (price.period.start, price.value)
+        for published in signals.day_ahead:
+            if self.planner.prices.publish(published.period.start, published.value):
+                self._published += 1
         if self.synchronous and self.due(at):
             self.replan()
         return replace(signals, plan=self.plan)
@@ -178,11 +185,11 @@ class Planning:
         return self._live[1]
 
     def due(self, at: datetime) -> bool:
-        """A plan is due: none yet, a new period, or a new live price (not more than once
-        a minute) since the last one."""
+        """A plan is due: none yet, a new period, or a new live price or day-ahead prices
+        (not more than once a minute) since the last one."""
         if self.planner is None or self._now is None:
             return False
-        key = (period_start(at), self._live_price(at))
+        key = (period_start(at), self._live_price(at), self._published)
         if self._planned_for is None or self._planned_at is None:
             return True
         if key[0] != self._planned_for[0]:
@@ -197,7 +204,8 @@ class Planning:
         if now is None or planner is None:
             return None
         live = self._live_price(now.at)
-        self._planned_for, self._planned_at = (period_start(now.at), live), now.at
+        self._planned_for = (period_start(now.at), live, self._published)
+        self._planned_at = now.at
         return PlanJob(planner.snapshot(), now.at, now.soe_kwh, now.net_load_kw, live)
 
     def _accept(self, plan: Plan | None, error: BaseException | None = None) -> None:

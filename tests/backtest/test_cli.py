@@ -173,3 +173,25 @@ def test_bad_price_and_load_files_exit_2_with_file_and_line(tmp_path: Path) -> N
     result = flux(str(DEMO), "--load", str(load))
     assert result.exit_code == 2
     assert f"{load}:3: time: rows 0:20:00 apart" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_day_ahead_feed_reaches_the_plans() -> None:
+    """March 2018's own imbalance prices as the day-ahead feed (a perfect forecast,
+    published at noon the day before): the optimise variant's plans follow it and capture
+    far more of the optimum than from its own forecast."""
+    args = [str(SITES / "variants" / "demo-optimise.yaml"), "--prices", "2018-03",
+            "--from", "2018-03-13", "--output", "json"]  # fmt: skip
+    captured = []
+    for extra in ([], ["--day-ahead", "2018-03"]):
+        result = flux(*args, *extra)
+        assert result.exit_code == 0, result.output
+        captured.append(json.loads(result.stdout)["total"]["optimum"]["captured_pct"])
+    own, published = captured
+    assert published > own + 30 and published > 80, captured
+
+
+def test_an_unknown_day_ahead_choice_names_its_option() -> None:
+    result = flux("demo", "--sites-dir", str(SITES), "--day-ahead", "nope")
+    assert result.exit_code == 2
+    assert "Invalid value for '--day-ahead': 'nope' is neither a file nor one of" in result.output

@@ -78,6 +78,12 @@ VARIANTS: dict[str, str] = {
     "days_empty": _variant('{days: weekdays, start: "17:00"', '{days: [], start: "17:00"'),
     "unit_id_text": _variant("port: 502", 'port: 502\n    unit_id: "1"'),
     "device_name_caps": _variant("name: bess", "name: Bess"),
+    "day_ahead_url": _variant(
+        "control:\n", "markets:\n  day_ahead: {url: https://p.test/da}\ncontrol:\n"
+    ),
+    "day_ahead_not_http": _variant(
+        "control:\n", "markets:\n  day_ahead: {url: p.test/da}\ncontrol:\n"
+    ),
 }
 
 

@@ -67,3 +67,24 @@ def test_prices_are_the_mean_by_half_hour_and_day_type_with_the_live_price_fadin
     got = f.forecast(monday, starts, live=32.0)
     assert got == pytest.approx([32.0, 10.0 + (32.0 - 47.0) * 0.8])
     assert PriceForecaster(LONDON).forecast(monday, starts, live=9.0) is None  # no history
+
+
+def test_a_published_day_ahead_price_stands_in_with_the_recent_gap() -> None:
+    f = PriceForecaster(LONDON, history_days=14)
+    at = datetime(2024, 1, 8, 12, tzinfo=UTC)
+    for k in range(96):  # two days before: settled 12 p where 10 p had been published
+        start = at - timedelta(days=2) + k * PERIOD
+        f.add(start, 12.0)
+        assert f.publish(start, 10.0)
+    starts = [at + k * PERIOD for k in range(3)]
+    assert f.forecast(at, starts, live=None) == [12.0, 12.0, 12.0]  # the profile
+    assert f.publish(starts[1], 40.0) and not f.publish(starts[1], 40.0)  # the same again
+    # Tomorrow's published 40 p, plus the 2 p that imbalance sat above day-ahead.
+    assert f.forecast(at, starts, live=None) == [12.0, 42.0, 12.0]
+    # The live price still rules its own period, its gap fading over the next ones.
+    got = f.forecast(at, starts, live=20.0)
+    assert got == pytest.approx([20.0, 42.0 + 8.0 * 0.8, 12.0 + 8.0 * 0.64])
+    # A copy keeps what was published; a later publication does not reach it.
+    copy = f.copy()
+    f.publish(starts[2], 99.0)
+    assert copy.forecast(at, starts, live=None) == [12.0, 42.0, 12.0]

@@ -11,6 +11,7 @@ import pytest
 from reconciler.config.loader import check_site_text
 from reconciler.control.periods import PERIOD, period_at
 from reconciler.control.signals import FeedSignals
+from reconciler.control.types import PeriodValue
 from reconciler.markets.memory import MemoryImbalanceFeed
 from reconciler.markets.replay import Replay
 from reconciler.planning import lp
@@ -76,3 +77,39 @@ def test_the_programme_refuses_what_is_not_a_number() -> None:
     x = lp.Inputs([0.5, 0.5], [0.0, 0.0], [10.0, float("nan")], [0.0, 0.0], [0.0, 0.0], 0.0)
     with pytest.raises(ValueError, match="price holds nan"):
         lp.solve(plant, x)
+
+
+def test_new_day_ahead_prices_make_a_new_plan_that_follows_them() -> None:
+    site, problems = check_site_text(OPTIMISE_TEXT, "site.yaml")
+    assert site is not None, problems
+    first = period_at(T0).start
+    published = {first + k * PERIOD: 10.0 for k in range(8)}
+    day_ahead = MemoryDayAhead()
+    planning = Planning(
+        Replay(FeedSignals(imbalance=MemoryImbalanceFeed(), day_ahead=day_ahead)),
+        synchronous=True,
+    )
+    planning.configure(site)
+    planning.seed(_history())
+    planning.observe(T0, 40.0, 0.0, 700.0)
+    before = planning.signals_at(T0).plan
+    assert before is not None
+    # Tomorrow's auction: a dear period three hours on. A new plan (after the minute's
+    # pause), which forecasts that period from it and discharges there.
+    published[first + 6 * PERIOD] = 200.0
+    day_ahead.values = tuple(PeriodValue(period_at(t), v) for t, v in sorted(published.items()))
+    later = T0 + timedelta(seconds=64)
+    planning.observe(later, 40.0, 0.0, 700.0)
+    after = planning.signals_at(later).plan
+    assert after is not None and after is not before
+    dear = after.steps[6]
+    assert dear.start == first + 6 * PERIOD and dear.price > 150.0
+    assert dear.battery_kw > 100.0 and before.steps[6].battery_kw < dear.battery_kw
+
+
+class MemoryDayAhead:
+    def __init__(self) -> None:
+        self.values: tuple[PeriodValue, ...] = ()
+
+    def day_ahead(self, at: datetime) -> tuple[PeriodValue, ...]:
+        return tuple(v for v in self.values if v.period.end > at)
