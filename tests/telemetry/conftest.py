@@ -98,6 +98,21 @@ def make_role(role_names: Callable[[], str], dbname: str) -> Callable[[str], str
 
 
 @pytest.fixture
+def agent_for(
+    migrated_url: str, dbname: str, make_role: Callable[[str], str]
+) -> Callable[[str], str]:
+    """The URL of a new agent role registered for a site (``agent_for("wlce")``)."""
+
+    def make(site: str) -> str:
+        role = make_role("flux_agent")
+        with psycopg.connect(migrated_url) as conn:
+            conn.execute("SELECT flux.register_agent(%s, %s)", (role, site))
+        return url_for(dbname, role)
+
+    return make
+
+
+@pytest.fixture
 def outbox(tmp_path: Path) -> Iterator[Outbox]:
     box = Outbox(tmp_path / "outbox.db")
     yield box

@@ -25,8 +25,6 @@ from reconciler.telemetry.uploader import Uploader
 from tests.net import free_port
 from tests.pg import Server
 
-from .conftest import url_for
-
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 #: A backlog far older than anything stored (and than any policy's look-back).
 OLD = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
@@ -162,16 +160,9 @@ def test_retention_keeps_the_rollups_of_what_it_removes(migrated_url: str, outbo
 
 
 def test_an_agents_uploads_reach_the_rollups(
-    migrated_url: str,
-    dbname: str,
-    make_role: Callable[[str], str],
-    outbox: Outbox,
-    flux_server: Server,
+    migrated_url: str, agent_for: Callable[[str], str], outbox: Outbox, flux_server: Server
 ) -> None:
-    role = make_role("flux_agent")
-    with psycopg.connect(migrated_url) as conn:
-        conn.execute("SELECT flux.register_agent(%s, 'wlce')", (role,))
-    agent = url_for(dbname, role)
+    agent = agent_for("wlce")
     uploader = Uploader(outbox, agent)
     _fill(outbox, NOW - timedelta(hours=1), 30)
     assert uploader.drain().ok
@@ -191,14 +182,11 @@ def test_an_agents_uploads_reach_the_rollups(
 
 
 def test_an_agent_reads_nothing_of_other_sites(
-    migrated_url: str, dbname: str, make_role: Callable[[str], str], outbox: Outbox
+    migrated_url: str, agent_for: Callable[[str], str], outbox: Outbox
 ) -> None:
     _fill(outbox, OLD, 10, site="hmce")
     assert Uploader(outbox, migrated_url).drain().ok
-    role = make_role("flux_agent")
-    with psycopg.connect(migrated_url) as conn:
-        conn.execute("SELECT flux.register_agent(%s, 'wlce')", (role,))
-    with psycopg.connect(url_for(dbname, role)) as conn:
+    with psycopg.connect(agent_for("wlce")) as conn:
         for table in ("bess_readings", "meter_readings", "sites", "devices"):
             seen = conn.execute(f"SELECT count(*) FROM flux.{table} WHERE site_id = 'hmce'")
             assert seen.fetchone() == (0,), table
@@ -239,21 +227,15 @@ def _wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], seconds: f
 
 
 def test_the_refresh_service_rolls_up_an_agents_backlog_as_it_arrives(
-    migrated_url: str,
-    dbname: str,
-    make_role: Callable[[str], str],
-    outbox: Outbox,
-    flux_server: Server,
+    migrated_url: str, agent_for: Callable[[str], str], outbox: Outbox, flux_server: Server
 ) -> None:
-    role = make_role("flux_agent")
-    with psycopg.connect(migrated_url) as conn:
-        conn.execute("SELECT flux.register_agent(%s, 'wlce')", (role,))
+    agent = agent_for("wlce")
     service = _follow(migrated_url)
     try:
         # Uploaded by the agent's role while the service runs: an old backlog, which
         # TimescaleDB's agent cannot refresh itself.
         _fill(outbox, OLD, 60)
-        uploader = Uploader(outbox, url_for(dbname, role))
+        uploader = Uploader(outbox, agent)
         assert uploader.drain().ok
         uploader.close()
         _wait_for(
@@ -288,9 +270,9 @@ def test_the_refresh_service_waits_for_a_database_that_is_down() -> None:
 
 
 def test_the_refresh_service_refuses_an_agent_role_at_once(
-    migrated_url: str, dbname: str, make_role: Callable[[str], str]
+    agent_for: Callable[[str], str],
 ) -> None:
-    agent = url_for(dbname, make_role("flux_agent"))
+    agent = agent_for("wlce")
     service = _follow(agent, up=False)
     # Only the owner may refresh (TimescaleDB: the aggregates'; PostgreSQL: the dirty
     # list's): said at once, not retried.
