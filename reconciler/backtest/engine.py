@@ -19,7 +19,7 @@ and records go to an in-memory sink (:class:`MemorySink`), not the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -35,7 +35,7 @@ from reconciler.clock import ManualClock
 from reconciler.config.model import Site
 from reconciler.control.periods import PERIOD
 from reconciler.control.schedule import local_midnight, zone
-from reconciler.control.types import BatteryReading, Decision, MeterReading
+from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, MeterReading
 from reconciler.markets.replay import Replay
 from reconciler.planning.runner import Planning
 from reconciler.sim.curves import HalfHourly
@@ -62,6 +62,7 @@ class MemorySink:
     keep_decisions: bool = False
     bess_rows: int = 0
     meter_rows: int = 0
+    frequency_rows: int = 0
     decision_rows: int = 0
     decisions: list[Decision] = field(default_factory=list)
 
@@ -77,6 +78,13 @@ class MemorySink:
 
     def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None:
         self.meter_rows += 1
+
+    def add_frequency_many(
+        self, site_id: str, device: str, seconds: Iterable[FrequencyRecord]
+    ) -> int:
+        added = sum(1 for _ in seconds)
+        self.frequency_rows += added
+        return added
 
     def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None:
         self.decision_rows += 1
