@@ -13,25 +13,19 @@ per-block figure (`flux report`) counts the same seconds the same way.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from reconciler.config.model import FrequencyResponseParams, Site
 from reconciler.control.modes.frequency_response import band_kwh, response_kw, tolerance_kw
+from reconciler.control.periods import efa_block
 from reconciler.control.schedule import zone
 from reconciler.control.types import FrequencyRecord
 from reconciler.status.model import FrequencyBlock
 
-BLOCK = timedelta(hours=4)
-
 
 def block_of(site: Site, at: datetime) -> tuple[datetime, datetime]:
     """The EFA block containing ``at``: four hours from 23:00, 03:00, ... local (UTC)."""
-    tz = zone(site.site.timezone)
-    local = at.astimezone(tz)
-    start = local.replace(minute=0, second=0, microsecond=0)
-    start -= timedelta(hours=(start.hour + 1) % 4)  # 23, 3, 7, 11, 15, 19
-    start = start.replace(tzinfo=None).replace(tzinfo=tz)  # wall time, this day's offset
-    return start.astimezone(at.tzinfo), (start + BLOCK).astimezone(at.tzinfo)
+    return efa_block(at, zone(site.site.timezone))
 
 
 class FrequencyPerformance:
