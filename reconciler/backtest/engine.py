@@ -32,7 +32,8 @@ from reconciler.backtest.report import (
     DayResult,
 )
 from reconciler.clock import ManualClock
-from reconciler.config.model import Site
+from reconciler.config.model import FrequencyResponseEntry, Site
+from reconciler.control.modes.frequency_response import band_kwh
 from reconciler.control.periods import PERIOD
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, MeterReading
@@ -168,6 +169,7 @@ def run_backtest(
     )
 
     accounts = SiteAccounts(site)
+    responds = any(isinstance(e, FrequencyResponseEntry) for e in site.schedule)
 
     days = _days(site, start, end)
     done: list[DayResult] = []
@@ -188,7 +190,22 @@ def run_backtest(
         decision = result.decision
         observe_tick(markets, result)
         # The loop keeps the schedule's memo in its state: the rates cost no new plan.
-        import_rate, export_rate = loop.state.plans.plan(site, at).rates_at(at)
+        plan = loop.state.plans.plan(site, at)
+        import_rate, export_rate = plan.rates_at(at)
+        # The band of the frequency_response entry active this tick (the first: the one
+        # whose contract the SoE is steered for), for the time outside it.
+        band = (
+            next(
+                (
+                    band_kwh(site, a.entry.params)
+                    for a in plan.active_entries(at)
+                    if isinstance(a.entry, FrequencyResponseEntry)
+                ),
+                None,
+            )
+            if responds
+            else None
+        )
         imbalance = result.signals.imbalance_price
         price = imbalance.value if imbalance is not None else None
         winner, safe = decision.winner, decision.safe_stop
@@ -216,6 +233,7 @@ def run_backtest(
                 price=price,
                 winner=winner,
                 safe_stop=safe,
+                frequency_band=band,
             )
             t = stop
         at = until
