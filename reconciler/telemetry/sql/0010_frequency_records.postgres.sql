@@ -148,7 +148,7 @@ BEGIN
             max(abs(delivered_kw - expected_kw)) AS abs_error_max_kw,
             sum(frequency_hz) / count(*) AS frequency_avg_hz,
             min(frequency_hz) AS frequency_min_hz, max(frequency_hz) AS frequency_max_hz,
-            coalesce(sum(expected_kw), 0) / 3600 AS expected_kwh,
+            sum(coalesce(expected_kw, 0)) / 3600 AS expected_kwh,
             sum(delivered_kw) / 3600 AS delivered_kwh $c$;
         combine := $c$
             sum(samples) AS samples,

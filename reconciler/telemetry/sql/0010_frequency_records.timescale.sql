@@ -40,7 +40,7 @@ SELECT time_bucket(interval '5 minutes', time) AS bucket, site_id, device,
        max(abs(delivered_kw - expected_kw)) AS abs_error_max_kw,
        avg(frequency_hz) AS frequency_avg_hz, min(frequency_hz) AS frequency_min_hz,
        max(frequency_hz) AS frequency_max_hz,
-       coalesce(sum(expected_kw), 0) / 3600 AS expected_kwh,
+       sum(coalesce(expected_kw, 0)) / 3600 AS expected_kwh,
        sum(delivered_kw) / 3600 AS delivered_kwh
 FROM flux.frequency_records
 GROUP BY 1, 2, 3
