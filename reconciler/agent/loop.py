@@ -374,7 +374,6 @@ class ReconcileLoop:
         incident needs, at the cost of one row)."""
         if self.sink is None:
             return
-        self.flush_records()
         at = result.at
         key = (result.decision.winner, result.decision.safe_stop)
         if result.settings_changed:
@@ -424,6 +423,7 @@ class ReconcileLoop:
         logged (once, and again when it clears) and the battery is still run."""
         try:
             self._record(site, sha, result)
+            self.flush_records()
         except Exception as exc:
             if self._record_error is None:
                 log_event(log, "record_failed", level=logging.ERROR, error=str(exc))
