@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler.agent.ports import Markets, SignalSource
+from reconciler.agent.loop import ReconcileLoop
+from reconciler.agent.ports import Markets, SignalSource, Sink
 from reconciler.agent.run import Agent, AgentOptions
+from reconciler.backtest.engine import run_now
 from reconciler.clock import Clock, ManualClock
+from reconciler.config.model import Site
 from reconciler.devices.factory import open_site_devices
 from reconciler.markets.replay import Replay
+from reconciler.sim.plant import FrequencyEventKind
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource, GitSource
 from reconciler.source.settings import SourceSettings
@@ -149,3 +154,44 @@ async def until(
             return
         await asyncio.sleep(every_s)
     raise AssertionError(f"never happened: {what}")
+
+
+def run_in_process(
+    site: Site,
+    sink: Sink,
+    start: datetime,
+    seconds: float,
+    *,
+    fast_s: float,
+    events: Sequence[tuple[float, FrequencyEventKind]] = (),
+) -> ReconcileLoop:
+    """The agent's loop and drivers on the simulator's registers in-process (as a backtest
+    runs them) from ``start`` for ``seconds`` of simulated time, the fast path every
+    ``fast_s`` between ticks, grid frequency ``events`` at (seconds after start, kind);
+    what it records goes to ``sink`` (the last tick's frequency records included)."""
+    clock = ManualClock(start)
+    sim = SiteSimulator(site, clock=clock, ports="ephemeral", cache_values=True)
+    battery, meters = sim.in_process_devices(log=False)
+    loop = ReconcileLoop(
+        site_fn=lambda: (site, None),
+        battery=battery,
+        meters=meters,
+        clock=clock,
+        sink=sink,
+        shadow=False,
+        concurrent_reads=False,
+    )
+    pending = sorted(events)
+    end = start + timedelta(seconds=seconds)
+    tick_s = site.control.tick_s
+    while clock.now() < end:
+        if pending and (clock.now() - start).total_seconds() >= pending[0][0]:
+            sim.catch_up()
+            sim.plant.frequency_event(pending.pop(0)[1])
+        tick = run_now(loop.tick())
+        for _ in range(round(tick_s / fast_s) - 1):
+            clock.advance(fast_s)
+            run_now(loop.fast_tick())
+        clock.set(tick.at + timedelta(seconds=tick_s))
+    loop.flush_records()
+    return loop

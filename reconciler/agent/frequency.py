@@ -5,28 +5,27 @@ when the battery's measured power is within ``tolerance_kw`` of the curve's valu
 frequency read, stale when the frequency was stale (no response was due), outside the band
 when the SoE could not have held the contract for its duration. Blocks are the GB
 4-hour EFA blocks, starting at 23:00 local time.
+
+Each counted second is also a :class:`~reconciler.control.types.FrequencyRecord`, which the
+loop hands to its sink (the outbox, then ``flux.frequency_records``): the database's
+per-block figure (`flux report`) counts the same seconds the same way.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from reconciler.config.model import FrequencyResponseParams, Site
 from reconciler.control.modes.frequency_response import band_kwh, response_kw, tolerance_kw
+from reconciler.control.periods import efa_block
 from reconciler.control.schedule import zone
+from reconciler.control.types import FrequencyRecord
 from reconciler.status.model import FrequencyBlock
-
-BLOCK = timedelta(hours=4)
 
 
 def block_of(site: Site, at: datetime) -> tuple[datetime, datetime]:
     """The EFA block containing ``at``: four hours from 23:00, 03:00, ... local (UTC)."""
-    tz = zone(site.site.timezone)
-    local = at.astimezone(tz)
-    start = local.replace(minute=0, second=0, microsecond=0)
-    start -= timedelta(hours=(start.hour + 1) % 4)  # 23, 3, 7, 11, 15, 19
-    start = start.replace(tzinfo=None).replace(tzinfo=tz)  # wall time, this day's offset
-    return start.astimezone(at.tzinfo), (start + BLOCK).astimezone(at.tzinfo)
+    return efa_block(at, zone(site.site.timezone))
 
 
 class FrequencyPerformance:
@@ -46,12 +45,16 @@ class FrequencyPerformance:
         frequency_hz: float | None,
         delivered_kw: float,
         soe_kwh: float,
-    ) -> None:
+        grid_hz: float | None = None,
+        envelope_cut: bool = False,
+    ) -> FrequencyRecord | None:
         """One decision while the mode is active: frequency (None when stale), battery's
-        measured power (kW, + discharge) and SoE (kWh)."""
+        measured power (kW, + discharge) and SoE (kWh); ``grid_hz`` the frequency read
+        even when stale (Hz), ``envelope_cut`` whether the envelope cut the response.
+        The second's record when this is the first sample in it, else None."""
         second = int(at.timestamp())
         if second == self._second:
-            return
+            return None
         self._second = second
         block = self.block
         if block is None or not block.block_start <= at < block.block_end or block.entry != label:
@@ -63,12 +66,19 @@ class FrequencyPerformance:
         block.seconds += 1
         if not block.band_low_kwh <= soe_kwh <= block.band_high_kwh:
             block.seconds_outside_band += 1
-        if frequency_hz is None:
+        record = FrequencyRecord(
+            at=at.replace(microsecond=0),
+            frequency_hz=frequency_hz if frequency_hz is not None else (grid_hz or 0.0),
+            expected_kw=None if frequency_hz is None else response_kw(params, frequency_hz),
+            delivered_kw=delivered_kw,
+            tolerance_kw=tolerance_kw(params),
+            envelope_cut=envelope_cut,
+        )
+        if record.expected_kw is None:
             block.seconds_stale += 1
-            return
-        expected = response_kw(params, frequency_hz)
-        miss = abs(delivered_kw - expected)
-        if miss <= tolerance_kw(params):
+        elif record.within:
             block.seconds_within += 1
-        elif abs(delivered_kw) < abs(expected):
+        elif abs(delivered_kw) < abs(record.expected_kw):
+            miss = abs(delivered_kw - record.expected_kw)
             block.worst_shortfall_kw = max(block.worst_shortfall_kw, miss)
+        return record

@@ -31,6 +31,7 @@ from reconciler.control.types import (
     BatteryReading,
     ControlState,
     Decision,
+    FrequencyRecord,
     MeterReading,
     Observation,
     Signals,
@@ -44,6 +45,8 @@ FROZEN_RETRY_S = 300.0
 #: The least command (kW) a frozen-battery check counts as telling the battery to move: at
 #: 1 kW a 12 s reading age moves the SoE register (1 Wh steps) three times.
 MIN_MOVING_KW = 1.0
+#: Frequency records (one a second) kept for the sink while it fails, at most: an hour.
+MAX_PENDING_FREQUENCY_RECORDS = 3600
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,15 @@ def _same_values(a: BatteryReading | MeterReading, b: BatteryReading | MeterRead
     """Whether two readings hold the same values, whatever their read times (what
     ``replace(a, at=b.at) == b`` says, without building a reading on every poll)."""
     return {**vars(a), "at": None} == {**vars(b), "at": None}
+
+
+def _envelope_cut(decision: Decision, label: str) -> bool:
+    """Whether the hard envelope cut the response of the entry ``label``: a limit bound the
+    decision and its setpoint is not what that entry held."""
+    if not decision.bound_by:
+        return False
+    held = next((c.target_kw for c in decision.components if c.source == label), None)
+    return held is not None and abs(decision.target_kw - held) > 1e-6
 
 
 def observe_tick(markets: Markets, result: TickResult) -> None:
@@ -157,6 +169,8 @@ class ReconcileLoop:
         self._frequency: tuple[float, datetime] | None = None
         #: Frequency response delivered in the current contract block.
         self.frequency = FrequencyPerformance()
+        #: Its one-second records not yet handed to the sink: (site, battery, record).
+        self._frequency_records: list[tuple[str, str, FrequencyRecord]] = []
 
     # ------------------------------------------------------------------ observe
 
@@ -384,11 +398,32 @@ class ReconcileLoop:
             if name not in obs.errors:
                 self.sink.add_meter(site.site.id, name, reading)
 
+    def flush_records(self) -> None:
+        """Hand frequency response's records gathered since the last tick to the sink in
+        one call per battery: once a tick, so the fast path (every 200 ms) never waits on
+        the outbox's commit. A failing sink keeps them (up to an hour's) for the next tick;
+        the error goes to the caller (see :meth:`_record_safely`)."""
+        pending = self._frequency_records
+        if self.sink is None or not pending:
+            return
+        groups: dict[tuple[str, str], list[FrequencyRecord]] = {}
+        for site_id, device, record in pending:
+            groups.setdefault((site_id, device), []).append(record)
+        del pending[:]
+        try:
+            for (site_id, device), records in list(groups.items()):
+                self.sink.add_frequency_many(site_id, device, records)
+                del groups[site_id, device]
+        finally:
+            left = [(s, d, r) for (s, d), rs in groups.items() for r in rs]
+            pending[:0] = left[-MAX_PENDING_FREQUENCY_RECORDS:]
+
     def _record_safely(self, site: Site, sha: str | None, result: TickResult) -> None:
         """Record, but never let the store stop control: a full disk or a locked outbox is
         logged (once, and again when it clears) and the battery is still run."""
         try:
             self._record(site, sha, result)
+            self.flush_records()
         except Exception as exc:
             if self._record_error is None:
                 log_event(log, "record_failed", level=logging.ERROR, error=str(exc))
@@ -580,7 +615,7 @@ class ReconcileLoop:
             return
         since = obs.frequency_changed_at or meter.at
         fresh = (at - since).total_seconds() <= entry.params.max_frequency_age_s
-        self.frequency.sample(
+        record = self.frequency.sample(
             site,
             found[0].label,
             entry.params,
@@ -588,7 +623,11 @@ class ReconcileLoop:
             frequency_hz=meter.frequency_hz if fresh else None,
             delivered_kw=battery_power_at(site, obs, at, self.state.last_target_kw),
             soe_kwh=obs.battery.soe_kwh,
+            grid_hz=meter.frequency_hz,
+            envelope_cut=_envelope_cut(decision, found[0].label),
         )
+        if record is not None and self.sink is not None:
+            self._frequency_records.append((site.site.id, self.battery.name, record))
 
     async def replace_devices(self, battery: Battery, meters: Mapping[str, Meter]) -> None:
         """Swap in devices of a new revision (between ticks); the old ones are closed and

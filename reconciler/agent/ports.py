@@ -21,13 +21,19 @@ the simulator and in a backtest with only the parts swapped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from reconciler.clock import Clock
 from reconciler.config.model import Site
-from reconciler.control.types import BatteryReading, Decision, MeterReading, Signals
+from reconciler.control.types import (
+    BatteryReading,
+    Decision,
+    FrequencyRecord,
+    MeterReading,
+    Signals,
+)
 from reconciler.devices.base import Battery, Meter, SettingChange
 from reconciler.markets.live import MarketSink
 from reconciler.source.controller import DesiredStateSource
@@ -64,6 +70,12 @@ class Sink(Protocol):
         """A battery reading and its measured power, kW (+ discharge)."""
 
     def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None: ...
+
+    def add_frequency_many(
+        self, site_id: str, device: str, seconds: Iterable[FrequencyRecord]
+    ) -> int:
+        """Frequency response's one-second records of the battery ``device``; how many."""
+        ...
 
     def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None: ...
 

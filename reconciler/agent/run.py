@@ -384,6 +384,11 @@ class Agent:
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if self.loop is not None:
+                try:  # the last tick's frequency records, into the outbox
+                    self.loop.flush_records()
+                except Exception as exc:
+                    log_event(log, "record_failed", level=logging.ERROR, error=str(exc))
             if self.uploader.database_url:
                 # One last drain, so a clean stop leaves nothing behind that need not be;
                 # within its budget, whatever does not make it stays in the outbox.

@@ -6,8 +6,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from reconciler.backtest.report import BacktestResult, DayResult, MetricsBuilder, combine
-from reconciler.config.model import Site
+from reconciler.backtest.report import (
+    BacktestResult,
+    DayResult,
+    FrequencyBand,
+    MetricsBuilder,
+    combine,
+)
+from reconciler.config.model import FrequencyResponseEntry, Site
+from reconciler.control.modes.frequency_response import band_kwh
 from reconciler.control.periods import periods_in_day
 from reconciler.control.schedule import zone
 from reconciler.diff.tolerances import limit_tolerances
@@ -64,4 +71,17 @@ class SiteAccounts:
             breach_tolerance_kwh=self.tolerances.energy_kwh,
             days=tuple(days),
             total=combine([d.metrics for d in days], nameplate),
+            frequency_bands=frequency_bands(site),
         )
+
+
+def frequency_bands(site: Site) -> tuple[FrequencyBand, ...]:
+    """The SoE band of each frequency_response entry of ``site``'s schedule."""
+    out: list[FrequencyBand] = []
+    for index, entry in enumerate(site.schedule):
+        if isinstance(entry, FrequencyResponseEntry):
+            low, high = band_kwh(site, entry.params)
+            p = entry.params
+            label = site.entry_label(index)
+            out.append(FrequencyBand(label, low, high, p.low_kw, p.high_kw, p.duration_min))
+    return tuple(out)

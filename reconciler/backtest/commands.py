@@ -33,6 +33,7 @@ from reconciler.backtest.prices import (
 from reconciler.backtest.profiles import SiteProfiles, site_profiles
 from reconciler.backtest.recorded import RecordedDataError, load_recorded
 from reconciler.backtest.report import (
+    FREQUENCY_TITLES,
     METRIC_TITLES,
     BacktestResult,
     Comparison,
@@ -476,12 +477,28 @@ def single_rows(result: BacktestResult) -> tuple[list[str], list[list[str]]]:
             rows.append(["peak import at (local)", *(_when(m.peak_import_at) for m in cols)])
     for label in _labels(*cols):
         rows.append([f"hours won: {label}", *(fmt("hours", m.winner_hours(label)) for m in cols)])
+    rows += frequency_rows(result, cols)
     if result.reference_total is not None and len(result.references) == len(result.days):
         refs = list(result.references)
         if len(result.days) > 1:
             refs.append(result.reference_total)
         rows += reference_rows(cols, refs)
     return header, rows
+
+
+def frequency_rows(result: BacktestResult, cols: list[Metrics]) -> list[list[str]]:
+    """With a frequency_response entry: each entry's SoE band, the hours of frequency
+    response and the minutes the SoE was outside the band meanwhile, per column."""
+    if not result.frequency_bands:
+        return []
+    rows = [
+        [f"SoE band kWh: {b.entry}", *(f"{b.low_kwh:,.0f}-{b.high_kwh:,.0f}" for _ in cols)]
+        for b in result.frequency_bands
+    ]
+    rows += [
+        [title, *(fmt(name, getattr(m, name)) for m in cols)] for name, title in FREQUENCY_TITLES
+    ]
+    return rows
 
 
 def _pct(value: float | None) -> str:
@@ -534,6 +551,27 @@ def comparison_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
         if name == "peak_import_kw":
             rows.append(
                 ["peak import at (local)", _when(b.peak_import_at), _when(t.peak_import_at), ""]
+            )
+    if cmp.base.frequency_bands or cmp.this.frequency_bands:
+        before = {band.entry: band for band in cmp.base.frequency_bands}
+        for band in cmp.this.frequency_bands:
+            was = before.get(band.entry)
+            rows.append(
+                [
+                    f"SoE band kWh: {band.entry}",
+                    f"{was.low_kwh:,.0f}-{was.high_kwh:,.0f}" if was else "-",
+                    f"{band.low_kwh:,.0f}-{band.high_kwh:,.0f}",
+                    "",
+                ]
+            )
+        for name, title in FREQUENCY_TITLES:
+            rows.append(
+                [
+                    title,
+                    fmt(name, getattr(b, name)),
+                    fmt(name, getattr(t, name)),
+                    fmt(name, d[name], signed=True),
+                ]
             )
     diff_hours = dict(d.hours_by_winner)
     for label in _labels(b, t):

@@ -19,7 +19,7 @@ and records go to an in-memory sink (:class:`MemorySink`), not the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -32,10 +32,11 @@ from reconciler.backtest.report import (
     DayResult,
 )
 from reconciler.clock import ManualClock
-from reconciler.config.model import Site
+from reconciler.config.model import FrequencyResponseEntry, Site
+from reconciler.control.modes.frequency_response import band_kwh
 from reconciler.control.periods import PERIOD
 from reconciler.control.schedule import local_midnight, zone
-from reconciler.control.types import BatteryReading, Decision, MeterReading
+from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, MeterReading
 from reconciler.markets.replay import Replay
 from reconciler.planning.runner import Planning
 from reconciler.sim.curves import HalfHourly
@@ -62,6 +63,7 @@ class MemorySink:
     keep_decisions: bool = False
     bess_rows: int = 0
     meter_rows: int = 0
+    frequency_rows: int = 0
     decision_rows: int = 0
     decisions: list[Decision] = field(default_factory=list)
 
@@ -77,6 +79,13 @@ class MemorySink:
 
     def add_meter(self, site_id: str, device: str, reading: MeterReading) -> None:
         self.meter_rows += 1
+
+    def add_frequency_many(
+        self, site_id: str, device: str, seconds: Iterable[FrequencyRecord]
+    ) -> int:
+        added = sum(1 for _ in seconds)
+        self.frequency_rows += added
+        return added
 
     def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None:
         self.decision_rows += 1
@@ -160,6 +169,7 @@ def run_backtest(
     )
 
     accounts = SiteAccounts(site)
+    responds = any(isinstance(e, FrequencyResponseEntry) for e in site.schedule)
 
     days = _days(site, start, end)
     done: list[DayResult] = []
@@ -180,7 +190,22 @@ def run_backtest(
         decision = result.decision
         observe_tick(markets, result)
         # The loop keeps the schedule's memo in its state: the rates cost no new plan.
-        import_rate, export_rate = loop.state.plans.plan(site, at).rates_at(at)
+        plan = loop.state.plans.plan(site, at)
+        import_rate, export_rate = plan.rates_at(at)
+        # The band of the frequency_response entry active this tick (the first: the one
+        # whose contract the SoE is steered for), for the time outside it.
+        band = (
+            next(
+                (
+                    band_kwh(site, a.entry.params)
+                    for a in plan.active_entries(at)
+                    if isinstance(a.entry, FrequencyResponseEntry)
+                ),
+                None,
+            )
+            if responds
+            else None
+        )
         imbalance = result.signals.imbalance_price
         price = imbalance.value if imbalance is not None else None
         winner, safe = decision.winner, decision.safe_stop
@@ -208,6 +233,7 @@ def run_backtest(
                 price=price,
                 winner=winner,
                 safe_stop=safe,
+                frequency_band=band,
             )
             t = stop
         at = until

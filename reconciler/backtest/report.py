@@ -18,6 +18,13 @@ the same samples would have made with the battery idle (site power without the b
 so an idle schedule is worth exactly 0; it is what the perfect-foresight optimum
 (:mod:`reconciler.backtest.optimum`) is compared with: ``captured_pct`` = battery value /
 optimum value.
+
+With a ``frequency_response`` entry in the schedule, the result also shows the SoE band
+from which each such entry can deliver its contracted power for its duration
+(``frequency_response`` in JSON) and, per day and in total, the hours an entry was
+active and the minutes the SoE was outside its band meanwhile, by more than the same
+energy tolerance as the SoE limits: the mode steers back in proportion to the distance,
+so it closes in on the band's edge and then hovers about it.
 """
 
 from __future__ import annotations
@@ -73,6 +80,10 @@ class Metrics:
     minutes_soe_outside_limits: float
     hours_by_winner: tuple[tuple[str, float], ...]
     safe_stop_hours: float
+    #: Hours a frequency_response entry was active, and minutes the SoE was outside the
+    #: band it needs meanwhile (0 without such an entry).
+    frequency_response_hours: float = 0.0
+    minutes_outside_frequency_band: float = 0.0
 
     def winner_hours(self, label: str) -> float:
         """Hours won by the entry labelled ``label`` (``idle`` for no winner), 0 if none."""
@@ -116,7 +127,12 @@ METRIC_TITLES: tuple[tuple[str, str], ...] = (
     ("safe_stop_hours", "hours in safe stop"),
     ("hours", "hours"),
 )
-NUMERIC_METRICS: tuple[str, ...] = tuple(name for name, _ in METRIC_TITLES)
+#: Shown (as rows) only when the schedule has a frequency_response entry.
+FREQUENCY_TITLES: tuple[tuple[str, str], ...] = (
+    ("frequency_response_hours", "hours of frequency response"),
+    ("minutes_outside_frequency_band", "minutes SoE outside the frequency response band"),
+)
+NUMERIC_METRICS: tuple[str, ...] = tuple(name for name, _ in (*METRIC_TITLES, *FREQUENCY_TITLES))
 
 
 class MetricsBuilder:
@@ -146,6 +162,7 @@ class MetricsBuilder:
         self.nameplate_kwh = nameplate_kwh
         self.import_over = import_limit_kw + power_tolerance_kw
         self.export_over = export_limit_kw + power_tolerance_kw
+        self.energy_tolerance_kwh = energy_tolerance_kwh
         self.soe_low = soe_min_kwh - energy_tolerance_kwh
         self.soe_high = soe_max_kwh + energy_tolerance_kwh
         self.seconds = 0.0
@@ -161,6 +178,7 @@ class MetricsBuilder:
         self.over_import_s = self.over_export_s = self.soe_outside_s = 0.0
         self.by_winner: dict[str, float] = {}
         self.safe_s = 0.0
+        self.fr_s = self.fr_outside_s = 0.0
 
     def add(
         self,
@@ -177,9 +195,12 @@ class MetricsBuilder:
         price: float | None,
         winner: str | None,
         safe_stop: bool,
+        frequency_band: tuple[float, float] | None = None,
     ) -> None:
         """One sample: powers kW, SoE kWh, rates and price p/kWh; ``winner`` is the
-        winning entry's label (None: idle) unless the tick was a safe stop."""
+        winning entry's label (None: idle) unless the tick was a safe stop;
+        ``frequency_band`` the SoE band (kWh) of the frequency_response entry active then
+        (None: none), beyond which (by the energy tolerance) the SoE counts as outside."""
         h = dt_s / 3600.0
         self.seconds += dt_s
         if grid_kw > 0:
@@ -219,6 +240,11 @@ class MetricsBuilder:
             self.soe_max = soe_kwh
         if soe_kwh < self.soe_low or soe_kwh > self.soe_high:
             self.soe_outside_s += dt_s
+        if frequency_band is not None:
+            self.fr_s += dt_s
+            tol = self.energy_tolerance_kwh
+            if not frequency_band[0] - tol <= soe_kwh <= frequency_band[1] + tol:
+                self.fr_outside_s += dt_s
         if safe_stop:
             self.safe_s += dt_s
         else:
@@ -260,6 +286,8 @@ class MetricsBuilder:
                 sorted(((k, s / 3600.0) for k, s in self.by_winner.items()), key=_winner_order)
             ),
             safe_stop_hours=self.safe_s / 3600.0,
+            frequency_response_hours=self.fr_s / 3600.0,
+            minutes_outside_frequency_band=self.fr_outside_s / 60.0,
         )
 
 
@@ -307,6 +335,8 @@ def combine(parts: Sequence[Metrics], nameplate_kwh: float) -> Metrics:
         minutes_soe_outside_limits=total("minutes_soe_outside_limits"),
         hours_by_winner=tuple(sorted(winners.items(), key=_winner_order)),
         safe_stop_hours=total("safe_stop_hours"),
+        frequency_response_hours=total("frequency_response_hours"),
+        minutes_outside_frequency_band=total("minutes_outside_frequency_band"),
     )
 
 
@@ -365,6 +395,29 @@ class DayResult:
 
 
 @dataclass(frozen=True)
+class FrequencyBand:
+    """A frequency_response entry's SoE band: from ``low_kwh`` it can discharge ``low_kw``
+    and up to ``high_kwh`` store ``high_kw`` for ``duration_min`` (kWh, kW, minutes)."""
+
+    entry: str
+    low_kwh: float
+    high_kwh: float
+    low_kw: float
+    high_kw: float
+    duration_min: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "entry": self.entry,
+            "band_low_kwh": _round(self.low_kwh),
+            "band_high_kwh": _round(self.high_kwh),
+            "low_kw": _round(self.low_kw),
+            "high_kw": _round(self.high_kw),
+            "duration_min": _round(self.duration_min),
+        }
+
+
+@dataclass(frozen=True)
 class BacktestResult:
     """A whole run: the site's limits it was measured against, each local day, the total.
 
@@ -391,6 +444,8 @@ class BacktestResult:
     #: The references per local day (aligned with ``days``) and over the run, when computed.
     references: tuple[Reference, ...] = ()
     reference_total: Reference | None = None
+    #: The SoE band of each frequency_response entry of the schedule (none: no such entry).
+    frequency_bands: tuple[FrequencyBand, ...] = ()
 
     def day(self, day: date) -> Metrics:
         for d in self.days:
@@ -430,6 +485,15 @@ class BacktestResult:
                     else {}
                 ),
             },
+            "frequency_response": (
+                {
+                    "bands": [b.as_json() for b in self.frequency_bands],
+                    "hours": _round(self.total.frequency_response_hours),
+                    "minutes_outside_band": _round(self.total.minutes_outside_frequency_band),
+                }
+                if self.frequency_bands
+                else None
+            ),
         }
 
     def _refs(self) -> list[Reference | None]:
@@ -553,6 +617,13 @@ def headline(cmp: Comparison) -> str:
         if abs(cost) < 0.005
         else f"£{abs(cost):,.2f} {'more' if cost > 0 else 'less'} at the site's import rates"
     )
+    band = ""
+    if cmp.base.frequency_bands or cmp.this.frequency_bands:
+        band = (
+            f" SoE outside the frequency response band for "
+            f"{_minutes(cmp.this.total.minutes_outside_frequency_band)} minutes (base "
+            f"{_minutes(cmp.base.total.minutes_outside_frequency_band)})."
+        )
     captured = ""
     cb, ct = cmp.base.captured_pct(), cmp.this.captured_pct()
     if cmp.this.reference_total is not None:
@@ -567,7 +638,7 @@ def headline(cmp: Comparison) -> str:
         f"{_more_less(t['peak_import_kw'], 'kW', 'higher', 'lower')}; "
         f"equivalent full cycles {t['equivalent_full_cycles']:+.2f}; "
         f"{_minutes(breaches_this)} minutes outside limits (base {_minutes(breaches_base)})."
-        f"{captured}"
+        f"{band}{captured}"
     )
 
 

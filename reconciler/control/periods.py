@@ -24,6 +24,21 @@ def local_midnight(day: date, tz: ZoneInfo = LONDON) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
+#: GB's EFA blocks (the contract blocks of frequency response): 4 hours from 23:00 local.
+EFA_BLOCK = timedelta(hours=4)
+
+
+def efa_block(at: datetime, tz: ZoneInfo = LONDON) -> tuple[datetime, datetime]:
+    """The EFA block holding ``at``: four hours of local wall time from 23:00, 03:00,
+    07:00, 11:00, 15:00 or 19:00 in ``tz`` (three or five real hours across a clock
+    change), as instants in ``at``'s zone."""
+    _require_aware(at)
+    local = at.astimezone(tz)
+    start = local.replace(minute=0, second=0, microsecond=0)
+    start -= timedelta(hours=(start.hour + 1) % 4)  # 23, 3, 7, 11, 15, 19 (wall time)
+    return start.astimezone(at.tzinfo), (start + EFA_BLOCK).astimezone(at.tzinfo)
+
+
 def periods_in_day(day: date) -> int:
     """Number of settlement periods in a settlement day: 46, 48 or 50."""
     length = local_midnight(day + timedelta(days=1)) - local_midnight(day)

@@ -51,6 +51,34 @@ class MeterReading:
 
 
 @dataclass(frozen=True)
+class FrequencyRecord:
+    """One second of frequency response while the mode is active (the agent records one
+    per second; see ``reconciler.agent.frequency``).
+
+    ``at`` is the whole second (UTC) the sample fell in; ``frequency_hz`` the grid meter's
+    reading; ``expected_kw`` the curve's response at it (kW, + discharge), None when the
+    frequency was stale or frozen (no response was due); ``delivered_kw`` the battery's
+    measured power (kW, + discharge); ``tolerance_kw`` how far from the expected response
+    still counts as delivered; ``envelope_cut`` whether the hard envelope cut the
+    contracted response that second."""
+
+    at: datetime
+    frequency_hz: float
+    expected_kw: float | None
+    delivered_kw: float
+    tolerance_kw: float
+    envelope_cut: bool = False
+
+    @property
+    def within(self) -> bool:
+        """Delivered within tolerance of the expected response (a stale second is not)."""
+        return (
+            self.expected_kw is not None
+            and abs(self.delivered_kw - self.expected_kw) <= self.tolerance_kw
+        )
+
+
+@dataclass(frozen=True)
 class Observation:
     """The latest reading of every device, and the error of any that failed to read.
 

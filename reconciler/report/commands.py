@@ -88,7 +88,8 @@ def report(
     optimum: bool,
 ) -> None:
     """What sites really did over a range of local days, from their telemetry database:
-    energy, money, battery, red-band peaks, the market opportunity and data quality.
+    energy, money, battery, red-band peaks, the market opportunity, frequency response per
+    EFA block and data quality.
 
     Exit 0 with a report, 2 on a usage error or an unknown site, 3 when the range holds no
     readings of the site.

@@ -4,7 +4,9 @@ Per settlement period (UTC start), from the 30 minute rollups: the grid meter's 
 and the import and export its counters measured, the solar meters' generation, the battery's mean
 power (measured where recorded, else its target; + discharge) and SoE. From the raw
 tables: the control decisions' winners and safe stops, the imbalance prices the agent
-fetched (the latest fetch of each period) and the missing minutes of each device.
+fetched (the latest fetch of each period) and the missing minutes of each device. From
+the 30 minute frequency response rollups: its seconds, how many were delivered within
+tolerance of the contract's curve, and the energy.
 
 A period without a grid meter or battery rollup row is missing (None), not zero: the
 figures count it as a gap rather than as a quiet half hour.
@@ -57,6 +59,23 @@ class Split:
 
 
 @dataclass(frozen=True)
+class FrequencyBucket:
+    """Frequency response in one half hour (UTC start) of the battery's records: seconds
+    the mode was active, with a response due (a fresh frequency), delivered within
+    tolerance, cut by the envelope; the mean |delivered - expected| over the due seconds
+    (kW, None: none due); the energy expected and delivered (kWh, + discharge, net)."""
+
+    start: datetime
+    seconds: int
+    seconds_due: int
+    seconds_within: int
+    seconds_cut: int
+    abs_error_avg_kw: float | None
+    expected_kwh: float
+    delivered_kwh: float
+
+
+@dataclass(frozen=True)
 class Record:
     """What the database holds of one site over [start, end)."""
 
@@ -74,6 +93,7 @@ class Record:
     readings_over_import: int
     readings_over_export: int
     readings_soe_outside: int
+    frequency: tuple[FrequencyBucket, ...] = ()
 
 
 _METER_30M = """
@@ -138,6 +158,13 @@ _SOE_OUTSIDE = """
 SELECT count(*) FROM flux.bess_readings
 WHERE site_id = %(s)s AND device = %(d)s AND time >= %(a)s AND time < %(b)s
   AND (soe_kwh < %(lo)s OR soe_kwh > %(hi)s)
+"""
+
+_FREQUENCY_30M = """
+SELECT bucket, samples, due_samples, within_samples, cut_samples, abs_error_avg_kw,
+       expected_kwh, delivered_kwh
+FROM flux.frequency_30m WHERE site_id = %s AND device = %s AND bucket >= %s AND bucket < %s
+ORDER BY bucket
 """
 
 _KNOWN = """
@@ -254,6 +281,19 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
                 "hi": site.soe_max_kwh + tol.energy_kwh,
             },
         ).fetchone()
+        frequency = tuple(
+            FrequencyBucket(
+                _utc(r[0]),
+                _n(r[1]),
+                _n(r[2]),
+                _n(r[3]),
+                _n(r[4]),
+                None if r[5] is None else _f(r[5]),
+                _f(r[6] or 0.0),
+                _f(r[7] or 0.0),
+            )
+            for r in conn.execute(_FREQUENCY_30M, (db_site, battery, start, end))
+        )
     periods = []
     for t in starts:
         g = grid_rows.get(t)
@@ -285,4 +325,5 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
         0 if over is None else _n(over[0]),
         0 if over is None else _n(over[1]),
         0 if outside is None else _n(outside[0]),
+        frequency,
     )

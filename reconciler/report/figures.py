@@ -16,6 +16,10 @@ in hours or minutes as the key says; days are local days in the site's timezone.
   name contains ``red``), with and without the battery.
 - Market opportunity: the perfect-foresight optimum (backtest/optimum.py) on the recorded
   load, solar and prices against what the battery earned, over the complete periods.
+- Frequency response: per 4-hour EFA block (local time, from 23:00), the share of the
+  seconds the mode was active that the battery delivered within tolerance of the
+  contract's curve (the agent's status counts the same seconds the same way), from the
+  frequency rollups; ``recorded`` false and a sentence when there was none.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from typing import Any
 
 from reconciler.backtest import optimum
 from reconciler.config.model import Site
+from reconciler.control.periods import efa_block
 from reconciler.control.schedule import DayPlans, occurrence_at, zone
 from reconciler.planning import lp
-from reconciler.report.data import Record, Split
+from reconciler.report.data import FrequencyBucket, Record, Split
 
 H = 0.5  # hours per settlement period
 #: Rates are sampled this often per period, as the optimum samples them.
@@ -234,6 +239,7 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
             "days": peak_days,
         },
         "opportunity": _opportunity(site, rec, rates, keep, earned, with_optimum, notes),
+        "frequency_response": _frequency_response(rec, tz),
         "patterns": _patterns(rec, keep, tz),
         "quality": {
             **_quality(rec, missing, days),
@@ -309,6 +315,50 @@ def _opportunity(
         ],
     )
     return out
+
+
+NO_FREQUENCY_RESPONSE = "The battery gave no frequency response in this range."
+
+
+def _frequency_totals(buckets: list[FrequencyBucket]) -> dict[str, Any]:
+    seconds = sum(b.seconds for b in buckets)
+    within = sum(b.seconds_within for b in buckets)
+    due = sum(b.seconds_due for b in buckets)
+    error = sum((b.abs_error_avg_kw or 0.0) * b.seconds_due for b in buckets)
+    return {
+        "seconds": seconds,
+        "seconds_within": within,
+        "performance_pct": _r(100 * within / seconds, 2) if seconds else None,
+        "seconds_stale": seconds - due,
+        "seconds_cut_by_envelope": sum(b.seconds_cut for b in buckets),
+        "mean_abs_error_kw": _r(error / due, 2) if due else None,
+        "expected_kwh": _r(sum(b.expected_kwh for b in buckets)),
+        "delivered_kwh": _r(sum(b.delivered_kwh for b in buckets)),
+    }
+
+
+def _frequency_response(rec: Record, tz: Any) -> dict[str, Any]:
+    """Per EFA block (local start and end), the seconds the mode was active, those
+    delivered within tolerance and their share (%), the stale seconds (no response due),
+    those the envelope cut, the mean |delivered - expected| kW and the energy kWh."""
+    blocks: dict[datetime, list[FrequencyBucket]] = defaultdict(list)
+    for b in rec.frequency:
+        if b.seconds:
+            blocks[efa_block(b.start, tz)[0]].append(b)
+    recorded = bool(blocks)
+    return {
+        "recorded": recorded,
+        "note": None if recorded else NO_FREQUENCY_RESPONSE,
+        "total": _frequency_totals([b for bs in blocks.values() for b in bs]),
+        "blocks": [
+            {
+                "block_start": start.astimezone(tz).isoformat(),
+                "block_end": efa_block(start, tz)[1].astimezone(tz).isoformat(),
+                **_frequency_totals(blocks[start]),
+            }
+            for start in sorted(blocks)
+        ],
+    }
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

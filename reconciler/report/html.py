@@ -53,6 +53,9 @@ def html(sites: list[dict[str, Any]], title: str, errors: dict[str, str] | None 
                     continue
                 parts.append(_img(name, f"{alt} of {f['site']}", chart(f)))
         for t in tables(f):
+            if not t.rows:
+                parts.append(f"<h3>{escape(t.title)}</h3><p>{escape(t.note or '')}</p>")
+                continue
             parts.append(f"<h3>{escape(t.title)}</h3><table><tr>")
             parts += [f"<th>{escape(h)}</th>" for h in t.header]
             parts.append("</tr>")

@@ -8,6 +8,8 @@ from reconciler.report.tables import Table, footnotes, heading, tables
 
 
 def _table(t: Table) -> list[str]:
+    if not t.rows:
+        return [f"### {t.title}", "", t.note or "", ""]
     return [
         f"### {t.title}",
         "",

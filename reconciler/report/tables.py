@@ -11,6 +11,9 @@ class Table:
     title: str
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    #: A sentence shown instead of the rows when there are none (a section that says why
+    #: it is empty); a table with neither is left out.
+    note: str | None = None
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -128,6 +131,7 @@ def tables(f: dict[str, Any]) -> list[Table]:
             ("figure", "value"),
             (("solar self-consumption %", _num(f["patterns"]["solar_self_consumption_pct"])),),
         ),
+        _frequency_table(f["frequency_response"]),
         Table(
             "Data quality",
             ("device", "completeness %", "gap minutes", "gaps"),
@@ -137,7 +141,44 @@ def tables(f: dict[str, Any]) -> list[Table]:
             ),
         ),
     ]
-    return [t for t in out if t.rows]
+    return [t for t in out if t.rows or t.note]
+
+
+def _block(row: dict[str, Any]) -> str:
+    """``2026-03-02 07:00-11:00`` from a block's local ISO start and end."""
+    return f"{row['block_start'][:10]} {row['block_start'][11:16]}-{row['block_end'][11:16]}"
+
+
+def _frequency_table(fr: dict[str, Any]) -> Table:
+    rows = tuple(
+        (
+            label,
+            str(r["seconds"]),
+            _num(r["performance_pct"]),
+            str(r["seconds_stale"]),
+            str(r["seconds_cut_by_envelope"]),
+            _num(r["mean_abs_error_kw"]),
+            _num(r["delivered_kwh"]),
+        )
+        for label, r in (
+            *((_block(b), b) for b in fr["blocks"]),
+            *((("all blocks", fr["total"]),) if len(fr["blocks"]) > 1 else ()),
+        )
+    )
+    return Table(
+        "Frequency response per EFA block (local time)",
+        (
+            "block",
+            "seconds",
+            "within tolerance %",
+            "stale s",
+            "cut by envelope s",
+            "mean |error| kW",
+            "delivered kWh",
+        ),
+        rows,
+        note=fr["note"],
+    )
 
 
 def heading(f: dict[str, Any]) -> str:

@@ -38,6 +38,7 @@ _TABLES = (
     "devices",
     "bess_readings",
     "meter_readings",
+    "frequency_records",
     "control_decisions",
     "agent_status",
     "market_data",

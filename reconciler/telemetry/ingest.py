@@ -21,7 +21,13 @@ from typing import Any, Final
 import psycopg
 
 from reconciler.telemetry.outbox import DeviceRows
-from reconciler.telemetry.records import BESS_FIELDS, EPOCH, METER_FIELDS, from_us
+from reconciler.telemetry.records import (
+    BESS_FIELDS,
+    EPOCH,
+    FREQUENCY_FIELDS,
+    METER_FIELDS,
+    from_us,
+)
 
 _TS: Final = "timestamptz 'epoch' + t_us * interval '1 microsecond'"
 
@@ -187,6 +193,31 @@ def _spec_bess() -> KindSpec:
     )
 
 
+def _spec_frequency() -> KindSpec:
+    columns = ", ".join(FREQUENCY_FIELDS)
+    safe, fast, newest, plain = _split_insert(
+        "flux.frequency_records",
+        "stage_frequency",
+        columns,
+        f"SELECT {_TS} AS time, site_id, device, {columns} FROM stage_frequency",
+    )
+    return KindSpec(
+        "stage_frequency",
+        f"site_id text, device text, {_T_US}, {_finite('frequency_hz')},"
+        f" {_finite('expected_kw', null=True)}, {_finite('delivered_kw')},"
+        f" {_finite('tolerance_kw')}, envelope_cut boolean NOT NULL",
+        safe,
+        True,
+        fast,
+        newest,
+        plain,
+    )
+
+
+#: The flux.devices kind of a record kind's device (a frequency record is the battery's).
+DEVICE_KIND: Final = {"bess": "bess", "meter": "meter", "frequency": "bess"}
+
+
 # Market values and revision states are stored when they change, not each time they are
 # reported: an agent that restarts reports the same price of the same period again (its
 # memory of what it recorded is gone), and the same revision in control again. A row is
@@ -281,6 +312,7 @@ _IDENTITY_UPSERT: Final = (
 SPECS: Final[dict[str, KindSpec]] = {
     "bess": _spec_bess(),
     "meter": _spec_meter(),
+    "frequency": _spec_frequency(),
     "decision": KindSpec(
         "stage_decision",
         "site_id text, device text, t_us bigint, revision_sha text,"
@@ -505,6 +537,8 @@ _COPY_DIRECT: Final = {
     " FROM STDIN (FORMAT csv, NULL 'null')",
     "meter": f"COPY flux.meter_readings (site_id, device, time, {', '.join(METER_FIELDS)},"
     " energy_import_delta_kwh, energy_export_delta_kwh) FROM STDIN (FORMAT csv, NULL 'null')",
+    "frequency": f"COPY flux.frequency_records (site_id, device, time,"
+    f" {', '.join(FREQUENCY_FIELDS)}) FROM STDIN (FORMAT csv, NULL 'null')",
 }
 _NEWEST_STORED: Final = """
     SELECT k.site_id, k.device, (extract(epoch FROM p.time) * 1000000)::bigint, {counters}
@@ -519,6 +553,7 @@ _NEWEST: Final = {
     "meter": _NEWEST_STORED.format(
         table="flux.meter_readings", counters="p.energy_import_kwh, p.energy_export_kwh"
     ),
+    "frequency": _NEWEST_STORED.format(table="flux.frequency_records", counters="NULL, NULL"),
 }
 
 
@@ -617,7 +652,9 @@ def write_batch(
                     {"site": site, "device": device, "t0": from_us(t0), "t1": from_us(t1)},
                 )
         sites = sorted({site for _, site, _ in keys})
-        devices = sorted({(site, device, kind) for kind, site, device in keys if device})
+        devices = sorted(
+            {(site, device, DEVICE_KIND.get(kind, kind)) for kind, site, device in keys if device}
+        )
         if sites:
             cur.executemany(
                 "INSERT INTO flux.sites (site_id) VALUES (%s) ON CONFLICT DO NOTHING",

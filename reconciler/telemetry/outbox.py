@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from reconciler.control.types import BatteryReading, Decision, MeterReading
+from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, MeterReading
 from reconciler.telemetry import records
 from reconciler.telemetry.records import Kind, MalformedRecord
 
@@ -253,6 +253,16 @@ class Outbox:
 
     def add_meter_many(self, site_id: str, device: str, readings: Iterable[MeterReading]) -> int:
         return self._add_many(("meter", site_id, device, records.encode_meter(r)) for r in readings)
+
+    def add_frequency_many(
+        self, site_id: str, device: str, seconds: Iterable[FrequencyRecord]
+    ) -> int:
+        """Frequency response's records (one a second while the mode is active) of the
+        battery ``device``, in one commit: the loop hands them over once per tick, so the
+        fast path never waits for an fsync."""
+        return self._add_many(
+            ("frequency", site_id, device, records.encode_frequency(r)) for r in seconds
+        )
 
     def add_decision(self, site_id: str, revision_sha: str | None, decision: Decision) -> None:
         """One tick's decision and the revision (commit sha) that produced it."""
@@ -473,7 +483,7 @@ class Outbox:
                 where = "id > ? AND id <= ? AND kind IS ? AND site_id IS ? AND device IS ?"
                 args = (*bounds, kind, site_id, device)
                 plain = (
-                    kind in ("bess", "meter")
+                    kind in records.READING_KINDS
                     and type(site_id) is str
                     and type(device) is str
                     and site_id != ""

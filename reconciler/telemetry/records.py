@@ -1,6 +1,7 @@
 """How each kind of record is written into the outbox and read back for upload.
 
-Readings (the bulk) are compact JSON arrays of numbers in a fixed order, instants as
+Readings (the bulk: battery and meter readings, and frequency response's one record a
+second while the mode is active) are compact JSON arrays of numbers in a fixed order, instants as
 integer microseconds since the Unix epoch (exact, cheap to check). Low-volume records
 (decisions, status, market values, revisions) are JSON objects. Decoding checks shape and
 types and raises :class:`MalformedRecord` with what is wrong, so a corrupted row is
@@ -16,10 +17,18 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 
-from reconciler.control.types import BatteryReading, Decision, MeterReading
+from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, MeterReading
 
-Kind = Literal["bess", "meter", "decision", "status", "market", "revision"]
-KINDS: Final[tuple[Kind, ...]] = ("bess", "meter", "decision", "status", "market", "revision")
+Kind = Literal["bess", "meter", "frequency", "decision", "status", "market", "revision"]
+KINDS: Final[tuple[Kind, ...]] = (
+    "bess",
+    "meter",
+    "frequency",
+    "decision",
+    "status",
+    "market",
+    "revision",
+)
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO: Final = timedelta(microseconds=1)
@@ -50,6 +59,16 @@ BESS_FIELDS: Final[tuple[str, ...]] = (
     "actual_power_kw",
     "available_blocks",
     "command_source",
+)
+
+#: A frequency record after its time: Hz, kW (null: no response due), kW, kW, and 0/1 (a
+#: JSON number, so the record takes the readings' fast path; the table's boolean reads it).
+FREQUENCY_FIELDS: Final[tuple[str, ...]] = (
+    "frequency_hz",
+    "expected_kw",
+    "delivered_kw",
+    "tolerance_kw",
+    "envelope_cut",
 )
 
 _NUMBERS: Final = frozenset({int, float})
@@ -121,6 +140,19 @@ def encode_bess(reading: BatteryReading, actual_power_kw: float | None = None) -
 
 def encode_meter(reading: MeterReading) -> str:
     return _dumps([to_us(reading.at), *(getattr(reading, f) for f in METER_FIELDS)])
+
+
+def encode_frequency(record: FrequencyRecord) -> str:
+    return _dumps(
+        [
+            to_us(record.at),
+            record.frequency_hz,
+            record.expected_kw,
+            record.delivered_kw,
+            record.tolerance_kw,
+            1 if record.envelope_cut else 0,
+        ]
+    )
 
 
 def encode_decision(revision_sha: str | None, decision: Decision) -> str:
@@ -216,6 +248,20 @@ def decode_meter(payload: object) -> tuple[Any, ...]:
         raise MalformedRecord("a meter reading is a list of 16 numbers")
     if not set(map(type, v)) <= _NUMBERS:
         raise MalformedRecord("meter reading values must all be numbers")
+    _check_time(v[0])
+    return tuple(v)
+
+
+def decode_frequency(payload: object) -> tuple[Any, ...]:
+    v = _loads(payload)
+    if type(v) is not list or len(v) != 6:
+        raise MalformedRecord("a frequency record is a list of 6 values")
+    if not set(map(type, v)) <= _NUMBERS_OR_NULL or None in (v[1], v[3], v[4], v[5]):
+        raise MalformedRecord(
+            "frequency record values must be numbers (the expected response may be null)"
+        )
+    if v[5] not in (0, 1) or type(v[5]) is not int:
+        raise MalformedRecord("envelope_cut must be 0 or 1")
     _check_time(v[0])
     return tuple(v)
 
@@ -392,7 +438,7 @@ def _red_bands(v: object) -> list[dict[str, Any]] | None:
 # finite numbers, time range) and a rejected batch is split until the bad row is found
 # and quarantined with the message of the full check (``DECODERS``).
 
-READING_KINDS: Final = frozenset({"bess", "meter"})
+READING_KINDS: Final = frozenset({"bess", "meter", "frequency"})
 
 
 def _line(payload: str) -> str:
@@ -410,6 +456,7 @@ def reading_line(kind: str, payload: object) -> str:
 DECODERS: Final[dict[str, Callable[[object], tuple[Any, ...]]]] = {
     "bess": decode_bess,
     "meter": decode_meter,
+    "frequency": decode_frequency,
     "decision": decode_decision,
     "status": decode_status,
     "market": decode_market,
@@ -424,6 +471,9 @@ def describe(kind: str, payload: object) -> dict[str, Any]:
         return {"at": from_us(row[0]), **dict(zip(BESS_FIELDS, row[1:], strict=True))}
     if kind == "meter":
         return {"at": from_us(row[0]), **dict(zip(METER_FIELDS, row[1:], strict=True))}
+    if kind == "frequency":
+        values = dict(zip(FREQUENCY_FIELDS, row[1:], strict=True))
+        return {"at": from_us(row[0]), **values, "envelope_cut": bool(values["envelope_cut"])}
     v = _loads(payload)
     assert isinstance(v, dict)
     return {**v, "at": from_us(row[0])}

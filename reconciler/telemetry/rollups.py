@@ -1,5 +1,9 @@
 """Bringing the 5 m, 30 m and 1 h rollups up to date, on either flavour, and retention.
 
+Three sources are rolled up: battery readings, meter readings and frequency response's
+one-second records (``flux.frequency_records``, 0010), each into ``flux.<source>_5m``,
+``_30m`` and ``_1h``.
+
 Plain PostgreSQL: statement triggers record the span of every insert in
 ``flux.rollup_dirty`` and ``flux.refresh_rollups()`` recomputes those device-hours in one
 pass (0002, 0004). A range to rebuild is marked dirty for every device first.
@@ -31,8 +35,16 @@ from psycopg import errors
 
 from reconciler.telemetry.errors import TelemetryError
 
-Source = Literal["bess", "meter"]
-SOURCES: Final[tuple[Source, ...]] = ("bess", "meter")
+Source = Literal["bess", "meter", "frequency"]
+SOURCES: Final[tuple[Source, ...]] = ("bess", "meter", "frequency")
+#: Each source's raw table (in schema flux).
+RAW_TABLES: Final[dict[Source, str]] = {
+    "bess": "bess_readings",
+    "meter": "meter_readings",
+    "frequency": "frequency_records",
+}
+#: The kind (flux.devices) of each source's devices: a frequency record is the battery's.
+DEVICE_KINDS: Final[dict[Source, str]] = {"bess": "bess", "meter": "meter", "frequency": "bess"}
 WIDTHS: Final = ("5m", "30m", "1h")
 HOUR: Final = timedelta(hours=1)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -170,7 +182,8 @@ _PENDING_TIMESCALE: Final = """
     WITH h AS (
         SELECT id, split_part(table_name, '_', 1) AS source, table_name
         FROM _timescaledb_catalog.hypertable
-        WHERE schema_name = 'flux' AND table_name IN ('bess_readings', 'meter_readings')
+        WHERE schema_name = 'flux'
+          AND table_name IN ('bess_readings', 'meter_readings', 'frequency_records')
     )
     SELECT h.source,
            -- Clamped to 1970..2200: an unbounded invalidation (a TRUNCATE) is +-infinity.
@@ -202,7 +215,7 @@ def pending_timescale(conn: psycopg.Connection[Any]) -> list[Span] | None:
             # The readings in those ranges (an invalidation can be far wider than the rows
             # it was recorded for, e.g. all time after a schema change).
             found: list[tuple[datetime, datetime]] = []
-            table = f"flux.{source}_readings"
+            table = f"flux.{RAW_TABLES[source]}"
             if lo is not None:
                 row = conn.execute(
                     f"SELECT min(time), max(time) FROM {table} WHERE time >= %s AND time <= %s",
@@ -236,7 +249,7 @@ def refresh_postgres(
             "INSERT INTO flux.rollup_dirty (source, site_id, device, lo, hi)"
             " SELECT %s, site_id, device, %s, %s - interval '1 microsecond'"
             " FROM flux.devices WHERE kind = %s",
-            (span.source, span.lo, span.hi, span.source),
+            (span.source, span.lo, span.hi, DEVICE_KINDS[span.source]),
         )
     pending = conn.execute(
         "SELECT source, min(lo), max(hi) FROM flux.rollup_dirty GROUP BY source ORDER BY source"
@@ -323,7 +336,7 @@ def apply_retention(conn: psycopg.Connection[Any], flavour: str) -> Pruned | Non
             for source in SOURCES:
                 dropped = conn.execute(
                     "SELECT count(*) FROM drop_chunks(%s::regclass, older_than => %s::timestamptz)",
-                    (f"flux.{source}_readings", cutoff),
+                    (f"flux.{RAW_TABLES[source]}", cutoff),
                 ).fetchone()
                 chunks += int(dropped[0]) if dropped else 0
         return Pruned(cutoff, chunks=chunks)
@@ -332,7 +345,7 @@ def apply_retention(conn: psycopg.Connection[Any], flavour: str) -> Pruned | Non
         conn.execute("SELECT flux.refresh_rollups()")
         for source in SOURCES:
             cur = conn.execute(
-                f"DELETE FROM flux.{source}_readings WHERE time < %s",
+                f"DELETE FROM flux.{RAW_TABLES[source]} WHERE time < %s",
                 (cutoff,),
             )
             rows += max(cur.rowcount, 0)

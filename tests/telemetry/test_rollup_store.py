@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
-from reconciler.control.types import BatteryReading, MeterReading
+from reconciler.control.types import BatteryReading, FrequencyRecord, MeterReading
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
 from tests.net import free_port
@@ -130,9 +130,16 @@ def test_refresh_from_after_to_is_a_usage_error(migrated_url: str) -> None:
     assert "--to must be after --from" in result.output
 
 
+def _seconds(start: datetime, n: int) -> list[FrequencyRecord]:
+    """Frequency response's records, one a second from ``start``."""
+    return [FrequencyRecord(start + timedelta(seconds=s), 49.9, 8.0, 8.5, 3.0) for s in range(n)]
+
+
 def test_retention_keeps_the_rollups_of_what_it_removes(migrated_url: str, outbox: Outbox) -> None:
     _fill(outbox, OLD, 60)
     _fill(outbox, NOW - timedelta(hours=1), 30)
+    outbox.add_frequency_many("wlce", "bess", _seconds(OLD, 120))
+    outbox.add_frequency_many("wlce", "bess", _seconds(NOW - timedelta(hours=1), 45))
     # Not rolled up yet when retention is applied: the refresh must do it first.
     assert Uploader(outbox, migrated_url, refresh_rollups=False).drain().ok
     shown = _db(migrated_url, "policy")
@@ -154,6 +161,10 @@ def test_retention_keeps_the_rollups_of_what_it_removes(migrated_url: str, outbo
     assert _one(migrated_url, "SELECT count(*) FROM flux.meter_readings") == 30
     for table in ("meter_5m", "meter_30m", "meter_1h", "bess_5m", "bess_1h"):
         assert _samples(migrated_url, table, OLD, OLD + timedelta(hours=1)) == 60, table
+    # Frequency response's records likewise: the old ones go, their rollups stay.
+    assert _one(migrated_url, "SELECT count(*) FROM flux.frequency_records") == 45
+    for table in ("frequency_5m", "frequency_30m", "frequency_1h"):
+        assert _samples(migrated_url, table, OLD, OLD + timedelta(hours=1)) == 120, table
     # A later refresh does not take the removed range for a change to roll up.
     assert _db(migrated_url, "refresh").exit_code == 0
     assert _samples(migrated_url, "meter_1h", OLD, OLD + timedelta(hours=1)) == 60
