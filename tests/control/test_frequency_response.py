@@ -68,14 +68,33 @@ def test_a_stale_or_frozen_frequency_gives_no_response() -> None:
 
 
 def test_the_soe_is_steered_back_into_the_band_between_events() -> None:
-    # Band: 50 + 200 x 0.25 h = 100 kWh to 950 - 100 x 0.25 x 0.8 = 930 kWh.
-    target, reason = _decide(50.0, soe=60.0)
-    # 40 kWh to store in 0.25 h at efficiency 0.8: 200 kW, within the 300 kW left over
-    assert target == pytest.approx(-200.0) and "SoE band 100-930 kWh" in reason
-    target, _ = _decide(50.0, soe=940.0)
-    assert target == pytest.approx(40.0)  # 10 kWh in 0.25 h
+    # Band: 50 + 200 x 0.25 h = 100 kWh to 950 - 100 x 0.25 x 0.8 = 930 kWh; the
+    # steering aims 20 kWh (2% of 1,000 kWh) inside it.
+    target, reason = _decide(50.0, soe=90.0)
+    # 30 kWh to store in 0.25 h at efficiency 0.8: 150 kW, within the 300 kW left over
+    assert target == pytest.approx(-150.0) and "SoE band 100-930 kWh" in reason
+    # 60 kWh would be 300 kW: the site's 200 kW import limit cuts it
+    assert _decide(50.0, soe=60.0)[0] == pytest.approx(-200.0)
+    target, _ = _decide(50.0, soe=932.0)
+    assert target == pytest.approx(88.0)  # 22 kWh in 0.25 h
     # an event while out of the band: the response and the steering add
-    assert _decide(49.5, soe=940.0)[0] == pytest.approx(200.0 + 40.0)
+    assert _decide(49.5, soe=932.0)[0] == pytest.approx(200.0 + 88.0)
+    # inside the band, no steering
+    assert _decide(50.0, soe=101.0)[0] == 0.0
+
+
+def test_the_steering_reaches_the_band_past_the_deadband() -> None:
+    """Ticks of 4 s with the loop's 1 kW deadband (a setpoint that moves less is not
+    rewritten): from 11 kWh under the band the SoE is inside it within one duration."""
+    soe, written, seconds = 89.0, 0.0, 0
+    while soe < 100.0:
+        target, _ = _decide(50.0, soe=soe)
+        if abs(target - written) >= 1.0:
+            written = target
+        soe += -written * 0.8 * 4 / 3600  # charging stores at efficiency 0.8
+        seconds += 4
+        assert seconds < 15 * 60, soe
+    assert soe >= 100.0
 
 
 def test_the_envelope_cuts_a_response_and_says_so() -> None:

@@ -5,7 +5,10 @@ deviation; above, it charges ``high_kw`` times the high curve's share (linear be
 points, flat past the last). Between events it steers the SoE back into the band from
 which the contracted power can be delivered for ``duration_min``: at least
 ``low_kw x duration`` above soe_min and room for ``high_kw x duration`` (stored at the
-charge efficiency) below soe_max. The component holds its target: lower priorities
+charge efficiency) below soe_max. It aims a margin inside the edge it crossed, so the
+steering is still worth writing when the SoE reaches the edge (aimed at the edge itself,
+the power would shrink with the distance, fall under the loop's deadband and leave the
+SoE hovering just outside). The component holds its target: lower priorities
 cannot change a contracted response; the envelope still cuts it, and the decision's
 reason then says so.
 
@@ -52,6 +55,12 @@ def band_kwh(site: Site, params: FrequencyResponseParams) -> tuple[float, float]
     return low, max(low, high)
 
 
+def margin_kwh(site: Site, low: float, high: float) -> float:
+    """How far inside the band the steering aims, kWh: 2% of the nameplate energy, at
+    most a quarter of the band's width (none for a band of one point)."""
+    return min(0.02 * site.devices.battery.nameplate_energy_kwh, (high - low) / 4)
+
+
 def tolerance_kw(params: FrequencyResponseParams) -> float:
     """How far delivered power may be from the curve's value and still count, kW: 3% of
     the larger side's contracted power (at least 1 kW)."""
@@ -61,15 +70,16 @@ def tolerance_kw(params: FrequencyResponseParams) -> float:
 def propose(ctx: ModeContext, params: FrequencyResponseParams) -> Component:
     low, high = band_kwh(ctx.site, params)
     hours = params.duration_min / 60.0
-    # Back into the band within one duration, with what the battery has beyond the
-    # contracted power.
+    # Back into the band (a margin inside it) within one duration, with what the battery
+    # has beyond the contracted power.
+    margin = margin_kwh(ctx.site, low, high)
     steer = 0.0
     if ctx.soe_kwh < low:
         spare = max(0.0, ctx.charge_cap_kw - params.high_kw)
-        steer = -min(spare, (low - ctx.soe_kwh) / ctx.efficiency / hours)
+        steer = -min(spare, (low + margin - ctx.soe_kwh) / ctx.efficiency / hours)
     elif ctx.soe_kwh > high:
         spare = max(0.0, ctx.discharge_cap_kw - params.low_kw)
-        steer = min(spare, (ctx.soe_kwh - high) / hours)
+        steer = min(spare, (ctx.soe_kwh - (high - margin)) / hours)
     band = f"SoE band {low:.0f}-{high:.0f} kWh"
     if steer:
         band += f", steering {steer:+.0f} kW"
