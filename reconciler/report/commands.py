@@ -1,7 +1,8 @@
 """`flux report`: one site's (or the fleet's) record over a range of local days, as HTML,
-markdown or JSON.
+PDF (the HTML printed by headless Chromium), markdown or JSON.
 
-Exit codes: 0 a report was written (gaps and missing prices are sentences in it); 2 a
+Exit codes: 0 a report was written (gaps and missing prices are sentences in it); 1 a tool
+the output needs is missing (matplotlib for charts, Chromium for PDF); 2 a
 usage error, an invalid site file, an unknown site or an unreachable database or one
 without the flux schema; 3 the range holds no readings of the site at all (a fleet report
 says so per site instead).
@@ -63,12 +64,12 @@ def _fleet_files(sites_dir: Path) -> list[Path]:
 @click.option("--database-url", envvar=ENV_URL, help=f"The telemetry database (or ${ENV_URL}).")
 @click.option("--db-site", help="The site id in the database (default: the site file's id).")
 @click.option(
-    "--output", type=click.Choice(["html", "markdown", "json"]), default="html",
-    show_default=True,
+    "--output", type=click.Choice(["html", "pdf", "markdown", "json"]), default="html",
+    show_default=True, help="pdf: the HTML printed by headless Chromium (needs --out).",
 )  # fmt: skip
 @click.option(
     "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the report here (default: standard output).",
+    help="Write the report here (default: standard output; PDF needs a file).",
 )  # fmt: skip
 @click.option(
     "--optimum/--no-optimum", default=True, show_default=True,
@@ -90,8 +91,8 @@ def report(
     """What sites really did over a range of local days, from their telemetry database:
     energy, money, battery, red-band peaks, the market opportunity and data quality.
 
-    Exit 0 with a report, 2 on a usage error or an unknown site, 3 when the range holds no
-    readings of the site.
+    Exit 0 with a report, 1 when a tool the output needs is missing (Chromium for pdf), 2 on
+    a usage error or an unknown site, 3 when the range holds no readings of the site.
     """
     if fleet == (site is not None):
         raise click.UsageError("give a SITE (file or id) or --fleet, not both and not neither")
@@ -104,6 +105,12 @@ def report(
         raise click.UsageError(f"give --database-url URL (or ${ENV_URL})")
     if db_site is not None and fleet:
         raise click.UsageError("--db-site names one site; leave it out with --fleet")
+    if output == "pdf" and out is None:
+        raise click.UsageError("--output pdf writes a file: give --out FILE.pdf")
+    if output == "pdf":
+        from reconciler.report.pdf import chromium
+
+        chromium()  # no browser: say so before reading the database
     paths = _fleet_files(sites_dir) if fleet else [find_site(str(site), sites_dir)]
     sites = [load_valid_site(p) for p in paths]
     docs: list[dict[str, Any]] = []
@@ -135,6 +142,13 @@ def report(
         if fleet
         else f"Flux report: {docs[0]['site']}"
     )
+    if output == "pdf":
+        from reconciler.report.pdf import write_pdf
+
+        assert out is not None
+        write_pdf(render(docs, "html", title, fleet), out)
+        click.echo(f"wrote {out}", err=True)
+        return
     text = render(docs, output, title, fleet)
     if out is None:
         click.echo(text)

@@ -4,7 +4,8 @@ Per settlement period (UTC start), from the 30 minute rollups: the grid meter's 
 and the import and export its counters measured, the solar meters' generation, the battery's mean
 power (measured where recorded, else its target; + discharge) and SoE. From the raw
 tables: the control decisions' winners and safe stops, the imbalance prices the agent
-fetched (the latest fetch of each period) and the missing minutes of each device.
+fetched (the latest fetch of each period), the missing minutes of each device and when
+its rows reached the database (``received_at``, migration 0011).
 
 A period without a grid meter or battery rollup row is missing (None), not zero: the
 figures count it as a gap rather than as a quiet half hour.
@@ -13,7 +14,7 @@ figures count it as a gap rather than as a quiet half hour.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.backtest.prices import period_starts
@@ -21,6 +22,9 @@ from reconciler.config.model import Site
 from reconciler.diff.tolerances import limit_tolerances
 from reconciler.telemetry.database import connect
 from reconciler.telemetry.gaps import Gap, find_gaps
+
+#: A reading that reached the database more than this many minutes after its time is late.
+LATE_MINUTES = 10
 
 
 class ReportDataError(ValueError):
@@ -57,6 +61,18 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Arrivals:
+    """When one device's rows in the range reached the database: how many rows, how many
+    more than :data:`LATE_MINUTES` after their time, the worst delay (s; None: no row with
+    a known arrival) and the rows stored before arrivals were recorded (unknown)."""
+
+    rows: int
+    late_rows: int
+    worst_delay_s: float | None
+    unknown_rows: int
+
+
+@dataclass(frozen=True)
 class Record:
     """What the database holds of one site over [start, end)."""
 
@@ -74,6 +90,8 @@ class Record:
     readings_over_import: int
     readings_over_export: int
     readings_soe_outside: int
+    #: Per device; None when the database predates ``received_at`` (migration 0011).
+    arrivals: dict[str, Arrivals] | None = None
 
 
 _METER_30M = """
@@ -138,6 +156,13 @@ _SOE_OUTSIDE = """
 SELECT count(*) FROM flux.bess_readings
 WHERE site_id = %(s)s AND device = %(d)s AND time >= %(a)s AND time < %(b)s
   AND (soe_kwh < %(lo)s OR soe_kwh > %(hi)s)
+"""
+
+# When rows arrived: received_at is the uploading transaction's time (0011_received_at).
+_ARRIVALS = """
+SELECT device, count(*), count(*) FILTER (WHERE received_at > time + %(late)s),
+       extract(epoch FROM max(received_at - time)), count(*) FILTER (WHERE received_at IS NULL)
+FROM {table} WHERE site_id = %(s)s AND time >= %(a)s AND time < %(b)s GROUP BY device
 """
 
 _KNOWN = """
@@ -254,6 +279,7 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
                 "hi": site.soe_max_kwh + tol.energy_kwh,
             },
         ).fetchone()
+        arrivals = _arrivals(conn, span)
     periods = []
     for t in starts:
         g = grid_rows.get(t)
@@ -285,4 +311,24 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
         0 if over is None else _n(over[0]),
         0 if over is None else _n(over[1]),
         0 if outside is None else _n(outside[0]),
+        arrivals,
     )
+
+
+def _arrivals(conn: Any, span: dict[str, Any]) -> dict[str, Arrivals] | None:
+    """Per device, when its battery and meter readings in the span reached the database."""
+    import psycopg
+
+    out: dict[str, Arrivals] = {}
+    try:
+        with conn.transaction():  # a savepoint: a database before 0011 lacks the column
+            for table in ("flux.bess_readings", "flux.meter_readings"):
+                query = _ARRIVALS.format(table=table)
+                params = {**span, "late": timedelta(minutes=LATE_MINUTES)}
+                for device, rows, late, worst, unknown in conn.execute(query, params):
+                    out[str(device)] = Arrivals(
+                        _n(rows), _n(late), None if worst is None else _f(worst), _n(unknown)
+                    )
+    except psycopg.errors.UndefinedColumn:
+        return None
+    return out

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
+from reconciler.report.charts.average_day import average_day_chart
 from reconciler.report.charts.energy import energy_chart
 from reconciler.report.charts.money import money_chart
 from reconciler.report.charts.patterns import patterns_chart
 from reconciler.report.charts.peaks import peaks_chart
+from reconciler.report.charts.soe import soe_chart
 from reconciler.report.tables import footnotes, heading, tables
 
 _STYLE = """
@@ -20,6 +22,11 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 td, th { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; }
+@media print {
+  body { margin: 0; max-width: none; font-size: 10pt; }
+  img, table, h3 { break-inside: avoid; }
+  h3 { break-after: avoid; }
+}
 .note { color: #555; font-size: 0.9em; }
 """
 
@@ -27,7 +34,9 @@ _CHARTS: tuple[tuple[str, str, Callable[[dict[str, Any]], bytes]], ...] = (
     ("energy", "Energy per day", energy_chart),
     ("money", "Money per day", money_chart),
     ("peaks", "Red-band peaks", peaks_chart),
+    ("soe", "Battery SoE distribution", soe_chart),
     ("patterns", "Load by weekday and half hour", patterns_chart),
+    ("average-day", "The average day of each month", average_day_chart),
 )
 
 
@@ -50,6 +59,8 @@ def html(sites: list[dict[str, Any]], title: str, errors: dict[str, str] | None 
         if f["complete_periods"]:
             for name, alt, chart in _CHARTS:
                 if name == "peaks" and not f["peaks"]["days"]:
+                    continue
+                if name == "soe" and not f["battery"]["soe"]["samples"]:
                     continue
                 parts.append(_img(name, f"{alt} of {f['site']}", chart(f)))
         for t in tables(f):

@@ -44,6 +44,12 @@ MONEY = (
 )
 
 
+def _rte(rt: dict[str, Any]) -> str:
+    if rt["efficiency"] is None:
+        return f"— ({rt['reason']})"
+    return _num(100 * rt["efficiency"])
+
+
 def tables(f: dict[str, Any]) -> list[Table]:
     """Every section of one site's report, in order."""
     e, m, b, p, o, q = (
@@ -84,7 +90,27 @@ def tables(f: dict[str, Any]) -> list[Table]:
                 ("minutes over import limit", _num(b["minutes_over_import_limit"])),
                 ("minutes over export limit", _num(b["minutes_over_export_limit"])),
                 ("minutes SoE outside limits", _num(b["minutes_soe_outside_limits"])),
+                ("round-trip efficiency %", _rte(b["round_trip"])),
+                ("SoE change in the efficiency kWh", _num(b["round_trip"]["soe_change_kwh"])),
+                *(
+                    (f"SoE {k} kWh (% of nameplate)", f"{_num(v)} ({_num(pct)})")
+                    for (k, v), pct in zip(
+                        (b["soe"]["percentiles_kwh"] or {}).items(),
+                        (b["soe"]["percentiles_pct"] or {}).values(),
+                        strict=True,
+                    )
+                ),
             ),
+        ),
+        Table(
+            "SoE distribution (hours per band of nameplate energy)",
+            ("SoE %", "hours"),
+            tuple(
+                (band, _num(h, 1))
+                for band, h in zip(b["soe"]["bands_pct"], b["soe"]["hours_by_band"], strict=True)
+            )
+            if b["soe"]["samples"]
+            else (),
         ),
         Table(
             "Red-band peaks (highest half-hour import, kW)",
@@ -129,10 +155,40 @@ def tables(f: dict[str, Any]) -> list[Table]:
             (("solar self-consumption %", _num(f["patterns"]["solar_self_consumption_pct"])),),
         ),
         Table(
-            "Data quality",
-            ("device", "completeness %", "gap minutes", "gaps"),
+            "Average day per month (local half hours, kW)",
+            ("month", "mean load", "peak load", "at", "mean solar", "peak solar", "at"),
             tuple(
-                (name, _num(d["completeness_pct"], 2), str(d["gap_minutes"]), str(d["gaps"]))
+                (
+                    month,
+                    _num(d["mean_load_kw"]),
+                    _num(d["peak_load_kw"]),
+                    d["peak_load_at"] or "—",
+                    _num(d["mean_solar_kw"]),
+                    _num(d["peak_solar_kw"]),
+                    d["peak_solar_at"] or "—",
+                )
+                for month, d in f["patterns"]["average_day_by_month"].items()
+            ),
+        ),
+        Table(
+            "Data quality",
+            (
+                "device",
+                "completeness %",
+                "gap minutes",
+                "gaps",
+                f"rows late > {q['late_after_minutes']} min",
+                "worst delay min",
+            ),
+            tuple(
+                (
+                    name,
+                    _num(d["completeness_pct"], 2),
+                    str(d["gap_minutes"]),
+                    str(d["gaps"]),
+                    f"{d['late_rows']} of {d['rows']}",
+                    _num(d["worst_delay_minutes"]),
+                )
                 for name, d in q["devices"].items()
             ),
         ),
