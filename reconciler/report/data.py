@@ -127,18 +127,32 @@ FROM flux.control_decisions WHERE site_id = %s AND time >= %s AND time < %s
 GROUP BY 1, 2
 """
 
-# The 5 minute means behind the split (read apart and joined here: a join in SQL was
-# planned as a nested loop over the month, 40 times slower).
-_METER_5M = """
-SELECT bucket, power_avg_kw FROM flux.meter_5m
-WHERE site_id = %s AND device = %s AND bucket >= %s AND bucket < %s
+# The split, per period from its 5 minute buckets holding both a grid and a battery row.
+# The join runs on the two index range scans' results (materialised: planned as a nested
+# loop over the month it took 10 s), hashed on the bucket.
+_SPLIT = """
+WITH g AS MATERIALIZED (
+    SELECT bucket, power_avg_kw AS g FROM flux.meter_5m
+    WHERE site_id = %(s)s AND device = %(grid)s AND bucket >= %(a)s AND bucket < %(b)s
+      AND power_avg_kw IS NOT NULL
+), b AS MATERIALIZED (
+    SELECT bucket,
+           CASE WHEN actual_samples > 0 THEN actual_power_avg_kw ELSE target_power_avg_kw END
+               AS b
+    FROM flux.bess_5m
+    WHERE site_id = %(s)s AND device = %(bess)s AND bucket >= %(a)s AND bucket < %(b)s
+)
+SELECT date_bin('30 minutes', bucket, timestamptz '2000-01-01 00:00+00'),
+       avg(greatest(g, 0)), avg(greatest(-g, 0)), avg(greatest(b, 0)), avg(greatest(-b, 0)),
+       avg(greatest(g + b, 0)), avg(greatest(-g - b, 0))
+FROM g JOIN b USING (bucket) WHERE b IS NOT NULL GROUP BY 1
 """
 
-_BESS_5M = """
-SELECT bucket,
-       CASE WHEN actual_samples > 0 THEN actual_power_avg_kw ELSE target_power_avg_kw END
-FROM flux.bess_5m WHERE site_id = %s AND device = %s AND bucket >= %s AND bucket < %s
-"""
+# A report reads a few large ranges: JIT compiling them costs more than it saves (0.6 s
+# of a 1 s query over a year), and the year's 5 minute join fits in memory. Instants come
+# back in UTC, and the large results in binary, fetched at once (3 times faster to load
+# than text rows one by one).
+_SESSION = ("SET jit = off", "SET work_mem = '64MB'", "SET TimeZone = 'UTC'")
 
 _SOE_START = """
 SELECT soe_kwh FROM flux.bess_readings
@@ -181,30 +195,6 @@ def _n(value: Any) -> int:
     return int(value)
 
 
-def _utc(at: Any) -> datetime:
-    assert isinstance(at, datetime)
-    return at.astimezone(UTC)
-
-
-def _splits(grid: dict[datetime, Any], bess: dict[datetime, Any]) -> dict[datetime, Split]:
-    """Per period, the means of each 5 minute bucket's flows (buckets with both rows)."""
-    sums: dict[datetime, list[float]] = {}
-    for t, g_raw in grid.items():
-        b_raw = bess.get(t)
-        if g_raw is None or b_raw is None:
-            continue
-        g, b = _f(g_raw), _f(b_raw)
-        period = t.replace(minute=t.minute // 30 * 30)
-        acc = sums.setdefault(period, [0.0] * 7)
-        idle = g + b
-        for k, v in enumerate(
-            (max(g, 0.0), max(-g, 0.0), max(b, 0.0), max(-b, 0.0), max(idle, 0.0),
-             max(-idle, 0.0), 1.0)
-        ):  # fmt: skip
-            acc[k] += v
-    return {t: Split(*(v / acc[6] for v in acc[:6])) for t, acc in sums.items()}
-
-
 def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: str) -> Record:
     """The record of ``db_site`` over [start, end) (aware, on period boundaries), its
     devices named as ``site``'s file names them. Raises :class:`ReportDataError` for an
@@ -218,6 +208,8 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
     battery = site.devices.battery.name
     solar_meters = [n for n, m in site.devices.meters.items() if m.role == "solar"]
     with connect(url) as conn:
+        for setting in _SESSION:
+            conn.execute(setting)
         try:
             known = conn.execute(_KNOWN, {"s": db_site}).fetchone()
         except psycopg.errors.UndefinedTable:
@@ -230,26 +222,29 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
                 f"the database knows no site {db_site!r}; check the site id "
                 "(--db-site) or the database URL"
             )
-        grid_rows = {
-            _utc(r[0]): r[1:] for r in conn.execute(_METER_30M, (db_site, grid, start, end))
-        }
+
+        def rows(query: str, params: Any) -> list[tuple[Any, ...]]:
+            # Aware instants hash and compare as instants: no conversion needed as keys.
+            return conn.execute(query, params, binary=True).fetchall()
+
+        grid_rows = {r[0]: r[1:] for r in rows(_METER_30M, (db_site, grid, start, end))}
         solar: dict[datetime, float] = {}
         for name in solar_meters:
-            for r in conn.execute(_METER_30M, (db_site, name, start, end)):
+            for t, kw, *_ in rows(_METER_30M, (db_site, name, start, end)):
                 # A solar meter reads generation as export (negative).
-                t = _utc(r[0])
-                solar[t] = solar.get(t, 0.0) + max(0.0, -_f(r[1]))
-        bess = {_utc(r[0]): r[1:] for r in conn.execute(_BESS_30M, (db_site, battery, start, end))}
-        soe_end = {
-            _utc(r[0]): _f(r[1]) for r in conn.execute(_SOE_END, (db_site, battery, start, end))
+                solar[t] = solar.get(t, 0.0) + max(0.0, -_f(kw))
+        bess = {r[0]: r[1:] for r in rows(_BESS_30M, (db_site, battery, start, end))}
+        soe_end = {r[0]: _f(r[1]) for r in rows(_SOE_END, (db_site, battery, start, end))}
+        split = {
+            r[0]: Split(*r[1:])
+            for r in rows(
+                _SPLIT, {"s": db_site, "grid": grid, "bess": battery, "a": start, "b": end}
+            )
         }
-        grid_5m = {_utc(r[0]): r[1] for r in conn.execute(_METER_5M, (db_site, grid, start, end))}
-        bess_5m = {_utc(r[0]): r[1] for r in conn.execute(_BESS_5M, (db_site, battery, start, end))}
-        split = _splits(grid_5m, bess_5m)
         prices: dict[datetime, float] = {}
         sources: set[str] = set()
-        for at, value, source in conn.execute(_MARKET, (db_site, start, end)):
-            prices[_utc(at)] = _f(value)
+        for at, value, source in rows(_MARKET, (db_site, start, end)):
+            prices[at] = _f(value)
             sources.add(str(source))
         winners: dict[str, int] = {}
         stops: dict[str, int] = {}

@@ -24,6 +24,7 @@ in hours or minutes as the key says; days are local days in the site's timezone.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -76,6 +77,29 @@ def _rates(site: Site, plans: DayPlans, t: datetime) -> _Rates:
         for w in rate.windows
     )
     return _Rates(imp / RATE_STEPS, exp / RATE_STEPS, red)
+
+
+class RateMemo:
+    """Rates per period start, shared by the sites of a fleet whose rates and timezone are
+    the same (most of a fleet): each period is evaluated once, not once per site."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, dict[datetime, _Rates]] = {}
+
+    def rates(self, site: Site, starts: list[datetime]) -> list[_Rates]:
+        key = json.dumps(
+            [site.site.timezone, [r.model_dump(mode="json") for r in site.rates]],
+            sort_keys=True,
+        )
+        memo = self._by_key.setdefault(key, {})
+        plans = DayPlans()
+        out = []
+        for t in starts:
+            r = memo.get(t)
+            if r is None:
+                r = memo[t] = _rates(site, plans, t)
+            out.append(r)
+        return out
 
 
 def _split(g: float, b: float) -> Split:
@@ -186,7 +210,7 @@ def _round_trip(site: Site, rec: Record, flows: dict[int, tuple[float, float]]) 
     )
 
 
-_ENERGY_KEYS = (
+ENERGY_KEYS = (
     "grid_import_kwh",
     "grid_export_kwh",
     "solar_kwh",
@@ -194,7 +218,7 @@ _ENERGY_KEYS = (
     "battery_charged_kwh",
     "battery_discharged_kwh",
 )
-_MONEY_KEYS = (
+MONEY_KEYS = (
     "imbalance_value_gbp",
     "import_bill_gbp",
     "import_bill_without_battery_gbp",
@@ -206,13 +230,15 @@ _MONEY_KEYS = (
 )
 
 
-def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, Any]:
-    """The report's figures (see the module docstring)."""
+def compute(
+    site: Site, rec: Record, *, with_optimum: bool = True, memo: RateMemo | None = None
+) -> dict[str, Any]:
+    """The report's figures (see the module docstring); ``memo``: rates already evaluated
+    for other sites of a fleet."""
     tz = zone(site.site.timezone)
-    plans = DayPlans()
-    rates = [_rates(site, plans, p.start) for p in rec.periods]
-    energy: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_ENERGY_KEYS, 0.0))
-    money: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_MONEY_KEYS, 0.0))
+    rates = (memo or RateMemo()).rates(site, [p.start for p in rec.periods])
+    energy: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(ENERGY_KEYS, 0.0))
+    money: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(MONEY_KEYS, 0.0))
     peaks: dict[date, dict[str, Any]] = {}
     missing: dict[date, int] = defaultdict(int)
     earned: list[float] = []  # battery value per complete period, £
@@ -267,8 +293,8 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
 
     days = sorted(set(energy) | set(money))
     n_complete = len(keep)
-    energy_total = {k: _r(sum(energy[d][k] for d in days)) for k in _ENERGY_KEYS}
-    money_total = {k: _r(sum(money[d][k] for d in days), 2) for k in _MONEY_KEYS}
+    energy_total = {k: _r(sum(energy[d][k] for d in days)) for k in ENERGY_KEYS}
+    money_total = {k: _r(sum(money[d][k] for d in days), 2) for k in MONEY_KEYS}
     throughput = energy_total["battery_charged_kwh"] + energy_total["battery_discharged_kwh"]
     nameplate = site.devices.battery.nameplate_energy_kwh
     interval_h = site.telemetry.record_interval_s / 3600
@@ -312,7 +338,7 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
         "energy": {
             "total": energy_total,
             "days": [
-                {"date": d.isoformat(), **{k: _r(energy[d][k]) for k in _ENERGY_KEYS}} for d in days
+                {"date": d.isoformat(), **{k: _r(energy[d][k]) for k in ENERGY_KEYS}} for d in days
             ],
         },
         "money": {
@@ -325,8 +351,7 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
             "priced_periods": sum(1 for i in keep if rec.periods[i].start in rec.prices),
             "total": money_total,
             "days": [
-                {"date": d.isoformat(), **{k: _r(money[d][k], 2) for k in _MONEY_KEYS}}
-                for d in days
+                {"date": d.isoformat(), **{k: _r(money[d][k], 2) for k in MONEY_KEYS}} for d in days
             ],
         },
         "battery": {

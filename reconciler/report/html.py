@@ -14,7 +14,8 @@ from reconciler.report.charts.money import money_chart
 from reconciler.report.charts.patterns import patterns_chart
 from reconciler.report.charts.peaks import peaks_chart
 from reconciler.report.charts.soe import soe_chart
-from reconciler.report.tables import footnotes, heading, tables
+from reconciler.report.fleet import NO_CHARTS, fleet_tables
+from reconciler.report.tables import Table, footnotes, heading, tables
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
@@ -46,32 +47,58 @@ def _img(name: str, alt: str, data: bytes) -> str:
     return f'<img class="chart" id="chart-{name}" alt="{escape(alt)}" src="{src}">'
 
 
-def html(sites: list[dict[str, Any]], title: str, errors: dict[str, str] | None = None) -> str:
-    """The whole document; ``errors`` are sites of a fleet that could not be reported."""
+def _table(t: Table) -> list[str]:
+    parts = [f"<h3>{escape(t.title)}</h3><table><tr>"]
+    parts += [f"<th>{escape(h)}</th>" for h in t.header]
+    parts.append("</tr>")
+    for row in t.rows:
+        parts.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table>")
+    return parts
+
+
+def section(f: dict[str, Any], charts: bool = True) -> str:
+    """One site's part of the document: its charts (unless ``charts`` is False), tables
+    and notes."""
+    parts = [f"<section><h2>{escape(heading(f))}</h2>"]
+    if f["complete_periods"] and charts:
+        for name, alt, chart in _CHARTS:
+            if name == "peaks" and not f["peaks"]["days"]:
+                continue
+            if name == "soe" and not f["battery"]["soe"]["samples"]:
+                continue
+            parts.append(_img(name, f"{alt} of {f['site']}", chart(f)))
+    for t in tables(f):
+        parts += _table(t)
+    parts += [f'<p class="note">{escape(n)}</p>' for n in footnotes(f)]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def html(
+    sites: list[dict[str, Any]],
+    title: str,
+    errors: dict[str, str] | None = None,
+    sections: list[str] | None = None,
+    fleet: dict[str, Any] | None = None,
+) -> str:
+    """The whole document; ``errors`` are sites of a fleet that could not be reported;
+    ``sections``: each site's :func:`section`, already rendered (by a fleet's workers);
+    ``fleet``: the fleet's :func:`~reconciler.report.fleet.summary`, first."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
     ]
-    for f in sites:
-        parts.append(f"<section><h2>{escape(heading(f))}</h2>")
-        if f["complete_periods"]:
-            for name, alt, chart in _CHARTS:
-                if name == "peaks" and not f["peaks"]["days"]:
-                    continue
-                if name == "soe" and not f["battery"]["soe"]["samples"]:
-                    continue
-                parts.append(_img(name, f"{alt} of {f['site']}", chart(f)))
-        for t in tables(f):
-            parts.append(f"<h3>{escape(t.title)}</h3><table><tr>")
-            parts += [f"<th>{escape(h)}</th>" for h in t.header]
-            parts.append("</tr>")
-            for row in t.rows:
-                parts.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
-            parts.append("</table>")
-        parts += [f'<p class="note">{escape(n)}</p>' for n in footnotes(f)]
+    if fleet is not None:
+        parts.append("<section>")
+        for t in fleet_tables(fleet):
+            parts += _table(t)
+        if not fleet["charts_per_site"]:
+            parts.append(f'<p class="note">{escape(NO_CHARTS)}</p>')
         parts.append("</section>")
+    parts += sections if sections is not None else [section(f) for f in sites]
     for name, message in (errors or {}).items():
         parts.append(f"<section><h2>{escape(name)}</h2><p>{escape(message)}</p></section>")
     parts.append("</body></html>")

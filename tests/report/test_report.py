@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
 from reconciler.report.figures import round_trip
+from reconciler.report.fleet import CHARTS_MAX_SITES
 from tests.pg import url_for
 from tests.report.conftest import DEMO, HOURS
 
@@ -233,8 +234,33 @@ def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
     assert [s["site"] for s in doc["sites"]] == ["demo"]
     assert doc["sites"][0]["opportunity"]["computed"] is False
     assert "knows no site 'other'" in doc["errors"]["other"]
-    html = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url)
+    fleet = doc["fleet"]
+    assert fleet["sites_reported"] == 1 and fleet["sites_failed"] == 1
+    (row,) = fleet["by_site"]
+    site = doc["sites"][0]
+    assert row["site"] == "demo" and row["load_kwh"] == site["energy"]["total"]["load_kwh"]
+    assert fleet["total"]["battery_value_gbp"] == site["money"]["total"]["battery_value_gbp"]
+    assert row["round_trip_efficiency"] == site["battery"]["round_trip"]["efficiency"]
+    html = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+                "--no-optimum", "--jobs", "1")  # fmt: skip
     assert html.exit_code == 0 and "knows no site &#x27;other&#x27;" in html.stdout
+    assert "<h3>Fleet (1 sites reported, 1 not)</h3>" in html.stdout
+    assert html.stdout.count("<img") == 6  # the one site's charts
+    md = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+              "--no-optimum", "--output", "markdown")  # fmt: skip
+    assert md.exit_code == 0 and "### Sites" in md.stdout and "| demo |" in md.stdout
+
+    # A large fleet's document keeps the summary and each site's tables, not their charts.
+    for k in range(CHARTS_MAX_SITES):
+        (sites / f"x{k:02d}.yaml").write_text(
+            text.replace("id: demo", f"id: x{k:02d}"), encoding="utf-8"
+        )
+    big = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+               "--no-optimum")  # fmt: skip
+    assert big.exit_code == 0, big.output
+    assert "Charts per site are drawn for fleets of up to" in big.stdout
+    assert "<img" not in big.stdout
+    assert "<h3>Energy (total)</h3>" in big.stdout
 
 
 def test_soe_distribution_and_round_trip_efficiency_from_the_raw_readings(

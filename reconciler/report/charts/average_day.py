@@ -26,5 +26,5 @@ def average_day_chart(figures: dict[str, Any]) -> bytes:
     ax.set_xlabel(f"local time ({figures['timezone']}); solid load, dashed solar")
     ax.set_ylabel("kW")
     ax.set_title(f"{figures['site']}: the average day of each month")
-    ax.legend(fontsize="small", ncol=min(len(months), 6))
+    ax.legend(fontsize="small", ncol=min(len(months), 6), loc="upper left")
     return png(fig)
