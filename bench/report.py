@@ -45,6 +45,7 @@ from reconciler.control.types import BatteryReading, MeterReading
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.report.data import read_record
 from reconciler.report.figures import compute
+from reconciler.report.fleet import CHARTS_MAX_SITES
 from reconciler.report.html import html
 from reconciler.telemetry.migrations import migrate
 from reconciler.telemetry.outbox import Outbox
@@ -338,6 +339,11 @@ def fleet(url: str, n: int, days: int, jobs: int) -> None:
     optimum_s = time.perf_counter() - started
     print(f"  the optimum (perfect foresight) of one site-year: {optimum_s:.1f} s (captured "
           f"{figures['opportunity']['captured_pct'] or 0:.1f} %)")  # fmt: skip
+    started = time.perf_counter()
+    page = html([figures], "bench")
+    charts_s = time.perf_counter() - started
+    print(f"  one site-year's HTML with its 6 charts: {charts_s:.1f} s ({len(page) / 1e3:.0f} kB; "
+          f"a fleet draws them up to {CHARTS_MAX_SITES} sites)")  # fmt: skip
     print(f"EXTRAPOLATED to {FLEET:,} sites (x{scale:.0f}, linear in sites; not run):")
     for out, s in took.items():
         verdict = "met" if s * scale < FLEET_GOAL_S else "NOT met"
