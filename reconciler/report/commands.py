@@ -82,7 +82,7 @@ def _one(job: _Job, raise_errors: bool = False) -> tuple[dict[str, Any], str | N
         if raise_errors:
             raise
         return {"site": job.site.site.id, "error": str(exc)}, None
-    if not job.html or not figures["complete_periods"]:
+    if not job.html:
         return figures, None
     from reconciler.report.html import section
 

@@ -246,6 +246,11 @@ def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
     assert html.exit_code == 0 and "knows no site &#x27;other&#x27;" in html.stdout
     assert "<h3>Fleet (1 sites reported, 1 not)</h3>" in html.stdout
     assert html.stdout.count("<img") == 6  # the one site's charts
+    # A site without readings in the range keeps its section, saying so.
+    empty = flux("--fleet", "--sites-dir", str(sites), "--from", "2024-02-01", "--to",
+                 "2024-02-02", "--database-url", reader_url, "--no-optimum")  # fmt: skip
+    assert empty.exit_code == 0 and "<h2>Demo microgrid (simulated) (demo)" in empty.stdout
+    assert "holds no grid meter and battery readings for this range" in empty.stdout
     md = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
               "--no-optimum", "--output", "markdown")  # fmt: skip
     assert md.exit_code == 0 and "### Sites" in md.stdout and "| demo |" in md.stdout
