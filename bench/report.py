@@ -1,6 +1,8 @@
-"""`flux report` on a month of one site: the time to read, compute and render it.
+"""`flux report` on a month of one site, and on a year of a fleet: the time to read,
+compute and render them.
 
     .venv/bin/python bench/report.py [--days 31] [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/report.py --fleet [--sites 50] [--fleet-days 366] [--jobs 2]
 
 Makes its own database (unique name), drops it after. The month is the demo site's four
 devices at one reading a minute (load, solar and a daily charge/discharge that balance at
@@ -9,12 +11,22 @@ Uploader, rollups refreshed), with a control decision a minute and January 2024'
 imbalance prices as market data. Prints the phases (read, figures with the optimum, HTML)
 and the whole command's wall time, beside one day of the same site in the same run (the
 baseline: the month/day ratio says how it scales). Goal: a month in under 10 s.
+
+--fleet: a year (2024) of N sites' 5 m, 30 m and 1 h rollups, made by SQL straight into
+the rollup tables (raw minutes for a fleet-year would be 1.5 billion rows), with the
+sites, devices and an imbalance price per period; then `flux report --fleet` over it as
+JSON and as HTML, without the optimum (a perfect-foresight programme per site-year is
+timed apart, on one site). Goal: the fleet of 1,000 sites in under 5 minutes. 1,000 sites'
+year of rollups is about 90 GB here (more than this machine's disk holds and hours to
+make), so the bench runs N sites and extrapolates linearly to 1,000 (the work is per
+site: one set of queries, figures and charts each), and says so in its output.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,6 +45,7 @@ from reconciler.control.types import BatteryReading, MeterReading
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.report.data import read_record
 from reconciler.report.figures import compute
+from reconciler.report.fleet import CHARTS_MAX_SITES
 from reconciler.report.html import html
 from reconciler.telemetry.migrations import migrate
 from reconciler.telemetry.outbox import Outbox
@@ -42,6 +55,130 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "sites" / "demo.yaml"
 FIRST = date(2024, 1, 1)
 GOAL_S = 10.0
+FLEET_GOAL_S = 300.0
+FLEET = 1000
+
+
+FLEET_5M = """
+WITH s AS (SELECT k, format('fleet-%%s', lpad(k::text, 4, '0')) AS site_id
+           FROM generate_series(0, %(n)s - 1) AS k),
+t AS (SELECT b, extract(epoch FROM b - date_trunc('day', b)) / 3600 + 2.5 / 60 AS h,
+             extract(doy FROM b) AS doy
+      FROM generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '5 minutes',
+                           interval '5 minutes') AS b),
+f AS (
+    SELECT s.site_id, t.b,
+           40 + (s.k %% 20) + 25 * sin(2 * pi() * (t.h - 10) / 24)
+               + 5 * sin(t.b::date - date '2024-01-01' + s.k) AS load,
+           CASE WHEN t.h BETWEEN 8 AND 16 THEN (80 + s.k %% 50) * sin(pi() * (t.h - 8) / 8)
+                * (0.6 + 0.4 * cos(2 * pi() * (t.doy - 172) / 365)) ELSE 0 END AS solar,
+           CASE WHEN t.h >= 2 AND t.h < 4 THEN -200.0 WHEN t.h >= 17 AND t.h < 19 THEN 170.0
+                ELSE 0.0 END AS battery,
+           300 + 340 * least(greatest((t.h - 2) / 2, 0), 1)
+               - 340 * least(greatest((t.h - 17) / 2, 0), 1) AS soe
+    FROM s CROSS JOIN t
+),
+m AS (
+    INSERT INTO flux.meter_5m (bucket, site_id, device, samples, power_avg_kw, power_min_kw,
+        power_max_kw, frequency_avg_hz, frequency_min_hz, frequency_max_hz, voltage_avg_v,
+        voltage_min_v, voltage_max_v, reactive_avg_kvar, power_factor_avg, energy_import_kwh,
+        energy_export_kwh)
+    SELECT b, site_id, d.device, 5, p, p, p, 50, 50, 50, 415, 415, 415, 0, 1,
+           greatest(p, 0) / 12, greatest(-p, 0) / 12
+    FROM f, LATERAL (VALUES ('site', load - solar - battery), ('solar', -solar)) AS d(device, p)
+    RETURNING 1
+)
+INSERT INTO flux.bess_5m (bucket, site_id, device, samples, soe_avg_kwh, soe_min_kwh,
+    soe_max_kwh, target_power_avg_kw, target_power_min_kw, target_power_max_kw,
+    actual_samples, actual_power_avg_kw, actual_power_min_kw, actual_power_max_kw)
+SELECT b, site_id, 'bess', 5, soe, soe, soe, battery, battery, battery, 5, battery, battery,
+       battery
+FROM f
+"""
+
+# 30 m and 1 h from the finer rollup, as the rollup functions combine them (averages
+# weighted by samples, energy summed).
+_METER_UP = """
+INSERT INTO flux.meter_{to} SELECT date_bin(%(w)s, bucket, timestamptz '2000-01-01 00:00+00'),
+    site_id, device, sum(samples), sum(power_avg_kw * samples) / sum(samples),
+    min(power_min_kw), max(power_max_kw), 50, 50, 50, 415, 415, 415, 0, 1,
+    sum(energy_import_kwh), sum(energy_export_kwh)
+FROM flux.meter_{src} GROUP BY 1, 2, 3
+"""
+_BESS_UP = """
+INSERT INTO flux.bess_{to} SELECT date_bin(%(w)s, bucket, timestamptz '2000-01-01 00:00+00'),
+    site_id, device, sum(samples), sum(soe_avg_kwh * samples) / sum(samples),
+    min(soe_min_kwh), max(soe_max_kwh), sum(target_power_avg_kw * samples) / sum(samples),
+    min(target_power_min_kw), max(target_power_max_kw), sum(actual_samples),
+    sum(actual_power_avg_kw * actual_samples) / sum(actual_samples),
+    min(actual_power_min_kw), max(actual_power_max_kw)
+FROM flux.bess_{src} GROUP BY 1, 2, 3
+"""
+_FLEET_REST = (
+    """
+INSERT INTO flux.sites (site_id) SELECT format('fleet-%%s', lpad(k::text, 4, '0'))
+FROM generate_series(0, %(n)s - 1) AS k
+""",
+    """
+INSERT INTO flux.devices (site_id, device, kind)
+SELECT format('fleet-%%s', lpad(k::text, 4, '0')), d,
+       CASE WHEN d = 'bess' THEN 'bess' ELSE 'meter' END
+FROM generate_series(0, %(n)s - 1) AS k, unnest(ARRAY['bess', 'site', 'solar']) AS d
+""",
+    """
+INSERT INTO flux.market_data
+SELECT t, format('fleet-%%s', lpad(k::text, 4, '0')), 'imbalance_price', t::date,
+       1 + extract(epoch FROM t - date_trunc('day', t))::int / 1800,
+       8 + 10 * sin(2 * pi() * extract(epoch FROM t) / 86400 - 1.3), 'bench',
+       t + interval '20 minutes'
+FROM generate_series(0, %(n)s - 1) AS k,
+     generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '30 minutes',
+                     interval '30 minutes') AS t
+""",
+)
+
+
+def fill_fleet(url: str, n: int, start: datetime, end: datetime) -> dict[str, float]:
+    """``n`` sites' 5 m, 30 m and 1 h rollups over [start, end), written straight into
+    the rollup tables (no raw readings: a year of raw minutes for 1,000 sites is 1.5
+    billion rows), with the sites, their devices and an imbalance price per period."""
+    timings: dict[str, float] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        conn.execute(FLEET_5M, {"n": n, "start": start, "end": end})
+        t1 = time.perf_counter()
+        for src, to, width in (("5m", "30m", "30 minutes"), ("30m", "1h", "1 hour")):
+            conn.execute(_METER_UP.format(src=src, to=to), {"w": width})
+            conn.execute(_BESS_UP.format(src=src, to=to), {"w": width})
+        for statement in _FLEET_REST:
+            conn.execute(statement, {"n": n, "start": start, "end": end})
+        conn.execute("VACUUM ANALYZE")
+        t2 = time.perf_counter()
+        rows = conn.execute(
+            "SELECT (SELECT count(*) FROM flux.meter_5m) + (SELECT count(*) FROM flux.bess_5m),"
+            " (SELECT count(*) FROM flux.meter_30m) + (SELECT count(*) FROM flux.bess_30m),"
+            " pg_database_size(current_database())"
+        ).fetchone()
+        assert rows is not None
+    timings.update(
+        fill_5m_s=t1 - t0,
+        fill_rest_s=t2 - t1,
+        rows_5m=float(rows[0]),
+        rows_30m=float(rows[1]),
+        db_mb=float(rows[2]) / 1e6,
+    )
+    return timings
+
+
+def fleet_files(folder: Path, n: int) -> Path:
+    """``n`` site files, the demo's with ids fleet-0000 ... (the fleet's --sites-dir)."""
+    text = DEMO.read_text(encoding="utf-8")
+    folder.mkdir()
+    for k in range(n):
+        (folder / f"fleet-{k:04d}.yaml").write_text(
+            text.replace("id: demo", f"id: fleet-{k:04d}"), encoding="utf-8"
+        )
+    return folder
 
 
 def flows(at: datetime) -> tuple[float, float, float]:
@@ -160,10 +297,69 @@ def measure(url: str, first: date, days: int) -> dict[str, float]:
     }
 
 
+def run_fleet(url: str, sites: Path, days: int, output: str, jobs: int) -> float:
+    """Wall time of `flux report --fleet` as a user runs it (a new process), s."""
+    last = FIRST + timedelta(days=days)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"fleet.{output}"
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "reconciler", "report", "--fleet", "--sites-dir", str(sites),
+             "--from", FIRST.isoformat(), "--to", last.isoformat(), "--database-url", url,
+             "--output", output, "--no-optimum", "--jobs", str(jobs), "--out", str(out)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        took = time.perf_counter() - started
+        size = out.stat().st_size / 1e6
+    print(f"  --output {output}: {took:.1f} s ({took / len(list(sites.iterdir())):.2f} s a "
+          f"site-year, {size:.1f} MB)")  # fmt: skip
+    return took
+
+
+def fleet(url: str, n: int, days: int, jobs: int) -> None:
+    site = load_site(DEMO)
+    start = local_midnight(site, FIRST).astimezone(UTC)
+    end = local_midnight(site, FIRST + timedelta(days=days)).astimezone(UTC)
+    made = fill_fleet(url, n, start, end)
+    scale = FLEET / n
+    print(
+        f"filled {n} sites x {days} days of rollups: {made['rows_5m']:,.0f} 5 m rows, "
+        f"{made['rows_30m']:,.0f} 30 m rows, {made['db_mb']:,.0f} MB "
+        f"(5 m {made['fill_5m_s']:.0f} s, the rest {made['fill_rest_s']:.0f} s); "
+        f"{FLEET:,} sites would be {made['db_mb'] * scale / 1000:,.0f} GB"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        sites = fleet_files(Path(tmp) / "sites", n)
+        print(f"`flux report --fleet --no-optimum --jobs {jobs}` over {n} sites x {days} days:")
+        took = {out: run_fleet(url, sites, days, out, jobs) for out in ("json", "html")}
+    # The optimum of one site-year, timed apart: it is per site, like the rest.
+    rec = read_record(url, site, start, end, "fleet-0000")
+    started = time.perf_counter()
+    figures = compute(site, rec, with_optimum=True)
+    optimum_s = time.perf_counter() - started
+    print(f"  the optimum (perfect foresight) of one site-year: {optimum_s:.1f} s (captured "
+          f"{figures['opportunity']['captured_pct'] or 0:.1f} %)")  # fmt: skip
+    started = time.perf_counter()
+    page = html([figures], "bench")
+    charts_s = time.perf_counter() - started
+    print(f"  one site-year's HTML with its 6 charts: {charts_s:.1f} s ({len(page) / 1e3:.0f} kB; "
+          f"a fleet draws them up to {CHARTS_MAX_SITES} sites)")  # fmt: skip
+    print(f"EXTRAPOLATED to {FLEET:,} sites (x{scale:.0f}, linear in sites; not run):")
+    for out, s in took.items():
+        verdict = "met" if s * scale < FLEET_GOAL_S else "NOT met"
+        print(f"  --output {out}: {s * scale / 60:.1f} min; goal under "
+              f"{FLEET_GOAL_S / 60:.0f} min: {verdict}")  # fmt: skip
+    print(f"  with the optimum: + {optimum_s * FLEET / jobs / 60:.0f} min on {jobs} processes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--days", type=int, default=31)
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--fleet", action="store_true", help="the fleet-year bench")
+    parser.add_argument("--sites", type=int, default=50, help="--fleet: sites made")
+    parser.add_argument("--fleet-days", type=int, default=366, help="--fleet: days (2024)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     dbname = f"flux_bench_{uuid.uuid4().hex[:10]}"
     url = args.admin_url.rsplit("/", 1)[0] + f"/{dbname}"
@@ -171,6 +367,9 @@ def main() -> None:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     try:
         migrate(url)
+        if args.fleet:
+            fleet(url, args.sites, args.fleet_days, args.jobs)
+            return
         site = load_site(DEMO)
         start = local_midnight(site, FIRST)
         end = local_midnight(site, FIRST + timedelta(days=args.days))

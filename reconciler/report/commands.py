@@ -1,7 +1,8 @@
 """`flux report`: one site's (or the fleet's) record over a range of local days, as HTML,
-markdown or JSON.
+PDF (the HTML printed by headless Chromium), markdown or JSON.
 
-Exit codes: 0 a report was written (gaps and missing prices are sentences in it); 2 a
+Exit codes: 0 a report was written (gaps and missing prices are sentences in it); 1 a tool
+the output needs is missing (matplotlib for charts, Chromium for PDF); 2 a
 usage error, an invalid site file, an unknown site or an unreachable database or one
 without the flux schema; 3 the range holds no readings of the site at all (a fleet report
 says so per site instead).
@@ -10,7 +11,11 @@ says so per site instead).
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,8 @@ from reconciler.config.commands import find_site, load_valid_site, sites_dir_opt
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
 from reconciler.report.data import ReportDataError, read_record
-from reconciler.report.figures import compute
+from reconciler.report.figures import RateMemo, compute
+from reconciler.report.fleet import CHARTS_MAX_SITES
 from reconciler.telemetry.database import ENV_URL
 from reconciler.telemetry.errors import DatabaseUnreachable
 
@@ -32,12 +38,55 @@ EXIT_NO_DATA = 3
 
 
 def site_figures(
-    site: Site, url: str, first: date, last: date, db_site: str | None, with_optimum: bool
+    site: Site,
+    url: str,
+    first: date,
+    last: date,
+    db_site: str | None,
+    with_optimum: bool,
+    memo: RateMemo | None = None,
 ) -> dict[str, Any]:
     """The figures of ``site`` over local days [first, last)."""
     start, end = local_midnight(site, first), local_midnight(site, last)
     rec = read_record(url, site, start, end, db_site or site.site.id)
-    return compute(site, rec, with_optimum=with_optimum)
+    return compute(site, rec, with_optimum=with_optimum, memo=memo)
+
+
+_HTML = ("html", "pdf")
+# Rates evaluated for one site serve the next with the same rates (per process).
+_MEMO = RateMemo()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One site to report (sent to a worker process: everything in it pickles)."""
+
+    site: Site
+    url: str
+    first: date
+    last: date
+    db_site: str | None
+    with_optimum: bool
+    html: bool
+    charts: bool
+
+
+def _one(job: _Job, raise_errors: bool = False) -> tuple[dict[str, Any], str | None]:
+    """A site's figures and, for HTML or PDF, its rendered section; a fleet's site that
+    cannot be reported is ``{"site", "error"}`` (a single site's error is raised)."""
+    try:
+        figures = site_figures(
+            job.site, job.url, job.first, job.last, job.db_site, job.with_optimum, _MEMO
+        )
+    except ReportDataError as exc:
+        if raise_errors:
+            raise
+        return {"site": job.site.site.id, "error": str(exc)}, None
+    if not job.html:
+        return figures, None
+    from reconciler.report.html import section
+
+    return figures, section(figures, charts=job.charts)
 
 
 def _fleet_files(sites_dir: Path) -> list[Path]:
@@ -63,17 +112,25 @@ def _fleet_files(sites_dir: Path) -> list[Path]:
 @click.option("--database-url", envvar=ENV_URL, help=f"The telemetry database (or ${ENV_URL}).")
 @click.option("--db-site", help="The site id in the database (default: the site file's id).")
 @click.option(
-    "--output", type=click.Choice(["html", "markdown", "json"]), default="html",
-    show_default=True,
+    "--output", type=click.Choice(["html", "pdf", "markdown", "json"]), default="html",
+    show_default=True, help="pdf: the HTML printed by headless Chromium (needs --out).",
 )  # fmt: skip
 @click.option(
     "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the report here (default: standard output).",
+    help="Write the report here (default: standard output; PDF needs a file).",
 )  # fmt: skip
 @click.option(
     "--optimum/--no-optimum", default=True, show_default=True,
     help="Compute the perfect-foresight optimum (the market opportunity).",
 )  # fmt: skip
+@click.option(
+    "--jobs",
+    "workers",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default=True,
+    help="--fleet: report this many sites at once (processes).",
+)
 @user_errors(ReportDataError, DatabaseUnreachable)
 def report(
     site: str | None,
@@ -86,13 +143,14 @@ def report(
     output: str,
     out: Path | None,
     optimum: bool,
+    workers: int,
 ) -> None:
     """What sites really did over a range of local days, from their telemetry database:
     energy, money, battery, red-band peaks, the market opportunity, frequency response per
     EFA block and data quality.
 
-    Exit 0 with a report, 2 on a usage error or an unknown site, 3 when the range holds no
-    readings of the site.
+    Exit 0 with a report, 1 when a tool the output needs is missing (Chromium for pdf), 2 on
+    a usage error or an unknown site, 3 when the range holds no readings of the site.
     """
     if fleet == (site is not None):
         raise click.UsageError("give a SITE (file or id) or --fleet, not both and not neither")
@@ -105,25 +163,40 @@ def report(
         raise click.UsageError(f"give --database-url URL (or ${ENV_URL})")
     if db_site is not None and fleet:
         raise click.UsageError("--db-site names one site; leave it out with --fleet")
+    if output == "pdf" and out is None:
+        raise click.UsageError("--output pdf writes a file: give --out FILE.pdf")
+    if output == "pdf":
+        from reconciler.report.pdf import chromium
+
+        chromium()  # no browser: say so before reading the database
     paths = _fleet_files(sites_dir) if fleet else [find_site(str(site), sites_dir)]
     sites = [load_valid_site(p) for p in paths]
-    docs: list[dict[str, Any]] = []
+    charts = len(sites) <= CHARTS_MAX_SITES
+    jobs = [
+        _Job(s, database_url, first.date(), last.date(), db_site, optimum, output in _HTML,
+             charts)
+        for s in sites
+    ]  # fmt: skip
+    done: list[tuple[dict[str, Any], str | None]] = []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
     ) as bar:  # fmt: skip
-        task = bar.add_task("report", total=len(sites))
-        for s in sites:
-            bar.update(task, description=f"report {s.site.id}")
-            try:
-                docs.append(
-                    site_figures(s, database_url, first.date(), last.date(), db_site, optimum)
-                )
-            except ReportDataError as exc:
-                if not fleet:
-                    raise
-                docs.append({"site": s.site.id, "error": str(exc)})
-            bar.advance(task)
+        task = bar.add_task(f"report ({workers} processes)", total=len(sites))
+        if not fleet:
+            done.append(_one(jobs[0], raise_errors=True))
+        elif workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                done.append(_one(job))
+                bar.advance(task)
+        else:
+            # Sites are independent: each worker reads, computes and renders whole sites.
+            spawn = multiprocessing.get_context("spawn")  # no fork under rich's thread
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=spawn) as pool:
+                for result in pool.map(_one, jobs, chunksize=1):
+                    done.append(result)
+                    bar.advance(task)
+    docs = [d for d, _ in done]
     if not fleet and docs[0]["complete_periods"] == 0:
         fail(
             f"the database holds no grid meter and battery readings of site "
@@ -136,7 +209,16 @@ def report(
         if fleet
         else f"Flux report: {docs[0]['site']}"
     )
-    text = render(docs, output, title, fleet)
+    if output == "pdf":
+        from reconciler.report.pdf import write_pdf
+
+        assert out is not None
+        sections = [h for d, h in done if h is not None and "error" not in d]
+        write_pdf(render(docs, "html", title, fleet, sections), out)
+        click.echo(f"wrote {out}", err=True)
+        return
+    sections = [h for d, h in done if h is not None and "error" not in d]
+    text = render(docs, output, title, fleet, sections if output in _HTML else None)
     if out is None:
         click.echo(text)
     else:
@@ -144,19 +226,26 @@ def report(
         click.echo(f"wrote {out}", err=True)
 
 
-def render(docs: list[dict[str, Any]], output: str, title: str, fleet: bool) -> str:
+def render(
+    docs: list[dict[str, Any]],
+    output: str,
+    title: str,
+    fleet: bool,
+    sections: list[str] | None = None,
+) -> str:
     ok = [d for d in docs if "error" not in d]
-    failed = [d for d in docs if "error" in d]
+    errors = {d["site"]: d["error"] for d in docs if "error" in d}
+    from reconciler.report.fleet import summary
+
+    totals = summary(ok, errors) if fleet else None
     if output == "json":
-        doc: dict[str, Any] = (
-            {"sites": ok, "errors": {d["site"]: d["error"] for d in failed}} if fleet else ok[0]
-        )
+        doc: dict[str, Any] = {"fleet": totals, "sites": ok, "errors": errors} if fleet else ok[0]
         return json.dumps(doc, indent=2, ensure_ascii=False)
     if output == "markdown":
         from reconciler.report.markdown import markdown
 
-        tail = "".join(f"\n> {d['site']}: {d['error']}\n" for d in failed)
-        return f"# {title}\n\n{markdown(ok)}{tail}"
+        tail = "".join(f"\n> {site}: {error}\n" for site, error in errors.items())
+        return f"# {title}\n\n{markdown(ok, totals)}{tail}"
     from reconciler.report.html import html
 
-    return html(ok, title, errors={d["site"]: d["error"] for d in failed})
+    return html(ok, title, errors=errors, sections=sections, fleet=totals)

@@ -14,16 +14,21 @@ in hours or minutes as the key says; days are local days in the site's timezone.
   the same bill had the battery been idle (grid + battery).
 - Peaks: per local day, the highest half-hourly import inside the red band (rates whose
   name contains ``red``), with and without the battery.
+- Battery: the SoE distribution (each period's end SoE standing for its half hour) and
+  the measured round-trip efficiency (:func:`round_trip`).
 - Market opportunity: the perfect-foresight optimum (backtest/optimum.py) on the recorded
   load, solar and prices against what the battery earned, over the complete periods.
 - Frequency response: per 4-hour EFA block (local time, from 23:00), the share of the
   seconds the mode was active that the battery delivered within tolerance of the
   contract's curve (the agent's status counts the same seconds the same way), from the
   frequency rollups; ``recorded`` false and a sentence when there was none.
+- Data quality: per device, completeness, gaps and late uploads (rows that reached the
+  database more than :data:`~reconciler.report.data.LATE_MINUTES` after their time).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -34,13 +39,17 @@ from reconciler.config.model import Site
 from reconciler.control.periods import efa_block
 from reconciler.control.schedule import DayPlans, occurrence_at, zone
 from reconciler.planning import lp
-from reconciler.report.data import FrequencyBucket, Record, Split
+from reconciler.report.data import LATE_MINUTES, FrequencyBucket, Record, Split
 
 H = 0.5  # hours per settlement period
 #: Rates are sampled this often per period, as the optimum samples them.
 RATE_STEPS = optimum.RATE_SAMPLES
 #: How many periods the market opportunity lists.
 TOP_PERIODS = 10
+#: SoE percentiles the battery section gives.
+SOE_PERCENTILES = (5, 25, 50, 75, 95)
+#: The SoE histogram's bins, % of nameplate energy.
+SOE_BIN_PCT = 10
 ELEXON = "Contains BMRS data © Elexon Limited copyright and database right."
 
 
@@ -75,13 +84,138 @@ def _rates(site: Site, plans: DayPlans, t: datetime) -> _Rates:
     return _Rates(imp / RATE_STEPS, exp / RATE_STEPS, red)
 
 
+class RateMemo:
+    """Rates per period start, shared by the sites of a fleet whose rates and timezone are
+    the same (most of a fleet): each period is evaluated once, not once per site."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, dict[datetime, _Rates]] = {}
+
+    def rates(self, site: Site, starts: list[datetime]) -> list[_Rates]:
+        key = json.dumps(
+            [site.site.timezone, [r.model_dump(mode="json") for r in site.rates]],
+            sort_keys=True,
+        )
+        memo = self._by_key.setdefault(key, {})
+        plans = DayPlans()
+        out = []
+        for t in starts:
+            r = memo.get(t)
+            if r is None:
+                r = memo[t] = _rates(site, plans, t)
+            out.append(r)
+        return out
+
+
 def _split(g: float, b: float) -> Split:
     """A period's flows from its means alone (no 5 minute rollups)."""
     return Split(max(g, 0.0), max(-g, 0.0), max(b, 0.0), max(-b, 0.0),
                  max(g + b, 0.0), max(-g - b, 0.0))  # fmt: skip
 
 
-_ENERGY_KEYS = (
+def _percentile(ordered: list[float], q: float) -> float:
+    """The ``q``-th percentile of sorted values, linear between ranks (numpy's default)."""
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def soe_distribution(site: Site, rec: Record) -> dict[str, Any]:
+    """How full the battery was: each period's end SoE (kWh) stands for its half hour.
+
+    ``hours_by_band``: hours per band of :data:`SOE_BIN_PCT` % of nameplate energy (the
+    top band includes 100 %); percentiles in kWh and % of nameplate; None without readings.
+    """
+    nameplate = site.devices.battery.nameplate_energy_kwh
+    values = sorted(p.soe_kwh for p in rec.periods if p.soe_kwh is not None)
+    bands = list(range(0, 100, SOE_BIN_PCT))
+    hours = dict.fromkeys(bands, 0.0)
+    for v in values:
+        pct = 100 * v / nameplate
+        band = min(max(int(pct // SOE_BIN_PCT) * SOE_BIN_PCT, 0), bands[-1])
+        hours[band] += H
+    pcts = {f"p{q}": _percentile(values, q) for q in SOE_PERCENTILES} if values else None
+    return {
+        "samples": len(values),
+        "min_kwh": _r(values[0], 1) if values else None,
+        "max_kwh": _r(values[-1], 1) if values else None,
+        "mean_kwh": _r(sum(values) / len(values), 1) if values else None,
+        "percentiles_kwh": {k: _r(v, 1) for k, v in pcts.items()} if pcts else None,
+        "percentiles_pct": {k: _r(100 * v / nameplate, 1) for k, v in pcts.items()}
+        if pcts
+        else None,
+        "bands_pct": [f"{b}-{b + SOE_BIN_PCT}" for b in bands],
+        "hours_by_band": [_r(hours[b], 2) for b in bands],
+    }
+
+
+#: Below this share of nameplate energy charged, no round-trip efficiency is given.
+RTE_MIN_CHARGE = 0.05
+
+
+def round_trip(
+    charged_kwh: float, discharged_kwh: float, soe_change_kwh: float | None, nameplate_kwh: float
+) -> dict[str, Any]:
+    """The measured round-trip efficiency over periods whose start and end SoE are known:
+
+        RTE = (discharged kWh + (SoE end - SoE start) kWh) / charged kWh
+
+    with the charge and discharge measured at the battery's terminals (+ discharge) and
+    the SoE its own reading (kWh). The SoE gained is energy charged but not yet
+    discharged, counted as if discharged without further loss: exact when the losses are
+    on charging, as the site model's ``charge_efficiency`` has them (a loss on discharge
+    would need an efficiency to take it out). ``efficiency`` is None with a ``reason``
+    when the SoE change is as large as the energy discharged (the figure would mostly
+    measure the SoE estimate), when too little was charged, or the SoE is unknown.
+    """
+    out: dict[str, Any] = {
+        "efficiency": None,
+        "reason": None,
+        "charged_kwh": _r(charged_kwh),
+        "discharged_kwh": _r(discharged_kwh),
+        "soe_change_kwh": None if soe_change_kwh is None else _r(soe_change_kwh),
+        "formula": "(discharged + SoE end - SoE start) / charged",
+    }
+    if soe_change_kwh is None:
+        out["reason"] = "no period with a known SoE at its start and end"
+    elif charged_kwh < RTE_MIN_CHARGE * nameplate_kwh:
+        out["reason"] = (
+            f"the battery charged {charged_kwh:.1f} kWh, under {RTE_MIN_CHARGE:.0%} of its "
+            "nameplate energy: too little to measure"
+        )
+    elif abs(soe_change_kwh) >= discharged_kwh:
+        out["reason"] = (
+            f"the SoE changed by {soe_change_kwh:+.1f} kWh, as much as the "
+            f"{discharged_kwh:.1f} kWh discharged: the figure would measure the SoE estimate"
+        )
+    else:
+        out["efficiency"] = _r((discharged_kwh + soe_change_kwh) / charged_kwh, 3)
+    return out
+
+
+def _round_trip(site: Site, rec: Record, flows: dict[int, tuple[float, float]]) -> dict[str, Any]:
+    """:func:`round_trip` over the complete periods (``flows``: charge, discharge kWh by
+    index) whose start SoE is known: the previous period's end, or the range's first
+    reading for the first period holding battery readings."""
+    charged = discharged = change = 0.0
+    known = False
+    first = next((i for i, p in enumerate(rec.periods) if p.soe_kwh is not None), None)
+    for i, (c, d) in sorted(flows.items()):
+        end = rec.periods[i].soe_kwh
+        start = rec.soe_start_kwh if i == first else rec.periods[i - 1].soe_kwh if i else None
+        if start is None or end is None:
+            continue
+        charged += c
+        discharged += d
+        change += end - start
+        known = True
+    return round_trip(
+        charged, discharged, change if known else None, site.devices.battery.nameplate_energy_kwh
+    )
+
+
+ENERGY_KEYS = (
     "grid_import_kwh",
     "grid_export_kwh",
     "solar_kwh",
@@ -89,7 +223,7 @@ _ENERGY_KEYS = (
     "battery_charged_kwh",
     "battery_discharged_kwh",
 )
-_MONEY_KEYS = (
+MONEY_KEYS = (
     "imbalance_value_gbp",
     "import_bill_gbp",
     "import_bill_without_battery_gbp",
@@ -101,16 +235,19 @@ _MONEY_KEYS = (
 )
 
 
-def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, Any]:
-    """The report's figures (see the module docstring)."""
+def compute(
+    site: Site, rec: Record, *, with_optimum: bool = True, memo: RateMemo | None = None
+) -> dict[str, Any]:
+    """The report's figures (see the module docstring); ``memo``: rates already evaluated
+    for other sites of a fleet."""
     tz = zone(site.site.timezone)
-    plans = DayPlans()
-    rates = [_rates(site, plans, p.start) for p in rec.periods]
-    energy: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_ENERGY_KEYS, 0.0))
-    money: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_MONEY_KEYS, 0.0))
+    rates = (memo or RateMemo()).rates(site, [p.start for p in rec.periods])
+    energy: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(ENERGY_KEYS, 0.0))
+    money: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(MONEY_KEYS, 0.0))
     peaks: dict[date, dict[str, Any]] = {}
     missing: dict[date, int] = defaultdict(int)
     earned: list[float] = []  # battery value per complete period, £
+    flows: dict[int, tuple[float, float]] = {}  # battery charge, discharge kWh per period
     keep: list[int] = []
     counters = [0.0, 0.0]  # the grid meter's own import and export counters, kWh
     for i, p in enumerate(rec.periods):
@@ -129,6 +266,7 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
         e["load_kwh"] += max(0.0, g + s + b) * H
         e["battery_charged_kwh"] += x.charge_kw * H
         e["battery_discharged_kwh"] += x.discharge_kw * H
+        flows[i] = (x.charge_kw * H, x.discharge_kw * H)
         r = rates[i]
         price = rec.prices.get(p.start)
         imbalance = b * H * price / 100 if price is not None else 0.0
@@ -160,8 +298,8 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
 
     days = sorted(set(energy) | set(money))
     n_complete = len(keep)
-    energy_total = {k: _r(sum(energy[d][k] for d in days)) for k in _ENERGY_KEYS}
-    money_total = {k: _r(sum(money[d][k] for d in days), 2) for k in _MONEY_KEYS}
+    energy_total = {k: _r(sum(energy[d][k] for d in days)) for k in ENERGY_KEYS}
+    money_total = {k: _r(sum(money[d][k] for d in days), 2) for k in MONEY_KEYS}
     throughput = energy_total["battery_charged_kwh"] + energy_total["battery_discharged_kwh"]
     nameplate = site.devices.battery.nameplate_energy_kwh
     interval_h = site.telemetry.record_interval_s / 3600
@@ -177,6 +315,11 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
         notes.append(
             f"{len(rec.periods) - n_complete} of {len(rec.periods)} settlement periods lack "
             "grid meter or battery readings and are left out of every figure."
+        )
+    if rec.arrivals is None:
+        notes.append(
+            "The database does not record when rows arrived (its schema predates "
+            "received_at: `flux db migrate` adds it), so late uploads are not counted."
         )
     if not rec.prices:
         notes.append(
@@ -200,7 +343,7 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
         "energy": {
             "total": energy_total,
             "days": [
-                {"date": d.isoformat(), **{k: _r(energy[d][k]) for k in _ENERGY_KEYS}} for d in days
+                {"date": d.isoformat(), **{k: _r(energy[d][k]) for k in ENERGY_KEYS}} for d in days
             ],
         },
         "money": {
@@ -213,8 +356,7 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
             "priced_periods": sum(1 for i in keep if rec.periods[i].start in rec.prices),
             "total": money_total,
             "days": [
-                {"date": d.isoformat(), **{k: _r(money[d][k], 2) for k in _MONEY_KEYS}}
-                for d in days
+                {"date": d.isoformat(), **{k: _r(money[d][k], 2) for k in MONEY_KEYS}} for d in days
             ],
         },
         "battery": {
@@ -230,6 +372,8 @@ def compute(site: Site, rec: Record, *, with_optimum: bool = True) -> dict[str, 
             "minutes_over_import_limit": _r(rec.readings_over_import * interval_h * 60, 1),
             "minutes_over_export_limit": _r(rec.readings_over_export * interval_h * 60, 1),
             "minutes_soe_outside_limits": _r(rec.readings_soe_outside * interval_h * 60, 1),
+            "soe": soe_distribution(site, rec),
+            "round_trip": _round_trip(site, rec, flows),
         },
         "peaks": {
             "max_with_battery_kw": max((p["with_battery_kw"] for p in peak_days), default=None),
@@ -401,13 +545,25 @@ def _patterns(rec: Record, keep: list[int], tz: Any) -> dict[str, Any]:
         "load_kw_by_weekday": grid(0),
         "solar_kw_by_weekday": grid(1),
         "average_day_by_month": {
-            m: {"load_kw": day(slots, 0), "solar_kw": day(slots, 1)}
-            for m, slots in sorted(months.items())
+            m: _average_day(day(slots, 0), day(slots, 1)) for m, slots in sorted(months.items())
         },
         "solar_self_consumption_pct": (
             _r(100 * (1 - exported_solar_kwh / solar_kwh), 1) if solar_kwh > 1e-9 else None
         ),
     }
+
+
+def _average_day(load: list[float | None], solar: list[float | None]) -> dict[str, Any]:
+    """One month's average day (kW per local half hour, None where nothing was recorded)
+    and its summary: the mean and the highest half hour of each curve, and when."""
+    out: dict[str, Any] = {"load_kw": load, "solar_kw": solar}
+    for name, curve in (("load", load), ("solar", solar)):
+        slots = [(v, h) for h, v in enumerate(curve) if v is not None]
+        peak = max(slots, default=None)
+        out[f"mean_{name}_kw"] = _r(sum(v for v, _ in slots) / len(slots), 1) if slots else None
+        out[f"peak_{name}_kw"] = peak[0] if peak else None
+        out[f"peak_{name}_at"] = f"{peak[1] // 2:02d}:{peak[1] % 2 * 30:02d}" if peak else None
+    return out
 
 
 def _counters(counters: list[float], energy: dict[str, float]) -> dict[str, Any]:
@@ -428,13 +584,24 @@ def _quality(rec: Record, missing: dict[date, int], days: list[date]) -> dict[st
     for name in sorted({*rec.devices, *(g.device for g in rec.gaps)}):
         gaps = [g for g in rec.gaps if g.device == name]
         gap_min = sum(g.minutes for g in gaps)
+        arrived = (rec.arrivals or {}).get(name)
         by_device[name] = {
             "completeness_pct": _r(100 * (1 - gap_min / minutes), 2) if minutes else None,
             "gap_minutes": gap_min,
             "gaps": len(gaps),
+            "rows": arrived.rows if arrived else 0,
+            "late_rows": arrived.late_rows if arrived else 0,
+            "worst_delay_minutes": (
+                _r(arrived.worst_delay_s / 60, 1)
+                if arrived and arrived.worst_delay_s is not None
+                else None
+            ),
+            "arrival_unknown_rows": arrived.unknown_rows if arrived else 0,
         }
     longest = sorted(rec.gaps, key=lambda g: g.minutes, reverse=True)[:TOP_PERIODS]
     return {
+        "late_after_minutes": LATE_MINUTES,
+        "arrivals_recorded": rec.arrivals is not None,
         "devices": by_device,
         "missing_periods": sum(missing.values()),
         "missing_periods_by_day": {d.isoformat(): missing[d] for d in days if missing[d]},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.report.fleet import fleet_tables
 from reconciler.report.tables import Table, footnotes, heading, tables
 
 
@@ -20,8 +21,10 @@ def _table(t: Table) -> list[str]:
     ]
 
 
-def markdown(sites: list[dict[str, Any]]) -> str:
+def markdown(sites: list[dict[str, Any]], fleet: dict[str, Any] | None = None) -> str:
     lines: list[str] = []
+    for t in fleet_tables(fleet) if fleet is not None else []:
+        lines += _table(t)
     for f in sites:
         lines += [f"## {heading(f)}", ""]
         for t in tables(f):

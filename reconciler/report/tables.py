@@ -16,7 +16,7 @@ class Table:
     note: str | None = None
 
 
-def _num(value: Any, digits: int = 1) -> str:
+def num(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
     if isinstance(value, (int, float)):
@@ -24,7 +24,7 @@ def _num(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def _gbp(value: Any) -> str:
+def gbp(value: Any) -> str:
     return "—" if value is None else f"£{value:,.2f}"
 
 
@@ -47,6 +47,12 @@ MONEY = (
 )
 
 
+def _rte(rt: dict[str, Any]) -> str:
+    if rt["efficiency"] is None:
+        return f"— ({rt['reason']})"
+    return num(100 * rt["efficiency"])
+
+
 def tables(f: dict[str, Any]) -> list[Table]:
     """Every section of one site's report, in order."""
     e, m, b, p, o, q = (
@@ -56,19 +62,19 @@ def tables(f: dict[str, Any]) -> list[Table]:
         Table(
             "Energy (total)",
             ("figure", "value"),
-            tuple((title, _num(e["total"][k])) for k, title in ENERGY),
+            tuple((title, num(e["total"][k])) for k, title in ENERGY),
         ),
         Table(
             "Energy per day (kWh)",
             ("day", "import", "export", "solar", "load", "charged", "discharged"),
-            tuple((d["date"], *(_num(d[k]) for k, _ in ENERGY)) for d in e["days"]),
+            tuple((d["date"], *(num(d[k]) for k, _ in ENERGY)) for d in e["days"]),
         ),
         Table(
             "Money (total, £)",
             ("figure", "value"),
             (
-                *((title, _gbp(m["total"][k])) for k, title in MONEY),
-                ("red-band import avoided kWh", _num(m["total"]["red_band_import_avoided_kwh"])),
+                *((title, gbp(m["total"][k])) for k, title in MONEY),
+                ("red-band import avoided kWh", num(m["total"]["red_band_import_avoided_kwh"])),
                 ("periods with an imbalance price", str(m["priced_periods"])),
             ),
         ),
@@ -76,18 +82,38 @@ def tables(f: dict[str, Any]) -> list[Table]:
             "Battery",
             ("figure", "value"),
             (
-                ("throughput kWh", _num(b["throughput_kwh"])),
-                ("equivalent full cycles", _num(b["equivalent_full_cycles"], 2)),
-                *((f"hours won by {k}", _num(v, 2)) for k, v in b["hours_by_mode"].items()),
-                ("hours in safe stop", _num(b["safe_stop_hours"], 2)),
+                ("throughput kWh", num(b["throughput_kwh"])),
+                ("equivalent full cycles", num(b["equivalent_full_cycles"], 2)),
+                *((f"hours won by {k}", num(v, 2)) for k, v in b["hours_by_mode"].items()),
+                ("hours in safe stop", num(b["safe_stop_hours"], 2)),
                 *(
-                    (f"safe stop: {k} (h)", _num(v, 2))
+                    (f"safe stop: {k} (h)", num(v, 2))
                     for k, v in b["safe_stop_hours_by_reason"].items()
                 ),
-                ("minutes over import limit", _num(b["minutes_over_import_limit"])),
-                ("minutes over export limit", _num(b["minutes_over_export_limit"])),
-                ("minutes SoE outside limits", _num(b["minutes_soe_outside_limits"])),
+                ("minutes over import limit", num(b["minutes_over_import_limit"])),
+                ("minutes over export limit", num(b["minutes_over_export_limit"])),
+                ("minutes SoE outside limits", num(b["minutes_soe_outside_limits"])),
+                ("round-trip efficiency %", _rte(b["round_trip"])),
+                ("SoE change in the efficiency kWh", num(b["round_trip"]["soe_change_kwh"])),
+                *(
+                    (f"SoE {k} kWh (% of nameplate)", f"{num(v)} ({num(pct)})")
+                    for (k, v), pct in zip(
+                        (b["soe"]["percentiles_kwh"] or {}).items(),
+                        (b["soe"]["percentiles_pct"] or {}).values(),
+                        strict=True,
+                    )
+                ),
             ),
+        ),
+        Table(
+            "SoE distribution (hours per band of nameplate energy)",
+            ("SoE %", "hours"),
+            tuple(
+                (band, num(h, 1))
+                for band, h in zip(b["soe"]["bands_pct"], b["soe"]["hours_by_band"], strict=True)
+            )
+            if b["soe"]["samples"]
+            else (),
         ),
         Table(
             "Red-band peaks (highest half-hour import, kW)",
@@ -95,8 +121,8 @@ def tables(f: dict[str, Any]) -> list[Table]:
             tuple(
                 (
                     d["date"],
-                    _num(d["with_battery_kw"]),
-                    _num(d["without_battery_kw"]),
+                    num(d["with_battery_kw"]),
+                    num(d["without_battery_kw"]),
                     d["at"] or "—",
                 )
                 for d in p["days"]
@@ -106,10 +132,10 @@ def tables(f: dict[str, Any]) -> list[Table]:
             "Market opportunity (perfect foresight)",
             ("figure", "value"),
             (
-                ("optimum", _gbp(o["optimum_gbp"])),
-                ("earned", _gbp(o["earned_gbp"])),
-                ("captured %", _num(o["captured_pct"])),
-                ("left on the table", _gbp(o["left_gbp"])),
+                ("optimum", gbp(o["optimum_gbp"])),
+                ("earned", gbp(o["earned_gbp"])),
+                ("captured %", num(o["captured_pct"])),
+                ("left on the table", gbp(o["left_gbp"])),
             ),
         ),
         Table(
@@ -118,10 +144,10 @@ def tables(f: dict[str, Any]) -> list[Table]:
             tuple(
                 (
                     t["start"],
-                    _num(t["price"], 2),
-                    _num(t["optimum_battery_kw"]),
-                    _num(t["battery_kw"]),
-                    _gbp(t["left_gbp"]),
+                    num(t["price"], 2),
+                    num(t["optimum_battery_kw"]),
+                    num(t["battery_kw"]),
+                    gbp(t["left_gbp"]),
                 )
                 for t in o["top_periods"]
             ),
@@ -129,14 +155,44 @@ def tables(f: dict[str, Any]) -> list[Table]:
         Table(
             "Consumption patterns",
             ("figure", "value"),
-            (("solar self-consumption %", _num(f["patterns"]["solar_self_consumption_pct"])),),
+            (("solar self-consumption %", num(f["patterns"]["solar_self_consumption_pct"])),),
+        ),
+        Table(
+            "Average day per month (local half hours, kW)",
+            ("month", "mean load", "peak load", "at", "mean solar", "peak solar", "at"),
+            tuple(
+                (
+                    month,
+                    num(d["mean_load_kw"]),
+                    num(d["peak_load_kw"]),
+                    d["peak_load_at"] or "—",
+                    num(d["mean_solar_kw"]),
+                    num(d["peak_solar_kw"]),
+                    d["peak_solar_at"] or "—",
+                )
+                for month, d in f["patterns"]["average_day_by_month"].items()
+            ),
         ),
         _frequency_table(f["frequency_response"]),
         Table(
             "Data quality",
-            ("device", "completeness %", "gap minutes", "gaps"),
+            (
+                "device",
+                "completeness %",
+                "gap minutes",
+                "gaps",
+                f"rows late > {q['late_after_minutes']} min",
+                "worst delay min",
+            ),
             tuple(
-                (name, _num(d["completeness_pct"], 2), str(d["gap_minutes"]), str(d["gaps"]))
+                (
+                    name,
+                    num(d["completeness_pct"], 2),
+                    str(d["gap_minutes"]),
+                    str(d["gaps"]),
+                    f"{d['late_rows']} of {d['rows']}",
+                    num(d["worst_delay_minutes"]),
+                )
                 for name, d in q["devices"].items()
             ),
         ),
@@ -154,11 +210,11 @@ def _frequency_table(fr: dict[str, Any]) -> Table:
         (
             label,
             str(r["seconds"]),
-            _num(r["performance_pct"]),
+            num(r["performance_pct"]),
             str(r["seconds_stale"]),
             str(r["seconds_cut_by_envelope"]),
-            _num(r["mean_abs_error_kw"]),
-            _num(r["delivered_kwh"]),
+            num(r["mean_abs_error_kw"]),
+            num(r["delivered_kwh"]),
         )
         for label, r in (
             *((_block(b), b) for b in fr["blocks"]),

@@ -65,7 +65,8 @@ def test_the_html_report_opens_in_chromium(reader_url: str, tmp_path: Path) -> N
     seen = json.loads(found.group(1).replace("&quot;", '"'))
     assert seen["errors"] == []
     ids = [i["id"] for i in seen["images"]]
-    assert ids == ["chart-energy", "chart-money", "chart-peaks", "chart-patterns"]
+    assert ids == ["chart-energy", "chart-money", "chart-peaks", "chart-soe", "chart-patterns",
+                   "chart-average-day"]  # fmt: skip
     assert all(i["ok"] and i["width"] > 300 for i in seen["images"]), seen["images"]
 
     shot = tmp_path / "shot.png"

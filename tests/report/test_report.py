@@ -10,11 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
+from reconciler.report.figures import round_trip
+from reconciler.report.fleet import CHARTS_MAX_SITES
 from tests.pg import url_for
 from tests.report.conftest import DEMO, HOURS
 
@@ -160,18 +163,20 @@ def test_figures_match_the_raw_readings_read_as_a_reader(
 def test_markdown_and_self_contained_html(reader_url: str, tmp_path: Path) -> None:
     md = flux(str(DEMO), *DAY, "--database-url", reader_url, "--output", "markdown")
     assert md.exit_code == 0, md.output
-    headings = ("Energy (total)", "Money (total, £)", "Battery", "Red-band peaks",
-                "Market opportunity", "Periods where most was left", "Data quality")  # fmt: skip
+    headings = ("Energy (total)", "Money (total, £)", "Battery", "SoE distribution",
+                "Red-band peaks", "Market opportunity", "Periods where most was left",
+                "Average day per month", "Data quality")  # fmt: skip
     for heading in headings:
         assert f"### {heading}" in md.stdout
     assert "Elexon" in md.stdout
+    assert "| round-trip efficiency % |" in md.stdout and "rows late > 10 min" in md.stdout
 
     out = tmp_path / "report.html"
     result = flux(str(DEMO), *DAY, "--database-url", reader_url, "--out", str(out))
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 4
+    assert len(images) == 6
     assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
     # Nothing fetched from elsewhere: it opens from an email attachment.
     assert "<script" not in page and not re.search(r'(src|href)="https?:', page)
@@ -229,5 +234,104 @@ def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
     assert [s["site"] for s in doc["sites"]] == ["demo"]
     assert doc["sites"][0]["opportunity"]["computed"] is False
     assert "knows no site 'other'" in doc["errors"]["other"]
-    html = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url)
+    fleet = doc["fleet"]
+    assert fleet["sites_reported"] == 1 and fleet["sites_failed"] == 1
+    (row,) = fleet["by_site"]
+    site = doc["sites"][0]
+    assert row["site"] == "demo" and row["load_kwh"] == site["energy"]["total"]["load_kwh"]
+    assert fleet["total"]["battery_value_gbp"] == site["money"]["total"]["battery_value_gbp"]
+    assert row["round_trip_efficiency"] == site["battery"]["round_trip"]["efficiency"]
+    html = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+                "--no-optimum", "--jobs", "1")  # fmt: skip
     assert html.exit_code == 0 and "knows no site &#x27;other&#x27;" in html.stdout
+    assert "<h3>Fleet (1 sites reported, 1 not)</h3>" in html.stdout
+    assert html.stdout.count("<img") == 6  # the one site's charts
+    # A site without readings in the range keeps its section, saying so.
+    empty = flux("--fleet", "--sites-dir", str(sites), "--from", "2024-02-01", "--to",
+                 "2024-02-02", "--database-url", reader_url, "--no-optimum")  # fmt: skip
+    assert empty.exit_code == 0 and "<h2>Demo microgrid (simulated) (demo)" in empty.stdout
+    assert "holds no grid meter and battery readings for this range" in empty.stdout
+    md = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+              "--no-optimum", "--output", "markdown")  # fmt: skip
+    assert md.exit_code == 0 and "### Sites" in md.stdout and "| demo |" in md.stdout
+
+    # A large fleet's document keeps the summary and each site's tables, not their charts.
+    for k in range(CHARTS_MAX_SITES):
+        (sites / f"x{k:02d}.yaml").write_text(
+            text.replace("id: demo", f"id: x{k:02d}"), encoding="utf-8"
+        )
+    big = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+               "--no-optimum")  # fmt: skip
+    assert big.exit_code == 0, big.output
+    assert "Charts per site are drawn for fleets of up to" in big.stdout
+    assert "<img" not in big.stdout
+    assert "<h3>Energy (total)</h3>" in big.stdout
+
+
+def test_soe_distribution_and_round_trip_efficiency_from_the_raw_readings(
+    recorded_url: str, reader_url: str
+) -> None:
+    b = report_json(reader_url)["battery"]
+    with psycopg.connect(recorded_url) as conn:
+        rows = conn.execute(
+            "SELECT time, soe_kwh, coalesce(actual_power_kw, target_power_kw)"
+            " FROM flux.bess_readings WHERE device = 'bess' ORDER BY time"
+        ).fetchall()
+    # The SoE at each half hour's end: its last reading.
+    ends: dict[datetime, float] = {}
+    for at, soe, _ in rows:
+        ends[at.replace(minute=at.minute // 30 * 30, second=0, microsecond=0)] = soe
+    soe = b["soe"]
+    assert soe["samples"] == len(ends) == round(HOURS * 2)
+    for q in (5, 25, 50, 75, 95):
+        expected = float(np.percentile(list(ends.values()), q))
+        assert soe["percentiles_kwh"][f"p{q}"] == pytest.approx(expected, abs=0.06)
+        assert soe["percentiles_pct"][f"p{q}"] == pytest.approx(100 * expected / 1280, abs=0.06)
+    assert sum(soe["hours_by_band"]) == pytest.approx(0.5 * len(ends))
+    for band, hours in zip(soe["bands_pct"], soe["hours_by_band"], strict=True):
+        lo = int(band.split("-")[0])
+        inside = [v for v in ends.values() if lo <= 100 * v / 1280 < lo + 10]
+        assert hours == 0.5 * len(inside), band
+
+    # Round trip from the readings: charge and discharge at the terminals, kept apart per
+    # 5 minutes as the report does (a bucket that turns from charge to discharge nets), and
+    # the SoE change from the first reading to the last.
+    buckets: dict[datetime, list[float]] = {}
+    for at, _, kw in rows:
+        five = at.replace(minute=at.minute // 5 * 5, second=0, microsecond=0)
+        buckets.setdefault(five, []).append(kw)
+    means = [sum(v) / len(v) for v in buckets.values()]
+    charged = sum(max(-kw, 0.0) for kw in means) * 5 / 60
+    discharged = sum(max(kw, 0.0) for kw in means) * 5 / 60
+    change = rows[-1][1] - rows[0][1]
+    rt = b["round_trip"]
+    assert rt["charged_kwh"] == pytest.approx(charged, rel=0.005)
+    assert rt["discharged_kwh"] == pytest.approx(discharged, rel=0.005)
+    assert rt["soe_change_kwh"] == pytest.approx(change, abs=1.0)
+    assert rt["efficiency"] == pytest.approx((discharged + change) / charged, abs=0.01)
+    # The simulator loses 15 % on charging (demo.yaml's charge_efficiency 0.85).
+    assert 0.8 < rt["efficiency"] < 0.87 and rt["reason"] is None
+
+
+def test_round_trip_efficiency_formula_and_when_it_is_not_given() -> None:
+    # 100 kWh charged at 85 %, 50 discharged: 35 kWh stay in the battery.
+    assert round_trip(100.0, 50.0, 85.0 - 50.0, 1000.0)["efficiency"] == 0.85
+    assert round_trip(100.0, 85.0, 0.0, 1000.0)["efficiency"] == 0.85
+    dominated = round_trip(100.0, 20.0, 65.0, 1000.0)
+    assert dominated["efficiency"] is None and "SoE changed by +65.0 kWh" in dominated["reason"]
+    little = round_trip(10.0, 8.5, 0.0, 1000.0)
+    assert little["efficiency"] is None and "too little" in little["reason"]
+    unknown = round_trip(0.0, 0.0, None, 1000.0)
+    assert unknown["efficiency"] is None and "no period" in unknown["reason"]
+
+
+def test_the_average_day_of_each_month(reader_url: str) -> None:
+    pat = report_json(reader_url)["patterns"]
+    (month,) = pat["average_day_by_month"].items()
+    name, day = month
+    assert name == "2024-01"
+    load = [v for v in day["load_kw"] if v is not None]
+    assert day["peak_load_kw"] == max(load)
+    assert day["peak_load_at"] == pat["half_hours"][day["load_kw"].index(max(load))]
+    assert day["mean_load_kw"] == pytest.approx(sum(load) / len(load), abs=0.05)
+    assert day["peak_solar_kw"] == max(v for v in day["solar_kw"] if v is not None)
