@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
@@ -37,7 +38,10 @@ class SettlementPeriod:
     day: date
     number: int
 
-    @property
+    # Worked out once per period object (a zone conversion): the loop, the markets and
+    # the modes ask a period for its start several times a tick. Not a field, so it takes
+    # no part in equality, ordering or the repr.
+    @cached_property
     def start(self) -> datetime:
         """UTC start instant."""
         return local_midnight(self.day) + (self.number - 1) * PERIOD
@@ -47,6 +51,8 @@ class SettlementPeriod:
         return self.start + PERIOD
 
     def previous(self) -> SettlementPeriod:
+        if self.number > 1:  # the same day's: what period_at(start - PERIOD) gives
+            return SettlementPeriod(self.day, self.number - 1)
         return period_at(self.start - PERIOD)
 
     def next(self) -> SettlementPeriod:
@@ -56,12 +62,25 @@ class SettlementPeriod:
         return f"{self.day.isoformat()} SP{self.number}"
 
 
+#: The period period_at found last and its [start, end) in UTC: ticks ask about the same
+#: half hour ~450 times in a row (4 s ticks), and a lookup costs two zone conversions.
+_last: tuple[datetime, datetime, SettlementPeriod] | None = None
+
+
 def period_at(at: datetime) -> SettlementPeriod:
     """The settlement period containing instant ``at``."""
+    global _last
     _require_aware(at)
+    last = _last
+    # UTC bounds: compared with any aware instant as instants (never by wall clock).
+    if last is not None and last[0] <= at < last[1]:
+        return last[2]
     day = at.astimezone(LONDON).date()
     offset = at.astimezone(UTC) - local_midnight(day)
-    return SettlementPeriod(day, int(offset / PERIOD) + 1)
+    period = SettlementPeriod(day, int(offset / PERIOD) + 1)
+    # Every instant of [start, start + PERIOD) lies in the same local day and period.
+    _last = (period.start, period.start + PERIOD, period)
+    return period
 
 
 def period_start(at: datetime) -> datetime:
