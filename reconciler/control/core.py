@@ -13,7 +13,7 @@ from reconciler.control.context import ModeContext
 from reconciler.control.envelope import Enveloped, apply_envelope, battery_caps
 from reconciler.control.fold import Folded, fold
 from reconciler.control.modes import propose
-from reconciler.control.periods import PERIOD, period_at
+from reconciler.control.periods import PERIOD
 from reconciler.control.types import Component, ControlState, Decision, Observation, Signals
 
 
@@ -86,7 +86,7 @@ def contexts(
     """One mode context per schedule entry active at ``at``, highest priority first."""
     plan = state.plans.plan(site, at)
     import_rate, export_rate = plan.rates_at(at)
-    period = period_at(at)
+    period = plan.period_at(at)
     into = (at - period.start).total_seconds()
     charge_cap, discharge_cap = battery_caps(site)
     return [
@@ -112,6 +112,7 @@ def contexts(
                 if fresh.frequency_since is not None and fresh.frequency_hz is not None
                 else None
             ),
+            day=plan,
         )
         for entry in plan.active_entries(at)
     ]

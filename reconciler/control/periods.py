@@ -62,25 +62,37 @@ class SettlementPeriod:
         return f"{self.day.isoformat()} SP{self.number}"
 
 
-#: The period period_at found last and its [start, end) in UTC: ticks ask about the same
-#: half hour ~450 times in a row (4 s ticks), and a lookup costs two zone conversions.
-_last: tuple[datetime, datetime, SettlementPeriod] | None = None
-
-
 def period_at(at: datetime) -> SettlementPeriod:
     """The settlement period containing instant ``at``."""
-    global _last
     _require_aware(at)
-    last = _last
-    # UTC bounds: compared with any aware instant as instants (never by wall clock).
-    if last is not None and last[0] <= at < last[1]:
-        return last[2]
     day = at.astimezone(LONDON).date()
     offset = at.astimezone(UTC) - local_midnight(day)
-    period = SettlementPeriod(day, int(offset / PERIOD) + 1)
-    # Every instant of [start, start + PERIOD) lies in the same local day and period.
-    _last = (period.start, period.start + PERIOD, period)
-    return period
+    return SettlementPeriod(day, int(offset / PERIOD) + 1)
+
+
+class LastPeriod:
+    """:func:`period_at` for a caller that asks about instants of the same half hour again
+    and again (a loop ticking every few seconds asks ~450 times per period): the last
+    period found is kept with its [start, end) in UTC, and an instant inside it costs two
+    comparisons instead of two zone conversions. The caller owns it (control keeps no
+    state of its own)."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime, datetime, SettlementPeriod] | None = None
+
+    def at(self, at: datetime) -> SettlementPeriod:
+        """What ``period_at(at)`` gives."""
+        _require_aware(at)
+        last = self._last
+        # UTC bounds: compared with any aware instant as instants, never by wall clock.
+        if last is not None and last[0] <= at < last[1]:
+            return last[2]
+        period = period_at(at)
+        # Every instant of [start, start + PERIOD) lies in the same local day and period.
+        self._last = (period.start, period.start + PERIOD, period)
+        return period
 
 
 def period_start(at: datetime) -> datetime:

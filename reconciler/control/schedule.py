@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from reconciler.config.model import Rate, ScheduleEntry, Site, Window, day_matches, parse_hhmm
+from reconciler.control.periods import LastPeriod, SettlementPeriod
+
+T = TypeVar("T")
 
 
 def zone(name: str) -> ZoneInfo:
@@ -181,13 +185,16 @@ def _inside(span: Span, at: datetime) -> bool:
 
 
 class _Memo:
-    """A DayPlan's last answers and the spans they hold over."""
+    """A DayPlan's last answers and the spans they hold over, the last settlement period,
+    and what the modes keep for the day (:meth:`DayPlan.remember`)."""
 
-    __slots__ = ("active", "rates")
+    __slots__ = ("active", "kept", "period", "rates")
 
     def __init__(self) -> None:
         self.active: tuple[Span, tuple[ActiveEntry, ...]] | None = None
         self.rates: tuple[Span, tuple[float, float]] | None = None
+        self.period = LastPeriod()
+        self.kept: dict[Hashable, object] = {}
 
 
 @dataclass(frozen=True)
@@ -233,6 +240,20 @@ class DayPlan:
         rates = _rates(self.site.rates, self.rates, at)
         self._memo.rates = (_span(self._rate_points, at), rates)
         return rates
+
+    def period_at(self, at: datetime) -> SettlementPeriod:
+        """As :func:`~reconciler.control.periods.period_at` (the last one kept)."""
+        return self._memo.period.at(at)
+
+    def remember(self, key: Hashable, make: Callable[[], T]) -> T:
+        """What ``make()`` gives, made once for the day under ``key``: for values a mode
+        derives from the site file and the local day alone (a peak's instants, a curve's
+        points), which the next tick would otherwise work out again."""
+        kept = self._memo.kept
+        if key in kept:
+            return cast(T, kept[key])
+        value = kept[key] = make()
+        return value
 
 
 class DayPlans:

@@ -68,6 +68,8 @@ class PowerPackBattery:
         )
         self.commands = 0
         self._heartbeat_index = 0
+        #: The settings the profile has (read back after every command).
+        self._settings_names = tuple(n for n in SETTINGS_REGISTERS if n in profile.registers)
 
     def _start_settings(self) -> dict[str, float]:
         """Ramp rates (kW/s) and always-active: written at start, before any command."""
@@ -117,7 +119,7 @@ class PowerPackBattery:
     async def read_settings(self) -> dict[str, float]:
         """The writable settings as the battery holds them (kW/s, s, flags), by register
         name; registers the profile does not have are left out."""
-        names = [n for n in SETTINGS_REGISTERS if n in self.profile.registers]
+        names = self._settings_names
         values = await self.transport.read(names)
         return {name: float(values[name]) for name in names}
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from reconciler.control.periods import PERIOD, SettlementPeriod, period_at
+from reconciler.control.periods import PERIOD, LastPeriod, SettlementPeriod
 from reconciler.control.types import AxleStep, PeriodValue
 
 
@@ -90,6 +90,7 @@ class ReplayImbalanceFeed:
         #: The last answer of each series (by id) and the period it was served for: a
         #: loop asks ~450 times per period and the answer changes only with the period.
         self._last: dict[int, tuple[SettlementPeriod, PeriodValue | None]] = {}
+        self._period = LastPeriod()
 
     @classmethod
     def from_csv(
@@ -126,7 +127,7 @@ class ReplayImbalanceFeed:
             )
 
     def _served(self, at: datetime) -> SettlementPeriod:
-        period = period_at(at)
+        period = self._period.at(at)
         if (at - period.start).total_seconds() < self.publish_delay_s:
             return period.previous()
         return period

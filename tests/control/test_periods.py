@@ -1,5 +1,6 @@
-"""Settlement periods: the memo of the last period found, and the previous period, give
-what the definition gives from scratch (counted from local midnight in UTC instants)."""
+"""Settlement periods: the period of an instant, a caller's memo of the last one found
+(LastPeriod) and the previous period give what the definition gives from scratch (counted
+from local midnight in UTC instants)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from reconciler.control.periods import (
     LONDON,
     PERIOD,
+    LastPeriod,
     SettlementPeriod,
     local_midnight,
     period_at,
@@ -36,16 +38,20 @@ def _from_scratch(at: datetime) -> SettlementPeriod:
     st.lists(st.integers(0, 3 * 24 * 3600 * 1000), min_size=1, max_size=40),
     st.booleans(),
 )
-def test_period_at_in_any_order_is_the_definition(
+def test_period_at_and_the_last_period_in_any_order_are_the_definition(
     start: datetime, offsets_ms: list[int], local: bool
 ) -> None:
+    last = LastPeriod()
     for ms in offsets_ms:  # unsorted: the memo must not assume time only moves forward
         at = start + timedelta(milliseconds=ms)
         if local:  # an instant in local time is the same instant
             at = at.astimezone(LONDON)
         found = period_at(at)
-        assert found == _from_scratch(at)
+        assert found == _from_scratch(at) == last.at(at)
         assert found.start <= at < found.end
+        # just before and at the end: the kept period must not answer for its neighbours
+        assert last.at(found.start - timedelta(microseconds=1)) == found.previous()
+        assert last.at(found.end) == period_at(found.end)
 
 
 def test_every_period_of_a_clock_change_day_starts_where_the_last_ended() -> None:
