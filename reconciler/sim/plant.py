@@ -325,15 +325,21 @@ class Plant:
         self.at += _duration(dt)
         self._wander(dt)
         b = self.battery
+        direct = b.real_power_mode == 1  # b.direct
         if (
-            b.direct
+            direct
             and not b.heartbeat_lost
             and b.last_heartbeat_change is not None
             and (self.at - b.last_heartbeat_change).total_seconds() > b.heartbeat_timeout_s
         ):
             b.heartbeat_lost = True
             b.setpoint_kw = 0.0
-        target = b.target_kw
+        # b.target_kw, without two property calls a second of physics
+        if not direct or b.heartbeat_lost:
+            target = 0.0
+        else:
+            max_kw = b.nameplate_power_kw * b.available_blocks / max(1, b.total_blocks)
+            target = max(-max_kw, min(max_kw, b.setpoint_kw))
         power = b.power_kw
         rising = abs(target) > abs(power) and target * power >= 0
         rate = b.ramp_up_kw_per_s if rising else b.ramp_down_kw_per_s
