@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 
 from reconciler.agent.frequency import FrequencyPerformance
@@ -81,10 +82,20 @@ class _DeviceMemory:
     frozen_battery: BatteryReading | None = None
 
 
+#: The fields of each reading type other than its read time, taken in one call.
+_VALUES_OF = {
+    cls: operator.attrgetter(*(f.name for f in fields(cls) if f.name != "at"))
+    for cls in (BatteryReading, MeterReading)
+}
+
+
 def _same_values(a: BatteryReading | MeterReading, b: BatteryReading | MeterReading) -> bool:
     """Whether two readings hold the same values, whatever their read times (what
     ``replace(a, at=b.at) == b`` says, without building a reading on every poll)."""
-    return {**vars(a), "at": None} == {**vars(b), "at": None}
+    values_of = _VALUES_OF.get(type(a))
+    if values_of is None or type(b) is not type(a):
+        return {**vars(a), "at": None} == {**vars(b), "at": None}
+    return bool(values_of(a) == values_of(b))
 
 
 def _envelope_cut(decision: Decision, label: str) -> bool:
@@ -147,6 +158,10 @@ class ReconcileLoop:
         self._on_tick = on_tick
         self.state = ControlState()
         self._memory = _DeviceMemory()
+        #: The devices and their poll intervals, and the (site, battery, meters) they are for.
+        self._device_list: (
+            tuple[Site, Battery, dict[str, Meter], list[tuple[str, Battery | Meter, float]]] | None
+        ) = None
         self._last_write_at: datetime | None = None
         self._last_written_kw: float | None = None
         #: The battery's power (kW) when the last setpoint was written: where its ramp began.
@@ -180,16 +195,11 @@ class ReconcileLoop:
         A failed read leaves the previous reading in place (so its age keeps growing and
         the guard goes safe once it is stale) and names the device in ``errors``.
         """
-        due: list[tuple[str, Battery | Meter, float]] = [
-            (self.battery.name, self.battery, site.devices.battery.poll_interval_s)
-        ]
-        for name, meter in self.meters.items():
-            cfg = site.devices.meters.get(name)
-            due.append((name, meter, cfg.poll_interval_s if cfg else site.control.tick_s))
+        polled_at = self._memory.polled_at
         due = [
             (name, dev, interval)
-            for name, dev, interval in due
-            if (last := self._memory.polled_at.get(name)) is None
+            for name, dev, interval in self._devices(site)
+            if (last := polled_at.get(name)) is None
             or (at - last).total_seconds() >= interval * 0.95
         ]
         results: list[object]
@@ -231,6 +241,26 @@ class ReconcileLoop:
                     )
                 memory.meters[name] = result
         return self._observation()
+
+    def _devices(self, site: Site) -> list[tuple[str, Battery | Meter, float]]:
+        """Every device with its poll interval (s), the battery first: worked out once
+        per site object and set of devices, not every tick."""
+        cached = self._device_list
+        if (
+            cached is not None
+            and cached[0] is site
+            and cached[1] is self.battery
+            and cached[2] is self.meters
+        ):
+            return cached[3]
+        devices: list[tuple[str, Battery | Meter, float]] = [
+            (self.battery.name, self.battery, site.devices.battery.poll_interval_s)
+        ]
+        for name, meter in self.meters.items():
+            cfg = site.devices.meters.get(name)
+            devices.append((name, meter, cfg.poll_interval_s if cfg else site.control.tick_s))
+        self._device_list = (site, self.battery, self.meters, devices)
+        return devices
 
     def _observation(self) -> Observation:
         memory = self._memory
@@ -527,7 +557,7 @@ class ReconcileLoop:
                 decision,
                 reason=f"{decision.reason}; battery settings not verified: {settings_error}",
             )
-        self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)
+        self.state = ControlState(decision.target_kw, at, self.state.plans)  # a replace()
         result = TickResult(
             at=at,
             decision=decision,

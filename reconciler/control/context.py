@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from reconciler.config.model import PredictionRule, Site
 from reconciler.control.periods import SettlementPeriod
 from reconciler.control.prediction import ImbalancePrediction, predict_imbalance
-from reconciler.control.schedule import ActiveEntry
+from reconciler.control.schedule import ActiveEntry, DayPlan
 from reconciler.control.types import Component, Signals
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,14 @@ class ModeContext:
     #: frequency read).
     frequency_hz: float | None = None
     frequency_age_s: float | None = None
+    #: The day's memo (the caller's, see :class:`~reconciler.control.schedule.DayPlans`):
+    #: where a mode keeps what it derives from the site file and the day alone. It never
+    #: changes a proposal, so it takes no part in equality (None: nothing kept).
+    day: DayPlan | None = field(default=None, compare=False, repr=False)
+
+    def remember(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, kept for the rest of the local day when there is a day memo."""
+        return make() if self.day is None else self.day.remember(key, make)
 
     @property
     def efficiency(self) -> float:

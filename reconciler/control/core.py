@@ -13,8 +13,11 @@ from reconciler.control.context import ModeContext
 from reconciler.control.envelope import Enveloped, apply_envelope, battery_caps
 from reconciler.control.fold import Folded, fold
 from reconciler.control.modes import propose
-from reconciler.control.periods import PERIOD, period_at
+from reconciler.control.periods import PERIOD
 from reconciler.control.types import Component, ControlState, Decision, Observation, Signals
+
+#: A settlement period, s.
+PERIOD_S = PERIOD.total_seconds()
 
 
 def decide(
@@ -85,35 +88,42 @@ def contexts(
 ) -> list[ModeContext]:
     """One mode context per schedule entry active at ``at``, highest priority first."""
     plan = state.plans.plan(site, at)
+    active = plan.active_entries(at)
+    if not active:
+        return []
     import_rate, export_rate = plan.rates_at(at)
-    period = period_at(at)
+    period = plan.period_at(at)
     into = (at - period.start).total_seconds()
     charge_cap, discharge_cap = battery_caps(site)
+    frequency_age_s = (
+        (at - fresh.frequency_since).total_seconds()
+        if fresh.frequency_since is not None and fresh.frequency_hz is not None
+        else None
+    )
+    left = PERIOD_S - into
+    soe, site_kw, battery_kw = fresh.soe_kwh, fresh.site_power_kw, fresh.battery_power_kw
     return [
         ModeContext(
             at=at,
             site=site,
             entry=entry,
-            soe_kwh=fresh.soe_kwh,
-            site_power_kw=fresh.site_power_kw,
-            battery_power_kw=fresh.battery_power_kw,
+            soe_kwh=soe,
+            site_power_kw=site_kw,
+            battery_power_kw=battery_kw,
             last_target_kw=state.last_target_kw,
             import_rate=import_rate,
             export_rate=export_rate,
             signals=signals,
             period=period,
             seconds_into_period=into,
-            seconds_left_in_period=PERIOD.total_seconds() - into,
+            seconds_left_in_period=left,
             charge_cap_kw=charge_cap,
             discharge_cap_kw=discharge_cap,
             frequency_hz=fresh.frequency_hz,
-            frequency_age_s=(
-                (at - fresh.frequency_since).total_seconds()
-                if fresh.frequency_since is not None and fresh.frequency_hz is not None
-                else None
-            ),
+            frequency_age_s=frequency_age_s,
+            day=plan,
         )
-        for entry in plan.active_entries(at)
+        for entry in active
     ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
@@ -52,7 +53,10 @@ class SettlementPeriod:
     day: date
     number: int
 
-    @property
+    # Worked out once per period object (a zone conversion): the loop, the markets and
+    # the modes ask a period for its start several times a tick. Not a field, so it takes
+    # no part in equality, ordering or the repr.
+    @cached_property
     def start(self) -> datetime:
         """UTC start instant."""
         return local_midnight(self.day) + (self.number - 1) * PERIOD
@@ -62,6 +66,8 @@ class SettlementPeriod:
         return self.start + PERIOD
 
     def previous(self) -> SettlementPeriod:
+        if self.number > 1:  # the same day's: what period_at(start - PERIOD) gives
+            return SettlementPeriod(self.day, self.number - 1)
         return period_at(self.start - PERIOD)
 
     def next(self) -> SettlementPeriod:
@@ -77,6 +83,31 @@ def period_at(at: datetime) -> SettlementPeriod:
     day = at.astimezone(LONDON).date()
     offset = at.astimezone(UTC) - local_midnight(day)
     return SettlementPeriod(day, int(offset / PERIOD) + 1)
+
+
+class LastPeriod:
+    """:func:`period_at` for a caller that asks about instants of the same half hour again
+    and again (a loop ticking every few seconds asks ~450 times per period): the last
+    period found is kept with its [start, end) in UTC, and an instant inside it costs two
+    comparisons instead of two zone conversions. The caller owns it (control keeps no
+    state of its own)."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime, datetime, SettlementPeriod] | None = None
+
+    def at(self, at: datetime) -> SettlementPeriod:
+        """What ``period_at(at)`` gives."""
+        _require_aware(at)
+        last = self._last
+        # UTC bounds: compared with any aware instant as instants, never by wall clock.
+        if last is not None and last[0] <= at < last[1]:
+            return last[2]
+        period = period_at(at)
+        # Every instant of [start, start + PERIOD) lies in the same local day and period.
+        self._last = (period.start, period.start + PERIOD, period)
+        return period
 
 
 def period_start(at: datetime) -> datetime:

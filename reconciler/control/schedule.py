@@ -8,13 +8,18 @@ the instant the clocks jump.
 
 from __future__ import annotations
 
+import bisect
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from reconciler.config.model import Rate, ScheduleEntry, Site, Window, day_matches, parse_hhmm
+from reconciler.control.periods import LastPeriod, SettlementPeriod
+
+T = TypeVar("T")
 
 
 def zone(name: str) -> ZoneInfo:
@@ -157,6 +162,41 @@ def rates_at(rates: Sequence[Rate], at: datetime, tz: ZoneInfo) -> tuple[float, 
     return _rates(rates, (_candidates(r.windows, day, tz) for r in rates), at)
 
 
+Span = tuple[datetime | None, datetime | None]
+"""[lo, hi) instants, None for an open end."""
+
+
+def _points(candidates: Iterable[Iterable[Occurrence | None]]) -> tuple[datetime, ...]:
+    """Every start and end of the candidate occurrences, sorted: between two neighbours
+    (and before the first, after the last) each occurrence either holds every instant or
+    none, so whatever is evaluated from the candidates is the same there."""
+    return tuple(sorted({p for occs in candidates for occ in occs if occ is not None for p in occ}))
+
+
+def _span(points: Sequence[datetime], at: datetime) -> Span:
+    """The [lo, hi) between neighbouring ``points`` that holds ``at`` (None: unbounded)."""
+    i = bisect.bisect_right(points, at)
+    return (points[i - 1] if i else None), (points[i] if i < len(points) else None)
+
+
+def _inside(span: Span, at: datetime) -> bool:
+    lo, hi = span
+    return (lo is None or lo <= at) and (hi is None or at < hi)
+
+
+class _Memo:
+    """A DayPlan's last answers and the spans they hold over, the last settlement period,
+    and what the modes keep for the day (:meth:`DayPlan.remember`)."""
+
+    __slots__ = ("active", "kept", "period", "rates")
+
+    def __init__(self) -> None:
+        self.active: tuple[Span, tuple[ActiveEntry, ...]] | None = None
+        self.rates: tuple[Span, tuple[float, float]] | None = None
+        self.period = LastPeriod()
+        self.kept: dict[Hashable, object] = {}
+
+
 @dataclass(frozen=True)
 class DayPlan:
     """Every entry's and rate's candidate occurrences for local ``day``, computed once.
@@ -164,30 +204,56 @@ class DayPlan:
     Evaluating windows from scratch (local instants, zone conversions) is most of a
     decision's cost; with a plan, an instant of the day is only compared. Answers are
     those of :func:`active_entries` and :func:`rates_at` (the same code evaluates both).
+    Each answer is kept for the stretch between two window boundaries it holds over (ticks
+    ask ~20,000 times a day; the answer changes a few times), handed out as a new list.
     """
 
     site: Site
     day: date
     entries: tuple[tuple[Occurrence | None, ...], ...]
     rates: tuple[tuple[Occurrence | None, ...], ...]
+    _entry_points: tuple[datetime, ...] = field(default=(), compare=False, repr=False)
+    _rate_points: tuple[datetime, ...] = field(default=(), compare=False, repr=False)
+    _memo: _Memo = field(default_factory=_Memo, compare=False, repr=False)
 
     @classmethod
     def build(cls, site: Site, day: date) -> DayPlan:
         tz = zone(site.site.timezone)
-        return cls(
-            site,
-            day,
-            tuple(tuple(_candidates(e.windows, day, tz)) for e in site.schedule),
-            tuple(tuple(_candidates(r.windows, day, tz)) for r in site.rates),
-        )
+        entries = tuple(tuple(_candidates(e.windows, day, tz)) for e in site.schedule)
+        rates = tuple(tuple(_candidates(r.windows, day, tz)) for r in site.rates)
+        return cls(site, day, entries, rates, _points(entries), _points(rates))
 
     def active_entries(self, at: datetime) -> list[ActiveEntry]:
         """As :func:`active_entries`, for an instant of local ``day``."""
-        return _active(self.site, self.entries, at)
+        memo = self._memo.active
+        if memo is not None and _inside(memo[0], at):
+            return list(memo[1])
+        found = _active(self.site, self.entries, at)
+        self._memo.active = (_span(self._entry_points, at), tuple(found))
+        return found
 
     def rates_at(self, at: datetime) -> tuple[float, float]:
         """As :func:`rates_at`, for an instant of local ``day``: import, export p/kWh."""
-        return _rates(self.site.rates, self.rates, at)
+        memo = self._memo.rates
+        if memo is not None and _inside(memo[0], at):
+            return memo[1]
+        rates = _rates(self.site.rates, self.rates, at)
+        self._memo.rates = (_span(self._rate_points, at), rates)
+        return rates
+
+    def period_at(self, at: datetime) -> SettlementPeriod:
+        """As :func:`~reconciler.control.periods.period_at` (the last one kept)."""
+        return self._memo.period.at(at)
+
+    def remember(self, key: Hashable, make: Callable[[], T]) -> T:
+        """What ``make()`` gives, made once for the day under ``key``: for values a mode
+        derives from the site file and the local day alone (a peak's instants, a curve's
+        points), which the next tick would otherwise work out again."""
+        kept = self._memo.kept
+        if key in kept:
+            return cast(T, kept[key])
+        value = kept[key] = make()
+        return value
 
 
 class DayPlans:

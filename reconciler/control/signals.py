@@ -7,7 +7,7 @@ serves its latest cache) and a replay of history (which looks it up) fit the sam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -63,6 +63,20 @@ class FeedSignals:
     imbalance: ImbalanceFeed | None = None
     axle: AxleFeed | None = None
     day_ahead: DayAheadFeed | None = None
+    #: The last snapshot made, handed out again while the feeds answer with the same
+    #: values (a replay's change once per period; ticks come every few seconds).
+    _last: list[Signals] = field(default_factory=list, init=False, compare=False, repr=False)
 
     def signals_at(self, at: datetime) -> Signals:
-        return signals_at(at, imbalance=self.imbalance, axle=self.axle, day_ahead=self.day_ahead)
+        if self.axle is not None or self.day_ahead is not None or self.imbalance is None:
+            return signals_at(
+                at, imbalance=self.imbalance, axle=self.axle, day_ahead=self.day_ahead
+            )
+        price = self.imbalance.imbalance_price(at)
+        volume = self.imbalance.imbalance_volume(at)
+        last = self._last
+        if last and last[0].imbalance_price is price and last[0].imbalance_volume is volume:
+            return last[0]
+        signals = Signals(imbalance_price=price, imbalance_volume=volume)
+        last[:] = [signals]
+        return signals

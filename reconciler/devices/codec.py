@@ -13,8 +13,9 @@ pymodbus's conversions for every type and word order. Strings use pymodbus's dir
 from __future__ import annotations
 
 import math
+import operator
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -226,7 +227,13 @@ class BlockCodec:
     """The registers at fixed word offsets of one block, unpacked or packed with one struct
     call: what each :class:`RegisterCodec` gives, register by register, at a fraction of
     the calls (a block is read every tick of every device). Blocks that do not allow it
-    (a string, little word order, a register cut by the block's edge) go one by one."""
+    (a string, little word order, a register cut by the block's edge) go one by one.
+
+    The per-member work is done with C-level ``map`` calls where the result is the same:
+    ``raw * factor`` is ``float(raw) * factor`` for any raw integer a register holds (an
+    int below 2**53 converts to float exactly), and a block of 32-bit floats is checked
+    for range with min, max and a NaN test of the sum instead of member by member.
+    """
 
     def __init__(self, count: int, members: Sequence[tuple[str, int, RegisterCodec]]) -> None:
         self.count = count
@@ -234,8 +241,15 @@ class BlockCodec:
         self.names = tuple(name for name, _, _ in self.members)
         self._plain = tuple(c.plain_int for _, _, c in self.members)
         self._factors = tuple(c.factor for _, _, c in self.members)
+        #: Decoding: every member is a raw integer as it is (all plain), or every member
+        #: is scaled (none plain); else member by member.
+        self._all_plain = all(self._plain)
+        self._none_plain = not any(self._plain)
         #: (name, factor, integer bounds or None for f32) of each member, for pack_into.
         self._packing = tuple((name, c.factor, c.range) for name, _, c in self.members)
+        #: Packing: the members' values in one call, and whether all are 32-bit floats.
+        self._values_of = _getter(self.names)
+        self._all_f32 = all(c.range is None for _, _, c in self.members)
         self.struct: struct.Struct | None = None
         self.start = 0
         parts: list[str] = []
@@ -255,11 +269,14 @@ class BlockCodec:
         fmt = self.struct
         if fmt is None:
             return [codec.decode_at(data, offset) for _, offset, codec in self.members]
+        raws = fmt.unpack_from(data, self.start)
+        if self._none_plain:
+            return list(map(operator.mul, raws, self._factors))
+        if self._all_plain:
+            return list(raws)
         return [
-            raw if plain else float(raw) * f
-            for raw, plain, f in zip(
-                fmt.unpack_from(data, self.start), self._plain, self._factors, strict=True
-            )
+            raw if plain else raw * f
+            for raw, plain, f in zip(raws, self._plain, self._factors, strict=True)
         ]
 
     def pack_into(self, data: bytearray, values: Mapping[str, Value]) -> bool:
@@ -269,23 +286,47 @@ class BlockCodec:
         fmt = self.struct
         if fmt is None:
             return False
-        raws: list[int | float] = []
         try:
-            for name, scale, bounds in self._packing:
-                value = values[name]
-                if isinstance(value, (str, bool)):
-                    return False
-                raw = value / scale
-                if bounds is None:
-                    if not -_F32_MAX <= raw <= _F32_MAX:  # also false for NaN
-                        return False
-                    raws.append(float(raw))
-                else:
-                    iraw = round(raw)
-                    if not bounds[0] <= iraw <= bounds[1]:
-                        return False
-                    raws.append(iraw)
-        except (KeyError, OverflowError, ValueError):  # missing; round() of inf or NaN
+            picked = self._values_of(values)
+        except KeyError:  # one is missing
             return False
+        # Numbers only (no str, no bool; a subclass of float goes one by one, as safely).
+        if not _NUMBERS.issuperset(map(type, picked)):
+            return False
+        raws: list[int | float] = list(map(operator.truediv, picked, self._factors))
+        if self._all_f32:
+            # A NaN anywhere makes the sum NaN (and min/max unreliable: refused first).
+            total = sum(raws)
+            if total != total or min(raws) < -_F32_MAX or max(raws) > _F32_MAX:
+                return False
+        else:
+            try:
+                for i, (_, _, bounds) in enumerate(self._packing):
+                    raw = raws[i]
+                    if bounds is None:
+                        if not -_F32_MAX <= raw <= _F32_MAX:  # also false for NaN
+                            return False
+                    else:
+                        iraw = round(raw)
+                        if not bounds[0] <= iraw <= bounds[1]:
+                            return False
+                        raws[i] = iraw
+            except (OverflowError, ValueError):  # round() of inf or NaN
+                return False
         fmt.pack_into(data, self.start, *raws)
         return True
+
+
+#: The value types a block packs in one call.
+_NUMBERS = frozenset((int, float))
+
+
+def _getter(names: Sequence[str]) -> Callable[[Mapping[str, Value]], tuple[Value, ...]]:
+    """A function from a mapping to the values of ``names`` as a tuple, in one C call
+    (``itemgetter`` of one name gives the bare value: wrapped here)."""
+    if len(names) == 1:
+        one = operator.itemgetter(names[0])
+        return lambda values: (one(values),)
+    if not names:
+        return lambda _values: ()
+    return operator.itemgetter(*names)

@@ -68,6 +68,9 @@ class PowerPackBattery:
         )
         self.commands = 0
         self._heartbeat_index = 0
+        self._desired: dict[bool, dict[str, float]] = {}
+        #: The settings the profile has (read back after every command).
+        self._settings_names = tuple(n for n in SETTINGS_REGISTERS if n in profile.registers)
 
     def _start_settings(self) -> dict[str, float]:
         """Ramp rates (kW/s) and always-active: written at start, before any command."""
@@ -83,11 +86,17 @@ class PowerPackBattery:
         """Every setting Flux wants the battery to hold now (kW/s, s, flags). Direct mode
         and the heartbeat timeout only once a command has been written: the reference
         switches to direct mode after the first power command, never before."""
-        settings = self._start_settings()
-        if self.commands:
-            settings["heartbeat_timeout"] = float(self.device.heartbeat_timeout_s)
-            settings["real_power_mode"] = float(DIRECT_MODE)
-        return {name: v for name, v in settings.items() if name in self.profile.registers}
+        commanded = bool(self.commands)
+        wanted = self._desired.get(commanded)
+        if wanted is None:  # the device and profile are fixed: two answers, made once
+            settings = self._start_settings()
+            if commanded:
+                settings["heartbeat_timeout"] = float(self.device.heartbeat_timeout_s)
+                settings["real_power_mode"] = float(DIRECT_MODE)
+            wanted = self._desired[commanded] = {
+                name: v for name, v in settings.items() if name in self.profile.registers
+            }
+        return dict(wanted)
 
     async def start(self) -> None:
         """Connect and write the start-up settings: ramp rates (kW/s) and always-active."""
@@ -117,7 +126,7 @@ class PowerPackBattery:
     async def read_settings(self) -> dict[str, float]:
         """The writable settings as the battery holds them (kW/s, s, flags), by register
         name; registers the profile does not have are left out."""
-        names = [n for n in SETTINGS_REGISTERS if n in self.profile.registers]
+        names = self._settings_names
         values = await self.transport.read(names)
         return {name: float(values[name]) for name in names}
 

@@ -93,6 +93,7 @@ class NamedRegisters:
         #: Each register's compiled codec, and each block's (decoded in one call).
         self._codecs = {n: RegisterCodec(r, ratios) for n, r in profile.registers.items()}
         self._layout: dict[Block, BlockCodec] = {}
+        self._layouts: dict[tuple[str, ...] | None, tuple[tuple[Block, BlockCodec], ...]] = {}
 
     # ------------------------------------------------------------------ word level
 
@@ -108,6 +109,14 @@ class NamedRegisters:
             return pack_words(words)
         except CodecError as exc:
             raise MalformedReply(self.name, f"cannot decode: {exc}") from None
+
+    #: True for a transport with nothing to wait on (in-process): reads then call
+    #: :meth:`read_block_now` with no coroutine per block.
+    answers_at_once = False
+
+    def read_block_now(self, block: Block) -> bytes:
+        """:meth:`read_block_data` of a transport that :attr:`answers_at_once`."""
+        raise NotImplementedError
 
     async def write_words(self, address: int, words: list[int], names: str) -> None:
         """Write ``words`` from ``address`` in one request (``names`` for messages)."""
@@ -130,23 +139,41 @@ class NamedRegisters:
             plan = self._plans[key] = plan_reads(self.profile, key)
         return plan
 
+    def _layout_of(self, block: Block) -> BlockCodec:
+        """The codec of every register in ``block``, at its offset (made once per block)."""
+        layout = self._layout.get(block)
+        if layout is None:
+            layout = self._layout[block] = BlockCodec(
+                block.count,
+                [
+                    (n, self._codecs[n].reg.address - block.start, self._codecs[n])
+                    for n in block.names
+                ],
+            )
+        return layout
+
+    def _planned(self, names: Iterable[str] | None) -> tuple[tuple[Block, BlockCodec], ...]:
+        """The blocks that read ``names`` with their codecs (memoised by names, so a read
+        of the same names, every tick, hashes no block)."""
+        key = None if names is None else tuple(names)
+        found = self._layouts.get(key)
+        if found is None:
+            found = self._layouts[key] = tuple((b, self._layout_of(b)) for b in self.plan(key))
+        return found
+
     async def read(
         self, names: Iterable[str] | None = None, *, blocks: Sequence[Block] | None = None
     ) -> dict[str, Value]:
         """Values (engineering units) of the named registers, all of them when None."""
-        blocks = self.plan(names) if blocks is None else blocks
+        planned = (
+            self._planned(names)
+            if blocks is None
+            else tuple((b, self._layout_of(b)) for b in blocks)
+        )
         values: dict[str, Value] = {}
-        for block in blocks:
-            data = await self.read_block_data(block)
-            layout = self._layout.get(block)
-            if layout is None:
-                layout = self._layout[block] = BlockCodec(
-                    block.count,
-                    [
-                        (n, self._codecs[n].reg.address - block.start, self._codecs[n])
-                        for n in block.names
-                    ],
-                )
+        now = self.read_block_now if self.answers_at_once else None
+        for block, layout in planned:
+            data = now(block) if now is not None else await self.read_block_data(block)
             try:
                 values.update(zip(layout.names, layout.decode(data), strict=True))
             except CodecError as exc:

@@ -17,7 +17,14 @@ from datetime import UTC, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 
-from reconciler.control.periods import LONDON, PERIOD, SettlementPeriod, local_midnight, period_at
+from reconciler.control.periods import (
+    LONDON,
+    PERIOD,
+    LastPeriod,
+    SettlementPeriod,
+    local_midnight,
+    period_at,
+)
 from reconciler.control.types import AxleStep, PeriodValue
 
 
@@ -89,6 +96,10 @@ class ReplayImbalanceFeed:
         self._span = keys[-1] + PERIOD - keys[0]
         self.publish_delay_s = publish_delay_s
         self.wrap = wrap
+        #: The last answer of each series (by id) and the period it was served for: a
+        #: loop asks ~450 times per period and the answer changes only with the period.
+        self._last: dict[int, tuple[SettlementPeriod, PeriodValue | None]] = {}
+        self._period = LastPeriod()
 
     @classmethod
     def from_csv(
@@ -125,13 +136,23 @@ class ReplayImbalanceFeed:
             )
 
     def _served(self, at: datetime) -> SettlementPeriod:
-        period = period_at(at)
+        period = self._period.at(at)
         if (at - period.start).total_seconds() < self.publish_delay_s:
             return period.previous()
         return period
 
     def _lookup(self, series: Mapping[datetime, float], at: datetime) -> PeriodValue | None:
         period = self._served(at)
+        last = self._last.get(id(series))
+        if last is not None and (last[0] is period or last[0] == period):
+            return last[1]
+        found = self._find(series, period)
+        self._last[id(series)] = (period, found)
+        return found
+
+    def _find(
+        self, series: Mapping[datetime, float], period: SettlementPeriod
+    ) -> PeriodValue | None:
         key = period.start
         if self.wrap:
             key = self._first + (key - self._first) % self._span

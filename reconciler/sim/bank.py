@@ -97,6 +97,9 @@ class RegisterBank:
         #: keeps answering).
         self._answered: dict[tuple[int, int], bytes] = {}
         self._blocks: dict[tuple[int, int], BlockCodec] = {}
+        #: The [lo, hi) words to decode after a write of (address, count), once the write
+        #: is known to touch only writable addresses (which never changes).
+        self._write_spans: dict[tuple[int, int], tuple[int, int]] = {}
         for start, n, w in self.runs:
             for a in range(start, start + n):
                 self._words[a] = 0
@@ -219,8 +222,18 @@ class RegisterBank:
     def write(self, address: int, words: Sequence[int]) -> None:
         """Write multiple registers (function 16)."""
         count = len(words)
-        if any(a not in self._writable for a in range(address, address + count)):
-            raise Refused(ILLEGAL_ADDRESS)
+        key = (address, count)
+        span = self._write_spans.get(key)
+        if span is None:
+            if any(a not in self._writable for a in range(address, address + count)):
+                raise Refused(ILLEGAL_ADDRESS)
+            # A register may start before or end after the words written: it is decoded
+            # from the words it holds now.
+            touched = self.touched(address, count)
+            span = self._write_spans[key] = (
+                min([address, *(at for _, at, _ in touched)]),
+                max([address + count, *(at + c.words for _, at, c in touched)]),
+            )
         memory = self._words
         for i, w in enumerate(words):
             memory[address + i] = int(w)
@@ -231,9 +244,5 @@ class RegisterBank:
                 for a in range(max(start, address), min(start + n, address + count)):
                     data[2 * (a - start) : 2 * (a - start + 1)] = memory[a].to_bytes(2, "big")
                 self._answered[(start, n)] = bytes(data)
-        # A register may start before or end after the words written: decode it from
-        # the words it holds now.
-        touched = self.touched(address, count)
-        lo = min([address, *(at for _, at, _ in touched)])
-        hi = max([address + count, *(at + c.words for _, at, c in touched)])
+        lo, hi = span
         self.apply_write([memory.get(a, 0) for a in range(lo, hi)], lo, address, count)

@@ -11,10 +11,11 @@ import io
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 
 HALF_HOUR_S = 1800.0
+_MIDPOINT_S = HALF_HOUR_S / 2
 
 
 @dataclass(frozen=True)
@@ -28,17 +29,19 @@ class HalfHourly:
         if not self.kw:
             raise ValueError("a profile needs at least one half-hour")
 
-    @property
+    # Worked out once: the plant asks for the load and the solar every second simulated.
+    @cached_property
     def span_s(self) -> float:
         return len(self.kw) * HALF_HOUR_S
 
     def at(self, when: datetime) -> float:
         """Power (kW) at ``when``: linear between half-hour midpoints, wrapping around."""
-        t = ((when - self.start).total_seconds() - HALF_HOUR_S / 2) % self.span_s
+        kw = self.kw
+        t = ((when - self.start).total_seconds() - _MIDPOINT_S) % self.span_s
         i = int(t // HALF_HOUR_S)
         frac = (t - i * HALF_HOUR_S) / HALF_HOUR_S
-        a = self.kw[i]
-        b = self.kw[(i + 1) % len(self.kw)]
+        a = kw[i]
+        b = kw[(i + 1) % len(kw)]
         return a + (b - a) * frac
 
     def scaled(self, factor: float) -> HalfHourly:

@@ -13,6 +13,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 from reconciler.config.model import Site
@@ -315,25 +316,30 @@ class Plant:
 
     def _wander(self, dt: float) -> None:
         """One exact step of the Ornstein-Uhlenbeck process over ``dt`` seconds."""
-        keep = math.exp(-dt / FREQUENCY_TAU_S)
-        noise = FREQUENCY_STD_HZ * math.sqrt(1.0 - keep * keep)
+        keep, noise = _wander_terms(dt)
         offset = (self.wander_hz - NOMINAL_FREQUENCY_HZ) * keep
         self.wander_hz = NOMINAL_FREQUENCY_HZ + offset + noise * self.frequency_rng.gauss(0, 1)
 
     def _step(self, dt: float) -> None:
         self.version += 1
-        self.at += timedelta(seconds=dt)
+        self.at += _duration(dt)
         self._wander(dt)
         b = self.battery
+        direct = b.real_power_mode == 1  # b.direct
         if (
-            b.direct
+            direct
             and not b.heartbeat_lost
             and b.last_heartbeat_change is not None
             and (self.at - b.last_heartbeat_change).total_seconds() > b.heartbeat_timeout_s
         ):
             b.heartbeat_lost = True
             b.setpoint_kw = 0.0
-        target = b.target_kw
+        # b.target_kw, without two property calls a second of physics
+        if not direct or b.heartbeat_lost:
+            target = 0.0
+        else:
+            max_kw = b.nameplate_power_kw * b.available_blocks / max(1, b.total_blocks)
+            target = max(-max_kw, min(max_kw, b.setpoint_kw))
         power = b.power_kw
         rising = abs(target) > abs(power) and target * power >= 0
         rate = b.ramp_up_kw_per_s if rising else b.ramp_down_kw_per_s
@@ -351,8 +357,8 @@ class Plant:
         b.soe_kwh = max(0.0, min(b.nameplate_energy_kwh, b.soe_kwh))
         b.power_kw = power
         self._update_flows()
+        hours = dt / 3600.0
         for m in self.meters.values():
-            hours = dt / 3600.0
             if m.power_kw >= 0:
                 m.energy_import_kwh += m.power_kw * hours
             else:
@@ -367,15 +373,44 @@ class Plant:
         return 1.0 + self.rng.gauss(0.0, pct / 100.0) if pct > 0 else 1.0
 
     def _update_flows(self) -> None:
-        self.load_kw = max(0.0, self.load.at(self.at) * self._noise())
-        self.solar_kw = max(0.0, self.solar.at(self.at) * self._noise())
-        t = self.at.timestamp()
-        freq = self.frequency_hz
+        at = self.at
+        self.load_kw = load_kw = max(0.0, self.load.at(at) * self._noise())
+        self.solar_kw = solar_kw = max(0.0, self.solar.at(at) * self._noise())
+        t = at.timestamp()
+        freq = self.frequency_hz if self.frequency_events else self.wander_hz
         # The voltage sags with import.
+        grid_kw = load_kw - solar_kw - self.battery.power_kw  # self.grid_kw
         volts = NOMINAL_VOLTAGE_V + 3.0 * math.sin(2 * math.pi * t / 3600.0)
-        volts -= 0.01 * self.grid_kw
+        volts -= 0.01 * grid_kw
+        reactive_kvar = load_kw * _LOAD_TAN_PHI  # self.role_reactive_kvar of grid and load
         for m in self.meters.values():
-            m.power_kw = self.role_power_kw(m.role)
-            m.reactive_kvar = self.role_reactive_kvar(m.role)
+            # What role_power_kw and role_reactive_kvar give, without two calls per meter
+            # per second of physics.
+            role = m.role
+            if role == "battery":
+                m.power_kw = 0.0 - self.battery.power_kw
+                m.reactive_kvar = 0.0
+            elif role == "solar":
+                m.power_kw = 0.0 - solar_kw
+                m.reactive_kvar = 0.0
+            elif role == "load":
+                m.power_kw = load_kw
+                m.reactive_kvar = reactive_kvar
+            else:
+                m.power_kw = grid_kw
+                m.reactive_kvar = reactive_kvar if role in ("grid", "feeder") else 0.0
             m.frequency_hz = freq
             m.voltage_v = volts
+
+
+@lru_cache(maxsize=64)  # a wall clock steps by any fraction of a second
+def _duration(dt: float) -> timedelta:
+    """A physics step of ``dt`` s as a timedelta (steps are nearly always 1 s)."""
+    return timedelta(seconds=dt)
+
+
+@lru_cache(maxsize=64)
+def _wander_terms(dt: float) -> tuple[float, float]:
+    """How much of the wander's offset a ``dt`` s step keeps, and its noise (Hz)."""
+    keep = math.exp(-dt / FREQUENCY_TAU_S)
+    return keep, FREQUENCY_STD_HZ * math.sqrt(1.0 - keep * keep)

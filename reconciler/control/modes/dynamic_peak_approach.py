@@ -27,18 +27,32 @@ from reconciler.control.types import Component
 LIVE_AFTER_S = 600.0
 
 
-def next_peak(ctx: ModeContext, params: DynamicPeakApproachParams) -> tuple[datetime, datetime]:
-    """[start, end) of the first peak occurrence that ends after ``ctx.at``."""
+Peak = tuple[datetime, datetime, str]
+"""A peak's [start, end) instants and its local start time ("HH:MM") for notes."""
+
+
+def _peaks(ctx: ModeContext, params: DynamicPeakApproachParams) -> tuple[Peak, ...]:
+    """The peak occurrences starting the day before, on and after ``ctx.at``'s local day."""
     tz = zone(ctx.site.site.timezone)
     day = ctx.at.astimezone(tz).date()
     crosses = parse_hhmm(params.peak_end) <= parse_hhmm(params.peak_start)
+    peaks: list[Peak] = []
     for offset in (-1, 0, 1):
         start_day = day + timedelta(days=offset)
         end_day = start_day + timedelta(days=1) if crosses else start_day
         start = local_instant(start_day, params.peak_start, tz)
         end = local_instant(end_day, params.peak_end, tz)
-        if end > ctx.at:
-            return start, end
+        peaks.append((start, end, start.astimezone(tz).strftime("%H:%M")))
+    return tuple(peaks)
+
+
+def next_peak(ctx: ModeContext, params: DynamicPeakApproachParams) -> Peak:
+    """The first peak occurrence that ends after ``ctx.at``."""
+    # The same for every instant of the local day: kept in the day memo (zone arithmetic).
+    peaks = ctx.remember(("peaks", ctx.entry.index), lambda: _peaks(ctx, params))
+    for peak in peaks:
+        if peak[1] > ctx.at:
+            return peak
     raise AssertionError("a peak ends within two days")  # pragma: no cover
 
 
@@ -62,10 +76,10 @@ def _gap_kwh(
 
 
 def propose(ctx: ModeContext, params: DynamicPeakApproachParams) -> Component | None:
-    peak = next_peak(ctx, params)
+    start, end, local_start = next_peak(ctx, params)
+    peak = (start, end)
     hours_left = ctx.seconds_left_in_period / 3600.0
     to_soe = ctx.site.energy_kwh(params.to_soe)
-    local_start = peak[0].astimezone(zone(ctx.site.site.timezone)).strftime("%H:%M")
 
     prediction = ctx.predict(LIVE_AFTER_S, NEVER, params.when_long)
     if prediction is not None and prediction.volume < 0:

@@ -17,8 +17,8 @@ from reconciler.control.curve import Point, vertical_distance
 from reconciler.control.types import Component
 
 
-def _points(curve: list[CurvePoint]) -> list[Point]:
-    return [(p.price, p.soe) for p in curve]
+def _points(curve: list[CurvePoint]) -> tuple[Point, ...]:
+    return tuple((p.price, p.soe) for p in curve)
 
 
 def propose(ctx: ModeContext, params: NivChaseParams) -> Component | None:
@@ -41,7 +41,9 @@ def propose(ctx: ModeContext, params: NivChaseParams) -> Component | None:
     discharge_price = price - ctx.export_rate + shift
 
     soe = ctx.soe_kwh
-    below_charge = vertical_distance(_points(params.charge_curve), charge_price, soe)
+    # The curves' points, kept for the day (the site file's curves do not change).
+    charge_curve = ctx.remember(("charge", ctx.entry.index), lambda: _points(params.charge_curve))
+    below_charge = vertical_distance(charge_curve, charge_price, soe)
     if below_charge is not None and below_charge > 0:
         drawn_kwh = below_charge / ctx.efficiency
         power = drawn_kwh / (ctx.seconds_left_in_period / 3600.0)
@@ -50,7 +52,10 @@ def propose(ctx: ModeContext, params: NivChaseParams) -> Component | None:
             note=f"{about}, SoE {soe:.0f} kWh {below_charge:.0f} kWh below charge curve "
             f"at {charge_price:.1f} p/kWh",
         )
-    below_discharge = vertical_distance(_points(params.discharge_curve), discharge_price, soe)
+    discharge_curve = ctx.remember(
+        ("discharge", ctx.entry.index), lambda: _points(params.discharge_curve)
+    )
+    below_discharge = vertical_distance(discharge_curve, discharge_price, soe)
     if below_discharge is not None and below_discharge < 0:
         power = -below_discharge / (ctx.seconds_left_in_period / 3600.0)
         return ctx.at_least_this_discharge(
