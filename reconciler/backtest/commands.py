@@ -49,6 +49,7 @@ from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.signals import FeedSignals
 from reconciler.markets.memory import ReplayDayAheadFeed, ReplayImbalanceFeed
+from reconciler.sim.plant import RepeatedEvent
 from reconciler.telemetry.errors import DatabaseUnreachable
 
 DEFAULT_FROM = "2024-01-15"  # a Monday inside the shipped January 2024 prices
@@ -170,6 +171,15 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     "prices themselves: a perfect day-ahead forecast, the most such a feed could add.",
 )
 @click.option(
+    "--frequency-events",
+    "frequency_events",
+    multiple=True,
+    metavar="KIND:EVERY_S[:HOLD_S]",
+    help="Repeat a grid frequency event in the simulated frequency (step: 49.5 Hz, high: "
+    "50.5 Hz, drop: to 48.8 Hz over a minute and back) every EVERY_S seconds, as `flux sim "
+    "--frequency-events`; e.g. step:3600:60.",
+)
+@click.option(
     "--load",
     "load_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -243,6 +253,7 @@ def backtest(
     days: int,
     prices: tuple[str, ...],
     day_ahead: tuple[str, ...],
+    frequency_events: tuple[str, ...],
     load_file: Path | None,
     load_homes: float,
     solar_file: Path | None,
@@ -276,8 +287,11 @@ def backtest(
             raise click.UsageError("--from-db compares with what the site did; leave out --base")
         if first is None:
             raise click.UsageError("--from-db needs --from DATE (the first local day to replay)")
-        if day_ahead:
-            raise click.UsageError("--day-ahead is for simulated runs; leave it out with --from-db")
+        if day_ahead or frequency_events:
+            raise click.UsageError(
+                "--day-ahead and --frequency-events are for simulated runs; leave them out "
+                "with --from-db"
+            )
         source = click.get_current_context().get_parameter_source("prices")
         explicit = source is not None and source != click.core.ParameterSource.DEFAULT
         replay_recorded(
@@ -292,6 +306,10 @@ def backtest(
             output,
         )
         return
+    try:
+        events = tuple(RepeatedEvent.parse(text) for text in frequency_events)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--frequency-events") from None
     path = find_site(site, sites_dir)
     base_path = find_site(base, sites_dir) if base is not None else None
     this_site = load_valid_site(path)
@@ -339,6 +357,7 @@ def backtest(
             progress=progress,
             load=profiles.load_per_home,
             solar=profiles.solar_per_kwp,
+            frequency_events=events,
         )
         return with_references(result, s, series, profiles) if optimum else result
 

@@ -19,7 +19,7 @@ and records go to an in-memory sink (:class:`MemorySink`), not the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -40,7 +40,7 @@ from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, 
 from reconciler.markets.replay import Replay
 from reconciler.planning.runner import Planning
 from reconciler.sim.curves import HalfHourly
-from reconciler.sim.plant import MAX_STEP_S
+from reconciler.sim.plant import MAX_STEP_S, RepeatedEvent
 from reconciler.sim.simulator import SiteSimulator
 
 __all__ = ["BacktestResult", "MemorySink", "run_backtest"]
@@ -128,6 +128,7 @@ def run_backtest(
     solar: HalfHourly | None = None,
     sink: MemorySink | None = None,
     on_tick: Callable[[TickResult], None] | None = None,
+    frequency_events: Sequence[RepeatedEvent] = (),
 ) -> BacktestResult:
     """Run ``site``'s control on the simulated site from ``start`` to ``end`` (aware).
 
@@ -136,6 +137,11 @@ def run_backtest(
     the fraction done (0..1) now and then, and with 1.0 at the end. ``load`` (one home, kW)
     and ``solar`` (one kWp, kW) replace the simulator's January profiles. ``sink`` receives
     what the loop records; ``on_tick`` every tick's result (what was read, decided, written).
+    ``frequency_events``: grid events the simulated frequency goes through, repeated
+    from ``start`` (as ``flux sim --frequency-events``).
+
+    While a frequency_response entry is active the loop's fast path runs between ticks at
+    the entry's own cadence, as the agent runs it.
 
     Energy is integrated over every physics sub-step of the plant (at most 1 s, split at
     local midnight), so each day's hours add up to its real length.
@@ -184,6 +190,10 @@ def run_backtest(
     ticks = 0
     at = start
     while at < end:
+        until = min(at + tick, end)
+        for event in frequency_events:  # known in advance: in place before the tick reads
+            for when in event.starts(start, at, until):
+                plant.frequency_event(event.kind, at=when, hold_s=event.hold_s)
         clock.set(at)
         result = run_now(loop.tick())
         ticks += 1
@@ -210,7 +220,8 @@ def run_backtest(
         price = imbalance.value if imbalance is not None else None
         winner, safe = decision.winner, decision.safe_stop
 
-        until = min(at + tick, end)
+        fast = loop.fast_interval_s(at) if responds else None
+        next_fast = at + timedelta(seconds=fast) if fast else end
         t = at
         while t < until:
             if t >= day_end:
@@ -218,7 +229,7 @@ def run_backtest(
                 acc = accounts.day(plant.soe_kwh)
                 day_index += 1
                 day, day_end = days[day_index]
-            stop = min(t + sub, until, day_end)
+            stop = min(t + sub, until, day_end, next_fast)
             plant.advance_to(stop)
             acc.add(
                 (stop - t).total_seconds(),
@@ -236,6 +247,10 @@ def run_backtest(
                 frequency_band=band,
             )
             t = stop
+            if t >= next_fast and t < until and fast:
+                clock.set(t)
+                run_now(loop.fast_tick())
+                next_fast = t + timedelta(seconds=fast)
         at = until
 
         if progress is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import Path
@@ -20,7 +19,7 @@ from reconciler.clock import Clock, ScaledClock, WallClock, sleep_unless_stopped
 from reconciler.config.loader import SiteFileError, load_site
 from reconciler.config.model import Site
 from reconciler.sim.markets import Dispatch, MarketSimulator
-from reconciler.sim.plant import FREQUENCY_EVENTS, FrequencyEventKind
+from reconciler.sim.plant import RepeatedEvent
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.stopping import run_until_signalled, sleep_or_stop
 
@@ -113,33 +112,12 @@ def write_site_for(sim: SiteSimulator, path: Path) -> None:
         raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-@dataclass(frozen=True)
-class RepeatedEvent:
-    """``KIND:EVERY_S[:HOLD_S]``: a grid frequency event every EVERY_S seconds of
-    simulated time, a step or high one held HOLD_S (default half the period)."""
-
-    kind: FrequencyEventKind
-    every_s: float
-    hold_s: float
-
-    @classmethod
-    def parse(cls, text: str) -> RepeatedEvent:
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or parts[0] not in FREQUENCY_EVENTS:
-            raise ValueError(f"{text!r}: write KIND:EVERY_S[:HOLD_S], KIND one of step, drop, high")
-        try:
-            every = float(parts[1])
-            hold = float(parts[2]) if len(parts) == 3 else every / 2
-        except ValueError:
-            raise ValueError(f"{text!r}: EVERY_S and HOLD_S are seconds") from None
-        if every <= 0 or not 0 < hold <= every:
-            raise ValueError(f"{text!r}: EVERY_S > 0 and 0 < HOLD_S <= EVERY_S")
-        return cls(parts[0], every, hold)  # type: ignore[arg-type]
-
-    async def run(self, sim: SiteSimulator, clock: Clock, stop: asyncio.Event) -> None:
-        while not await sleep_unless_stopped(clock, self.every_s, stop):
-            sim.catch_up()
-            sim.plant.frequency_event(self.kind, hold_s=self.hold_s)
+async def _repeat(
+    event: RepeatedEvent, sim: SiteSimulator, clock: Clock, stop: asyncio.Event
+) -> None:
+    while not await sleep_unless_stopped(clock, event.every_s, stop):
+        sim.catch_up()
+        sim.plant.frequency_event(event.kind, hold_s=event.hold_s)
 
 
 async def run(
@@ -156,7 +134,7 @@ async def run(
 ) -> None:
     console = Console(highlight=False)
     async with SiteSimulator(site, clock=clock, ports=ports) as sim:
-        repeating = [asyncio.create_task(e.run(sim, clock, stop)) for e in events]
+        repeating = [asyncio.create_task(_repeat(e, sim, clock, stop)) for e in events]
         if site_out is not None:
             write_site_for(sim, site_out)
             console.print(f"  wrote {site_out}: the site file pointing at these ports")

@@ -143,6 +143,40 @@ class FrequencyEvent:
         return None
 
 
+@dataclass(frozen=True)
+class RepeatedEvent:
+    """``KIND:EVERY_S[:HOLD_S]``: a grid frequency event every EVERY_S seconds of
+    simulated time, a step or high one held HOLD_S (default half the period)."""
+
+    kind: FrequencyEventKind
+    every_s: float
+    hold_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> RepeatedEvent:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or parts[0] not in FREQUENCY_EVENTS:
+            raise ValueError(f"{text!r}: write KIND:EVERY_S[:HOLD_S], KIND one of step, drop, high")
+        try:
+            every = float(parts[1])
+            hold = float(parts[2]) if len(parts) == 3 else every / 2
+        except ValueError:
+            raise ValueError(f"{text!r}: EVERY_S and HOLD_S are seconds") from None
+        if every <= 0 or not 0 < hold <= every:
+            raise ValueError(f"{text!r}: EVERY_S > 0 and 0 < HOLD_S <= EVERY_S")
+        return cls(parts[0], every, hold)  # type: ignore[arg-type]
+
+    def starts(self, first: datetime, lo: datetime, hi: datetime) -> list[datetime]:
+        """The events' starts in [lo, hi): every EVERY_S from ``first`` (not at it)."""
+        every = timedelta(seconds=self.every_s)
+        k = max(1, math.ceil((lo - first) / every))
+        out = []
+        while first + k * every < hi:
+            out.append(first + k * every)
+            k += 1
+        return out
+
+
 @dataclass
 class Plant:
     """The shared state every simulated device server reads from and writes to."""
@@ -299,7 +333,13 @@ class Plant:
         self, kind: FrequencyEventKind, at: datetime | None = None, hold_s: float = 60.0
     ) -> None:
         """Start a grid event now (or at ``at``); see :class:`FrequencyEvent`."""
-        self.frequency_events.append(FrequencyEvent(kind, at or self.at, hold_s))
+        start = at or self.at
+        self.frequency_events.append(FrequencyEvent(kind, start, hold_s))
+        if start <= self.at:  # under way now: the meters show it at once, not next step
+            freq = self.frequency_hz
+            for m in self.meters.values():
+                m.frequency_hz = freq
+            self.version += 1
         if len(self.frequency_events) > 100:  # only the latest can still be running
             del self.frequency_events[:-10]
 

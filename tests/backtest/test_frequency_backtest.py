@@ -4,14 +4,19 @@ neither."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 
 from reconciler.backtest.commands import comparison_rows, single_rows
-from reconciler.backtest.engine import run_backtest
+from reconciler.backtest.engine import MemorySink, run_backtest
 from reconciler.backtest.report import BacktestResult, MetricsBuilder, combine, compare
+from reconciler.cli import cli
 from reconciler.control.modes.frequency_response import band_kwh
+from reconciler.control.types import FrequencyRecord
+from reconciler.sim.plant import RepeatedEvent
 from tests.agent.test_frequency import FR_TEXT
 from tests.backtest.conftest import site_of
 
@@ -144,3 +149,48 @@ def test_a_comparison_shows_both_bands_and_the_difference(fr_run: BacktestResult
     outside = rows["minutes SoE outside the frequency response band"]
     assert float(outside[1]) > float(outside[0])  # starting further below the wider band
     assert "outside the frequency response band" in cmp.as_json()["summary"]
+
+
+class _Keep(MemorySink):
+    """A backtest sink that keeps the frequency records, not just their count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[FrequencyRecord] = []
+
+    def add_frequency_many(
+        self, site_id: str, device: str, seconds: Iterable[FrequencyRecord]
+    ) -> int:
+        kept = list(seconds)
+        self.records += kept
+        return super().add_frequency_many(site_id, device, kept)
+
+
+def test_grid_events_are_answered_between_ticks() -> None:
+    """A step to 49.5 Hz every 302 s (the first between two 4 s ticks, the second on
+    one), held 60 s: the fast path (every 0.2 s) delivers the ~300 kW due within a second
+    of it, not at the next tick."""
+    sink = _Keep()
+    run_backtest(
+        site_of(FR_TEXT),
+        T0,
+        T0 + timedelta(minutes=12),
+        signals=None,
+        sink=sink,
+        frequency_events=(RepeatedEvent.parse("step:302:60"),),
+    )
+    for start in (T0 + timedelta(seconds=302), T0 + timedelta(seconds=604)):
+        held = [r for r in sink.records if start <= r.at < start + timedelta(seconds=60)]
+        assert len(held) == 60
+        # 49.5 Hz with a tenth of the wander on it: close to the 300 kW contracted.
+        assert all(r.frequency_hz < 49.6 and (r.expected_kw or 0.0) > 250.0 for r in held)
+        first = next(r.at for r in held if r.within)
+        # The second it began shows the power before the write; the next one delivers.
+        assert first <= start + timedelta(seconds=1), first
+        assert all(r.within for r in held if r.at > first)
+
+
+def test_an_unknown_frequency_event_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["backtest", "demo", "--frequency-events", "blip:60"])
+    assert result.exit_code == 2
+    assert "write KIND:EVERY_S[:HOLD_S]" in result.output
