@@ -164,6 +164,10 @@ def measure(admin_url: str, flavour: Flavour, per_kind: int, batch_size: int) ->
                 " current_c, current_avg, power_a_kw, power_b_kw, power_c_kw, reactive_kvar,"
                 " apparent_kva, power_factor, energy_import_kwh, energy_export_kwh"
             )
+            bess_cols = (
+                "time, site_id, device, soe_kwh, target_power_kw, actual_power_kw,"
+                " available_blocks, command_source"
+            )
             meter_file = copy_file.with_suffix(".meter")
             started = time.perf_counter()
             subprocess.run(
@@ -174,7 +178,7 @@ def measure(admin_url: str, flavour: Flavour, per_kind: int, batch_size: int) ->
                     "-v",
                     "ON_ERROR_STOP=1",
                     "-c",
-                    f"\\copy flux.bess_readings FROM '{bess_file}'",
+                    f"\\copy flux.bess_readings ({bess_cols}) FROM '{bess_file}'",
                     "-c",
                     f"\\copy flux.meter_readings ({meter_cols}) FROM '{meter_file}'",
                 ],
