@@ -9,13 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from reconciler.agent.loop import ReconcileLoop
-from reconciler.backtest.engine import MemorySink, run_now
+from reconciler.backtest.engine import run_now
 from reconciler.clock import ManualClock
 from reconciler.config.loader import check_site_text
 from reconciler.control.modes.frequency_response import band_kwh
-from reconciler.sim.simulator import SiteSimulator
 from tests.agent.test_frequency import FR_TEXT
+from tests.rigs import in_process
 from tests.source.conftest import START
 
 pytestmark = pytest.mark.slow
@@ -30,17 +29,7 @@ def test_a_day_of_wander_and_events_keeps_the_soe_in_the_band() -> None:
     site, problems = check_site_text(text, "fr.yaml")
     assert site is not None, problems
     clock = ManualClock(START)
-    sim = SiteSimulator(site, clock=clock, ports="ephemeral", cache_values=True)
-    battery, meters = sim.in_process_devices(log=False)
-    loop = ReconcileLoop(
-        site_fn=lambda: (site, None),
-        battery=battery,
-        meters=meters,
-        clock=clock,
-        sink=MemorySink(),
-        shadow=False,
-        concurrent_reads=False,
-    )
+    sim, loop = in_process(site, clock)
     entry = site.schedule[0]
     low, high = band_kwh(site, entry.params)  # type: ignore[union-attr]
     pending = sorted(EVENTS)

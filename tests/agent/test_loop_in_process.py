@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.agent.loop import ReconcileLoop, TickResult
-from reconciler.backtest.engine import MemorySink, run_now
+from reconciler.backtest.engine import run_now
 from reconciler.clock import ManualClock
 from reconciler.config import Site, load_site
 from reconciler.sim.simulator import SiteSimulator
+from tests.rigs import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 NOON = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
@@ -19,17 +20,7 @@ NOON = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 
 def rig() -> tuple[SiteSimulator, ReconcileLoop, Site]:
     site = load_site(ROOT / "sites" / "demo.yaml")
-    clock = ManualClock(NOON)
-    sim = SiteSimulator(site, clock=clock)  # never listens
-    battery, meters = sim.in_process_devices(log=False)
-    loop = ReconcileLoop(
-        site_fn=lambda: (site, None),
-        battery=battery,
-        meters=meters,
-        clock=clock,
-        sink=MemorySink(),
-        concurrent_reads=False,
-    )
+    sim, loop = in_process(site, ManualClock(NOON))
     return sim, loop, site
 
 
