@@ -48,7 +48,7 @@ from reconciler.markets.memory import ReplayImbalanceFeed  # noqa: E402
 
 
 def quantiles_ms(samples: list[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(samples, n=100)
+    q = statistics.quantiles(samples, n=100, method="inclusive")
     return q[49] * 1000, q[98] * 1000, max(samples) * 1000
 
 
