@@ -30,7 +30,7 @@ from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
 from reconciler.report.data import ReportDataError, read_record
 from reconciler.report.figures import RateMemo, compute
-from reconciler.report.fleet import CHARTS_MAX_SITES
+from reconciler.report.fleet import CHARTS_MAX_SITES, OPTIMUM_MAX_SITES
 from reconciler.telemetry.database import ENV_URL
 from reconciler.telemetry.errors import DatabaseUnreachable
 
@@ -120,8 +120,9 @@ def _fleet_files(sites_dir: Path) -> list[Path]:
     help="Write the report here (default: standard output; PDF needs a file).",
 )  # fmt: skip
 @click.option(
-    "--optimum/--no-optimum", default=True, show_default=True,
-    help="Compute the perfect-foresight optimum (the market opportunity).",
+    "--optimum/--no-optimum", default=None,
+    help="Compute the perfect-foresight optimum (the market opportunity; about 20 s a "
+    f"site-year). Default: on, but off for fleets of more than {OPTIMUM_MAX_SITES} sites.",
 )  # fmt: skip
 @click.option(
     "--jobs",
@@ -142,7 +143,7 @@ def report(
     db_site: str | None,
     output: str,
     out: Path | None,
-    optimum: bool,
+    optimum: bool | None,
     workers: int,
 ) -> None:
     """What sites really did over a range of local days, from their telemetry database:
@@ -172,6 +173,8 @@ def report(
     paths = _fleet_files(sites_dir) if fleet else [find_site(str(site), sites_dir)]
     sites = [load_valid_site(p) for p in paths]
     charts = len(sites) <= CHARTS_MAX_SITES
+    optimum_skipped = optimum is None and fleet and len(sites) > OPTIMUM_MAX_SITES
+    optimum = not optimum_skipped if optimum is None else optimum
     jobs = [
         _Job(s, database_url, first.date(), last.date(), db_site, optimum, output in _HTML,
              charts)
@@ -214,11 +217,13 @@ def report(
 
         assert out is not None
         sections = [h for d, h in done if h is not None and "error" not in d]
-        write_pdf(render(docs, "html", title, fleet, sections), out)
+        write_pdf(render(docs, "html", title, fleet, sections, optimum_skipped), out)
         click.echo(f"wrote {out}", err=True)
         return
     sections = [h for d, h in done if h is not None and "error" not in d]
-    text = render(docs, output, title, fleet, sections if output in _HTML else None)
+    text = render(
+        docs, output, title, fleet, sections if output in _HTML else None, optimum_skipped
+    )
     if out is None:
         click.echo(text)
     else:
@@ -232,12 +237,13 @@ def render(
     title: str,
     fleet: bool,
     sections: list[str] | None = None,
+    optimum_skipped: bool = False,
 ) -> str:
     ok = [d for d in docs if "error" not in d]
     errors = {d["site"]: d["error"] for d in docs if "error" in d}
     from reconciler.report.fleet import summary
 
-    totals = summary(ok, errors) if fleet else None
+    totals = summary(ok, errors, optimum_skipped) if fleet else None
     if output == "json":
         doc: dict[str, Any] = {"fleet": totals, "sites": ok, "errors": errors} if fleet else ok[0]
         return json.dumps(doc, indent=2, ensure_ascii=False)
