@@ -31,7 +31,7 @@ from reconciler.control.schedule import local_midnight
 from reconciler.report.data import ReportDataError, read_record
 from reconciler.report.figures import RateMemo, compute
 from reconciler.report.fleet import CHARTS_MAX_SITES, OPTIMUM_MAX_SITES
-from reconciler.telemetry.database import ENV_URL
+from reconciler.telemetry.database import ENV_URL, connect
 from reconciler.telemetry.errors import DatabaseUnreachable
 
 EXIT_NO_DATA = 3
@@ -45,16 +45,32 @@ def site_figures(
     db_site: str | None,
     with_optimum: bool,
     memo: RateMemo | None = None,
+    conn: Any = None,
 ) -> dict[str, Any]:
-    """The figures of ``site`` over local days [first, last)."""
+    """The figures of ``site`` over local days [first, last); ``conn``: an open connection
+    to ``url`` to read with."""
     start, end = local_midnight(site, first), local_midnight(site, last)
-    rec = read_record(url, site, start, end, db_site or site.site.id)
+    rec = read_record(url, site, start, end, db_site or site.site.id, conn)
     return compute(site, rec, with_optimum=with_optimum, memo=memo)
 
 
 _HTML = ("html", "pdf")
 # Rates evaluated for one site serve the next with the same rates (per process).
 _MEMO = RateMemo()
+# A fleet's process reads all its sites on one connection per database URL.
+_CONNECTIONS: dict[str, Any] = {}
+
+
+def _connection(url: str) -> Any:
+    conn = _CONNECTIONS.get(url)
+    if conn is None or conn.closed or conn.broken:
+        conn = _CONNECTIONS[url] = connect(url)
+    return conn
+
+
+def _close_connections() -> None:
+    while _CONNECTIONS:
+        _CONNECTIONS.popitem()[1].close()
 
 
 @dataclass(frozen=True)
@@ -75,8 +91,9 @@ def _one(job: _Job, raise_errors: bool = False) -> tuple[dict[str, Any], str | N
     """A site's figures and, for HTML or PDF, its rendered section; a fleet's site that
     cannot be reported is ``{"site", "error"}`` (a single site's error is raised)."""
     try:
+        conn = None if raise_errors else _connection(job.url)
         figures = site_figures(
-            job.site, job.url, job.first, job.last, job.db_site, job.with_optimum, _MEMO
+            job.site, job.url, job.first, job.last, job.db_site, job.with_optimum, _MEMO, conn
         )
     except ReportDataError as exc:
         if raise_errors:
@@ -189,9 +206,12 @@ def report(
         if not fleet:
             done.append(_one(jobs[0], raise_errors=True))
         elif workers == 1 or len(jobs) == 1:
-            for job in jobs:
-                done.append(_one(job))
-                bar.advance(task)
+            try:
+                for job in jobs:
+                    done.append(_one(job))
+                    bar.advance(task)
+            finally:
+                _close_connections()
         else:
             # Sites are independent: each worker reads, computes and renders whole sites.
             spawn = multiprocessing.get_context("spawn")  # no fork under rich's thread

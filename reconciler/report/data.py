@@ -16,9 +16,11 @@ figures count it as a gap rather than as a quiet half hour. The periods are colu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +31,9 @@ from reconciler.control.periods import PERIOD
 from reconciler.diff.tolerances import limit_tolerances
 from reconciler.telemetry.database import connect
 from reconciler.telemetry.gaps import Gap, find_gaps
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: A reading that reached the database more than this many minutes after its time is late.
 LATE_MINUTES = 10
@@ -258,11 +263,38 @@ def _n(value: Any) -> int:
     return int(value)
 
 
-def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: str) -> Record:
+@contextmanager
+def _connection(
+    url: str, shared: psycopg.Connection[Any] | None
+) -> Iterator[psycopg.Connection[Any]]:
+    if shared is None:
+        with connect(url) as conn:
+            yield conn
+        return
+    try:
+        yield shared
+    finally:
+        # A reader writes nothing: end the site's transaction (aborted or not), keep the
+        # connection for the next site.
+        shared.rollback()
+
+
+def read_record(
+    url: str,
+    site: Site,
+    start: datetime,
+    end: datetime,
+    db_site: str,
+    conn: psycopg.Connection[Any] | None = None,
+) -> Record:
     """The record of ``db_site`` over [start, end) (aware, on period boundaries), its
     devices named as ``site``'s file names them. Raises :class:`ReportDataError` for an
     unknown site or a database without the flux schema, and
-    :class:`~reconciler.telemetry.errors.DatabaseUnreachable` when it cannot connect."""
+    :class:`~reconciler.telemetry.errors.DatabaseUnreachable` when it cannot connect.
+
+    ``conn``: an open connection to ``url`` to read with (a fleet's worker keeps one for
+    all its sites: a new backend's first queries cost the server about 0.03 s more than
+    a warm one's, a tenth of a site-year's reading)."""
     import psycopg
 
     start, end = start.astimezone(UTC), end.astimezone(UTC)
@@ -270,7 +302,7 @@ def read_record(url: str, site: Site, start: datetime, end: datetime, db_site: s
     grid = site.grid_meter_name
     battery = site.devices.battery.name
     solar_meters = [n for n, m in site.devices.meters.items() if m.role == "solar"]
-    with connect(url) as conn:
+    with _connection(url, conn) as conn:
         for setting in _SESSION:
             conn.execute(setting)
         try:
