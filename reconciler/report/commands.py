@@ -30,8 +30,8 @@ from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
 from reconciler.report.data import ReportDataError, read_record
 from reconciler.report.figures import RateMemo, compute
-from reconciler.report.fleet import CHARTS_MAX_SITES
-from reconciler.telemetry.database import ENV_URL
+from reconciler.report.fleet import CHARTS_MAX_SITES, OPTIMUM_MAX_SITES
+from reconciler.telemetry.database import ENV_URL, connect
 from reconciler.telemetry.errors import DatabaseUnreachable
 
 EXIT_NO_DATA = 3
@@ -45,16 +45,32 @@ def site_figures(
     db_site: str | None,
     with_optimum: bool,
     memo: RateMemo | None = None,
+    conn: Any = None,
 ) -> dict[str, Any]:
-    """The figures of ``site`` over local days [first, last)."""
+    """The figures of ``site`` over local days [first, last); ``conn``: an open connection
+    to ``url`` to read with."""
     start, end = local_midnight(site, first), local_midnight(site, last)
-    rec = read_record(url, site, start, end, db_site or site.site.id)
+    rec = read_record(url, site, start, end, db_site or site.site.id, conn)
     return compute(site, rec, with_optimum=with_optimum, memo=memo)
 
 
 _HTML = ("html", "pdf")
 # Rates evaluated for one site serve the next with the same rates (per process).
 _MEMO = RateMemo()
+# A fleet's process reads all its sites on one connection per database URL.
+_CONNECTIONS: dict[str, Any] = {}
+
+
+def _connection(url: str) -> Any:
+    conn = _CONNECTIONS.get(url)
+    if conn is None or conn.closed or conn.broken:
+        conn = _CONNECTIONS[url] = connect(url)
+    return conn
+
+
+def _close_connections() -> None:
+    while _CONNECTIONS:
+        _CONNECTIONS.popitem()[1].close()
 
 
 @dataclass(frozen=True)
@@ -75,8 +91,9 @@ def _one(job: _Job, raise_errors: bool = False) -> tuple[dict[str, Any], str | N
     """A site's figures and, for HTML or PDF, its rendered section; a fleet's site that
     cannot be reported is ``{"site", "error"}`` (a single site's error is raised)."""
     try:
+        conn = None if raise_errors else _connection(job.url)
         figures = site_figures(
-            job.site, job.url, job.first, job.last, job.db_site, job.with_optimum, _MEMO
+            job.site, job.url, job.first, job.last, job.db_site, job.with_optimum, _MEMO, conn
         )
     except ReportDataError as exc:
         if raise_errors:
@@ -120,8 +137,9 @@ def _fleet_files(sites_dir: Path) -> list[Path]:
     help="Write the report here (default: standard output; PDF needs a file).",
 )  # fmt: skip
 @click.option(
-    "--optimum/--no-optimum", default=True, show_default=True,
-    help="Compute the perfect-foresight optimum (the market opportunity).",
+    "--optimum/--no-optimum", default=None,
+    help="Compute the perfect-foresight optimum (the market opportunity; about 20 s a "
+    f"site-year). Default: on, but off for fleets of more than {OPTIMUM_MAX_SITES} sites.",
 )  # fmt: skip
 @click.option(
     "--jobs",
@@ -142,7 +160,7 @@ def report(
     db_site: str | None,
     output: str,
     out: Path | None,
-    optimum: bool,
+    optimum: bool | None,
     workers: int,
 ) -> None:
     """What sites really did over a range of local days, from their telemetry database:
@@ -172,6 +190,8 @@ def report(
     paths = _fleet_files(sites_dir) if fleet else [find_site(str(site), sites_dir)]
     sites = [load_valid_site(p) for p in paths]
     charts = len(sites) <= CHARTS_MAX_SITES
+    optimum_skipped = optimum is None and fleet and len(sites) > OPTIMUM_MAX_SITES
+    optimum = not optimum_skipped if optimum is None else optimum
     jobs = [
         _Job(s, database_url, first.date(), last.date(), db_site, optimum, output in _HTML,
              charts)
@@ -186,9 +206,12 @@ def report(
         if not fleet:
             done.append(_one(jobs[0], raise_errors=True))
         elif workers == 1 or len(jobs) == 1:
-            for job in jobs:
-                done.append(_one(job))
-                bar.advance(task)
+            try:
+                for job in jobs:
+                    done.append(_one(job))
+                    bar.advance(task)
+            finally:
+                _close_connections()
         else:
             # Sites are independent: each worker reads, computes and renders whole sites.
             spawn = multiprocessing.get_context("spawn")  # no fork under rich's thread
@@ -214,11 +237,13 @@ def report(
 
         assert out is not None
         sections = [h for d, h in done if h is not None and "error" not in d]
-        write_pdf(render(docs, "html", title, fleet, sections), out)
+        write_pdf(render(docs, "html", title, fleet, sections, optimum_skipped), out)
         click.echo(f"wrote {out}", err=True)
         return
     sections = [h for d, h in done if h is not None and "error" not in d]
-    text = render(docs, output, title, fleet, sections if output in _HTML else None)
+    text = render(
+        docs, output, title, fleet, sections if output in _HTML else None, optimum_skipped
+    )
     if out is None:
         click.echo(text)
     else:
@@ -232,12 +257,13 @@ def render(
     title: str,
     fleet: bool,
     sections: list[str] | None = None,
+    optimum_skipped: bool = False,
 ) -> str:
     ok = [d for d in docs if "error" not in d]
     errors = {d["site"]: d["error"] for d in docs if "error" in d}
     from reconciler.report.fleet import summary
 
-    totals = summary(ok, errors) if fleet else None
+    totals = summary(ok, errors, optimum_skipped) if fleet else None
     if output == "json":
         doc: dict[str, Any] = {"fleet": totals, "sites": ok, "errors": errors} if fleet else ok[0]
         return json.dumps(doc, indent=2, ensure_ascii=False)

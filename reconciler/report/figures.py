@@ -29,17 +29,21 @@ in hours or minutes as the key says; days are local days in the site's timezone.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from reconciler.backtest import optimum
 from reconciler.config.model import Site
-from reconciler.control.periods import efa_block
+from reconciler.control.periods import PERIOD, efa_block
 from reconciler.control.schedule import DayPlans, occurrence_at, zone
 from reconciler.planning import lp
-from reconciler.report.data import LATE_MINUTES, FrequencyBucket, Record, Split
+from reconciler.report.data import LATE_MINUTES, FrequencyBucket, Periods, Record
 
 H = 0.5  # hours per settlement period
 #: Rates are sampled this often per period, as the optimum samples them.
@@ -84,33 +88,89 @@ def _rates(site: Site, plans: DayPlans, t: datetime) -> _Rates:
     return _Rates(imp / RATE_STEPS, exp / RATE_STEPS, red)
 
 
+@dataclass(frozen=True, eq=False)
+class RateColumns:
+    """Per period of a range: the import and export rates (p/kWh, the mean of
+    :data:`RATE_STEPS` samples) and whether its middle is in a red band."""
+
+    import_rate: NDArray[np.float64]
+    export_rate: NDArray[np.float64]
+    red: NDArray[np.bool_]
+
+
 class RateMemo:
-    """Rates per period start, shared by the sites of a fleet whose rates and timezone are
-    the same (most of a fleet): each period is evaluated once, not once per site."""
+    """Rates per range, shared by the sites of a fleet whose rates and timezone are the
+    same (most of a fleet) over the same range: each period is evaluated once, not once per
+    site."""
 
     def __init__(self) -> None:
-        self._by_key: dict[str, dict[datetime, _Rates]] = {}
+        self._by_key: dict[tuple[str, datetime, int], RateColumns] = {}
 
-    def rates(self, site: Site, starts: list[datetime]) -> list[_Rates]:
+    def rates(self, site: Site, start: datetime, n: int) -> RateColumns:
+        """The rates of the ``n`` periods from ``start`` (UTC, on a period boundary)."""
         key = json.dumps(
             [site.site.timezone, [r.model_dump(mode="json") for r in site.rates]],
             sort_keys=True,
         )
-        memo = self._by_key.setdefault(key, {})
-        plans = DayPlans()
-        out = []
-        for t in starts:
-            r = memo.get(t)
-            if r is None:
-                r = memo[t] = _rates(site, plans, t)
-            out.append(r)
-        return out
+        got = self._by_key.get((key, start, n))
+        if got is None:
+            plans = DayPlans()
+            each = [_rates(site, plans, start + i * PERIOD) for i in range(n)]
+            got = self._by_key[(key, start, n)] = RateColumns(
+                np.array([r.import_rate for r in each], dtype=np.float64),
+                np.array([r.export_rate for r in each], dtype=np.float64),
+                np.array([r.red for r in each], dtype=np.bool_),
+            )
+        return got
 
 
-def _split(g: float, b: float) -> Split:
-    """A period's flows from its means alone (no 5 minute rollups)."""
-    return Split(max(g, 0.0), max(-g, 0.0), max(b, 0.0), max(-b, 0.0),
-                 max(g + b, 0.0), max(-g - b, 0.0))  # fmt: skip
+def _split_columns(g: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The periods' flows from their means alone (no 5 minute rollups), as
+    :data:`~reconciler.report.data.SPLIT_COLUMNS` (n x 6)."""
+    z = 0.0
+    return np.stack(
+        [np.maximum(g, z), np.maximum(-g, z), np.maximum(b, z), np.maximum(-b, z),
+         np.maximum(g + b, z), np.maximum(-g - b, z)], axis=1,
+    )  # fmt: skip
+
+
+def _by_day(values: NDArray[np.float64], use: NDArray[np.bool_], cal: _Calendar) -> list[float]:
+    """The sum of ``values`` over the periods ``use`` of each local day (``bincount`` adds
+    in index order: the sums of a loop over the periods, to the last bit)."""
+    sums = np.bincount(cal.day[use], values[use], minlength=len(cal.days))
+    return [float(v) for v in sums.tolist()]
+
+
+def _peaks(
+    ps: Periods,
+    red: NDArray[np.bool_],
+    g: NDArray[np.float64],
+    idle: NDArray[np.float64],
+    cal: _Calendar,
+    tz: Any,
+) -> list[dict[str, Any]]:
+    """Per local day with a complete red-band period (``red``), the highest import with the
+    battery (kW, and when: the first half hour at the highest) and without it (grid +
+    battery); 0 when the site did not import."""
+    out: dict[int, dict[str, Any]] = {}
+    at = np.flatnonzero(red).tolist()
+    for i, day, gi, idle_i in zip(
+        at, cal.day[red].tolist(), g[red].tolist(), idle[red].tolist(), strict=True
+    ):
+        peak = out.setdefault(
+            day,
+            {
+                "date": cal.days[day].isoformat(),
+                "with_battery_kw": 0.0,
+                "at": None,
+                "without_battery_kw": 0.0,
+            },
+        )
+        if gi > peak["with_battery_kw"]:
+            peak["with_battery_kw"] = gi
+            peak["at"] = ps.at(i).astimezone(tz).isoformat()
+        peak["without_battery_kw"] = max(peak["without_battery_kw"], idle_i)
+    return [out[d] for d in sorted(out)]  # fmt: skip
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -128,13 +188,14 @@ def soe_distribution(site: Site, rec: Record) -> dict[str, Any]:
     top band includes 100 %); percentiles in kWh and % of nameplate; None without readings.
     """
     nameplate = site.devices.battery.nameplate_energy_kwh
-    values = sorted(p.soe_kwh for p in rec.periods if p.soe_kwh is not None)
+    soe = rec.periods.soe_kwh
+    known = np.sort(soe[~np.isnan(soe)])
+    values: list[float] = known.tolist()
     bands = list(range(0, 100, SOE_BIN_PCT))
-    hours = dict.fromkeys(bands, 0.0)
-    for v in values:
-        pct = 100 * v / nameplate
-        band = min(max(int(pct // SOE_BIN_PCT) * SOE_BIN_PCT, 0), bands[-1])
-        hours[band] += H
+    # floor_divide is Python's float // (the same remainder rule); half hours add exactly.
+    band = np.clip(np.floor_divide(100 * known / nameplate, SOE_BIN_PCT), 0, len(bands) - 1)
+    counts = np.bincount(band.astype(np.int64), minlength=len(bands))
+    hours = {b: H * int(c) for b, c in zip(bands, counts.tolist(), strict=True)}
     pcts = {f"p{q}": _percentile(values, q) for q in SOE_PERCENTILES} if values else None
     return {
         "samples": len(values),
@@ -194,24 +255,74 @@ def round_trip(
     return out
 
 
-def _round_trip(site: Site, rec: Record, flows: dict[int, tuple[float, float]]) -> dict[str, Any]:
-    """:func:`round_trip` over the complete periods (``flows``: charge, discharge kWh by
-    index) whose start SoE is known: the previous period's end, or the range's first
-    reading for the first period holding battery readings."""
-    charged = discharged = change = 0.0
-    known = False
-    first = next((i for i, p in enumerate(rec.periods) if p.soe_kwh is not None), None)
-    for i, (c, d) in sorted(flows.items()):
-        end = rec.periods[i].soe_kwh
-        start = rec.soe_start_kwh if i == first else rec.periods[i - 1].soe_kwh if i else None
-        if start is None or end is None:
-            continue
-        charged += c
-        discharged += d
-        change += end - start
-        known = True
+def _round_trip(
+    site: Site,
+    rec: Record,
+    keep: NDArray[np.bool_],
+    charge: NDArray[np.float64],
+    discharge: NDArray[np.float64],
+) -> dict[str, Any]:
+    """:func:`round_trip` over the complete periods (``keep``; ``charge``, ``discharge``:
+    kWh per period) whose start SoE is known: the previous period's end, or the range's
+    first reading for the first period holding battery readings."""
+    soe = rec.periods.soe_kwh
+    start = np.concatenate(([np.nan], soe[:-1]))
+    held = np.flatnonzero(~np.isnan(soe))
+    if len(held):
+        first = rec.soe_start_kwh
+        start[held[0]] = np.nan if first is None else first
+    use = keep & ~np.isnan(start) & ~np.isnan(soe)
+    # Python's sum over lists: the same additions, in the same order, as period by period.
     return round_trip(
-        charged, discharged, change if known else None, site.devices.battery.nameplate_energy_kwh
+        sum(charge[use].tolist(), 0.0),
+        sum(discharge[use].tolist(), 0.0),
+        sum((soe[use] - start[use]).tolist(), 0.0) if use.any() else None,
+        site.devices.battery.nameplate_energy_kwh,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class _Calendar:
+    """Each period's local day (index into ``days``), weekday (Monday 0), half hour of the
+    local day (0-47; 46 and 47 twice on the day the clocks go back) and month (index into
+    ``months``, "YYYY-MM")."""
+
+    days: list[date]
+    day: NDArray[np.int64]
+    weekday: NDArray[np.int64]
+    slot: NDArray[np.int64]
+    months: list[str]
+    month: NDArray[np.int64]
+
+
+def _calendar(start: datetime, n: int, tz: Any) -> _Calendar:
+    """The local calendar of the ``n`` periods from ``start``, from the zone's UTC offset
+    at each: asked of the zone once a day, and per period only on a day it changes."""
+
+    def offset(i: int) -> int:
+        at = (start + i * PERIOD).astimezone(tz).utcoffset()
+        return 0 if at is None else int(at.total_seconds())
+
+    offsets = np.empty(n, dtype=np.int64)
+    i = 0
+    while i < n:
+        j = min(i + 48, n) - 1
+        a, b = offset(i), offset(j)
+        offsets[i : j + 1] = a if a == b else [offset(k) for k in range(i, j + 1)]
+        i = j + 1
+    wall = int(start.timestamp()) + 1800 * np.arange(n, dtype=np.int64) + offsets
+    epoch_day = wall // 86400
+    firsts, day = np.unique(epoch_day, return_inverse=True)
+    epoch = date(1970, 1, 1)
+    days = [epoch + timedelta(days=int(d)) for d in firsts.tolist()]
+    months, month_of_day = np.unique([f"{d:%Y-%m}" for d in days], return_inverse=True)
+    return _Calendar(
+        days,
+        day.astype(np.int64),
+        (epoch_day + 3) % 7,  # 1 January 1970 was a Thursday
+        (wall % 86400) // 1800,
+        [str(m) for m in months],
+        month_of_day.astype(np.int64)[day] if days else np.zeros(0, dtype=np.int64),
     )
 
 
@@ -239,81 +350,79 @@ def compute(
     site: Site, rec: Record, *, with_optimum: bool = True, memo: RateMemo | None = None
 ) -> dict[str, Any]:
     """The report's figures (see the module docstring); ``memo``: rates already evaluated
-    for other sites of a fleet."""
-    tz = zone(site.site.timezone)
-    rates = (memo or RateMemo()).rates(site, [p.start for p in rec.periods])
-    energy: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(ENERGY_KEYS, 0.0))
-    money: dict[date, dict[str, float]] = defaultdict(lambda: dict.fromkeys(MONEY_KEYS, 0.0))
-    peaks: dict[date, dict[str, Any]] = {}
-    missing: dict[date, int] = defaultdict(int)
-    earned: list[float] = []  # battery value per complete period, £
-    flows: dict[int, tuple[float, float]] = {}  # battery charge, discharge kWh per period
-    keep: list[int] = []
-    counters = [0.0, 0.0]  # the grid meter's own import and export counters, kWh
-    for i, p in enumerate(rec.periods):
-        day = p.start.astimezone(tz).date()
-        e, m = energy[day], money[day]
-        if p.grid_kw is None or p.battery_kw is None:
-            missing[day] += 1
-            continue
-        g, b, s = p.grid_kw, p.battery_kw, p.solar_kw
-        x = p.split or _split(g, b)
-        e["grid_import_kwh"] += x.import_kw * H
-        e["grid_export_kwh"] += x.export_kw * H
-        counters[0] += p.grid_import_kwh or 0.0
-        counters[1] += p.grid_export_kwh or 0.0
-        e["solar_kwh"] += s * H
-        e["load_kwh"] += max(0.0, g + s + b) * H
-        e["battery_charged_kwh"] += x.charge_kw * H
-        e["battery_discharged_kwh"] += x.discharge_kw * H
-        flows[i] = (x.charge_kw * H, x.discharge_kw * H)
-        r = rates[i]
-        price = rec.prices.get(p.start)
-        imbalance = b * H * price / 100 if price is not None else 0.0
-        idle = g + b
-        bill = x.import_kw * H * r.import_rate / 100
-        bill0 = x.idle_import_kw * H * r.import_rate / 100
-        exp = x.export_kw * H * r.export_rate / 100
-        exp0 = x.idle_export_kw * H * r.export_rate / 100
-        value = imbalance + (bill0 - exp0) - (bill - exp)
-        m["imbalance_value_gbp"] += imbalance
-        m["import_bill_gbp"] += bill
-        m["import_bill_without_battery_gbp"] += bill0
-        m["export_earnings_gbp"] += exp
-        m["export_earnings_without_battery_gbp"] += exp0
-        m["bill_saved_gbp"] += (bill0 - exp0) - (bill - exp)
-        m["battery_value_gbp"] += value
-        if r.red:
-            m["red_band_import_avoided_kwh"] += (max(idle, 0.0) - max(g, 0.0)) * H
-            peak = peaks.setdefault(
-                day, {"date": day.isoformat(), "with_battery_kw": 0.0, "at": None,
-                      "without_battery_kw": 0.0}
-            )  # fmt: skip
-            if g > peak["with_battery_kw"]:
-                peak["with_battery_kw"] = g
-                peak["at"] = p.start.astimezone(tz).isoformat()
-            peak["without_battery_kw"] = max(peak["without_battery_kw"], idle)
-        earned.append(value)
-        keep.append(i)
+    for other sites of a fleet.
 
-    days = sorted(set(energy) | set(money))
+    Computed over the periods' columns, one array operation for all the half hours: each
+    figure is the same IEEE arithmetic, in the same order, as adding period after period
+    (element-wise operations as the scalar expressions are written; a day's sum by
+    ``bincount``, which adds in index order; totals by Python's ``sum`` over the days), so
+    the figures are those of a loop over the periods to the last bit.
+    """
+    tz = zone(site.site.timezone)
+    ps = rec.periods
+    n = len(ps)
+    rates = (memo or RateMemo()).rates(site, ps.start, n)
+    cal = _calendar(ps.start, n, tz)
+    days = cal.days
+    g, b, s = ps.grid_kw, ps.battery_kw, ps.solar_kw
+    complete = ~np.isnan(g) & ~np.isnan(b)
+    # Where no 5 minute bucket held both, the flows come from the period's means alone.
+    x = np.where(np.isnan(ps.split), _split_columns(g, b), ps.split)
+    imp, exp_kw, dis, chg, idle_imp, idle_exp = (x[:, k] for k in range(6))
+    imbalance = np.where(np.isnan(ps.price), 0.0, b * H * ps.price / 100)
+    idle = g + b
+    bill = imp * H * rates.import_rate / 100
+    bill0 = idle_imp * H * rates.import_rate / 100
+    exp = exp_kw * H * rates.export_rate / 100
+    exp0 = idle_exp * H * rates.export_rate / 100
+    value = imbalance + (bill0 - exp0) - (bill - exp)
+    red = complete & rates.red
+    per_period = {
+        "grid_import_kwh": imp * H,
+        "grid_export_kwh": exp_kw * H,
+        "solar_kwh": s * H,
+        "load_kwh": np.maximum(0.0, g + s + b) * H,
+        "battery_charged_kwh": chg * H,
+        "battery_discharged_kwh": dis * H,
+        "imbalance_value_gbp": imbalance,
+        "import_bill_gbp": bill,
+        "import_bill_without_battery_gbp": bill0,
+        "export_earnings_gbp": exp,
+        "export_earnings_without_battery_gbp": exp0,
+        "bill_saved_gbp": (bill0 - exp0) - (bill - exp),
+        "red_band_import_avoided_kwh": (np.maximum(idle, 0.0) - np.maximum(g, 0.0)) * H,
+        "battery_value_gbp": value,
+    }
+    by_day = {
+        k: _by_day(v, red if k == "red_band_import_avoided_kwh" else complete, cal)
+        for k, v in per_period.items()
+    }
+    energy = {k: by_day[k] for k in ENERGY_KEYS}
+    money = {k: by_day[k] for k in MONEY_KEYS}
+    missing = np.bincount(cal.day[~complete], minlength=len(days)).tolist()
+    keep = np.flatnonzero(complete)
+    counters = [
+        sum(np.where(np.isnan(c), 0.0, c)[complete].tolist(), 0.0)
+        for c in (ps.grid_import_kwh, ps.grid_export_kwh)
+    ]  # the grid meter's own import and export counters, kWh
+    peaks = _peaks(ps, red, g, idle, cal, tz)
     n_complete = len(keep)
-    energy_total = {k: _r(sum(energy[d][k] for d in days)) for k in ENERGY_KEYS}
-    money_total = {k: _r(sum(money[d][k] for d in days), 2) for k in MONEY_KEYS}
+    energy_total = {k: _r(sum(energy[k])) for k in ENERGY_KEYS}
+    money_total = {k: _r(sum(money[k]), 2) for k in MONEY_KEYS}
     throughput = energy_total["battery_charged_kwh"] + energy_total["battery_discharged_kwh"]
     nameplate = site.devices.battery.nameplate_energy_kwh
     interval_h = site.telemetry.record_interval_s / 3600
     notes: list[str] = []
-    if not rec.periods:
+    if not n:
         notes.append("The range holds no settlement period.")
     elif n_complete == 0:
         notes.append(
             "The database holds no grid meter and battery readings for this range: "
             "nothing to report (flux db gaps lists what is missing)."
         )
-    elif n_complete < len(rec.periods):
+    elif n_complete < n:
         notes.append(
-            f"{len(rec.periods) - n_complete} of {len(rec.periods)} settlement periods lack "
+            f"{n - n_complete} of {n} settlement periods lack "
             "grid meter or battery readings and are left out of every figure."
         )
     if rec.arrivals is None:
@@ -321,7 +430,7 @@ def compute(
             "The database does not record when rows arrived (its schema predates "
             "received_at: `flux db migrate` adds it), so late uploads are not counted."
         )
-    if not rec.prices:
+    if not rec.prices_recorded:
         notes.append(
             "The database holds no imbalance prices for this range: the imbalance value is 0 "
             "and the market opportunity is not computed."
@@ -329,7 +438,7 @@ def compute(
     peak_days = [
         {**v, "with_battery_kw": _r(v["with_battery_kw"], 1),
          "without_battery_kw": _r(v["without_battery_kw"], 1)}
-        for _, v in sorted(peaks.items())
+        for v in peaks
     ]  # fmt: skip
     figures: dict[str, Any] = {
         "site": site.site.id,
@@ -338,25 +447,27 @@ def compute(
         "timezone": site.site.timezone,
         "from": rec.start.astimezone(tz).isoformat(),
         "to": rec.end.astimezone(tz).isoformat(),
-        "periods": len(rec.periods),
+        "periods": n,
         "complete_periods": n_complete,
         "energy": {
             "total": energy_total,
             "days": [
-                {"date": d.isoformat(), **{k: _r(energy[d][k]) for k in ENERGY_KEYS}} for d in days
+                {"date": d.isoformat(), **{k: _r(energy[k][j]) for k in ENERGY_KEYS}}
+                for j, d in enumerate(days)
             ],
         },
         "money": {
             "prices": (
                 f"imbalance prices the agent fetched ({', '.join(rec.price_sources)}; the "
                 "latest fetch of each period, so the latest settlement run it saw)"
-                if rec.prices
+                if rec.prices_recorded
                 else None
             ),
-            "priced_periods": sum(1 for i in keep if rec.periods[i].start in rec.prices),
+            "priced_periods": int(np.count_nonzero(~np.isnan(ps.price[keep]))),
             "total": money_total,
             "days": [
-                {"date": d.isoformat(), **{k: _r(money[d][k], 2) for k in MONEY_KEYS}} for d in days
+                {"date": d.isoformat(), **{k: _r(money[k][j], 2) for k in MONEY_KEYS}}
+                for j, d in enumerate(days)
             ],
         },
         "battery": {
@@ -373,7 +484,7 @@ def compute(
             "minutes_over_export_limit": _r(rec.readings_over_export * interval_h * 60, 1),
             "minutes_soe_outside_limits": _r(rec.readings_soe_outside * interval_h * 60, 1),
             "soe": soe_distribution(site, rec),
-            "round_trip": _round_trip(site, rec, flows),
+            "round_trip": _round_trip(site, rec, complete, chg * H, dis * H),
         },
         "peaks": {
             "max_with_battery_kw": max((p["with_battery_kw"] for p in peak_days), default=None),
@@ -382,15 +493,17 @@ def compute(
             ),
             "days": peak_days,
         },
-        "opportunity": _opportunity(site, rec, rates, keep, earned, with_optimum, notes),
+        "opportunity": _opportunity(
+            site, rec, rates, keep.tolist(), value[keep].tolist(), with_optimum, notes, cal
+        ),
         "frequency_response": _frequency_response(rec, tz),
-        "patterns": _patterns(rec, keep, tz),
+        "patterns": _patterns(rec, complete, exp_kw, cal),
         "quality": {
             **_quality(rec, missing, days),
             "grid_meter_counters": _counters(counters, energy_total),
         },
         "notes": notes,
-        "attribution": ELEXON if rec.prices else None,
+        "attribution": ELEXON if rec.prices_recorded else None,
     }
     return figures
 
@@ -398,12 +511,15 @@ def compute(
 def _opportunity(
     site: Site,
     rec: Record,
-    rates: list[_Rates],
+    rates: RateColumns,
     keep: list[int],
     earned: list[float],
     with_optimum: bool,
     notes: list[str],
+    cal: _Calendar,
 ) -> dict[str, Any]:
+    """The perfect-foresight optimum over the complete periods ``keep`` against what the
+    battery earned in each (``earned``, £)."""
     out: dict[str, Any] = {
         "computed": False,
         "optimum_gbp": None,
@@ -412,19 +528,20 @@ def _opportunity(
         "left_gbp": None,
         "top_periods": [],
     }
-    if not with_optimum or not rec.prices or not keep:
+    if not with_optimum or not rec.prices_recorded or not keep:
         return out
     tz = zone(site.site.timezone)
-    ps = [rec.periods[i] for i in keep]
-    loads = [max(0.0, (p.grid_kw or 0.0) + p.solar_kw + (p.battery_kw or 0.0)) for p in ps]
+    ps = rec.periods
+    g, b, s = ps.grid_kw[keep], ps.battery_kw[keep], ps.solar_kw[keep]
+    loads = np.maximum(0.0, np.where(g == 0, 0.0, g) + s + np.where(b == 0, 0.0, b))
     x = optimum.Inputs(
-        tuple(p.start for p in ps),
-        tuple(p.start.astimezone(tz).date() for p in ps),
-        tuple(loads),
-        tuple(p.solar_kw for p in ps),
-        tuple(rec.prices.get(p.start) for p in ps),
-        tuple(rates[i].import_rate for i in keep),
-        tuple(rates[i].export_rate for i in keep),
+        tuple(ps.at(i) for i in keep),
+        tuple(cal.days[d] for d in cal.day[keep].tolist()),
+        tuple(loads.tolist()),
+        tuple(s.tolist()),
+        tuple(None if math.isnan(p) else p for p in ps.price[keep].tolist()),
+        tuple(rates.import_rate[keep].tolist()),
+        tuple(rates.export_rate[keep].tolist()),
     )
     soe = rec.soe_start_kwh if rec.soe_start_kwh is not None else site.soe_min_kwh
     try:
@@ -432,12 +549,12 @@ def _opportunity(
     except lp.NoSolution as exc:
         notes.append(f"The optimum could not be computed ({exc}).")
         return out
-    per = [best.value_gbp([j]) for j in range(len(ps))]
+    per = [best.value_gbp([j]) for j in range(len(keep))]
     total = sum(per)
-    gaps = {j: per[j] - earned[j] for j in range(len(ps))}
+    gaps = {j: per[j] - earned[j] for j in range(len(keep))}
     # Only periods where something was left: the control beat the optimum's split elsewhere.
     left = [j for j in sorted(gaps, key=lambda j: -gaps[j]) if gaps[j] > 0.005][:TOP_PERIODS]
-    if len(keep) < len(rec.periods):
+    if len(keep) < len(ps):
         notes.append("The optimum runs over the complete periods only, as if they were adjacent.")
     out.update(
         computed=True,
@@ -447,10 +564,10 @@ def _opportunity(
         optimum_cycles=_r(best.cycles()),
         top_periods=[
             {
-                "start": ps[j].start.astimezone(tz).isoformat(),
+                "start": x.starts[j].astimezone(tz).isoformat(),
                 "price": x.price[j],
                 "optimum_battery_kw": _r(best.battery_kw[j], 1),
-                "battery_kw": _r(ps[j].battery_kw or 0.0, 1),
+                "battery_kw": _r(b[j], 1),
                 "optimum_gbp": _r(per[j], 2),
                 "earned_gbp": _r(earned[j], 2),
                 "left_gbp": _r(per[j] - earned[j], 2),
@@ -508,27 +625,30 @@ def _frequency_response(rec: Record, tz: Any) -> dict[str, Any]:
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _patterns(rec: Record, keep: list[int], tz: Any) -> dict[str, Any]:
+def _patterns(
+    rec: Record, keep: NDArray[np.bool_], export_kw: NDArray[np.float64], cal: _Calendar
+) -> dict[str, Any]:
     """How the homes use energy: mean load and solar kW per local weekday and half hour,
-    the average day of each month, and the share of solar used on site (not exported)."""
-    cells: dict[tuple[int, int], list[float]] = {}
+    the average day of each month, and the share of solar used on site (not exported:
+    ``export_kw`` per period)."""
+    ps = rec.periods
+    g, b, s = ps.grid_kw[keep], ps.battery_kw[keep], ps.solar_kw[keep]
+    load = np.maximum(0.0, np.where(g == 0, 0.0, g) + s + np.where(b == 0, 0.0, b))
+    slot = cal.slot[keep]
+
+    def sums(cell: NDArray[np.int64], size: int) -> dict[int, list[float]]:
+        # Each cell's sums, added in period order as a loop over the periods adds them.
+        count = np.bincount(cell, minlength=size).tolist()
+        total = [np.bincount(cell, v, minlength=size).tolist() for v in (load, s)]
+        return {c: [total[0][c], total[1][c], float(count[c])] for c in range(size) if count[c]}
+
+    week = sums(cal.weekday[keep] * 48 + slot, 7 * 48)
+    cells = {(at // 48, at % 48): v for at, v in week.items()}
     months: dict[str, dict[int, list[float]]] = {}
-    solar_kwh = exported_solar_kwh = 0.0
-    for i in keep:
-        p = rec.periods[i]
-        local = p.start.astimezone(tz)
-        slot = local.hour * 2 + local.minute // 30
-        load = max(0.0, (p.grid_kw or 0.0) + p.solar_kw + (p.battery_kw or 0.0))
-        for acc in (
-            cells.setdefault((local.weekday(), slot), [0.0, 0.0, 0.0]),
-            months.setdefault(local.strftime("%Y-%m"), {}).setdefault(slot, [0.0, 0.0, 0.0]),
-        ):
-            acc[0] += load
-            acc[1] += p.solar_kw
-            acc[2] += 1
-        export = p.split.export_kw if p.split is not None else max(-(p.grid_kw or 0.0), 0.0)
-        solar_kwh += p.solar_kw * H
-        exported_solar_kwh += min(p.solar_kw, export) * H
+    for at, v in sums(cal.month[keep] * 48 + slot, len(cal.months) * 48).items():
+        months.setdefault(cal.months[at // 48], {})[at % 48] = v
+    solar_kwh = sum((s * H).tolist(), 0.0)
+    exported_solar_kwh = sum((np.minimum(s, export_kw[keep]) * H).tolist(), 0.0)
 
     def grid(k: int) -> list[list[float | None]]:
         return [
@@ -578,7 +698,9 @@ def _counters(counters: list[float], energy: dict[str, float]) -> dict[str, Any]
     }
 
 
-def _quality(rec: Record, missing: dict[date, int], days: list[date]) -> dict[str, Any]:
+def _quality(rec: Record, missing: list[int], days: list[date]) -> dict[str, Any]:
+    """Per device, completeness, gaps and late rows; the missing periods (``missing``: per
+    day of ``days``)."""
     minutes = (rec.end - rec.start).total_seconds() / 60
     by_device: dict[str, dict[str, Any]] = {}
     for name in sorted({*rec.devices, *(g.device for g in rec.gaps)}):
@@ -603,8 +725,10 @@ def _quality(rec: Record, missing: dict[date, int], days: list[date]) -> dict[st
         "late_after_minutes": LATE_MINUTES,
         "arrivals_recorded": rec.arrivals is not None,
         "devices": by_device,
-        "missing_periods": sum(missing.values()),
-        "missing_periods_by_day": {d.isoformat(): missing[d] for d in days if missing[d]},
-        "priced_periods": sum(1 for p in rec.periods if p.start in rec.prices),
+        "missing_periods": sum(missing),
+        "missing_periods_by_day": {
+            d.isoformat(): m for d, m in zip(days, missing, strict=True) if m
+        },
+        "priced_periods": int(np.count_nonzero(~np.isnan(rec.periods.price))),
         "longest_gaps": [g.as_json() for g in longest],
     }

@@ -16,9 +16,23 @@ NO_CHARTS = (
     "`flux report SITE` draws one site's."
 )
 
+#: Past this many sites, a fleet report leaves the perfect-foresight optimum out unless
+#: asked (--optimum): it is a linear programme per site, about 20 s a site-year on one core
+#: (the rest of a site-year's figures: a tenth of a second), so a thousand site-years would
+#: take hours on this machine; bench/report.py --fleet times it.
+OPTIMUM_MAX_SITES = 25
+NO_OPTIMUM = (
+    f"The market opportunity (the perfect-foresight optimum) is left out of fleets of more "
+    f"than {OPTIMUM_MAX_SITES} sites: it takes about 20 s a site-year; `--optimum` computes "
+    "it, and `flux report SITE` computes one site's."
+)
 
-def summary(sites: list[dict[str, Any]], errors: dict[str, str]) -> dict[str, Any]:
-    """The fleet's totals (kWh, £) and a row per site reported."""
+
+def summary(
+    sites: list[dict[str, Any]], errors: dict[str, str], optimum_skipped: bool = False
+) -> dict[str, Any]:
+    """The fleet's totals (kWh, £) and a row per site reported; ``optimum_skipped``: the
+    optimum was left out by default (:data:`OPTIMUM_MAX_SITES`), which the summary says."""
     rows = []
     for f in sites:
         b, q = f["battery"], f["quality"]
@@ -47,6 +61,7 @@ def summary(sites: list[dict[str, Any]], errors: dict[str, str]) -> dict[str, An
         "total": total,
         "by_site": rows,
         "charts_per_site": len(rows) + len(errors) <= CHARTS_MAX_SITES,
+        "optimum_note": NO_OPTIMUM if optimum_skipped else None,
     }
 
 

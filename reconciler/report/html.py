@@ -99,6 +99,8 @@ def html(
             parts += _table(t)
         if not fleet["charts_per_site"]:
             parts.append(f'<p class="note">{escape(NO_CHARTS)}</p>')
+        if fleet.get("optimum_note"):
+            parts.append(f'<p class="note">{escape(fleet["optimum_note"])}</p>')
         parts.append("</section>")
     parts += sections if sections is not None else [section(f) for f in sites]
     for name, message in (errors or {}).items():

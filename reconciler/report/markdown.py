@@ -25,6 +25,8 @@ def markdown(sites: list[dict[str, Any]], fleet: dict[str, Any] | None = None) -
     lines: list[str] = []
     for t in fleet_tables(fleet) if fleet is not None else []:
         lines += _table(t)
+    if fleet is not None and fleet.get("optimum_note"):
+        lines += [f"> {fleet['optimum_note']}", ""]
     for f in sites:
         lines += [f"## {heading(f)}", ""]
         for t in tables(f):

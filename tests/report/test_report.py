@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
 from reconciler.report.figures import round_trip
-from reconciler.report.fleet import CHARTS_MAX_SITES
+from reconciler.report.fleet import CHARTS_MAX_SITES, NO_OPTIMUM, OPTIMUM_MAX_SITES
 from tests.pg import url_for
 from tests.report.conftest import DEMO, HOURS
 
@@ -266,6 +266,34 @@ def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
     assert "Charts per site are drawn for fleets of up to" in big.stdout
     assert "<img" not in big.stdout
     assert "<h3>Energy (total)</h3>" in big.stdout
+
+    # Past OPTIMUM_MAX_SITES sites the optimum is left out unless asked, and the report says so.
+    assert len(list(sites.iterdir())) > OPTIMUM_MAX_SITES
+    plain = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+                 "--output", "json")  # fmt: skip
+    doc = json.loads(plain.stdout)
+    assert doc["fleet"]["optimum_note"] == NO_OPTIMUM
+    assert doc["sites"][0]["opportunity"]["computed"] is False
+    asked = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+                 "--output", "json", "--optimum")  # fmt: skip
+    doc = json.loads(asked.stdout)
+    assert doc["fleet"]["optimum_note"] is None
+    assert doc["sites"][0]["opportunity"]["computed"] is True
+    md = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+              "--output", "markdown")  # fmt: skip
+    assert f"> {NO_OPTIMUM}" in md.stdout
+    assert NO_OPTIMUM in flux(
+        "--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url
+    ).stdout.replace("&#x27;", "'").replace("&#x60;", "`")
+    # A small fleet computes it by default.
+    for extra in sites.glob("x*.yaml"):
+        extra.unlink()
+    small = json.loads(
+        flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
+             "--output", "json").stdout
+    )  # fmt: skip
+    assert small["fleet"]["optimum_note"] is None
+    assert small["sites"][0]["opportunity"]["computed"] is True
 
 
 def test_soe_distribution_and_round_trip_efficiency_from_the_raw_readings(
