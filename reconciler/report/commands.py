@@ -170,19 +170,8 @@ def report(
     Exit 0 with a report, 1 when a tool the output needs is missing (Chromium for pdf), 2 on
     a usage error or an unknown site, 3 when the range holds no readings of the site.
     """
-    if fleet == (site is not None):
-        raise click.UsageError("give a SITE (file or id) or --fleet, not both and not neither")
-    if first >= last:
-        raise click.UsageError(
-            f"--from {first:%Y-%m-%d} is not before --to {last:%Y-%m-%d}: the range is empty "
-            "(--to is the day after the last)"
-        )
-    if not database_url:
-        raise click.UsageError(f"give --database-url URL (or ${ENV_URL})")
-    if db_site is not None and fleet:
-        raise click.UsageError("--db-site names one site; leave it out with --fleet")
-    if output == "pdf" and out is None:
-        raise click.UsageError("--output pdf writes a file: give --out FILE.pdf")
+    _check_usage(site, fleet, first, last, database_url, db_site, output, out)
+    assert database_url is not None
     if output == "pdf":
         from reconciler.report.pdf import chromium
 
@@ -197,12 +186,73 @@ def report(
              charts)
         for s in sites
     ]  # fmt: skip
+    done = _run(jobs, fleet, workers)
+    docs = [d for d, _ in done]
+    if not fleet and docs[0]["complete_periods"] == 0:
+        fail(
+            f"the database holds no grid meter and battery readings of site "
+            f"{docs[0]['db_site']!r} from {docs[0]['from'][:10]} to {docs[0]['to'][:10]} "
+            "(exclusive); choose days it recorded (`flux db gaps` lists what is missing)",
+            EXIT_NO_DATA,
+        )
+    title = (
+        f"Flux fleet report {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+        if fleet
+        else f"Flux report: {docs[0]['site']}"
+    )
+    sections = [h for d, h in done if h is not None and "error" not in d]
+    if output == "pdf":
+        from reconciler.report.pdf import write_pdf
+
+        assert out is not None
+        write_pdf(render(docs, "html", title, fleet, sections, optimum_skipped), out)
+        click.echo(f"wrote {out}", err=True)
+        return
+    text = render(
+        docs, output, title, fleet, sections if output in _HTML else None, optimum_skipped
+    )
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+
+
+def _check_usage(
+    site: str | None,
+    fleet: bool,
+    first: datetime,
+    last: datetime,
+    database_url: str | None,
+    db_site: str | None,
+    output: str,
+    out: Path | None,
+) -> None:
+    """The option combinations that cannot make a report, as usage errors (exit 2)."""
+    if fleet == (site is not None):
+        raise click.UsageError("give a SITE (file or id) or --fleet, not both and not neither")
+    if first >= last:
+        raise click.UsageError(
+            f"--from {first:%Y-%m-%d} is not before --to {last:%Y-%m-%d}: the range is empty "
+            "(--to is the day after the last)"
+        )
+    if not database_url:
+        raise click.UsageError(f"give --database-url URL (or ${ENV_URL})")
+    if db_site is not None and fleet:
+        raise click.UsageError("--db-site names one site; leave it out with --fleet")
+    if output == "pdf" and out is None:
+        raise click.UsageError("--output pdf writes a file: give --out FILE.pdf")
+
+
+def _run(jobs: list[_Job], fleet: bool, workers: int) -> list[tuple[dict[str, Any], str | None]]:
+    """Each site's figures (and rendered section), with a progress bar on a terminal: one
+    site here (its errors raised), a fleet in ``workers`` processes (errors per site)."""
     done: list[tuple[dict[str, Any], str | None]] = []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
     ) as bar:  # fmt: skip
-        task = bar.add_task(f"report ({workers} processes)", total=len(sites))
+        task = bar.add_task(f"report ({workers} processes)", total=len(jobs))
         if not fleet:
             done.append(_one(jobs[0], raise_errors=True))
         elif workers == 1 or len(jobs) == 1:
@@ -219,36 +269,7 @@ def report(
                 for result in pool.map(_one, jobs, chunksize=1):
                     done.append(result)
                     bar.advance(task)
-    docs = [d for d, _ in done]
-    if not fleet and docs[0]["complete_periods"] == 0:
-        fail(
-            f"the database holds no grid meter and battery readings of site "
-            f"{docs[0]['db_site']!r} from {docs[0]['from'][:10]} to {docs[0]['to'][:10]} "
-            "(exclusive); choose days it recorded (`flux db gaps` lists what is missing)",
-            EXIT_NO_DATA,
-        )
-    title = (
-        f"Flux fleet report {first:%Y-%m-%d} to {last:%Y-%m-%d}"
-        if fleet
-        else f"Flux report: {docs[0]['site']}"
-    )
-    if output == "pdf":
-        from reconciler.report.pdf import write_pdf
-
-        assert out is not None
-        sections = [h for d, h in done if h is not None and "error" not in d]
-        write_pdf(render(docs, "html", title, fleet, sections, optimum_skipped), out)
-        click.echo(f"wrote {out}", err=True)
-        return
-    sections = [h for d, h in done if h is not None and "error" not in d]
-    text = render(
-        docs, output, title, fleet, sections if output in _HTML else None, optimum_skipped
-    )
-    if out is None:
-        click.echo(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {out}", err=True)
+    return done
 
 
 def render(
