@@ -52,3 +52,17 @@ def test_received_at_is_null_before_the_migration_and_now_after(
                 f" FROM flux.{table} ORDER BY time"
             ).fetchall()
             assert rows == [("00:00", None), ("00:01", now[0] if now else None)], table
+
+
+def test_readers_see_received_at_through_the_api(migrated_url: str) -> None:
+    with psycopg.connect(migrated_url) as conn:
+        for view in ("bess_readings", "meter_readings"):
+            columns = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = 'api' AND table_name = %s",
+                    (view,),
+                )
+            ]
+            assert "received_at" in columns, view
