@@ -13,7 +13,7 @@ from typing import Any
 from reconciler.agent.loop import ReconcileLoop
 from reconciler.agent.ports import Markets, SignalSource, Sink
 from reconciler.agent.run import Agent, AgentOptions
-from reconciler.backtest.engine import MemorySink, run_now
+from reconciler.backtest.engine import loop_on_simulator, run_now
 from reconciler.clock import Clock, ManualClock
 from reconciler.config.model import Site
 from reconciler.devices.factory import open_site_devices
@@ -159,20 +159,9 @@ async def until(
 def in_process(
     site: Site, clock: ManualClock, sink: Sink | None = None
 ) -> tuple[SiteSimulator, ReconcileLoop]:
-    """The simulator (never listening) and the agent's loop on its registers in-process,
-    as a backtest runs them; what the loop records goes to ``sink`` (counted only)."""
-    sim = SiteSimulator(site, clock=clock, ports="ephemeral", cache_values=True)
-    battery, meters = sim.in_process_devices(log=False)
-    loop = ReconcileLoop(
-        site_fn=lambda: (site, None),
-        battery=battery,
-        meters=meters,
-        clock=clock,
-        sink=sink if sink is not None else MemorySink(),
-        shadow=False,
-        concurrent_reads=False,
-    )
-    return sim, loop
+    """The simulator and the agent's loop on its registers in-process, as a backtest runs
+    them; what the loop records goes to ``sink`` (counted only by default)."""
+    return loop_on_simulator(site, clock, sink=sink)
 
 
 def run_in_process(

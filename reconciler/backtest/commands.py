@@ -281,7 +281,12 @@ def backtest(
     """
     # The agent's loop logs safe stops and settings as a site's journal would; here they
     # are in the report (hours in safe stop), and the lines would only clutter stderr.
-    logging.getLogger("flux.agent").setLevel(logging.CRITICAL)
+    agent_log = logging.getLogger("flux.agent")
+    level = agent_log.level
+    agent_log.setLevel(logging.CRITICAL)
+    # Put back when the command ends, however it ends: a process that runs more than one
+    # command (a test run, a notebook) must not lose the agent's warnings.
+    click.get_current_context().call_on_close(lambda: agent_log.setLevel(level))
     if from_db is not None:
         if base is not None:
             raise click.UsageError("--from-db compares with what the site did; leave out --base")

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from reconciler.agent.loop import ReconcileLoop, TickResult, observe_tick
-from reconciler.agent.ports import NoSignals, SignalSource
+from reconciler.agent.ports import NoSignals, SignalSource, Sink
 from reconciler.backtest.accounts import SiteAccounts
 from reconciler.backtest.report import (
     BacktestResult,
@@ -117,6 +117,36 @@ def _days(site: Site, start: datetime, end: datetime) -> list[tuple[date, dateti
         day += timedelta(days=1)
 
 
+def loop_on_simulator(
+    site: Site,
+    clock: ManualClock,
+    *,
+    sink: Sink | None = None,
+    signals: SignalSource | None = None,
+    on_tick: Callable[[TickResult], None] | None = None,
+    load: HalfHourly | None = None,
+    solar: HalfHourly | None = None,
+) -> tuple[SiteSimulator, ReconcileLoop]:
+    """The simulator (never listening) and the agent's loop on its registers in-process:
+    the real drivers, reads in turn, each tick driven with :func:`run_now`."""
+    sim = SiteSimulator(
+        site, clock=clock, ports="ephemeral", cache_values=True, load=load, solar=solar
+    )
+    battery, meters = sim.in_process_devices(log=False)
+    loop = ReconcileLoop(
+        site_fn=lambda: (site, None),
+        battery=battery,
+        meters=meters,
+        clock=clock,
+        sink=sink if sink is not None else MemorySink(),
+        signals=signals,
+        shadow=False,
+        on_tick=on_tick,
+        concurrent_reads=False,
+    )
+    return sim, loop
+
+
 def run_backtest(
     site: Site,
     start: datetime,
@@ -153,26 +183,14 @@ def run_backtest(
         raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
 
     clock = ManualClock(start)
-    sim = SiteSimulator(  # never listens
-        site, clock=clock, ports="ephemeral", cache_values=True, load=load, solar=solar
-    )
-    plant = sim.plant
-    battery, meters = sim.in_process_devices(log=False)
     markets = Planning(Replay(signals if signals is not None else NoSignals()), synchronous=True)
     markets.configure(site)
     if signals is not None:  # an optimise entry's forecasts start from the days before
         markets.seed(_prices_before(signals, start, days=PLANNING_HISTORY_DAYS))
-    loop = ReconcileLoop(
-        site_fn=lambda: (site, None),
-        battery=battery,
-        meters=meters,
-        clock=clock,
-        sink=sink if sink is not None else MemorySink(),
-        signals=markets,
-        shadow=False,
-        on_tick=on_tick,
-        concurrent_reads=False,
+    sim, loop = loop_on_simulator(
+        site, clock, sink=sink, signals=markets, on_tick=on_tick, load=load, solar=solar
     )
+    plant = sim.plant
 
     accounts = SiteAccounts(site)
     responds = any(isinstance(e, FrequencyResponseEntry) for e in site.schedule)

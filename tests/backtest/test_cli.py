@@ -195,3 +195,12 @@ def test_an_unknown_day_ahead_choice_names_its_option() -> None:
     result = flux("demo", "--sites-dir", str(SITES), "--day-ahead", "nope")
     assert result.exit_code == 2
     assert "Invalid value for '--day-ahead': 'nope' is neither a file nor one of" in result.output
+
+
+def test_the_agents_log_level_is_put_back_after_a_backtest() -> None:
+    import logging
+
+    agent_log = logging.getLogger("flux.agent")
+    before = agent_log.level
+    assert flux("demo", "--sites-dir", str(SITES), "--no-optimum").exit_code == 0
+    assert agent_log.level == before
