@@ -202,18 +202,7 @@ class ReconcileLoop:
             if (last := polled_at.get(name)) is None
             or (at - last).total_seconds() >= interval * 0.95
         ]
-        results: list[object]
-        if self._concurrent_reads:
-            results = list(
-                await asyncio.gather(*(dev.read() for _, dev, _ in due), return_exceptions=True)
-            )
-        else:
-            results = []
-            for _, dev, _ in due:
-                try:
-                    results.append(await dev.read())
-                except Exception as exc:  # as gather(return_exceptions=True) hands it on
-                    results.append(exc)
+        results = await self._read_each([dev for _, dev, _ in due])
         memory = self._memory
         for (name, _dev, _), result in zip(due, results, strict=True):
             memory.polled_at[name] = at
@@ -241,6 +230,22 @@ class ReconcileLoop:
                     )
                 memory.meters[name] = result
         return self._observation()
+
+    async def _read_each(
+        self, devices: list[Battery | Meter] | list[Meter]
+    ) -> list[BatteryReading | MeterReading | BaseException]:
+        """Each device's reading, or the exception its read raised: all at once over the
+        network, in turn for in-process devices (a backtest, which drives the loop with no
+        event loop)."""
+        if self._concurrent_reads:
+            return list(await asyncio.gather(*(d.read() for d in devices), return_exceptions=True))
+        results: list[BatteryReading | MeterReading | BaseException] = []
+        for device in devices:
+            try:
+                results.append(await device.read())
+            except Exception as exc:  # as gather(return_exceptions=True) hands it on
+                results.append(exc)
+        return results
 
     def _devices(self, site: Site) -> list[tuple[str, Battery | Meter, float]]:
         """Every device with its poll interval (s), the battery first: worked out once
@@ -557,7 +562,7 @@ class ReconcileLoop:
                 decision,
                 reason=f"{decision.reason}; battery settings not verified: {settings_error}",
             )
-        self.state = ControlState(decision.target_kw, at, self.state.plans)  # a replace()
+        self.state = replace(self.state, last_target_kw=decision.target_kw, last_at=at)
         result = TickResult(
             at=at,
             decision=decision,
@@ -603,15 +608,7 @@ class ReconcileLoop:
         meters = [(n, self.meters[n]) for n in names if n in self.meters]
         if not self._started or not meters or meters[0][0] != grid or not self._memory.battery:
             return None
-        readings: list[MeterReading | BaseException] = []
-        if self._concurrent_reads:
-            readings = await asyncio.gather(*(m.read() for _, m in meters), return_exceptions=True)
-        else:  # in-process devices (a backtest): in turn, with no event loop
-            for _, meter in meters:
-                try:
-                    readings.append(await meter.read())
-                except Exception as exc:
-                    readings.append(exc)
+        readings = await self._read_each([m for _, m in meters])
         if isinstance(readings[0], BaseException):
             return None  # the tick's own read says what is wrong, and goes safe
         at = self.clock.now()
