@@ -22,7 +22,7 @@ from rich.table import Table
 
 from reconciler.agent.ports import SignalSource
 from reconciler.backtest import optimum
-from reconciler.backtest.engine import run_backtest
+from reconciler.backtest.engine import planning_history_days, run_backtest
 from reconciler.backtest.prices import (
     PriceFileError,
     PriceSeries,
@@ -87,6 +87,17 @@ def price_series(choice: tuple[str, ...], option: str = "--prices") -> PriceSeri
             param_hint=f"'{option}'",
         )
     return parse_prices(*choice)
+
+
+def _seed(
+    series: PriceSeries | None, site: Site, start: datetime
+) -> list[tuple[datetime, float]] | None:
+    """What an optimise entry has learnt by ``start`` when the run plays the series' own
+    dates: its real past only (the month before a shipped month; nothing before a file's
+    first day). None for a series wrapped onto other dates (the engine's default)."""
+    if series is None or not series.first <= start < series.end:
+        return None
+    return series.known_before(start, planning_history_days(site))
 
 
 def with_references(
@@ -363,6 +374,7 @@ def backtest(
             load=profiles.load_per_home,
             solar=profiles.solar_per_kwp,
             frequency_events=events,
+            seed=_seed(series, s, start),
         )
         return with_references(result, s, series, profiles) if optimum else result
 

@@ -38,16 +38,13 @@ from reconciler.control.periods import PERIOD
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, MeterReading
 from reconciler.markets.replay import Replay
-from reconciler.planning.runner import Planning
+from reconciler.planning.runner import Planning, optimise_params
 from reconciler.sim.curves import HalfHourly
 from reconciler.sim.plant import MAX_STEP_S, RepeatedEvent
 from reconciler.sim.simulator import SiteSimulator
 
 __all__ = ["BacktestResult", "MemorySink", "run_backtest"]
 
-#: Days of prices before the start an optimise entry's forecasts are seeded with (what
-#: an agent would have seen by then).
-PLANNING_HISTORY_DAYS = 14
 
 #: Report progress at most this often, as a fraction of the run.
 PROGRESS_STEP = 0.005
@@ -159,6 +156,7 @@ def run_backtest(
     sink: MemorySink | None = None,
     on_tick: Callable[[TickResult], None] | None = None,
     frequency_events: Sequence[RepeatedEvent] = (),
+    seed: Sequence[tuple[datetime, float]] | None = None,
 ) -> BacktestResult:
     """Run ``site``'s control on the simulated site from ``start`` to ``end`` (aware).
 
@@ -168,7 +166,11 @@ def run_backtest(
     and ``solar`` (one kWp, kW) replace the simulator's January profiles. ``sink`` receives
     what the loop records; ``on_tick`` every tick's result (what was read, decided, written).
     ``frequency_events``: grid events the simulated frequency goes through, repeated
-    from ``start`` (as ``flux sim --frequency-events``).
+    from ``start`` (as ``flux sim --frequency-events``). ``seed``: the settled prices
+    (period start, p/kWh) an optimise entry's forecasts start from, as an agent would
+    have learnt them by ``start`` (:meth:`~reconciler.backtest.prices.PriceSeries.known_before`);
+    None takes the ``history_days`` before ``start`` from ``signals`` (a replay wrapped
+    onto other dates, whose past is the same history played again).
 
     While a frequency_response entry is active the loop's fast path runs between ticks at
     the entry's own cadence, as the agent runs it.
@@ -185,8 +187,9 @@ def run_backtest(
     clock = ManualClock(start)
     markets = Planning(Replay(signals if signals is not None else NoSignals()), synchronous=True)
     markets.configure(site)
-    if signals is not None:  # an optimise entry's forecasts start from the days before
-        markets.seed(_prices_before(signals, start, days=PLANNING_HISTORY_DAYS))
+    if seed is None and signals is not None:
+        seed = _prices_before(signals, start, days=planning_history_days(site))
+    markets.seed(seed or ())
     sim, loop = loop_on_simulator(
         site, clock, sink=sink, signals=markets, on_tick=on_tick, load=load, solar=solar
     )
@@ -281,6 +284,12 @@ def run_backtest(
         progress(1.0)
 
     return accounts.result(start, end, ticks, done)
+
+
+def planning_history_days(site: Site) -> int:
+    """Days of settled prices the site's optimise entry forecasts from (0: it has none)."""
+    params = optimise_params(site)
+    return params.history_days if params is not None else 0
 
 
 def _prices_before(

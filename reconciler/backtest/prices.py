@@ -28,8 +28,8 @@ import gzip
 import io
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -61,6 +61,9 @@ class PriceSeries:
     prices: Mapping[datetime, float]
     volumes: Mapping[datetime, float]
     source: str
+    #: Settled prices (p/kWh by UTC period start) from before the first period: never
+    #: played, only what a planner would have known when the series starts.
+    before: Mapping[datetime, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.prices:
@@ -92,6 +95,14 @@ class PriceSeries:
                 return False
             t += PERIOD
         return True
+
+    def known_before(self, start: datetime, days: float) -> list[tuple[datetime, float]]:
+        """The settled prices of the ``days`` before ``start`` (period start, p/kWh), in
+        time order: the series' own periods and ``before``, none at or after ``start``,
+        so a forecast seeded with them never reads what the run will play."""
+        since = start - timedelta(days=days)
+        known = {**self.before, **self.prices}
+        return sorted((t, p) for t, p in known.items() if since <= t < start)
 
     def feed(self, *, wrap: bool = False) -> ReplayImbalanceFeed:
         """The series served as a live feed would have (the backtest's market)."""
@@ -403,12 +414,19 @@ def _shipped() -> PriceSeries:
     return PriceSeries(prices, volumes, "3YP SSPSBPNIV 2016-2019 (Elexon)")
 
 
+#: Days of shipped prices before a shipped month kept as its ``before`` (the longest
+#: history an optimise entry may ask for).
+HISTORY_BEFORE_DAYS = 90
+
+
 def _subset(series: PriceSeries, start: datetime, end: datetime, source: str) -> PriceSeries:
     keep = [t for t in series.prices if start <= t < end]
+    since = start - timedelta(days=HISTORY_BEFORE_DAYS)
     return PriceSeries(
         {t: series.prices[t] for t in keep},
         {t: series.volumes[t] for t in keep if t in series.volumes},
         source,
+        before={t: p for t, p in series.prices.items() if since <= t < start},
     )
 
 

@@ -18,7 +18,7 @@ from reconciler.backtest.report import IDLE, BacktestResult
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
 from reconciler.diff.tolerances import limit_tolerances
-from tests.backtest.conftest import DAY, demo_text, run_day, site_of, variant
+from tests.backtest.conftest import DAY, ROOT, demo_text, run_day, site_of, variant
 
 NIV_CHASE_LABELS = ("weekday NIV chase", "weekend NIV chase")
 
@@ -247,3 +247,30 @@ def test_run_now_refuses_a_tick_that_waits() -> None:
     assert run_now(answers()) == 7
     with pytest.raises(RuntimeError, match="waited on I/O"):
         run_now(waits())
+
+
+def test_an_optimise_entry_starts_from_the_prices_known_before_the_run() -> None:
+    """A backtest of August 2016's first hour: seeded with July's fortnight (what an agent
+    would have known), the loop follows a plan from its second tick; seeded with nothing (a file
+    that starts that day), there is no plan until a day of prices has been seen."""
+    from reconciler.backtest.prices import shipped_month
+
+    site = site_of((ROOT / "sites" / "variants" / "demo-optimise.yaml").read_text("utf-8"))
+    start = local_midnight(site, date(2016, 8, 1))
+    august = shipped_month("2016-08")
+    plans = []
+    for seed in (august.known_before(start, 14), []):
+        ticks: list[TickResult] = []
+        run_backtest(
+            site,
+            start,
+            start + timedelta(hours=1),
+            signals=august.signals(wrap=True),
+            seed=seed,
+            on_tick=ticks.append,
+        )
+        plans.append([t.signals.plan for t in ticks])
+    seeded, unseeded = plans
+    # A plan needs one observation of the site: from the second tick on, every tick has one.
+    assert len(seeded) > 800 and all(p is not None for p in seeded[1:])
+    assert all(p is None for p in unseeded)

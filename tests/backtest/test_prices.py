@@ -189,3 +189,26 @@ def test_shipped_months_cover_their_settlement_days() -> None:
     assert len(jan.prices) == 31 * 48 and named("january-2024") is jan
     with pytest.raises(ValueError, match="no shipped prices for '2020-01'"):
         shipped_month("2020-01")
+
+
+def test_a_shipped_month_knows_the_month_before_it_and_never_its_own_future(
+    tmp_path: Path,
+) -> None:
+    august = shipped_month("2016-08")
+    first = SettlementPeriod(date(2016, 8, 1), 1).start
+    seed = august.known_before(first, 14)
+    # The fortnight before: July's last 14 days, every period, all from before the month.
+    assert len(seed) == 14 * 48
+    assert seed[0][0] == first - timedelta(days=14) and seed[-1][0] == first - timedelta(minutes=30)
+    july = shipped_month("2016-07")
+    assert all(july.price(t) == p for t, p in seed)
+    # Mid-month: July's tail and August's own days up to the start, nothing from then on.
+    mid = SettlementPeriod(date(2016, 8, 10), 1).start
+    seed = august.known_before(mid, 14)
+    assert len(seed) == 14 * 48 and max(t for t, _ in seed) < mid
+    assert sum(t >= first for t, _ in seed) == 9 * 48
+    # A file knows nothing before its own first period.
+    day = date(2024, 3, 4)
+    one_day = parse_prices(write(tmp_path, "day.csv", SSPSBPNIV_HEADER + sspsbpniv_day(day)))
+    assert one_day.known_before(one_day.first, 14) == []
+    assert len(one_day.known_before(one_day.first + timedelta(hours=2), 14)) == 4
