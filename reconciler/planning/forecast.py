@@ -1,10 +1,15 @@
 """Forecasts from what is known at an instant and nothing later.
 
-Prices: the mean of recent settled imbalance prices by local half hour of the day and
-day type (weekday or weekend), over ``history_days`` (the mean, not the median: the plan
-maximises expected money, and the spikes a median hides are what stored energy is for);
-the live price of the current period is trusted for it, and the gap between it and the
-profile fades over the next hours (prices persist: a dear afternoon stays dear a while).
+Prices: the mean of recent settled imbalance prices by local half hour of the day, over
+``history_days`` (the mean, not the median: the plan maximises expected money, and the
+spikes a median hides are what stored energy is for), half from the days of the same
+type (weekday or weekend) and half from all days (a weekend half hour rests on four
+values in a fortnight: alone, its noise would be planned for as if it were a shape).
+The live price of the current period is trusted for it, and the gap between it and the
+profile fades over the next hours (prices persist: a dear afternoon stays dear a while)
+as fast as it did in the same recent history: for each number of periods ahead, the
+least-squares ratio of later to earlier departures from the profile (:func:`persistence`),
+so a market whose departures last longer is followed longer, with nothing tuned to one.
 Where a day-ahead feed has published a period's price, that price stands in for the
 profile, plus the mean gap between settled imbalance and published day-ahead prices over
 the recent periods that had both (imbalance prices sit around the wholesale price, not on
@@ -20,12 +25,22 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-#: How fast the live price's departure from the profile fades, per period ahead.
+import numpy as np
+
+from reconciler.control.periods import PERIOD
+
+#: How fast the live net load's departure from its profile fades, per period ahead (and
+#: the live price's, until enough history is known to measure it).
 PERSISTENCE = 0.8
+#: Periods ahead for which the price's persistence is measured; after that the live price
+#: says nothing (its measured share is all but gone by then: 8 hours).
+PERSISTENCE_PERIODS = 16
+#: The weight of the day type's own profile against that of all days.
+TYPED_WEIGHT = 0.5
 #: Settled prices needed before a forecast is made (a day): with less, a flat forecast
 #: at the live price would make any price look like one to sell at.
 MIN_HISTORY = 48
@@ -72,6 +87,32 @@ class PeriodHistory:
     def recent(self, at: datetime) -> list[float]:
         since = at - timedelta(days=self.history_days)
         return [v for s, v in self.values.items() if since <= s < at]
+
+
+def persistence(
+    departures: Mapping[datetime, float], periods: int = PERSISTENCE_PERIODS
+) -> list[float]:
+    """For k = 0..periods, the share of a departure from the profile still there k periods
+    later: sum(d_t d_t+k) / sum(d_t^2) over the pairs both known (1 at k = 0; each in
+    [0, 1]; PERSISTENCE**k where no pair is known). ``departures``: value minus profile
+    by period start."""
+    if not departures:
+        return [PERSISTENCE**k for k in range(periods + 1)]
+    first = min(departures)
+    n = round((max(departures) - first) / PERIOD) + 1
+    d = np.full(n + periods, np.nan)
+    for start, value in departures.items():
+        d[round((start - first) / PERIOD)] = value
+    out = [1.0]
+    for k in range(1, periods + 1):
+        a, b = d[:n], d[k : n + k]
+        both = ~(np.isnan(a) | np.isnan(b))
+        den = float(np.sum(a[both] ** 2))
+        if den <= 0.0:
+            out.append(PERSISTENCE**k)
+            continue
+        out.append(min(1.0, max(0.0, float(np.sum(a[both] * b[both])) / den)))
+    return out
 
 
 class PriceForecaster:
@@ -132,10 +173,9 @@ class PriceForecaster:
         base = []
         for start in starts:
             slot, weekend = _slot(start, tz)
-            value = typed.get((slot, weekend))
-            if value is None:
-                value = plain.get((slot, False), overall)
-            base.append(value)
+            every_day = plain.get((slot, False), overall)
+            own = typed.get((slot, weekend), every_day)
+            base.append(TYPED_WEIGHT * own + (1.0 - TYPED_WEIGHT) * every_day)
         if any(start in self.published for start in starts):
             gap = self._day_ahead_gap(cutoff)
             base = [
@@ -143,8 +183,15 @@ class PriceForecaster:
                 for start, b in zip(starts, base, strict=True)
             ]
         if live is not None and base:
+            since = cutoff - timedelta(days=self.history.history_days)
+            departures = {
+                t: v - plain.get((_slot(t, tz)[0], False), overall)
+                for t, v in self.history.values.items()
+                if since <= t < cutoff
+            }
+            share = persistence(departures)
             gap = live - base[0]
-            base = [b + gap * PERSISTENCE**k for k, b in enumerate(base)]
+            base = [b + gap * (share[k] if k < len(share) else 0.0) for k, b in enumerate(base)]
             base[0] = live
         return base
 

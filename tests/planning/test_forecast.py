@@ -11,7 +11,7 @@ import pytest
 from reconciler.config import load_site
 from reconciler.config.model import OptimiseParams
 from reconciler.control.periods import PERIOD
-from reconciler.planning.forecast import PriceForecaster
+from reconciler.planning.forecast import PriceForecaster, persistence
 from reconciler.planning.planner import Planner
 from tests.source.conftest import ROOT
 
@@ -50,7 +50,7 @@ def test_a_plan_does_not_change_when_the_future_is_poisoned() -> None:
     assert min(s.battery_kw for s in a.steps) < -100 and max(s.battery_kw for s in a.steps) > 100
 
 
-def test_prices_are_the_mean_by_half_hour_and_day_type_with_the_live_price_fading() -> None:
+def test_prices_are_the_mean_by_half_hour_half_of_the_day_type_with_the_live_price_fading() -> None:
     f = PriceForecaster(LONDON, history_days=14)
     monday = datetime(2024, 1, 8, 17, tzinfo=UTC)  # 17:00, a weekday
     for day in range(1, 8):  # the week before at 17:00: weekdays 29..69 p, the weekend 5 p
@@ -60,13 +60,38 @@ def test_prices_are_the_mean_by_half_hour_and_day_type_with_the_live_price_fadin
         for k in range(12):  # the night before: enough history to forecast from
             f.add(start - timedelta(hours=17) + k * PERIOD, 1.0)
     starts = [monday, monday + PERIOD]
-    # the mean of 29, 36, 45, 56, 69 (the median would be 45)
-    assert f.forecast(monday, starts, live=None) == [47.0, 10.0]
+    # Weekdays' mean of 29, 36, 45, 56, 69 (the median would be 45) is 47; all days' is
+    # (235 + 5 + 5) / 7 = 35; the forecast weighs them equally.
+    assert f.forecast(monday, starts, live=None) == pytest.approx([41.0, 10.0])
     saturday = monday + timedelta(days=5)
-    assert f.forecast(saturday, [saturday], live=None) == [5.0]
+    assert f.forecast(saturday, [saturday], live=None) == pytest.approx([20.0])  # (5 + 35) / 2
     got = f.forecast(monday, starts, live=32.0)
-    assert got == pytest.approx([32.0, 10.0 + (32.0 - 47.0) * 0.8])
+    assert got is not None and got[0] == 32.0
+    # The departure (32 - 41) fades by the share measured in this history.
+    since = monday - timedelta(days=14)
+    plain = f.history.profile(monday, by_day_type=False)
+    departures = {
+        t: v - plain[(t.astimezone(LONDON).hour * 2 + t.astimezone(LONDON).minute // 30, False)]
+        for t, v in f.history.values.items()
+        if since <= t < monday
+    }
+    assert got[1] == pytest.approx(10.0 + (32.0 - 41.0) * persistence(departures)[1])
     assert PriceForecaster(LONDON).forecast(monday, starts, live=9.0) is None  # no history
+
+
+def test_persistence_is_measured_from_the_history() -> None:
+    """Departures that halve each period are measured as 0.5**k; ones that last as 1; ones
+    that flip sign as 0 (never negative); no pairs at all fall back to the fixed rate."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    halving = {t0 + (10 * b + k) * PERIOD: 8.0 * 0.5**k for b in range(20) for k in range(6)}
+    share = persistence(halving, periods=3)
+    assert share == pytest.approx([1.0, 0.5, 0.25, 0.125], rel=0.05)
+    lasting = {t0 + k * PERIOD: 3.0 for k in range(100)}
+    assert persistence(lasting, periods=2) == pytest.approx([1.0, 1.0, 1.0])
+    flipping = {t0 + k * PERIOD: (-1.0) ** k for k in range(100)}
+    assert persistence(flipping, periods=2)[1] == 0.0
+    lonely = {t0 + 10 * k * PERIOD: 1.0 for k in range(5)}  # no two within 2 periods
+    assert persistence(lonely, periods=2) == pytest.approx([1.0, 0.8, 0.64])
 
 
 def test_a_published_day_ahead_price_stands_in_with_the_recent_gap() -> None:
