@@ -92,10 +92,8 @@ _VALUES_OF = {
 def _same_values(a: BatteryReading | MeterReading, b: BatteryReading | MeterReading) -> bool:
     """Whether two readings hold the same values, whatever their read times (what
     ``replace(a, at=b.at) == b`` says, without building a reading on every poll)."""
-    values_of = _VALUES_OF.get(type(a))
-    if values_of is None or type(b) is not type(a):
-        return {**vars(a), "at": None} == {**vars(b), "at": None}
-    return bool(values_of(a) == values_of(b))
+    values_of = _VALUES_OF[type(a)]
+    return type(b) is type(a) and bool(values_of(a) == values_of(b))
 
 
 def _envelope_cut(decision: Decision, label: str) -> bool:

@@ -71,12 +71,10 @@ class PeriodHistory:
     def profile(self, at: datetime, *, by_day_type: bool) -> dict[tuple[int, bool], float]:
         """Mean per (half hour, weekend) of the periods that started before ``at``
         within ``history_days`` (weekend is False for every key unless by_day_type)."""
-        since = at - timedelta(days=self.history_days)
         groups: dict[tuple[int, bool], list[float]] = {}
-        for start, value in self.values.items():
-            if since <= start < at:
-                slot, weekend = _slot(start, self.tz)
-                groups.setdefault((slot, weekend and by_day_type), []).append(value)
+        for start, value in self.window(at):
+            slot, weekend = _slot(start, self.tz)
+            groups.setdefault((slot, weekend and by_day_type), []).append(value)
         return {k: statistics.fmean(v) for k, v in groups.items()}
 
     def copy(self) -> PeriodHistory:
@@ -84,9 +82,14 @@ class PeriodHistory:
         other.values = dict(self.values)
         return other
 
-    def recent(self, at: datetime) -> list[float]:
+    def window(self, at: datetime) -> list[tuple[datetime, float]]:
+        """(period start, value) of the periods that started before ``at`` within
+        ``history_days``: all a forecast made at ``at`` may read."""
         since = at - timedelta(days=self.history_days)
-        return [v for s, v in self.values.items() if since <= s < at]
+        return [(s, v) for s, v in self.values.items() if since <= s < at]
+
+    def recent(self, at: datetime) -> list[float]:
+        return [v for _, v in self.window(at)]
 
 
 def persistence(
@@ -148,11 +151,10 @@ class PriceForecaster:
     def _day_ahead_gap(self, cutoff: datetime) -> float:
         """Mean settled minus day-ahead price (p/kWh) over the recent periods before
         ``cutoff`` that have both; 0 with none."""
-        since = cutoff - timedelta(days=self.history.history_days)
         gaps = [
             settled - self.published[t]
-            for t, settled in self.history.values.items()
-            if since <= t < cutoff and t in self.published
+            for t, settled in self.history.window(cutoff)
+            if t in self.published
         ]
         return statistics.fmean(gaps) if gaps else 0.0
 
@@ -183,11 +185,9 @@ class PriceForecaster:
                 for start, b in zip(starts, base, strict=True)
             ]
         if live is not None and base:
-            since = cutoff - timedelta(days=self.history.history_days)
             departures = {
                 t: v - plain.get((_slot(t, tz)[0], False), overall)
-                for t, v in self.history.values.items()
-                if since <= t < cutoff
+                for t, v in self.history.window(cutoff)
             }
             share = persistence(departures)
             gap = live - base[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.report.figures import ENERGY_KEYS, MONEY_KEYS
-from reconciler.report.tables import Table, gbp, num
+from reconciler.report.tables import ENERGY, Table, gbp, num
 
 #: Past this many sites, a fleet's HTML draws no charts per site (the summary stays): a
 #: thousand sites' charts would take an hour to draw and make a document of hundreds of MB.
@@ -72,12 +72,7 @@ def fleet_tables(s: dict[str, Any]) -> list[Table]:
             f"Fleet ({s['sites_reported']} sites reported, {s['sites_failed']} not)",
             ("figure", "value"),
             (
-                ("grid import kWh", num(t["grid_import_kwh"])),
-                ("grid export kWh", num(t["grid_export_kwh"])),
-                ("solar kWh", num(t["solar_kwh"])),
-                ("homes' load kWh", num(t["load_kwh"])),
-                ("battery charged kWh", num(t["battery_charged_kwh"])),
-                ("battery discharged kWh", num(t["battery_discharged_kwh"])),
+                *((title, num(t[k])) for k, title in ENERGY),
                 ("imbalance value", gbp(t["imbalance_value_gbp"])),
                 ("bill saved", gbp(t["bill_saved_gbp"])),
                 ("battery value", gbp(t["battery_value_gbp"])),
