@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.pg import ENV_TIMESCALE, PLAIN, SERVERS, Server
+from tests.pg import ENV_TIMESCALE, PLAIN, SERVERS, Server, drop_shared, run_folder
 from tests.source.conftest import Upstream, git
 
 # CI explores the same examples on every run, so a red build reproduces; at a desk each run
@@ -54,6 +54,15 @@ def flux_server(request: pytest.FixtureRequest) -> Server:
     """The server a database test runs on: plain PostgreSQL, and TimescaleDB too when
     FLUX_TEST_TIMESCALE_URL is set (tests/pg.py)."""
     return SERVERS[str(request.param)]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's shared templates (tests/pg.py) are dropped when it ends: in the xdist
+    controller (no ``workerinput``), after every worker has finished."""
+    if hasattr(session.config, "workerinput"):
+        return
+    factory: pytest.TempPathFactory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+    drop_shared(run_folder(factory.getbasetemp()))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

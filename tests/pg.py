@@ -6,18 +6,22 @@ with TimescaleDB preloaded; when set, every test that asks for a database (fixtu
 ``flux_server``) runs once per server, migrated to that server's flavour.
 
 Databases are created per test and dropped after; a migrated template per server and
-session is copied. TimescaleDB's scheduler keeps a connection to every database that has
+session is copied. A template that is expensive to fill is made once a run, for all the
+xdist workers (:func:`shared_template`), and dropped when the run ends (:func:`drop_shared`).
+TimescaleDB's scheduler keeps a connection to every database that has
 the extension, and CREATE DATABASE ... TEMPLATE refuses a template anyone is connected
 to: the template is closed to connections once migrated (a copy is open again).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -97,11 +101,66 @@ def migrated_template(server: Server) -> Iterator[str]:
     copied while TimescaleDB's scheduler runs."""
     with database(server) as name:
         migrate(server.url(name), flavour=server.flavour)
-        with psycopg.connect(server.admin_url, autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
+        close_to_connections(server, name)
         yield name
+
+
+def close_to_connections(server: Server, name: str) -> None:
+    """Make database ``name`` a template: closed to connections, so that CREATE DATABASE
+    ... TEMPLATE can copy it while TimescaleDB's scheduler runs (each copy is open)."""
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+
+
+#: Where the run's shared templates are listed, in the run's temporary folder.
+_SHARED = "shared-templates"
+
+
+def run_folder(basetemp: Path) -> Path:
+    """The temporary folder of the whole run from a process's ``basetemp``: an xdist
+    worker's is a sub-folder of the controller's."""
+    return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+
+
+def shared_template(server: Server, key: str, run: Path, fill: Callable[[str], None]) -> str:
+    """The template ``key`` on ``server``, filled by ``fill(dbname)`` once a run: by the
+    first xdist worker that asks (the others wait for it, then copy the same one), closed
+    to connections once filled. ``run``: the run's temporary folder (:func:`run_folder`),
+    where the template is listed for :func:`drop_shared`."""
+    folder = run / _SHARED
+    folder.mkdir(exist_ok=True)
+    done = folder / f"{server.flavour}-{key}"
+    with (folder / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            name = done.read_text(encoding="utf-8")
+        else:
+            name = f"flux_test_{uuid.uuid4().hex[:12]}"
+            with (folder / "made").open("a", encoding="utf-8") as made:
+                made.write(f"{server.admin_url} {name}\n")  # dropped even if fill fails
+            with psycopg.connect(server.admin_url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            _HOME[name] = server
+            fill(name)
+            close_to_connections(server, name)
+            done.write_text(name, encoding="utf-8")
+    _HOME[name] = server
+    return name
+
+
+def drop_shared(run: Path) -> None:
+    """Drop the templates :func:`shared_template` made in this run (at its very end: in
+    the xdist controller, after every worker has finished)."""
+    made = run / _SHARED / "made"
+    if not made.exists():
+        return
+    for line in made.read_text(encoding="utf-8").splitlines():
+        admin_url, name = line.rsplit(" ", 1)
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    made.unlink()

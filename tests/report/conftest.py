@@ -1,8 +1,9 @@
 """A recorded database for reports, filled the way a site fills it: the agent (its git
 source, control loop and market replay of January 2024's imbalance prices) drives the
 simulator over simulated hours on a manual clock, its outbox uploaded to a fresh database
-(rollups refreshed by the upload, as in production). Shared by the module: the fill costs
-seconds."""
+(rollups refreshed by the upload, as in production). Filled once a run (by one xdist
+worker, for all of them) and copied for each module that reads it: the fill costs half a
+minute."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from reconciler.config import load_site
 from reconciler.control.signals import FeedSignals
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.sim.simulator import SiteSimulator
+from reconciler.telemetry.migrations import migrate
 from reconciler.telemetry.uploader import Uploader
-from tests.pg import Server, database, migrated_template, url_for
+from tests.pg import Server, database, migrated_template, run_folder, shared_template, url_for
 from tests.rigs import git_agent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,15 +71,25 @@ def template_db(flux_server: Server) -> Iterator[str]:
         yield name
 
 
+@pytest.fixture(scope="session")
+def recording_template(flux_server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """HOURS of the demo site recorded from START, once a run (the fill costs half a
+    minute): a template, closed to connections, that each module copies."""
+
+    def make(name: str) -> None:
+        migrate(flux_server.url(name), flavour=flux_server.flavour)
+        asyncio.run(fill(url_for(name), tmp_path_factory.mktemp("fill")))
+
+    run = run_folder(tmp_path_factory.getbasetemp())
+    return shared_template(flux_server, "report-recording", run, make)
+
+
 @pytest.fixture(scope="module")
-def recorded_url(
-    template_db: str, flux_server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A database holding HOURS of the demo site recorded from START."""
-    with database(flux_server, template_db) as name:
-        url = url_for(name)
-        asyncio.run(fill(url, tmp_path_factory.mktemp("fill")))
-        yield url
+def recorded_url(recording_template: str, flux_server: Server) -> Iterator[str]:
+    """A database holding HOURS of the demo site recorded from START (a module's own copy
+    of the run's recording)."""
+    with database(flux_server, recording_template) as name:
+        yield url_for(name)
 
 
 @pytest.fixture(scope="module")
