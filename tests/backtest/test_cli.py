@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,8 +24,26 @@ def flux(*args: str) -> Result:
     return result
 
 
-def test_json_has_stable_keys_with_breaches_as_counts() -> None:
+@dataclass(frozen=True)
+class Run:
+    """A backtest through click, and the agent's log level before and after it."""
+
+    result: Result
+    level_before: int
+    level_after: int
+
+
+@pytest.fixture(scope="module")
+def demo_json() -> Run:
+    """`flux backtest demo --output json` (a simulated day: shared by the module's tests)."""
+    agent_log = logging.getLogger("flux.agent")
+    before = agent_log.level
     result = flux("demo", "--sites-dir", str(SITES), "--output", "json")
+    return Run(result, before, agent_log.level)
+
+
+def test_json_has_stable_keys_with_breaches_as_counts(demo_json: Run) -> None:
+    result = demo_json.result
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert {
@@ -197,10 +217,6 @@ def test_an_unknown_day_ahead_choice_names_its_option() -> None:
     assert "Invalid value for '--day-ahead': 'nope' is neither a file nor one of" in result.output
 
 
-def test_the_agents_log_level_is_put_back_after_a_backtest() -> None:
-    import logging
-
-    agent_log = logging.getLogger("flux.agent")
-    before = agent_log.level
-    assert flux("demo", "--sites-dir", str(SITES), "--no-optimum").exit_code == 0
-    assert agent_log.level == before
+def test_the_agents_log_level_is_put_back_after_a_backtest(demo_json: Run) -> None:
+    assert demo_json.result.exit_code == 0
+    assert demo_json.level_after == demo_json.level_before
