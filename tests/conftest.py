@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.pg import ENV_TIMESCALE, PLAIN, SERVERS, Server, drop_shared, run_folder
+from tests.pg import ENV_TIMESCALE, PLAIN, SERVERS, Server, drop_shared
+from tests.shared import run_folder
 from tests.source.conftest import Upstream, git
 
 # CI explores the same examples on every run, so a red build reproduces; at a desk each run

@@ -15,7 +15,6 @@ to: the template is closed to connections once migrated (a copy is open again).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from reconciler.telemetry.migrations import Flavour, migrate
+from tests.shared import run_lock
 
 ENV_PLAIN = "FLUX_TEST_DATABASE_URL"
 ENV_TIMESCALE = "FLUX_TEST_TIMESCALE_URL"
@@ -121,22 +121,13 @@ def close_to_connections(server: Server, name: str) -> None:
 _SHARED = "shared-templates"
 
 
-def run_folder(basetemp: Path) -> Path:
-    """The temporary folder of the whole run from a process's ``basetemp``: an xdist
-    worker's is a sub-folder of the controller's."""
-    return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
-
-
 def shared_template(server: Server, key: str, run: Path, fill: Callable[[str], None]) -> str:
     """The template ``key`` on ``server``, filled by ``fill(dbname)`` once a run: by the
     first xdist worker that asks (the others wait for it, then copy the same one), closed
-    to connections once filled. ``run``: the run's temporary folder (:func:`run_folder`),
-    where the template is listed for :func:`drop_shared`."""
-    folder = run / _SHARED
-    folder.mkdir(exist_ok=True)
-    done = folder / f"{server.flavour}-{key}"
-    with (folder / "lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    to connections once filled. ``run``: the run's temporary folder
+    (:func:`tests.shared.run_folder`), where the template is listed for :func:`drop_shared`."""
+    with run_lock(run, _SHARED) as folder:
+        done = folder / f"{server.flavour}-{key}"
         if done.exists():
             name = done.read_text(encoding="utf-8")
         else:

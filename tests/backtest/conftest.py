@@ -1,5 +1,6 @@
 """Real runs of the backtest on sites/demo.yaml (the project's plant and control core),
-shared between tests because each simulated day takes a few seconds."""
+shared between tests because each simulated day takes a few seconds (the demo's day once
+a run, for every xdist worker)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from reconciler.backtest.report import BacktestResult
 from reconciler.config.loader import check_site_text, load_site
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
+from tests.shared import once_a_run, run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sites" / "demo.yaml"
@@ -55,17 +57,33 @@ def demo_site() -> Site:
 
 
 @pytest.fixture(scope="session")
-def demo_progress() -> list[float]:
-    return []
+def demo_run(
+    demo_site: Site, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[BacktestResult, list[float]]:
+    """One local day of the demo with January 2024 prices, and the progress it reported
+    (once a run, for every xdist worker)."""
+
+    def make() -> tuple[BacktestResult, list[float]]:
+        progress: list[float] = []
+        result = run_backtest(
+            demo_site,
+            local_midnight(demo_site, DAY),
+            local_midnight(demo_site, DAY + timedelta(days=1)),
+            signals=signals_for("january-2024"),
+            progress=progress.append,
+        )
+        return result, progress
+
+    return once_a_run(run_folder(tmp_path_factory.getbasetemp()), "demo-day", make)
 
 
 @pytest.fixture(scope="session")
-def demo_day(demo_site: Site, demo_progress: list[float]) -> BacktestResult:
+def demo_day(demo_run: tuple[BacktestResult, list[float]]) -> BacktestResult:
     """One local day of the demo with January 2024 prices."""
-    return run_backtest(
-        demo_site,
-        local_midnight(demo_site, DAY),
-        local_midnight(demo_site, DAY + timedelta(days=1)),
-        signals=signals_for("january-2024"),
-        progress=demo_progress.append,
-    )
+    return demo_run[0]
+
+
+@pytest.fixture(scope="session")
+def demo_progress(demo_run: tuple[BacktestResult, list[float]]) -> list[float]:
+    """The progress ``demo_day`` reported, in order."""
+    return demo_run[1]

@@ -25,8 +25,9 @@ from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.telemetry.migrations import migrate
 from reconciler.telemetry.uploader import Uploader
-from tests.pg import Server, database, migrated_template, run_folder, shared_template, url_for
+from tests.pg import Server, database, migrated_template, shared_template, url_for
 from tests.rigs import git_agent
+from tests.shared import run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sites" / "demo.yaml"
