@@ -22,6 +22,7 @@ import pytest
 
 from reconciler.telemetry.migrations import known_version
 from tests.net import free_port
+from tests.shared import once_a_run, run_folder
 
 from .conftest import url_for
 
@@ -69,9 +70,9 @@ def _dependency_dirs() -> list[str]:
     return sorted(dirs)
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    tmp = tmp_path_factory.mktemp("wheel")
+def _install(tmp: Path) -> tuple[Path, Path]:
+    """The wheel built from a copy of the checkout and installed into a new venv in
+    ``tmp``: the venv and its purelib folder."""
     # Build from a copy: an in-tree build would leave build/ and *.egg-info in the repo,
     # and a copy holds only what the sdist would.
     src = tmp / "src"
@@ -111,14 +112,26 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
             wheel,
         ]
     )
+    return venv, purelib
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The installed wheel: built once a run for every xdist worker (the tests only run
+    it), with this worker's environment and its own folder to run from."""
+    venv, purelib = once_a_run(
+        run_folder(tmp_path_factory.getbasetemp()),
+        "installed-wheel",
+        lambda: _install(tmp_path_factory.mktemp("wheel")),
+    )
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
         and not k.startswith("FLUX_")  # e.g. FLUX_SQL_DIR would point back into the repo
     }
-    cwd = tmp / "elsewhere"
-    cwd.mkdir()
+    cwd = tmp_path_factory.mktemp("elsewhere")
+    python = venv / "bin" / "python"
     return Installed(venv, python, venv / "bin" / "flux", purelib, env, cwd)
 
 
