@@ -54,7 +54,7 @@ echo "== mypy --strict"
 echo "== pytest"
 set +e
 # Tests are hermetic (own databases, free ports, temporary folders), so they run on
-# every core: about 6 minutes on 2 cores instead of 10.
+# every core (about 5 minutes on a quiet 2-core machine, December 2026).
 .venv/bin/pytest -n "${FLUX_TEST_WORKERS:-auto}" "$@"
 rc=$?
 set -e
