@@ -42,9 +42,10 @@ from reconciler.backtest.engine import planning_history_days  # noqa: E402
 from reconciler.backtest.prices import named, shipped_months  # noqa: E402
 from reconciler.backtest.profiles import shipped_year  # noqa: E402
 from reconciler.config.loader import load_site  # noqa: E402
-from reconciler.config.model import OptimiseEntry  # noqa: E402
 from reconciler.control.schedule import zone  # noqa: E402
 from reconciler.planning.planner import Planner  # noqa: E402
+from reconciler.planning.runner import optimise_params  # noqa: E402
+from reconciler.sim.plant import Plant  # noqa: E402
 
 DT_H = optimum.DT_H
 #: The month the shipped `january-2024` choice covers.
@@ -71,8 +72,8 @@ class MonthResult:
 def replay(site_path: str, month: str, from_day: int, days: int | None) -> MonthResult:
     """The mode over ``days`` from day ``from_day`` of ``month`` (None: to the month's end)."""
     site = load_site(site_path)
-    entry = next((e for e in site.schedule if isinstance(e, OptimiseEntry)), None)
-    if entry is None:
+    params = optimise_params(site)
+    if params is None:
         raise SystemExit(f"{site_path}: no optimise entry in the schedule")
     year, mon = (2024, 1) if month == JANUARY_2024 else (int(p) for p in month.split("-"))
     span = calendar.monthrange(year, mon)[1] - from_day + 1 if days is None else days
@@ -84,8 +85,8 @@ def replay(site_path: str, month: str, from_day: int, days: int | None) -> Month
         site, start, end, prices=series, profiles=shipped_year(start, end), wrap=True
     )
     plant = optimum.Plant.of(site)
-    soe0 = min(plant.nameplate_kwh, site.energy_kwh(site.simulation.initial_soe))
-    planner = Planner(site, entry.params)
+    soe0 = Plant.for_site(site, start).soe_kwh  # where the simulator starts
+    planner = Planner(site, params)
     for t, v in series.known_before(start, planning_history_days(site)):
         planner.prices.add(t, v)
 

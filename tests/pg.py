@@ -128,19 +128,17 @@ def shared_template(server: Server, key: str, run: Path, fill: Callable[[str], N
     (:func:`tests.shared.run_folder`), where the template is listed for :func:`drop_shared`."""
     with run_lock(run, _SHARED) as folder:
         done = folder / f"{server.flavour}-{key}"
-        if done.exists():
-            name = done.read_text(encoding="utf-8")
-        else:
-            name = f"flux_test_{uuid.uuid4().hex[:12]}"
-            with (folder / "made").open("a", encoding="utf-8") as made:
-                made.write(f"{server.admin_url} {name}\n")  # dropped even if fill fails
+        ready = done.exists()
+        name = done.read_text(encoding="utf-8") if ready else f"flux_test_{uuid.uuid4().hex[:12]}"
+        _HOME[name] = server
+        if not ready:
+            with (folder / "made").open("a", encoding="utf-8") as listed:
+                listed.write(f"{server.admin_url} {name}\n")  # dropped even if fill fails
             with psycopg.connect(server.admin_url, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
-            _HOME[name] = server
             fill(name)
             close_to_connections(server, name)
             done.write_text(name, encoding="utf-8")
-    _HOME[name] = server
     return name
 
 
