@@ -299,15 +299,7 @@ def backtest(
     # command (a test run, a notebook) must not lose the agent's warnings.
     click.get_current_context().call_on_close(lambda: agent_log.setLevel(level))
     if from_db is not None:
-        if base is not None:
-            raise click.UsageError("--from-db compares with what the site did; leave out --base")
-        if first is None:
-            raise click.UsageError("--from-db needs --from DATE (the first local day to replay)")
-        if day_ahead or frequency_events:
-            raise click.UsageError(
-                "--day-ahead and --frequency-events are for simulated runs; leave them out "
-                "with --from-db"
-            )
+        first = _from_db_usage(base, first, simulated_only=bool(day_ahead or frequency_events))
         source = click.get_current_context().get_parameter_source("prices")
         explicit = source is not None and source != click.core.ParameterSource.DEFAULT
         replay_recorded(
@@ -385,23 +377,24 @@ def backtest(
 
     note = _note(series, profile_source[0], optimum)
     if base_result is None:
-        if output == "json":
-            doc = {"file": str(path), "prices": label, **result.as_json()}
-            click.echo(json.dumps(doc, indent=2))
-        elif output == "markdown":
-            click.echo(markdown_single(result, str(path), note))
-        else:
-            print_single(result, str(path), note)
+        emit_single(result, path, label, note, output)
         return
-    cmp = compare(base_result, result)
     base_name = base_label or str(base_path)
-    if output == "json":
-        doc = {"file": str(path), "base_file": base_name, "prices": label, **cmp.as_json()}
-        click.echo(json.dumps(doc, indent=2))
-    elif output == "markdown":
-        click.echo(markdown_comparison(cmp, str(path), base_name, note))
-    else:
-        print_comparison(cmp, str(path), base_name, note)
+    emit_comparison(compare(base_result, result), path, base_name, label, note, output)
+
+
+def _from_db_usage(base: str | None, first: datetime | None, *, simulated_only: bool) -> datetime:
+    """The first day of a ``--from-db`` run, or a usage error for options it cannot take."""
+    if base is not None:
+        raise click.UsageError("--from-db compares with what the site did; leave out --base")
+    if first is None:
+        raise click.UsageError("--from-db needs --from DATE (the first local day to replay)")
+    if simulated_only:
+        raise click.UsageError(
+            "--day-ahead and --frequency-events are for simulated runs; leave them out "
+            "with --from-db"
+        )
+    return first
 
 
 def replay_recorded(
@@ -457,10 +450,30 @@ def replay_recorded(
     if with_optimum:
         result = with_references(result, this_site, series, profiles)
         base_result = with_references(base_result, this_site, series, profiles)
-    cmp = compare(base_result, result)
-    base_name = f"recorded on site {rec.site_id}"
-    note = _note(series, profiles.source, with_optimum)
-    label = ", ".join(prices) if prices is not None else "recorded"
+    emit_comparison(
+        compare(base_result, result),
+        path,
+        f"recorded on site {rec.site_id}",
+        ", ".join(prices) if prices is not None else "recorded",
+        _note(series, profiles.source, with_optimum),
+        output,
+    )
+
+
+def emit_single(result: BacktestResult, path: Path, label: str, note: str, output: str) -> None:
+    """One run's report on stdout as ``output`` (table, json or markdown)."""
+    if output == "json":
+        click.echo(json.dumps({"file": str(path), "prices": label, **result.as_json()}, indent=2))
+    elif output == "markdown":
+        click.echo(markdown_single(result, str(path), note))
+    else:
+        print_single(result, str(path), note)
+
+
+def emit_comparison(
+    cmp: Comparison, path: Path, base_name: str, label: str, note: str, output: str
+) -> None:
+    """Base against this file on stdout as ``output`` (table, json or markdown)."""
     if output == "json":
         doc = {"file": str(path), "base_file": base_name, "prices": label, **cmp.as_json()}
         click.echo(json.dumps(doc, indent=2))
