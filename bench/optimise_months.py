@@ -18,7 +18,12 @@ against 50.9%), in about a minute for all months on 2 cores instead of most of a
 Figures for the README and docs/backtest.md still come from `flux backtest`.
 
     .venv/bin/python bench/optimise_months.py [--site sites/variants/demo-optimise.yaml]
-        [--from-day 22 --days 7 | --whole] [--workers 2] [--output json] [MONTH ...]
+        [--from-day 22 --days 7 | --whole] [--workers 2] [--output json]
+        [--price-scale A --price-shift B] [MONTH ...]
+
+``--price-scale``/``--price-shift`` play every price as A x price + B p/kWh (history, live
+and optimum alike): months at price levels the shipped data never reached (a 2022-like
+winter is about x4), where the battery's money is more arbitrage and less the bill.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without an install
 
 from reconciler.backtest import optimum  # noqa: E402
 from reconciler.backtest.engine import planning_history_days  # noqa: E402
-from reconciler.backtest.prices import named, shipped_months  # noqa: E402
+from reconciler.backtest.prices import PriceSeries, named, shipped_months  # noqa: E402
 from reconciler.backtest.profiles import shipped_year  # noqa: E402
 from reconciler.config.loader import load_site  # noqa: E402
 from reconciler.control.schedule import zone  # noqa: E402
@@ -69,8 +74,29 @@ class MonthResult:
     optimum_soe_end_kwh: float
 
 
-def replay(site_path: str, month: str, from_day: int, days: int | None) -> MonthResult:
-    """The mode over ``days`` from day ``from_day`` of ``month`` (None: to the month's end)."""
+def scaled(series: PriceSeries, scale: float, shift: float) -> PriceSeries:
+    """``series`` with every price, p/kWh, played as ``scale`` x price + ``shift``."""
+    if (scale, shift) == (1.0, 0.0):
+        return series
+
+    def move(prices: dict[datetime, float]) -> dict[datetime, float]:
+        return {t: scale * p + shift for t, p in prices.items()}
+
+    return PriceSeries(
+        move(dict(series.prices)), series.volumes, series.source, move(dict(series.before))
+    )
+
+
+def replay(
+    site_path: str,
+    month: str,
+    from_day: int,
+    days: int | None,
+    price_scale: float = 1.0,
+    price_shift: float = 0.0,
+) -> MonthResult:
+    """The mode over ``days`` from day ``from_day`` of ``month`` (None: to the month's end),
+    prices played as ``price_scale`` x price + ``price_shift`` p/kWh."""
     site = load_site(site_path)
     params = optimise_params(site)
     if params is None:
@@ -80,7 +106,7 @@ def replay(site_path: str, month: str, from_day: int, days: int | None) -> Month
     tz = zone(site.site.timezone)
     start = datetime(year, mon, from_day, tzinfo=tz).astimezone(UTC)
     end = start + timedelta(days=span)
-    series = named(month)
+    series = scaled(named(month), price_scale, price_shift)
     x = optimum.inputs_for(
         site, start, end, prices=series, profiles=shipped_year(start, end), wrap=True
     )
@@ -143,6 +169,8 @@ def main() -> int:
     parser.add_argument("--whole", action="store_true", help="each whole month from the 1st")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", choices=["text", "json"], default="text")
+    parser.add_argument("--price-scale", type=float, default=1.0, help="A in A x price + B")
+    parser.add_argument("--price-shift", type=float, default=0.0, help="B, p/kWh")
     args = parser.parse_args()
     months = args.months or [*shipped_months(), JANUARY_2024]
     from_day, days = (1, None) if args.whole else (args.from_day, args.days)
@@ -154,6 +182,8 @@ def main() -> int:
                 months,
                 [from_day] * len(months),
                 [days] * len(months),
+                [args.price_scale] * len(months),
+                [args.price_shift] * len(months),
             )
         )
     pcts = [r.captured_pct for r in results]
@@ -163,9 +193,12 @@ def main() -> int:
         "months_under_60": sum(p < 60 for p in pcts),
     }
     if args.output == "json":
-        print(json.dumps({"months": [asdict(r) for r in results], **summary}, indent=2))
+        doc = {"price_scale": args.price_scale, "price_shift": args.price_shift, **summary}
+        print(json.dumps({"months": [asdict(r) for r in results], **doc}, indent=2))
         return 0
-    print(f"optimise mode, period-level replay of {Path(args.site).name}:")
+    moved = (args.price_scale, args.price_shift) != (1.0, 0.0)
+    prices = f", prices x{args.price_scale:g} {args.price_shift:+g} p/kWh" if moved else ""
+    print(f"optimise mode, period-level replay of {Path(args.site).name}{prices}:")
     print(
         f"{'month':<13} {'days':>4} {'mode £':>9} {'optimum £':>10} {'captured':>9} "
         f"{'cycles':>13} {'end SoE kWh':>13}"
