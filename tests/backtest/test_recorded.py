@@ -137,7 +137,11 @@ def test_backtest_from_db_usage_and_data_errors(recorded_url: str) -> None:
     missing = flux(str(DEMO), "--from-db", recorded_url, "--from", "2024-08-05")
     assert missing.exit_code == 2 and "have no grid meter ('site') readings" in missing.stderr
     assert "Traceback" not in missing.output
-    assert flux(str(DEMO), "--from-db", recorded_url).exit_code == 2  # no --from
+    no_from = flux(str(DEMO), "--from-db", recorded_url)
+    assert no_from.exit_code == 2 and "needs --from DATE" in no_from.output
+    simulated = ("--from", "2024-08-01", "--day-ahead", "2018-03")
+    only_simulated = flux(str(DEMO), "--from-db", recorded_url, *simulated)
+    assert only_simulated.exit_code == 2 and "for simulated runs" in only_simulated.output
     both = flux(str(DEMO), "--from-db", recorded_url, "--from", "2024-08-01", "--base", str(DEMO))
     assert both.exit_code == 2 and "leave out --base" in both.output
     down = flux(str(DEMO), "--from-db", PLAIN.url("no_such_db"), "--from", "2024-08-01")
