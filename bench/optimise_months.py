@@ -33,8 +33,9 @@ import calendar
 import json
 import statistics
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -79,12 +80,10 @@ def scaled(series: PriceSeries, scale: float, shift: float) -> PriceSeries:
     if (scale, shift) == (1.0, 0.0):
         return series
 
-    def move(prices: dict[datetime, float]) -> dict[datetime, float]:
+    def move(prices: Mapping[datetime, float]) -> dict[datetime, float]:
         return {t: scale * p + shift for t, p in prices.items()}
 
-    return PriceSeries(
-        move(dict(series.prices)), series.volumes, series.source, move(dict(series.before))
-    )
+    return replace(series, prices=move(series.prices), before=move(series.before))
 
 
 def replay(
