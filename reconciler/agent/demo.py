@@ -259,6 +259,10 @@ def demo(
         counts = outbox.counts()
         outbox.close()
         _save_end(last_file, clock.now())
+    if live and not console.is_terminal:
+        # Rich ends its last frame with a newline only on a terminal: piped, the summary
+        # would run on from the table's footer.
+        console.line()
     held = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()) if v and k != "pending")
     where = _upload_summary(agents[0] if agents else None, database_url)
     console.print(

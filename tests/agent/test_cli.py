@@ -51,6 +51,16 @@ def test_demo_runs_and_fills_the_embedded_store(tmp_path: Path) -> None:
     assert timedelta(hours=2) < datetime.now(UTC) - started < timedelta(hours=36)
 
 
+def test_the_piped_live_demo_ends_with_its_summary_on_a_line_of_its_own(tmp_path: Path) -> None:
+    # A live table piped to a file (a log, `| tee`) still ends readable.
+    store = tmp_path / "demo.sqlite"
+    result = flux("demo", "--minutes", "2", "--speed", "600", "--store", str(store))
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.rstrip("\n").splitlines()
+    summary = [line for line in last if "demo stopped after" in line]
+    assert summary and summary[0].startswith("demo stopped after"), result.stdout[-400:]
+
+
 def test_the_default_demo_start_is_yesterday_afternoon_across_a_clock_change() -> None:
     london = ZoneInfo("Europe/London")
     # The Monday after the spring change: yesterday (Sunday) is the 23-hour day.
