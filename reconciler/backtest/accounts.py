@@ -11,6 +11,7 @@ from reconciler.backtest.report import (
     DayResult,
     FrequencyBand,
     MetricsBuilder,
+    TracePoint,
     combine,
 )
 from reconciler.config.model import FrequencyResponseEntry, Site
@@ -21,7 +22,8 @@ from reconciler.diff.tolerances import limit_tolerances
 
 
 class SiteAccounts:
-    """Builders and results for runs on ``site``."""
+    """Builders and results for one run on ``site``: its local days in turn, and the run
+    at the end of each settlement period (:meth:`mark`)."""
 
     def __init__(self, site: Site) -> None:
         self.site = site
@@ -29,6 +31,14 @@ class SiteAccounts:
         # The same tolerances as `flux diff`: overshoot of a tick's worth is not a breach.
         self.tolerances = limit_tolerances(site)
         self._london = site.site.timezone == "Europe/London"
+        self._trace: list[TracePoint] = []
+        #: The battery value (£) of the days finished so far.
+        self._done_gbp = 0.0
+
+    def mark(self, at: datetime, acc: MetricsBuilder) -> None:
+        """The run at ``at``, the end of a settlement period, with ``acc`` the day's
+        builder so far: its SoE and the battery's value since the run began."""
+        self._trace.append(TracePoint(at, acc.soe_end, self._done_gbp + acc.battery_value_gbp()))
 
     def day(self, soe_start_kwh: float) -> MetricsBuilder:
         """A builder for a local day starting at ``soe_start_kwh`` (kWh)."""
@@ -47,7 +57,9 @@ class SiteAccounts:
 
     def day_result(self, day: date, acc: MetricsBuilder) -> DayResult:
         """A finished local day (with its settlement-period count in Great Britain)."""
-        return DayResult(day, periods_in_day(day) if self._london else None, acc.build())
+        metrics = acc.build()
+        self._done_gbp += metrics.battery_value_gbp
+        return DayResult(day, periods_in_day(day) if self._london else None, metrics)
 
     def result(
         self, start: datetime, end: datetime, ticks: int, days: list[DayResult]
@@ -72,6 +84,7 @@ class SiteAccounts:
             days=tuple(days),
             total=combine([d.metrics for d in days], nameplate),
             frequency_bands=frequency_bands(site),
+            trace=tuple(self._trace),
         )
 
 

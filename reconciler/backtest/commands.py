@@ -22,6 +22,7 @@ from rich.table import Table
 
 from reconciler.agent.ports import SignalSource
 from reconciler.backtest import optimum
+from reconciler.backtest.chart import check_plot_path, draw_backtest
 from reconciler.backtest.engine import planning_history_days, run_backtest
 from reconciler.backtest.prices import (
     PriceFileError,
@@ -101,15 +102,25 @@ def _seed(
 
 
 def with_references(
-    result: BacktestResult, site: Site, prices: PriceSeries | None, profiles: SiteProfiles
+    result: BacktestResult,
+    site: Site,
+    prices: PriceSeries | None,
+    profiles: SiteProfiles,
+    *,
+    solve: bool = True,
 ) -> BacktestResult:
-    """``result`` with the perfect-foresight and same-day optima of its days beside it."""
+    """``result`` with the imbalance price of each settlement period and, with ``solve``,
+    the perfect-foresight and same-day optima of its days beside it."""
     start, end = result.start, result.end
     x = optimum.inputs_for(site, start, end, prices=prices, profiles=profiles, wrap=True)
+    result = replace(result, prices=tuple(zip(x.starts, x.price, strict=True)))
+    if not solve:
+        return result
     refs = optimum.references(x, optimum.Plant.of(site), result.days[0].metrics.soe_start_kwh)
     by_day = [refs.day(d.day) for d in result.days]
     return replace(
         result,
+        optimum_trace=optimum.trace(refs.optimum),
         references=tuple(
             Reference(r.optimum_gbp, r.optimum_cycles, r.same_day_gbp, r.same_day_cycles)
             for r in by_day
@@ -251,6 +262,15 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     default=None,
     help="How to name the base in the output (default: its path), e.g. origin/main:FILE.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Also draw each settlement period's price, the SoE and the battery's value so "
+    "far of this file, the base and the optimum to FILE (.png, .svg or .pdf; needs the "
+    "plot extra).",
+)
 @sites_dir_option
 @click.option(
     "--output",
@@ -274,6 +294,7 @@ def backtest(
     db_site: str | None,
     base: str | None,
     base_label: str | None,
+    plot: Path | None,
     sites_dir: Path,
     output: str,
 ) -> None:
@@ -298,6 +319,8 @@ def backtest(
     # Put back when the command ends, however it ends: a process that runs more than one
     # command (a test run, a notebook) must not lose the agent's warnings.
     click.get_current_context().call_on_close(lambda: agent_log.setLevel(level))
+    if plot is not None:
+        check_plot_path(plot)
     if from_db is not None:
         first = _from_db_usage(base, first, simulated_only=bool(day_ahead or frequency_events))
         source = click.get_current_context().get_parameter_source("prices")
@@ -312,6 +335,7 @@ def backtest(
             (load_file, load_homes, solar_file, solar_kwp),
             optimum,
             output,
+            plot,
         )
         return
     try:
@@ -368,7 +392,9 @@ def backtest(
             frequency_events=events,
             seed=_seed(series, s, start),
         )
-        return with_references(result, s, series, profiles) if optimum else result
+        if not (optimum or plot):
+            return result
+        return with_references(result, s, series, profiles, solve=optimum)
 
     labels = [*([f"base {base_path}"] if base_path else []), f"backtest {path}"]
     with progress_bar(labels) as callbacks:
@@ -378,9 +404,25 @@ def backtest(
     note = _note(series, profile_source[0], optimum)
     if base_result is None:
         emit_single(result, path, label, note, output)
+        drawn(plot, result, path)
         return
     base_name = base_label or str(base_path)
     emit_comparison(compare(base_result, result), path, base_name, label, note, output)
+    drawn(plot, result, path, base_result, base_name)
+
+
+def drawn(
+    plot: Path | None,
+    result: BacktestResult,
+    path: Path,
+    base: BacktestResult | None = None,
+    base_name: str | None = None,
+) -> None:
+    """Draw the run to ``plot`` (if given) and say so on stderr (stdout may be JSON)."""
+    if plot is None:
+        return
+    draw_backtest(plot, result, path.name, base, base_name)
+    click.echo(f"plot written to {plot}", err=True)
 
 
 def _from_db_usage(base: str | None, first: datetime | None, *, simulated_only: bool) -> datetime:
@@ -407,6 +449,7 @@ def replay_recorded(
     files: tuple[Path | None, float, Path | None, float],
     with_optimum: bool,
     output: str,
+    plot: Path | None = None,
 ) -> None:
     """``flux backtest --from-db``: the site file run on a site's recorded days, against
     what its control did there (the base column)."""
@@ -447,17 +490,19 @@ def replay_recorded(
             solar=profiles.solar_per_kwp,
         )
     base_result = rec.base
-    if with_optimum:
-        result = with_references(result, this_site, series, profiles)
-        base_result = with_references(base_result, this_site, series, profiles)
+    if with_optimum or plot:
+        result = with_references(result, this_site, series, profiles, solve=with_optimum)
+        base_result = with_references(base_result, this_site, series, profiles, solve=with_optimum)
+    base_name = f"recorded on site {rec.site_id}"
     emit_comparison(
         compare(base_result, result),
         path,
-        f"recorded on site {rec.site_id}",
+        base_name,
         ", ".join(prices) if prices is not None else "recorded",
         _note(series, profiles.source, with_optimum),
         output,
     )
+    drawn(plot, result, path, base_result, base_name)
 
 
 def emit_single(result: BacktestResult, path: Path, label: str, note: str, output: str) -> None:

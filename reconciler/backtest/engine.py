@@ -34,7 +34,7 @@ from reconciler.backtest.report import (
 from reconciler.clock import ManualClock
 from reconciler.config.model import FrequencyResponseEntry, Site
 from reconciler.control.modes.frequency_response import band_kwh
-from reconciler.control.periods import PERIOD
+from reconciler.control.periods import PERIOD, period_start
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, MeterReading
 from reconciler.markets.replay import Replay
@@ -210,6 +210,7 @@ def run_backtest(
     next_report = 0.0
     ticks = 0
     at = start
+    next_period = period_start(start) + PERIOD
     while at < end:
         until = min(at + tick, end)
         for event in frequency_events:  # known in advance: in place before the tick reads
@@ -267,6 +268,9 @@ def run_backtest(
                 safe_stop=safe,
                 frequency_band=band,
             )
+            if stop >= next_period:
+                accounts.mark(stop, acc)
+                next_period += PERIOD
             t = stop
             if t >= next_fast and t < until and fast:
                 clock.set(t)

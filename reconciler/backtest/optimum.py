@@ -29,7 +29,9 @@ from datetime import date, datetime, timedelta
 
 from reconciler.backtest.prices import PriceSeries, period_starts
 from reconciler.backtest.profiles import SiteProfiles
+from reconciler.backtest.report import TracePoint
 from reconciler.config.model import Site
+from reconciler.control.periods import PERIOD
 from reconciler.control.schedule import DayPlans, zone
 from reconciler.planning import lp
 
@@ -166,6 +168,16 @@ class Solution:
         idx = range(len(self.inputs)) if keep is None else keep
         kwh = sum((self.charge_kw[i] + self.discharge_kw[i]) * DT_H for i in idx)
         return kwh / 2.0 / self.nameplate_kwh
+
+
+def trace(sol: Solution) -> tuple[TracePoint, ...]:
+    """``sol`` at the end of each period: its SoE (kWh) and its value (£) since the start."""
+    out: list[TracePoint] = []
+    value = 0.0
+    for i, start in enumerate(sol.inputs.starts):
+        value += sol.value_gbp([i])
+        out.append(TracePoint(start + PERIOD, sol.soe_kwh[i], value))
+    return tuple(out)
 
 
 def idle_money_gbp(x: Inputs, keep: Sequence[int] | None = None) -> float:

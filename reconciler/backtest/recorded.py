@@ -250,6 +250,7 @@ def _recorded_result(
                 winner=RECORDED,
                 safe_stop=False,
             )
+        accounts.mark(t + PERIOD, acc)
         soe = soe_end[i]
     days.append(accounts.day_result(day, acc))
     return accounts.result(start, end, decisions, days)

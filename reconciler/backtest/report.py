@@ -251,6 +251,12 @@ class MetricsBuilder:
             key = IDLE if winner is None else winner
             self.by_winner[key] = self.by_winner.get(key, 0.0) + dt_s
 
+    def battery_value_gbp(self) -> float:
+        """The battery's value so far (£): money over the samples minus the same samples'
+        money with the battery idle (see :attr:`Metrics.battery_value_gbp`)."""
+        money = self.imbalance_value_p + self.export_value_p - self.import_cost_p
+        return (money + self.idle_bill_p) / 100.0
+
     def build(self) -> Metrics:
         throughput = self.charged_kwh + self.discharged_kwh
         money = self.imbalance_value_p + self.export_value_p - self.import_cost_p
@@ -273,7 +279,7 @@ class MetricsBuilder:
             equivalent_full_cycles=throughput / 2.0 / self.nameplate_kwh,
             imbalance_value_gbp=self.imbalance_value_p / 100.0,
             money_gbp=money / 100.0,
-            battery_value_gbp=(money + self.idle_bill_p) / 100.0,
+            battery_value_gbp=self.battery_value_gbp(),
             priced_hours=self.priced_s / 3600.0,
             soe_start_kwh=self.soe_start,
             soe_min_kwh=self.soe_min,
@@ -378,6 +384,16 @@ def _pct(value_gbp: float, optimum_gbp: float) -> float | None:
 
 
 @dataclass(frozen=True)
+class TracePoint:
+    """A run at the end of a settlement period: its SoE (kWh) and the battery's value
+    (£, over an idle battery) from the run's start to ``at``."""
+
+    at: datetime
+    soe_kwh: float
+    value_gbp: float
+
+
+@dataclass(frozen=True)
 class DayResult:
     """One local day of a run. ``settlement_periods`` is the number of GB settlement
     periods of that day (46, 48 or 50) for a site in Europe/London, else None."""
@@ -446,6 +462,12 @@ class BacktestResult:
     reference_total: Reference | None = None
     #: The SoE band of each frequency_response entry of the schedule (none: no such entry).
     frequency_bands: tuple[FrequencyBand, ...] = ()
+    #: The run at the end of each settlement period, and the perfect-foresight optimum's
+    #: (when computed) with the imbalance price of each period (its start, p/kWh; None:
+    #: no price): what ``flux backtest --plot`` draws. Not in the JSON report.
+    trace: tuple[TracePoint, ...] = ()
+    optimum_trace: tuple[TracePoint, ...] = ()
+    prices: tuple[tuple[datetime, float | None], ...] = ()
 
     def day(self, day: date) -> Metrics:
         for d in self.days:

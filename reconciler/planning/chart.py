@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 from reconciler.config.model import Site
 from reconciler.control.schedule import zone
 from reconciler.control.types import Plan
+from reconciler.plots import pyplot
 
 
 def draw_plan(site: Site, plan: Plan, path: Path) -> None:
     """Write ``plan`` as a PNG to ``path`` (matplotlib, no display needed)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise click.ClickException(
-            "plots need matplotlib: pip install 'flux-reconciler[plot]'"
-        ) from None
+    plt = pyplot("plan plots")
     tz = zone(site.site.timezone)
     starts = [s.start.astimezone(tz) for s in plan.steps]
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -103,6 +104,11 @@ def test_recorded_day_reconstructs_load_and_accounts_what_the_site_did(recorded_
     assert base.imbalance_value_gbp == pytest.approx(40.0 - 10.0)
     assert dict(base.hours_by_winner) == {RECORDED: pytest.approx(24.0)}
     assert base.soe_end_kwh == pytest.approx(600 - 200 + 200 * 0.85)
+    # Traced at each period's end, as a simulated run is (what --plot draws).
+    trace = rec.base.trace
+    assert [p.at for p in trace] == [START + timedelta(minutes=30 * (k + 1)) for k in range(48)]
+    assert trace[-1].soe_kwh == base.soe_end_kwh
+    assert trace[-1].value_gbp == pytest.approx(base.battery_value_gbp)
     # The profiles hold one home and one kWp, as the plant scales them.
     loads, solars = rec.profiles.period_means([datetime(2024, 8, 1, 12, 30, tzinfo=UTC)], 54, 210)
     assert loads == [pytest.approx(LOAD_KW)] and solars == [pytest.approx(20.0)]
@@ -117,9 +123,16 @@ def flux(*args: str) -> Result:
 
 
 @pytest.mark.slow
-def test_backtest_from_db_puts_the_site_file_beside_what_the_site_did(recorded_url: str) -> None:
-    result = flux(str(DEMO), "--from-db", recorded_url, "--from", "2024-08-01", "--output", "json")
+def test_backtest_from_db_puts_the_site_file_beside_what_the_site_did(
+    recorded_url: str, tmp_path: Path
+) -> None:
+    plot = tmp_path / "recorded.png"
+    result = flux(
+        str(DEMO), "--from-db", recorded_url, "--from", "2024-08-01", "--output", "json",
+        "--plot", str(plot),
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert plot.read_bytes()[:4] == b"\x89PNG"
     doc = json.loads(result.stdout)
     assert doc["base_file"] == "recorded on site demo" and doc["prices"] == "recorded"
     base, this = doc["base"]["total"], doc["this"]["total"]
