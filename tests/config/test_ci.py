@@ -8,14 +8,16 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "ci" / "flux-validate.yml"
-PINNED = "flux-reconciler @ git+${FLUX_GIT_URL}@${FLUX_REF}"
+PINNED = "flux-reconciler[plot] @ git+${FLUX_GIT_URL}@${FLUX_REF}"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -101,7 +103,7 @@ def test_install_step_installs_the_pinned_commit(tmp_path: Path) -> None:
     assert "::warning::" not in out
     assert calls == [
         "python -m pip install --upgrade pip",
-        f"python -m pip install flux-reconciler @ git+{url}@{SHA}",
+        f"python -m pip install flux-reconciler[plot] @ git+{url}@{SHA}",
         "flux --version",
     ]
 
@@ -207,3 +209,71 @@ def test_many_sites_beyond_the_limit_are_named(tmp_path: Path) -> None:
     text = assemble("### h", sections)
     assert len(text) <= 65_000
     assert "more changed site(s)" in text and "`sites/s39.yaml`" in text
+
+
+# --------------------------------------------------------------------------- the preview
+
+
+def _preview_step() -> dict[str, Any]:
+    steps = _workflow()["jobs"]["validate"]["steps"]
+    (step,) = [s for s in steps if s.get("id") == "preview"]
+    return dict(step)
+
+
+@pytest.mark.slow
+def test_the_preview_step_backtests_a_changed_site_and_keeps_its_plot(tmp_path: Path) -> None:
+    # A config repository in a real git: the target branch, and a pull request that changes
+    # the demo site's red-band target. The step runs in bash with the installed flux.
+    repo = tmp_path / "config"
+    (repo / "sites").mkdir(parents=True)
+    demo = (ROOT / "sites" / "demo.yaml").read_text(encoding="utf-8")
+    (repo / "sites" / "demo.yaml").write_text(demo, encoding="utf-8")
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=repo, check=True, capture_output=True,
+        )  # fmt: skip
+
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-qm", "base")
+    git("update-ref", "refs/remotes/origin/main", "HEAD")
+    git("checkout", "-qb", "change")
+    changed = demo.replace("      target_soe: 5%", "      target_soe: 20%", 1)
+    assert changed != demo
+    (repo / "sites" / "demo.yaml").write_text(changed, encoding="utf-8")
+    git("commit", "-qam", "keep 20% after the red band")
+
+    temp, output, summary = tmp_path / "runner", tmp_path / "output", tmp_path / "summary"
+    temp.mkdir()
+    flux_bin = Path(sys.executable).parent
+    env = {
+        "PATH": f"{flux_bin}:/usr/bin:/bin",
+        "BASE_REF": "main",
+        "RUNNER_TEMP": str(temp),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_SHA": SHA,
+        "PREVIEW_DAYS": "1",
+        "BACKTEST_FROM": "2024-01-15",
+        "BACKTEST_DAYS": "1",
+    }
+    bash = shutil.which("bash")
+    assert bash is not None and (flux_bin / "flux").exists()
+    done = subprocess.run(
+        [bash, "-c", _preview_step()["run"]],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "changed=true" in output.read_text()
+    preview = (repo / "preview.md").read_text(encoding="utf-8")
+    assert "Captured of the perfect-foresight optimum" in preview
+    plot = temp / "plots" / "1-demo.png"
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    # The artifact step keeps that folder.
+    (upload,) = [
+        s for s in _workflow()["jobs"]["validate"]["steps"]
+        if str(s.get("uses", "")).startswith("actions/upload-artifact")
+    ]  # fmt: skip
+    assert upload["with"]["path"] == "${{ runner.temp }}/plots/"
