@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.agent.ports import SignalSource
-from reconciler.backtest import optimum
 from reconciler.backtest.chart import check_plot_path, draw_backtest
-from reconciler.backtest.engine import planning_history_days, run_backtest
+from reconciler.backtest.engine import run_backtest
 from reconciler.backtest.prices import (
     PriceFileError,
     PriceSeries,
@@ -44,6 +43,7 @@ from reconciler.backtest.report import (
     compare,
     headline,
 )
+from reconciler.backtest.runs import SimulatedRun, simulate_all, with_references
 from reconciler.clierrors import fail
 from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.config.model import Site
@@ -88,47 +88,6 @@ def price_series(choice: tuple[str, ...], option: str = "--prices") -> PriceSeri
             param_hint=f"'{option}'",
         )
     return parse_prices(*choice)
-
-
-def _seed(
-    series: PriceSeries | None, site: Site, start: datetime
-) -> list[tuple[datetime, float]] | None:
-    """What an optimise entry has learnt by ``start`` when the run plays the series' own
-    dates: its real past only (the month before a shipped month; nothing before a file's
-    first day). None for a series wrapped onto other dates (the engine's default)."""
-    if series is None or not series.first <= start < series.end:
-        return None
-    return series.known_before(start, planning_history_days(site))
-
-
-def with_references(
-    result: BacktestResult,
-    site: Site,
-    prices: PriceSeries | None,
-    profiles: SiteProfiles,
-    *,
-    solve: bool = True,
-) -> BacktestResult:
-    """``result`` with the imbalance price of each settlement period and, with ``solve``,
-    the perfect-foresight and same-day optima of its days beside it."""
-    start, end = result.start, result.end
-    x = optimum.inputs_for(site, start, end, prices=prices, profiles=profiles, wrap=True)
-    result = replace(result, prices=tuple(zip(x.starts, x.price, strict=True)))
-    if not solve:
-        return result
-    refs = optimum.references(x, optimum.Plant.of(site), result.days[0].metrics.soe_start_kwh)
-    by_day = [refs.day(d.day) for d in result.days]
-    return replace(
-        result,
-        optimum_trace=optimum.trace(refs.optimum),
-        references=tuple(
-            Reference(r.optimum_gbp, r.optimum_cycles, r.same_day_gbp, r.same_day_cycles)
-            for r in by_day
-        ),
-        reference_total=Reference(
-            refs.optimum_gbp, refs.optimum.cycles(), refs.same_day_gbp, refs.same_day.cycles()
-        ),
-    )
 
 
 @contextmanager
@@ -271,6 +230,14 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
     "far of this file, the base and the optimum to FILE (.png, .svg or .pdf; needs the "
     "plot extra).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 2),
+    default=min(2, os.cpu_count() or 1),
+    show_default="2 on a machine of 2 or more CPUs",
+    help="With --base: run the base and this file side by side in this many processes "
+    "(1: one after the other, in this process). The figures are the same either way.",
+)
 @sites_dir_option
 @click.option(
     "--output",
@@ -295,6 +262,7 @@ def backtest(
     base: str | None,
     base_label: str | None,
     plot: Path | None,
+    jobs: int,
     sites_dir: Path,
     output: str,
 ) -> None:
@@ -364,9 +332,8 @@ def backtest(
             imbalance=series.feed(wrap=True) if series is not None else None,
             day_ahead=ReplayDayAheadFeed(published.prices, wrap=True),
         )
-    profile_source: list[str] = []
 
-    def run(s: Site, progress: Callable[[float], None]) -> BacktestResult:
+    def prepared(s: Site) -> SimulatedRun:
         start = local_midnight(s, day)
         end = local_midnight(s, day + timedelta(days=days))
         try:
@@ -380,28 +347,17 @@ def backtest(
             )
         except PriceFileError as exc:
             fail(str(exc))
-        profile_source[:] = [profiles.source]
-        result = run_backtest(
-            s,
-            start,
-            end,
-            signals=signals,
-            progress=progress,
-            load=profiles.load_per_home,
-            solar=profiles.solar_per_kwp,
-            frequency_events=events,
-            seed=_seed(series, s, start),
+        return SimulatedRun(
+            s, start, end, signals, profiles, events, series, optimum, periods=plot is not None
         )
-        if not (optimum or plot):
-            return result
-        return with_references(result, s, series, profiles, solve=optimum)
 
+    runs = [prepared(s) for s in (base_site, this_site) if s is not None]
     labels = [*([f"base {base_path}"] if base_path else []), f"backtest {path}"]
     with progress_bar(labels) as callbacks:
-        base_result = run(base_site, callbacks[0]) if base_site is not None else None
-        result = run(this_site, callbacks[-1])
+        *before, result = simulate_all(runs, callbacks, jobs)
+    base_result = before[0] if before else None
 
-    note = _note(series, profile_source[0], optimum)
+    note = _note(series, runs[-1].profiles.source, optimum)
     if base_result is None:
         emit_single(result, path, label, note, output)
         drawn(plot, result, path)

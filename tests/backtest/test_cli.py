@@ -220,3 +220,18 @@ def test_an_unknown_day_ahead_choice_names_its_option() -> None:
 def test_the_agents_log_level_is_put_back_after_a_backtest(demo_json: Run) -> None:
     assert demo_json.result.exit_code == 0
     assert demo_json.level_after == demo_json.level_before
+
+
+@pytest.mark.slow
+def test_the_base_and_the_file_side_by_side_give_the_figures_of_one_after_the_other() -> None:
+    args = [
+        str(SITES / "variants" / "demo-optimise.yaml"), "--base", str(DEMO),
+        "--output", "json", "--from", "2024-01-16",
+    ]  # fmt: skip
+    apart = flux(*args, "--jobs", "1")
+    together = flux(*args, "--jobs", "2")
+    assert apart.exit_code == 0 and together.exit_code == 0, apart.output + together.output
+    one, two = json.loads(apart.stdout), json.loads(together.stdout)
+    assert one == two
+    # Two different files were run: the comparison is not of a run with itself.
+    assert one["base"]["total"] != one["this"]["total"]
