@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import deque
 from datetime import datetime, time, timedelta
 from importlib import resources
@@ -42,6 +43,8 @@ SHIPPED_DEMO = resources.files("reconciler.agent") / "demo.yaml"
 #: its readings fall in a dashboard's default last 24 hours (and never near a retention
 #: limit); January 2024's prices and the January load are replayed onto any date.
 DEFAULT_START_TIME = time(15, 30)
+#: Columns of the table when the output is not a terminal (and COLUMNS does not say).
+PIPED_WIDTH = 140
 
 
 def default_start(tz: ZoneInfo, now: datetime | None = None) -> datetime:
@@ -193,6 +196,10 @@ def demo(
     site = file_source.current().site
     tz = ZoneInfo(site.site.timezone)
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped to a file or `tee`, rich would assume 80 columns and cut every header;
+        # a log is read in an editor, wide enough for the whole table.
+        console = Console(width=PIPED_WIDTH)
     last_file = store.with_name(store.name + ".last-run")
     resumed = _last_end(last_file) if start is None else None
     if resumed is not None:

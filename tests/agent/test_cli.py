@@ -27,9 +27,11 @@ DEMO = ROOT / "sites" / "demo.yaml"
 
 
 def flux(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # as piped to a file
     return subprocess.run(
-        [*FLUX, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
+        [*FLUX, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        env=env,
+    )  # fmt: skip
 
 
 def test_demo_runs_and_fills_the_embedded_store(tmp_path: Path) -> None:
@@ -59,6 +61,8 @@ def test_the_piped_live_demo_ends_with_its_summary_on_a_line_of_its_own(tmp_path
     last = result.stdout.rstrip("\n").splitlines()
     summary = [line for line in last if "demo stopped after" in line]
     assert summary and summary[0].startswith("demo stopped after"), result.stdout[-400:]
+    # Wide enough for whole headers (rich would assume 80 columns and cut them).
+    assert "battery measured kW" in result.stdout and "site kW (+ import)" in result.stdout
 
 
 def test_the_default_demo_start_is_yesterday_afternoon_across_a_clock_change() -> None:
