@@ -9,9 +9,10 @@ site's import/export limits. Money is what the backtest report counts: the imbal
 export value). A battery's *value* is that money minus the same money with the battery idle,
 so an idle schedule is worth exactly 0 and captured % is strategy value / optimum value.
 
-Relaxations that keep the optimum an upper bound of what finer control can do: within a
-period the battery may share its time between charging and discharging
-(charge/max + discharge/max <= 1) and the site between importing and exporting; where the
+Within a period the battery may share its time between charging and discharging, each at
+what the battery and the site's limits allow while it runs (see planning/lp.py).
+Relaxations that keep the optimum an upper bound of what finer control can do: the site
+may share its time between importing and exporting, billed on the net; where the
 load alone already breaks a site limit, the limit is where the site would be idle (the
 battery is never asked to do the impossible, and never makes it worse).
 
@@ -247,8 +248,14 @@ def breaches(sol: Solution, plant: Plant, tol: float = TOLERANCE) -> list[str]:
             out.append(f"{at}: charge {c} kW outside 0..{plant.charge_kw}")
         if d < -tol or d > plant.discharge_kw + tol:
             out.append(f"{at}: discharge {d} kW outside 0..{plant.discharge_kw}")
-        if c / plant.charge_kw + d / plant.discharge_kw > 1 + tol:
-            out.append(f"{at}: charge and discharge together exceed the battery's power")
+        charge_cap, discharge_cap = plant.phase_caps(x.load_kw[i] - x.solar_kw[i])
+        if c > charge_cap + tol or d > discharge_cap + tol:
+            out.append(f"{at}: charge {c} or discharge {d} kW over what the site allows")
+        elif c > tol and d > tol and c / charge_cap + d / discharge_cap > 1 + tol:
+            out.append(
+                f"{at}: charge and discharge together exceed what the battery and the "
+                "site's limits allow in one period"
+            )
         if imp < -tol or imp > imax + tol:
             out.append(f"{at}: import {imp} kW over {imax}")
         if exp < -tol or exp > emax + tol:

@@ -19,9 +19,14 @@ and the money maximised, in pence::
 ``price (d - c)`` is the imbalance value of the battery's own flows and the rates are the
 site's bill, as the backtest report counts them.
 
-Relaxations that keep the optimum an upper bound of what finer control can do: within a
-period the battery may share its time between charging and discharging
-(``c / charge_kw + d / discharge_kw <= 1``) and the site between importing and exporting;
+Within a period the battery may share its time between charging and discharging, each
+phase at constant power within what the site allows while it runs
+(``c / charge_cap + d / discharge_cap <= 1``, the caps of :meth:`Plant.phase_caps`: a
+charge that would take the site over its import limit cannot be shared with a discharge
+to bring the period's mean back under it). At negative prices that is worth doing: the
+losses of a charge and discharge in one period are energy drawn at a price that pays.
+Relaxations that keep the optimum an upper bound of what finer control can do: the site
+may share its time between importing and exporting, billed on the period's net;
 where the load alone already breaks a site limit, the limit is where the site would be
 with the battery idle (the battery is never asked to do the impossible, and never makes it
 worse). A start outside the SoE limits widens them to include it.
@@ -73,6 +78,16 @@ class Plant:
         """Most import and export (kW) with a net load of ``net_load_kw``: the site's
         limits, or where the site already is with the battery idle."""
         return max(self.import_limit_kw, net_load_kw), max(self.export_limit_kw, -net_load_kw)
+
+    def phase_caps(self, net_load_kw: float) -> tuple[float, float]:
+        """The most the battery can charge and discharge (kW) while the rest of the site
+        draws ``net_load_kw``: its own power, and what keeps the site within
+        :meth:`bounds` (0 where the load alone is at that bound)."""
+        imax, emax = self.bounds(net_load_kw)
+        return (
+            max(0.0, min(self.charge_kw, imax - net_load_kw)),
+            max(0.0, min(self.discharge_kw, emax + net_load_kw)),
+        )
 
 
 @dataclass(frozen=True)
@@ -206,7 +221,14 @@ def solve(plant: Plant, x: Inputs) -> Schedule:
             row(energy, x.soe_start_kwh, x.soe_start_kwh)
         else:
             row([*energy, (s - 5, -1.0)], 0.0, 0.0)
-        row([(c, 1.0 / plant.charge_kw), (d, 1.0 / plant.discharge_kw)], -highspy.kHighsInf, 1.0)
+        # Charging and discharging share the period's time, each at most at what the site
+        # allows while it runs (charging adds to the net load, discharging takes from it),
+        # so the shares are what constant-power phases of the period can deliver.
+        charge_cap, discharge_cap = plant.phase_caps(net)
+        upper[c] = min(upper[c], charge_cap)
+        upper[d] = min(upper[d], discharge_cap)
+        if charge_cap > 0.0 and discharge_cap > 0.0:
+            row([(c, 1.0 / charge_cap), (d, 1.0 / discharge_cap)], -highspy.kHighsInf, 1.0)
         row([(imp, 1.0 / imax), (exp, 1.0 / emax)], -highspy.kHighsInf, 1.0)
     cost[5 * n - 1] -= x.terminal_value
 

@@ -11,6 +11,7 @@ from reconciler.backtest.optimum import (
     DT_H,
     Inputs,
     Plant,
+    Solution,
     breaches,
     idle_money_gbp,
     inputs_for,
@@ -204,3 +205,17 @@ def test_no_strategy_beats_the_optimum(name: str) -> None:
     assert value <= optimum_gbp + 1e-6, (value, optimum_gbp)
     pct = captured_pct(value, optimum_gbp)
     assert pct is not None and pct < 100
+
+
+def test_a_charge_shared_with_a_discharge_over_the_import_limit_is_a_breach() -> None:
+    # 50 kW of load under a 100 kW import limit: charging runs at 50 kW at most. A period
+    # of 80 kW charge and 64 kW discharge (SoE unchanged at 80%) averages 66 kW of import,
+    # under the limit, but the phase that charges would import 130 kW: not a schedule.
+    plant = Plant(**{**TOY_PLANT.__dict__, "import_limit_kw": 100.0})
+    x = toy([-10.0], load=50.0)
+    bad = Solution(x, (80.0,), (64.0,), (66.0,), (0.0,), (50.0,), 50.0, 100.0)
+    assert any("over what the site allows" in b for b in breaches(bad, plant))
+    shared = Solution(x, (40.0,), (32.0,), (58.0,), (0.0,), (50.0,), 50.0, 100.0)
+    assert any("together exceed" in b for b in breaches(shared, plant))
+    # What the optimum does there instead keeps every limit.
+    assert breaches(solve(x, plant, 50.0), plant) == []

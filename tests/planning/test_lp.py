@@ -101,3 +101,20 @@ def test_the_solution_never_leaves_the_battery_or_its_energy(
         assert end == pytest.approx(soe + stored, abs=1e-5)
         assert g == pytest.approx(load - kw, abs=1e-5)
         soe = end
+
+
+def test_at_a_negative_price_a_full_battery_burns_only_what_the_import_limit_lets_it() -> None:
+    # Full, at -10 p, import limit 60 kW with 20 kW of load: charging can run at 40 kW at
+    # most (not the battery's 100), discharging at 100. Stored energy cannot rise, so each
+    # kWh charged must be given back x 0.9 in the same period: c/40 + 0.9c/100 = 1, and the
+    # money is the 10% lost, drawn at a price that pays 10 p/kWh for 0.5 h.
+    tight = lp.Plant(**{**BATTERY.__dict__, "import_limit_kw": 60})
+    x = _inputs([-10.0], net_load_kw=[20.0], soe_start_kwh=200.0)
+    got = lp.solve(tight, x)
+    c = 1 / (1 / 40 + 0.9 / 100)
+    assert got.charge_kw[0] == pytest.approx(c, rel=1e-6)
+    assert got.discharge_kw[0] == pytest.approx(0.9 * c, rel=1e-6)
+    assert lp.money_gbp(x, got) == pytest.approx(0.5 * 10 * 0.1 * c / 100, rel=1e-6)
+    # Averaged over the period the site imports 20 + 0.1c: under 60 kW even with the
+    # battery's whole 100 kW, but never in the phase that charges (20 + 100 > 60).
+    assert got.import_kw[0] - got.export_kw[0] == pytest.approx(20 + 0.1 * c, rel=1e-6)
