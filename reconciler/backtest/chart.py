@@ -81,9 +81,10 @@ def draw_backtest(
     soe_start = result.days[0].metrics.soe_start_kwh
 
     if result.prices:
+        ys = [math.nan if p is None else p for _, p in result.prices]
         price_ax.step(
-            [t for t, _ in result.prices],
-            [math.nan if p is None else p for _, p in result.prices],
+            [*(t for t, _ in result.prices), result.end],  # the last period drawn to its end
+            [*ys, ys[-1]],
             where="post",
             color="tab:purple",
             linewidth=0.8,
