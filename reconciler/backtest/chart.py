@@ -80,7 +80,12 @@ def draw_backtest(
     start = result.start
     soe_start = result.days[0].metrics.soe_start_kwh
 
-    if result.prices:
+    if not any(p is not None for _, p in result.prices):
+        price_ax.text(
+            0.5, 0.5, "no imbalance prices in this run", transform=price_ax.transAxes,
+            ha="center", va="center", color="0.4",
+        )  # fmt: skip
+    else:
         ys = [math.nan if p is None else p for _, p in result.prices]
         price_ax.step(
             [*(t for t, _ in result.prices), result.end],  # the last period drawn to its end

@@ -84,6 +84,11 @@ def test_plot_beside_json_and_against_a_base(tmp_path: Path) -> None:
     # Both runs are drawn, and no optimum was asked for.
     assert text.count("base: ") == 1 and "perfect-foresight optimum" not in text
 
+    unpriced = tmp_path / "none.svg"
+    none = flux(str(DEMO), "--prices", "none", "--no-optimum", "--plot", str(unpriced))
+    assert none.exit_code == 0, none.output
+    assert "no imbalance prices in this run" in unpriced.read_text(encoding="utf-8")
+
 
 def test_a_plot_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path) -> None:
     no_folder = flux(str(DEMO), "--days", "31", "--plot", str(tmp_path / "nowhere" / "x.png"))
