@@ -255,6 +255,9 @@ def test_the_preview_step_backtests_a_changed_site_and_keeps_its_plot(tmp_path: 
         "GITHUB_OUTPUT": str(output),
         "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_SHA": SHA,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "o/config",
+        "GITHUB_RUN_ID": "42",
         "PREVIEW_DAYS": "1",
         "BACKTEST_FROM": "2024-01-15",
         "BACKTEST_DAYS": "1",
@@ -269,6 +272,9 @@ def test_the_preview_step_backtests_a_changed_site_and_keeps_its_plot(tmp_path: 
     assert "changed=true" in output.read_text()
     preview = (repo / "preview.md").read_text(encoding="utf-8")
     assert "Captured of the perfect-foresight optimum" in preview
+    assert "backtest-plots artifact of [this run](https://github.com/o/config/actions/runs/42)" in (
+        preview
+    )
     plot = temp / "plots" / "1-demo.png"
     assert plot.read_bytes()[:4] == b"\x89PNG"
     # The artifact step keeps that folder.
