@@ -44,7 +44,9 @@ def check_plot_path(path: Path) -> None:
         )
 
 
-def _line(start: datetime, first: float, points: tuple[TracePoint, ...], soe: bool) -> Any:
+def _line(
+    start: datetime, first: float, points: tuple[TracePoint, ...], soe: bool
+) -> tuple[list[datetime], list[float]]:
     """x and y of a trace from the run's start (SoE ``first`` kWh there, value 0 £)."""
     xs = [start, *(p.at for p in points)]
     ys = [first, *(p.soe_kwh if soe else p.value_gbp for p in points)]

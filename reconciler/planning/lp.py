@@ -204,16 +204,12 @@ def solve(plant: Plant, x: Inputs) -> Schedule:
         c, d, imp, exp, s = range(5 * t, 5 * t + 5)
         h, price, net = x.hours[t], x.price[t] or 0.0, x.net_load_kw[t]
         imax, emax = plant.bounds(net)
+        charge_cap, discharge_cap = plant.phase_caps(net)
         cost[c] = h * price
         cost[d] = -h * price + h * x.cycling_cost
         cost[imp] = h * x.import_rate[t]
         cost[exp] = -h * x.export_rate[t]
-        upper[c], upper[d], upper[imp], upper[exp] = (
-            plant.charge_kw,
-            plant.discharge_kw,
-            imax,
-            emax,
-        )
+        upper[c], upper[d], upper[imp], upper[exp] = charge_cap, discharge_cap, imax, emax
         lower[s], upper[s] = soe_lo, soe_hi
         row([(imp, 1.0), (exp, -1.0), (c, -1.0), (d, 1.0)], net, net)
         energy = [(s, 1.0), (c, -eta * h), (d, h)]
@@ -224,9 +220,6 @@ def solve(plant: Plant, x: Inputs) -> Schedule:
         # Charging and discharging share the period's time, each at most at what the site
         # allows while it runs (charging adds to the net load, discharging takes from it),
         # so the shares are what constant-power phases of the period can deliver.
-        charge_cap, discharge_cap = plant.phase_caps(net)
-        upper[c] = min(upper[c], charge_cap)
-        upper[d] = min(upper[d], discharge_cap)
         if charge_cap > 0.0 and discharge_cap > 0.0:
             row([(c, 1.0 / charge_cap), (d, 1.0 / discharge_cap)], -highspy.kHighsInf, 1.0)
         row([(imp, 1.0 / imax), (exp, 1.0 / emax)], -highspy.kHighsInf, 1.0)

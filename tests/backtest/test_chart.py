@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from reconciler.backtest.commands import price_series, with_references
+from reconciler.backtest.commands import price_series
 from reconciler.backtest.profiles import site_profiles
 from reconciler.backtest.report import BacktestResult
+from reconciler.backtest.runs import with_references
 from reconciler.cli import cli
 from reconciler.config.model import Site
 from reconciler.control.periods import PERIOD
