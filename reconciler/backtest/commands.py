@@ -357,7 +357,8 @@ def backtest(
         *before, result = simulate_all(runs, callbacks, jobs)
     base_result = before[0] if before else None
 
-    note = _note(series, runs[-1].profiles.source, optimum)
+    wrapped = series is not None and not series.covers(runs[-1].start, runs[-1].end)
+    note = _note(series, runs[-1].profiles.source, optimum, wrapped=wrapped)
     if base_result is None:
         emit_single(result, path, label, note, output)
         drawn(plot, result, path)
@@ -455,7 +456,7 @@ def replay_recorded(
         path,
         base_name,
         ", ".join(prices) if prices is not None else "recorded",
-        _note(series, profiles.source, with_optimum),
+        _note(series, profiles.source, with_optimum, wrapped=False),
         output,
     )
     drawn(plot, result, path, base_result, base_name)
@@ -683,18 +684,19 @@ def _span(result: BacktestResult) -> str:
     return f"{first.isoformat()} to {last.isoformat()} ({days})"
 
 
-def _note(series: PriceSeries | None, profiles: str, with_optimum: bool) -> str:
-    """The closing note of a report: where its inputs came from and what £ means."""
-    source = (
-        f"{series.source} replayed, wrapped onto dates outside it"
-        if series is not None
-        else "no market prices"
-    )
-    elexon = (
-        " Contains BMRS data © Elexon Limited copyright and database right."
-        if series is not None
-        else ""
-    )
+def _note(
+    series: PriceSeries | None, profiles: str, with_optimum: bool, *, wrapped: bool
+) -> str:
+    """The closing note of a report: where its inputs came from and what £ means.
+    ``wrapped``: the run's days lie (partly) outside the series, which is replayed
+    onto them."""
+    if series is None:
+        source = "no market prices"
+    elif wrapped:
+        source = f"{series.source} replayed, wrapped onto dates outside it"
+    else:
+        source = f"{series.source} replayed on its own dates"
+    elexon = f" {series.attribution}" if series is not None else ""
     optimum = (
         " The optimum is the most the battery could have made with perfect foresight of the "
         "same load, solar and prices (a linear programme per settlement period); the "

@@ -54,6 +54,12 @@ class PriceFileError(ValueError):
         self.path, self.line, self.field = path, line, field
 
 
+def elexon_attribution(first_year: int, last_year: int) -> str:
+    """The line Elexon's BMRS licence asks for wherever its data of these years is shown."""
+    years = str(first_year) if first_year == last_year else f"{first_year}-{last_year}"
+    return f"Contains BMRS data © Elexon Limited copyright and database right {years}."
+
+
 @dataclass(frozen=True)
 class PriceSeries:
     """Imbalance price (p/kWh) and NIV (MWh, + short) by UTC settlement-period start."""
@@ -78,6 +84,11 @@ class PriceSeries:
     def end(self) -> datetime:
         """UTC end of the last priced period."""
         return max(self.prices) + PERIOD
+
+    @property
+    def attribution(self) -> str:
+        """Elexon's attribution line for the years the series covers."""
+        return elexon_attribution(self.first.year, (self.end - PERIOD).year)
 
     def price(self, start: datetime) -> float | None:
         """p/kWh of the period starting at UTC ``start`` (None: not in the series)."""

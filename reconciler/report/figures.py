@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from reconciler.backtest import optimum
+from reconciler.backtest.prices import elexon_attribution
 from reconciler.config.model import Site
 from reconciler.control.periods import PERIOD, efa_block
 from reconciler.control.schedule import DayPlans, occurrence_at, zone
@@ -54,7 +55,6 @@ TOP_PERIODS = 10
 SOE_PERCENTILES = (5, 25, 50, 75, 95)
 #: The SoE histogram's bins, % of nameplate energy.
 SOE_BIN_PCT = 10
-ELEXON = "Contains BMRS data © Elexon Limited copyright and database right."
 
 
 def _r(value: float, digits: int = 3) -> float:
@@ -503,7 +503,11 @@ def compute(
             "grid_meter_counters": _counters(counters, energy_total),
         },
         "notes": notes,
-        "attribution": ELEXON if rec.prices_recorded else None,
+        "attribution": (
+            elexon_attribution(rec.start.astimezone(tz).year, (rec.end - PERIOD).astimezone(tz).year)
+            if rec.prices_recorded
+            else None
+        ),
     }
     return figures
 

@@ -114,6 +114,10 @@ def test_markdown_with_base_is_a_pr_comment(tmp_path: Path) -> None:
     row = next(line for line in lines if line.startswith("| hours won: weekday NIV chase |"))
     base, this, diff = (cell.strip() for cell in row.strip("|").split("|")[1:])
     assert float(this) < float(base) and diff.startswith("-")
+    # January 2024 played on its own days, with the licence's line for the year shown.
+    assert "January 2024" in result.stdout and "replayed on its own dates" in result.stdout
+    assert "wrapped" not in result.stdout
+    assert "Contains BMRS data © Elexon Limited copyright and database right 2024." in lines[-1]
 
 
 def test_markdown_without_base_has_a_column_per_day_and_a_total() -> None:
@@ -179,6 +183,25 @@ def test_a_price_file_and_a_load_file(tmp_path: Path) -> None:
     assert day["settlement_periods"] == 50 and day["hours"] == 25.0
     assert day["load_kwh"] == pytest.approx(54 * 25.0)  # 1 kW per home, 54 homes, 25 h
     assert day["optimum"]["optimum_gbp"] > 0
+
+
+def test_a_price_file_played_on_other_days_says_so_and_gives_its_years(tmp_path: Path) -> None:
+    # A day of December 2018 and the first of January 2019, played on a day in March 2024.
+    start = datetime(2018, 12, 31, tzinfo=UTC)
+    prices = tmp_path / "prices.csv"
+    prices.write_text(
+        "time,price_p_per_kwh\n"
+        + "".join(f"{(start + i * timedelta(minutes=30)).isoformat()},{5 + i % 7}\n" for i in range(96)),
+        encoding="utf-8",
+    )
+    result = flux(
+        str(DEMO), "--prices", str(prices), "--from", "2024-03-05", "--days", "1",
+        "--no-optimum", "--output", "markdown",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    note = result.stdout.splitlines()[-1]
+    assert f"{prices} replayed, wrapped onto dates outside it" in note, note
+    assert note.endswith("Contains BMRS data © Elexon Limited copyright and database right 2018-2019.")
 
 
 def test_bad_price_and_load_files_exit_2_with_file_and_line(tmp_path: Path) -> None:

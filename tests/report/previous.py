@@ -16,8 +16,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from reconciler.backtest import optimum
-from reconciler.backtest.prices import period_starts
+from reconciler.backtest.prices import elexon_attribution, period_starts
 from reconciler.config.model import Site
+from reconciler.control.periods import PERIOD
 from reconciler.control.schedule import DayPlans, occurrence_at, zone
 from reconciler.planning import lp
 from reconciler.report.data import _SESSION, LATE_MINUTES, Record
@@ -179,7 +180,6 @@ TOP_PERIODS = 10
 SOE_PERCENTILES = (5, 25, 50, 75, 95)
 #: The SoE histogram's bins, % of nameplate energy.
 SOE_BIN_PCT = 10
-ELEXON = "Contains BMRS data © Elexon Limited copyright and database right."
 
 
 def _r(value: float, digits: int = 3) -> float:
@@ -479,7 +479,12 @@ def compute(
             "grid_meter_counters": _counters(counters, energy_total),
         },
         "notes": notes,
-        "attribution": ELEXON if rec.prices else None,
+        # Text, not a figure: the attribution line is the current code's.
+        "attribution": (
+            elexon_attribution(rec.start.astimezone(tz).year, (rec.end - PERIOD).astimezone(tz).year)
+            if rec.prices
+            else None
+        ),
     }
     return figures
 
