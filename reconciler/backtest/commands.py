@@ -684,9 +684,7 @@ def _span(result: BacktestResult) -> str:
     return f"{first.isoformat()} to {last.isoformat()} ({days})"
 
 
-def _note(
-    series: PriceSeries | None, profiles: str, with_optimum: bool, *, wrapped: bool
-) -> str:
+def _note(series: PriceSeries | None, profiles: str, with_optimum: bool, *, wrapped: bool) -> str:
     """The closing note of a report: where its inputs came from and what £ means.
     ``wrapped``: the run's days lie (partly) outside the series, which is replayed
     onto them."""

@@ -504,7 +504,9 @@ def compute(
         },
         "notes": notes,
         "attribution": (
-            elexon_attribution(rec.start.astimezone(tz).year, (rec.end - PERIOD).astimezone(tz).year)
+            elexon_attribution(
+                rec.start.astimezone(tz).year, (rec.end - PERIOD).astimezone(tz).year
+            )
             if rec.prices_recorded
             else None
         ),

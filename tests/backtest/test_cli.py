@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from reconciler.backtest.report import NUMERIC_METRICS
 from reconciler.cli import cli
+from reconciler.control.periods import PERIOD
 from tests.backtest.conftest import DEMO, ROOT, variant
 
 SITES = ROOT / "sites"
@@ -191,7 +192,7 @@ def test_a_price_file_played_on_other_days_says_so_and_gives_its_years(tmp_path:
     prices = tmp_path / "prices.csv"
     prices.write_text(
         "time,price_p_per_kwh\n"
-        + "".join(f"{(start + i * timedelta(minutes=30)).isoformat()},{5 + i % 7}\n" for i in range(96)),
+        + "".join(f"{(start + i * PERIOD).isoformat()},{5 + i % 7}\n" for i in range(96)),
         encoding="utf-8",
     )
     result = flux(
@@ -201,7 +202,9 @@ def test_a_price_file_played_on_other_days_says_so_and_gives_its_years(tmp_path:
     assert result.exit_code == 0, result.output
     note = result.stdout.splitlines()[-1]
     assert f"{prices} replayed, wrapped onto dates outside it" in note, note
-    assert note.endswith("Contains BMRS data © Elexon Limited copyright and database right 2018-2019.")
+    assert note.endswith(
+        "Contains BMRS data © Elexon Limited copyright and database right 2018-2019."
+    )
 
 
 def test_bad_price_and_load_files_exit_2_with_file_and_line(tmp_path: Path) -> None:

@@ -481,7 +481,9 @@ def compute(
         "notes": notes,
         # Text, not a figure: the attribution line is the current code's.
         "attribution": (
-            elexon_attribution(rec.start.astimezone(tz).year, (rec.end - PERIOD).astimezone(tz).year)
+            elexon_attribution(
+                rec.start.astimezone(tz).year, (rec.end - PERIOD).astimezone(tz).year
+            )
             if rec.prices
             else None
         ),

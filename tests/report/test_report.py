@@ -157,7 +157,8 @@ def test_figures_match_the_raw_readings_read_as_a_reader(
     for device in ("site", "solar", "bess", "battery_meter"):
         assert q["devices"][device]["completeness_pct"] == pytest.approx(100 * HOURS / 24, abs=0.2)
     assert any("lack grid meter or battery readings" in n for n in doc["notes"])
-    assert doc["attribution"] == "Contains BMRS data © Elexon Limited copyright and database right 2024."
+    elexon = "Contains BMRS data © Elexon Limited copyright and database right 2024."
+    assert doc["attribution"] == elexon
 
 
 def test_markdown_and_self_contained_html(reader_url: str, tmp_path: Path) -> None:
