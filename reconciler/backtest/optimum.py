@@ -161,14 +161,15 @@ class Solution:
         """Money with this battery schedule minus money with the battery idle, £."""
         return self.money_gbp(keep) - idle_money_gbp(self.inputs, keep)
 
-    def values_by_period_gbp(self) -> list[float]:
-        """:meth:`value_gbp` of each period alone, in one pass (the programme's inputs
-        are built once, not once a period)."""
+    def values_gbp(self, groups: Sequence[Sequence[int]]) -> list[float]:
+        """:meth:`value_gbp` of each group of periods, in one pass (the programme's
+        inputs are built once, not once a group)."""
         x, schedule = self.inputs.programme(self.soe_start_kwh), self._schedule()
-        return [
-            lp.money_gbp(x, schedule, [i]) - idle_money_gbp(self.inputs, [i])
-            for i in range(len(self.inputs))
-        ]
+        return [lp.money_gbp(x, schedule, g) - idle_money_gbp(self.inputs, g) for g in groups]
+
+    def values_by_period_gbp(self) -> list[float]:
+        """:meth:`value_gbp` of each period alone."""
+        return self.values_gbp([[i] for i in range(len(self.inputs))])
 
     def _schedule(self) -> lp.Schedule:
         return lp.Schedule(
@@ -325,16 +326,14 @@ def references(x: Inputs, plant: Plant, soe_start_kwh: float) -> References:
     """Both references over ``x`` and their per-day split."""
     best = solve(x, plant, soe_start_kwh)
     daily = solve_by_day(x, plant, soe_start_kwh)
-    days = []
-    for day in dict.fromkeys(x.days):
-        keep = [i for i, d in enumerate(x.days) if d == day]
-        days.append(
-            DayOptimum(
-                day,
-                best.value_gbp(keep),
-                best.cycles(keep),
-                daily.value_gbp(keep),
-                daily.cycles(keep),
-            )
+    by_day: dict[date, list[int]] = {}
+    for i, d in enumerate(x.days):
+        by_day.setdefault(d, []).append(i)
+    groups = list(by_day.values())
+    days = tuple(
+        DayOptimum(day, best_gbp, best.cycles(keep), daily_gbp, daily.cycles(keep))
+        for day, keep, best_gbp, daily_gbp in zip(
+            by_day, groups, best.values_gbp(groups), daily.values_gbp(groups), strict=True
         )
-    return References(best, daily, tuple(days))
+    )
+    return References(best, daily, days)
