@@ -41,7 +41,7 @@ def instant(
     return at if at.tzinfo is not None else at.replace(tzinfo=default_tz)
 
 
-class Day(click.ParamType):
+class Day(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
     """A day written YYYY-MM-DD, as a naive datetime at its midnight (what
     ``click.DateTime`` gives, so callers take ``.date()``)."""
 
