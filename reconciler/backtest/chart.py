@@ -11,37 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import click
-
 from reconciler.backtest.report import BacktestResult, TracePoint
 from reconciler.control.schedule import zone
 from reconciler.plots import pyplot
 
 WHAT = "backtest plots"
 INSTEAD = "or leave --plot out"
-
-
-def check_plot_path(path: Path) -> None:
-    """Before a run that may take minutes: the folder exists and matplotlib can write a
-    file of this kind (by its extension). Raises click.BadParameter (exit 2) if not, and
-    PlotsUnavailable when matplotlib is missing."""
-    pyplot(WHAT, INSTEAD)
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    kinds = FigureCanvasBase.get_supported_filetypes()
-    kind = path.suffix.lstrip(".").lower()
-    if kind not in kinds:
-        raise click.BadParameter(
-            f"{path}: cannot draw a {path.suffix or 'file without an extension'}; "
-            f"name it .png, .svg or .pdf (any of: {', '.join(sorted(kinds))})",
-            param_hint="--plot",
-        )
-    folder = path.parent
-    if not folder.is_dir():
-        raise click.BadParameter(
-            f"{path}: the folder {folder} does not exist; create it or write the plot elsewhere",
-            param_hint="--plot",
-        )
 
 
 def _line(

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.agent.ports import SignalSource
-from reconciler.backtest.chart import check_plot_path, draw_backtest
+from reconciler.backtest.chart import INSTEAD, WHAT, draw_backtest
 from reconciler.backtest.engine import run_backtest
 from reconciler.backtest.prices import (
     PriceFileError,
@@ -45,11 +45,13 @@ from reconciler.backtest.report import (
 )
 from reconciler.backtest.runs import SimulatedRun, simulate_all, with_references
 from reconciler.clierrors import fail
+from reconciler.cliparams import DAY, FiniteRange
 from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight, zone
 from reconciler.control.signals import FeedSignals
 from reconciler.markets.memory import ReplayDayAheadFeed, ReplayImbalanceFeed
+from reconciler.plots import check_plot_path
 from reconciler.sim.plant import RepeatedEvent
 from reconciler.telemetry.errors import DatabaseUnreachable
 
@@ -120,7 +122,7 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
 @click.option(
     "--from",
     "first",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     default=None,
     help=f"First local day, YYYY-MM-DD [default: the first day of --prices, {DEFAULT_FROM} "
     "for january-2024 or none].",
@@ -170,7 +172,9 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
 )
 @click.option(
     "--load-homes",
-    type=click.FloatRange(min=0, min_open=True),
+    # At least one home: the file is scaled by homes / this, and a sliver of a home
+    # would turn a household's load into figures no site could have.
+    type=FiniteRange(min=1),
     default=1.0,
     show_default=True,
     help="How many homes the --load file measures.",
@@ -184,7 +188,8 @@ def progress_bar(labels: list[str]) -> Iterator[list[Callable[[float], None]]]:
 )
 @click.option(
     "--solar-kwp",
-    type=click.FloatRange(min=0, min_open=True),
+    # As --load-homes: the file is scaled by the site's kWp / this.
+    type=FiniteRange(min=0.1),
     default=1.0,
     show_default=True,
     help="How many kWp the --solar file measures.",
@@ -288,7 +293,7 @@ def backtest(
     # command (a test run, a notebook) must not lose the agent's warnings.
     click.get_current_context().call_on_close(lambda: agent_log.setLevel(level))
     if plot is not None:
-        check_plot_path(plot)
+        check_plot_path(plot, WHAT, INSTEAD)
     if from_db is not None:
         first = _from_db_usage(base, first, simulated_only=bool(day_ahead or frequency_events))
         source = click.get_current_context().get_parameter_source("prices")

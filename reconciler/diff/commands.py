@@ -19,6 +19,7 @@ import psycopg
 from rich.console import Console
 
 from reconciler.clierrors import user_errors
+from reconciler.cliparams import instant
 from reconciler.devices.errors import DeviceError
 from reconciler.diff.compare import diff_site
 from reconciler.diff.desired import Desired, DiffError, load_desired, open_repo, site_ids
@@ -42,11 +43,19 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 LATEST = "latest"
 
 
+#: The longest --window: a year of a site's telemetry is already more than a diff reads
+#: at a glance (and far beyond it the arithmetic on instants overflows).
+MAX_WINDOW = timedelta(days=366)
+
+
 def parse_window(_ctx: click.Context, _param: click.Parameter, value: str) -> timedelta:
     m = _DURATION_RE.match(value)
     if m is None or float(m.group(1)) <= 0:
         raise click.BadParameter(f"{value!r} is not a duration; write e.g. 24h, 90m, 2d or 600s")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_WINDOW.total_seconds():
+        raise click.BadParameter(f"{value!r} is longer than {MAX_WINDOW.days} days")
+    return timedelta(seconds=seconds)
 
 
 def parse_at(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | str:
@@ -55,13 +64,7 @@ def parse_at(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
         return datetime.now(UTC)
     if value.strip().lower() == LATEST:
         return LATEST
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as 2026-01-01T00:00Z, nor latest"
-        ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return instant(value, UTC, "--at", example="2026-01-01T00:00Z, nor latest")
 
 
 repo_option = click.option(

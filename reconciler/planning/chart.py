@@ -11,7 +11,8 @@ from reconciler.plots import pyplot
 
 
 def draw_plan(site: Site, plan: Plan, path: Path) -> None:
-    """Write ``plan`` as a PNG to ``path`` (matplotlib, no display needed)."""
+    """Draw ``plan`` to ``path``, of the kind its extension names (matplotlib, no display
+    needed)."""
     plt = pyplot("plan plots")
     tz = zone(site.site.timezone)
     starts = [s.start.astimezone(tz) for s in plan.steps]

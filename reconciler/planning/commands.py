@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from reconciler.cliparams import instant
 from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.config.model import OptimiseParams, Site
 from reconciler.control.periods import PERIOD
@@ -19,7 +22,10 @@ from reconciler.control.types import Plan
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.planning.planner import Planner, site_rates
 from reconciler.planning.runner import optimise_params
+from reconciler.plots import check_plot_path
 from reconciler.sim.curves import load_per_home, solar_per_kwp
+
+PLOTS = "plan plots"
 
 
 def _net_load_kw(site: Site, at: datetime) -> float:
@@ -49,11 +55,12 @@ def make_plan(site: Site, params: OptimiseParams, at: datetime, soe_kwh: float) 
     )
 
 
-def plan_json(site: Site, plan: Plan) -> dict[str, Any]:
+def plan_json(site: Site, plan: Plan, soe_start_kwh: float) -> dict[str, Any]:
     imports, exports = site_rates(site, [(s.start, s.end) for s in plan.steps])
     return {
         "site": site.site.id,
         "made_at": plan.made_at.isoformat(),
+        "soe_start_kwh": round(soe_start_kwh, 1),
         "expected_value_gbp": round(plan.expected_value_gbp, 2),
         "steps": [
             {
@@ -81,14 +88,15 @@ def plan_json(site: Site, plan: Plan) -> dict[str, Any]:
 @click.option(
     "--soe",
     default=None,
-    help="SoE to plan from, kWh or percent (default: the site's simulation.initial_soe).",
+    help="SoE to plan from: kWh (640) or a percentage of the nameplate (50%) [default: the "
+    "site's simulation.initial_soe].",
 )
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option(
     "--plot",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also draw the plan (price, power, SoE) to this PNG file.",
+    help="Also draw the plan (price, power, SoE) to this file (.png, .svg or .pdf).",
 )
 @sites_dir_option
 def plan(
@@ -106,9 +114,13 @@ def plan(
     before is what the forecast knows), load and solar the simulator's. Exit codes: 0 a
     plan, 1 no plan could be made, 2 usage.
     """
+    if plot is not None:
+        check_plot_path(plot, PLOTS, "or leave --plot out")
     path = find_site(site, sites_dir)
     loaded = load_valid_site(path)
     tz = zone(loaded.site.timezone)
+    at = _start(at_text, tz)
+    soe_kwh = _soe_kwh(loaded, soe)
     params = optimise_params(loaded)
     if params is None:
         click.echo(
@@ -116,24 +128,11 @@ def plan(
             err=True,
         )
         params = OptimiseParams()
-    try:
-        local = datetime.fromisoformat(at_text) if at_text else datetime.now(tz)
-    except ValueError:
-        raise click.BadParameter(
-            f"{at_text!r} is not like 2024-01-15T15:30", param_hint="--at"
-        ) from None
-    at = local if local.tzinfo else local.replace(tzinfo=tz)
-    try:
-        soe_kwh = loaded.energy_kwh(soe if soe else loaded.simulation.initial_soe)
-    except ValueError:
-        raise click.BadParameter(
-            f"{soe!r} is not kWh or a percentage", param_hint="--soe"
-        ) from None
     made = make_plan(loaded, params, at, soe_kwh)
     if made is None:
         raise click.ClickException("no plan: no prices are known before that instant")
     if output == "json":
-        click.echo(json.dumps(plan_json(loaded, made), indent=2))
+        click.echo(json.dumps(plan_json(loaded, made, soe_kwh), indent=2))
     else:
         _print(loaded, made)
     if plot is not None:
@@ -141,6 +140,49 @@ def plan(
 
         draw_plan(loaded, made, plot)
         click.echo(f"plot written to {plot}", err=True)
+
+
+def _start(text: str | None, tz: ZoneInfo) -> datetime:
+    """--at as an aware instant (local to the site without an offset); now if not given.
+    A local time the clocks skip is moved on by the gap, and the user is told."""
+    if text is None:
+        return datetime.now(tz)
+    at = instant(text, tz, "--at")
+    if at.tzinfo is tz:
+        wall = at.replace(tzinfo=None)
+        real = at.astimezone(UTC).astimezone(tz)
+        if real.replace(tzinfo=None) != wall:
+            click.echo(
+                f"--at {text}: no such local time in {tz.key} (the clocks go forward); "
+                f"planning from {real:%Y-%m-%d %H:%M %Z}",
+                err=True,
+            )
+            return real
+    return at
+
+
+def _soe_kwh(site: Site, text: str | None) -> float:
+    """--soe as kWh: a number is kWh, ``N%`` a share of the nameplate; it must lie within
+    the battery (0 to nameplate kWh). The site's simulation.initial_soe if not given."""
+    if text is None:
+        return site.energy_kwh(site.simulation.initial_soe)
+    nameplate = site.devices.battery.nameplate_energy_kwh
+    value = text.strip()
+    try:
+        kwh = site.energy_kwh(value) if value.endswith("%") else float(value)
+    except ValueError:
+        kwh = math.nan
+    if not math.isfinite(kwh):
+        raise click.BadParameter(
+            f"{text!r} is not kWh (e.g. 640) or a percentage of the nameplate (e.g. 50%)",
+            param_hint="--soe",
+        )
+    if not 0.0 <= kwh <= nameplate:
+        raise click.BadParameter(
+            f"{text!r} is {kwh:,.1f} kWh, outside the battery (0 to {nameplate:,.0f} kWh)",
+            param_hint="--soe",
+        )
+    return kwh
 
 
 def _print(site: Site, plan: Plan) -> None:

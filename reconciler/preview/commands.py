@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from reconciler.cliparams import DAY
 from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.control.schedule import zone
 from reconciler.preview.build import Day, Preview, build_preview, hours, label, local, preview_json
@@ -18,7 +19,7 @@ from reconciler.preview.build import Day, Preview, build_preview, hours, label, 
 @click.option(
     "--from",
     "first",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     default=None,
     help="First local day, YYYY-MM-DD (default: today in the site's timezone).",
 )
@@ -35,10 +36,10 @@ def schedule(site: str, first: datetime | None, days: int, output: str, sites_di
 
     SITE is a site file or a site id (sites/<id>.yaml). Rows split at every window edge,
     rate change and local midnight; each day's total shows its real length (23 or 25 h on
-    clock-change days).
+    clock-change days). Exit codes: 0, 2 usage or a site file that is not valid.
     """
     path = find_site(site, sites_dir)
-    loaded = load_valid_site(path, exit_code=1)
+    loaded = load_valid_site(path)
     day: date = (
         first.date() if first is not None else datetime.now(zone(loaded.site.timezone)).date()
     )

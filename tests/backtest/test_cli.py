@@ -150,6 +150,13 @@ def test_usage_errors_exit_2() -> None:
         [str(DEMO), "--days", "367"],
         [str(DEMO), "--prices", "february-2024"],
         [str(DEMO), "--from", "15/01/2024"],
+        [str(DEMO), "--from", "0001-01-01"],
+        [str(DEMO), "--from", "9999-12-31"],
+        [str(DEMO), "--from", "2024-02-30"],
+        [str(DEMO), "--load-homes", "nan"],
+        [str(DEMO), "--load-homes", "inf"],
+        [str(DEMO), "--load-homes", "1e-300"],
+        [str(DEMO), "--solar-kwp", "nan"],
         ["no-such-site", "--sites-dir", str(SITES)],
     ):
         result = flux(*args)
@@ -157,6 +164,10 @@ def test_usage_errors_exit_2() -> None:
         assert "Usage:" in result.output or "no site" in result.output
     assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "0").output
     assert "Invalid value for '--days'" in flux(str(DEMO), "--days", "367").output
+    years = flux(str(DEMO), "--from", "0001-01-01").output
+    assert "'0001-01-01' is outside the years Flux works with (1970-2199)" in years
+    assert "is not a day of the calendar" in flux(str(DEMO), "--from", "2024-02-30").output
+    assert "'nan' is not a finite number" in flux(str(DEMO), "--load-homes", "nan").output
 
 
 def test_a_price_file_and_a_load_file(tmp_path: Path) -> None:

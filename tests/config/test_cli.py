@@ -214,9 +214,21 @@ def test_schedule_unknown_site_is_a_usage_error() -> None:
     assert "no site 'nosuchsite'" in out
 
 
-def test_schedule_of_an_invalid_site_exits_1() -> None:
+def test_schedule_refuses_days_outside_the_calendar_it_knows() -> None:
+    for day, message in (
+        ("0001-01-01", "outside the years Flux works with (1970-2199)"),
+        ("9999-12-31", "outside the years Flux works with (1970-2199)"),
+        ("2024-02-30", "'2024-02-30' is not a day of the calendar"),
+    ):
+        code, out = run("schedule", "demo", "--sites-dir", str(SITES), "--from", day)
+        assert code == 2 and message in out, (day, out)
+        assert "Traceback" not in out
+
+
+def test_schedule_of_an_invalid_site_exits_2() -> None:
+    # As plan and backtest: a command on a file that does not validate is a user error.
     code, out = run("schedule", str(CORPUS / "bad_timezone.yaml"))
-    assert code == 1
+    assert code == 2
     assert "unknown timezone 'Europe/Londn'" in out
     assert "is not valid; fix it first" in out
 

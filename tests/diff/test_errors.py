@@ -87,6 +87,8 @@ def test_an_invalid_site_at_the_ref_exits_2(upstream: Upstream) -> None:
     [
         (["--window", "soon"], "not a duration"),
         (["--at", "yesterday"], "ISO 8601"),
+        (["--at", "0001-01-01T00:00"], "outside the years Flux works with"),
+        (["--window", "99999999999d"], "longer than 366 days"),
         ([], "--live"),
         (["--live", "--database-url", "postgresql://x"], "not both"),
     ],
