@@ -29,7 +29,7 @@ from reconciler.telemetry.database import ENV_URL, check_url, connect, describe
 from reconciler.telemetry.errors import DatabaseUnreachable, TelemetryError
 from reconciler.telemetry.gaps import find_gaps
 from reconciler.telemetry.migrations import known_version, migrate, require_current, schema_state
-from reconciler.telemetry.outbox import DEFAULT_MAX_ROWS, Outbox
+from reconciler.telemetry.outbox import Outbox, read_counts
 from reconciler.telemetry.roles import Part, grant, list_roles, revoke_agent
 from reconciler.telemetry.uploader import DEFAULT_BATCH, Uploader
 
@@ -397,6 +397,7 @@ def upload_command(
     """Upload an outbox (oldest first) and remove what the database confirmed."""
     if not outbox_path.exists():
         fail(f"outbox {outbox_path} does not exist; pass the agent's outbox file")
+    read_counts(outbox_path)  # refuses a file that is not an outbox, leaving it as it is
     with connect(database_url) as conn:
         require_current(conn)
     outbox = Outbox(outbox_path)
@@ -436,6 +437,8 @@ def upload_command(
 @user_errors(TelemetryError)
 def status_command(database_url: str, outbox_path: Path | None, output: str) -> None:
     """Schema version, row counts and the newest reading of each site."""
+    # Read-only: a wrong file is refused, never made into an outbox.
+    backlog = read_counts(outbox_path) if outbox_path is not None else None
     info: dict[str, Any] = {"database": describe(database_url)}
     with connect(database_url) as conn:
         state = schema_state(conn)
@@ -451,9 +454,8 @@ def status_command(database_url: str, outbox_path: Path | None, output: str) -> 
                 " GROUP BY site_id ORDER BY site_id"
             ).fetchall()
             info["latest"] = {str(site): str(at) for site, at in latest}
-    if outbox_path is not None:
-        with Outbox(outbox_path, max_rows=DEFAULT_MAX_ROWS) as outbox:
-            info["outbox"] = outbox.counts()
+    if backlog is not None:
+        info["outbox"] = backlog
     if output == "json":
         click.echo(json.dumps(info, indent=2))
         return

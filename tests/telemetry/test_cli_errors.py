@@ -5,12 +5,16 @@ outside the years Flux works with."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
+from reconciler.control.types import MeterReading
+from reconciler.telemetry.outbox import Outbox
 from tests.net import free_port
 
 EMPTY = "--database-url is empty; give postgresql://USER@HOST:PORT/DBNAME or set FLUX_DATABASE_URL"
@@ -48,3 +52,61 @@ def test_an_empty_database_url_is_refused(
     refused(db(*command, "--database-url", url), EMPTY)
     # From the environment variable (click leaves out an empty one: the option is missing).
     refused(db(*command, env={"FLUX_DATABASE_URL": "  "}), EMPTY)
+
+
+def _outbox_file(path: Path) -> Path:
+    with Outbox(path) as box:
+        box.add_meter("wlce", "site", MeterReading(datetime(2026, 1, 1, tzinfo=UTC), 1.0))
+    return path
+
+
+def test_status_reads_an_outbox_without_changing_it(pg_url: str, tmp_path: Path) -> None:
+    box = _outbox_file(tmp_path / "outbox.db")
+    before = digest(box)
+    result = db("status", "--database-url", pg_url, "--outbox", str(box), "--output", "json")
+    assert result.exit_code == 0, result.output
+    assert '"pending": 1' in result.stdout
+    assert digest(box) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "it has no outbox table"),
+        (b"site,device\nwlce,site\n", "file is not a database"),
+        (bytes(range(256)) * 64, "file is not a database"),
+    ],
+)
+def test_status_and_upload_refuse_a_file_that_is_not_an_outbox(
+    migrated_url: str, tmp_path: Path, content: bytes, reason: str
+) -> None:
+    wrong = tmp_path / "readings.csv"
+    wrong.write_bytes(content)
+    refused(
+        db("status", "--database-url", migrated_url, "--outbox", str(wrong)),
+        f"{wrong} is not a flux outbox ({reason}); give the agent's outbox file",
+    )
+    assert wrong.read_bytes() == content  # not made into an outbox
+    refused(
+        db("upload", "--database-url", migrated_url, "--outbox", str(wrong)),
+        f"{wrong} is not a flux outbox ({reason})",
+    )
+    assert wrong.read_bytes() == content
+
+
+def test_status_refuses_a_missing_outbox_and_creates_none(pg_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "outbox.db"
+    refused(db("status", "--database-url", pg_url, "--outbox", str(missing)), "does not exist")
+    assert not missing.exists()
+
+
+def test_a_sqlite_file_of_something_else_is_not_an_outbox(pg_url: str, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    before = digest(other)
+    refused(
+        db("status", "--database-url", pg_url, "--outbox", str(other)),
+        "is not a flux outbox (it has no outbox table)",
+    )
+    assert digest(other) == before
