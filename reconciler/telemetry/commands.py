@@ -354,6 +354,20 @@ def gaps_command(
                 f"(sites there: {listed})",
                 param_hint="--site",
             )
+        if device is not None:
+            # Else a misspelt device has no readings, hence no gaps: "no missing minutes".
+            devices = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT device FROM flux.devices WHERE site_id = %s ORDER BY 1", (site,)
+                )
+            ]
+            if device not in devices:
+                raise click.BadParameter(
+                    f"site {site!r} has no device {device!r} in {describe(database_url)} "
+                    f"(its devices: {', '.join(devices) or 'none yet'})",
+                    param_hint="--device",
+                )
         gaps = find_gaps(conn, site, device=device, since=start, until=end)
     if output == "json":
         click.echo(json.dumps([g.as_json() for g in gaps], indent=2))

@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
-from reconciler.control.types import MeterReading
+from reconciler.control.types import BatteryReading, MeterReading
 from reconciler.telemetry.outbox import Outbox
+from reconciler.telemetry.uploader import Uploader
 from tests.net import free_port
 
 EMPTY = "--database-url is empty; give postgresql://USER@HOST:PORT/DBNAME or set FLUX_DATABASE_URL"
@@ -110,3 +111,19 @@ def test_a_sqlite_file_of_something_else_is_not_an_outbox(pg_url: str, tmp_path:
         "is not a flux outbox (it has no outbox table)",
     )
     assert digest(other) == before
+
+
+def test_gaps_refuses_a_device_the_site_does_not_have(migrated_url: str, outbox: Outbox) -> None:
+    at = datetime(2026, 3, 29, tzinfo=UTC)
+    outbox.add_bess_many("wlce", "bess", [BatteryReading(at, 100.0, 0.0)])
+    outbox.add_meter_many("wlce", "site", [MeterReading(at, 1.0)])
+    outbox.add_meter_many("other", "solar", [MeterReading(at, 1.0)])
+    assert Uploader(outbox, migrated_url).drain().ok
+    gaps = ("gaps", "--database-url", migrated_url, "--site", "wlce")
+    refused(
+        db(*gaps, "--device", "nosuch", "--since", "2026-03-29"),
+        "site 'wlce' has no device 'nosuch' in ",
+    )
+    assert "(its devices: bess, site)" in db(*gaps, "--device", "solar").stderr
+    known = db(*gaps, "--device", "site", "--since", "2026-03-29", "--until", "2026-03-29T00:05")
+    assert known.exit_code == 0 and "4 missing minute(s) in 1 gap(s)" in known.stdout
