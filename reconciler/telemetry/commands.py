@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.clierrors import fail, user_errors
+from reconciler.cliparams import instant
 from reconciler.redact import redact
 from reconciler.stopping import run_until_signalled, sleep_or_stop
 from reconciler.telemetry import rollups
@@ -55,15 +56,9 @@ database_url_option = click.option(
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as 2026-01-01T00:00Z", param_hint=name
-        ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    # cliparams holds the years to 1970-2199: the hour and minute arithmetic on a time
+    # near year 1 or 9999 overflows.
+    return None if value is None else instant(value, UTC, name, example="2026-01-01T00:00Z")
 
 
 @click.group()

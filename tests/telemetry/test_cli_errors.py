@@ -127,3 +127,21 @@ def test_gaps_refuses_a_device_the_site_does_not_have(migrated_url: str, outbox:
     assert "(its devices: bess, site)" in db(*gaps, "--device", "solar").stderr
     known = db(*gaps, "--device", "site", "--since", "2026-03-29", "--until", "2026-03-29T00:05")
     assert known.exit_code == 0 and "4 missing minute(s) in 1 gap(s)" in known.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["gaps", "--site", "wlce", "--since", "0001-01-01"],
+        ["gaps", "--site", "wlce", "--until", "9999-12-31T23:59"],
+        ["refresh", "--from", "0001-01-01T00:00Z"],
+        ["refresh", "--from", "2024-01-01", "--to", "9999-12-31"],
+    ],
+)
+def test_times_outside_the_years_flux_works_with_are_refused(
+    migrated_url: str, args: list[str]
+) -> None:
+    refused(
+        db(*args, "--database-url", migrated_url),
+        "is outside the years Flux works with (1970-2199)",
+    )
