@@ -220,6 +220,41 @@ def test_bad_input_is_one_line_and_an_exit_code(
     err(flux(str(DEMO), *DAY), 2, "give --database-url")
 
 
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--from", "0001-01-01"], "'0001-01-01' is outside the years Flux works with"),
+        (["--to", "9999-12-31"], "'9999-12-31' is outside the years Flux works with"),
+        (["--from", "2024-02-30"], "'2024-02-30' is not a day of the calendar"),
+        (["--from", "15/01/2024"], "'15/01/2024' is not a date written YYYY-MM-DD"),
+        (["--database-url", " "], "--database-url is empty; give postgresql://USER@HOST"),
+        (["--database-url", "mysql://flux@h/d"], "is a mysql:// URL, not a postgresql:// URL"),
+        (["--out", "{tmp}/nodir/x.html"], "the folder {tmp}/nodir does not exist"),
+        (["--out", "{tmp}/file/x.html"], "the folder {tmp}/file does not exist"),
+        (["--out", "/proc/x.html"], "/proc/x.html: cannot write in the folder /proc"),
+        (["--out", "{tmp}/dir", "--fleet"], "'{tmp}/dir' is a directory"),
+    ],
+)
+def test_bad_options_are_refused_before_the_database_is_read(
+    tmp_path: Path, args: list[str], text: str
+) -> None:
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    (tmp_path / "dir").mkdir()
+    # A database that does not exist: reading it first would say "cannot connect".
+    url = url_for("flux_no_such_database")
+    values = {"--from": "2024-01-15", "--to": "2024-01-16", "--database-url": url}
+    given = [a.format(tmp=tmp_path) for a in args]
+    for option, value in values.items():
+        if option not in given:
+            given += [option, value]
+    site = [] if "--fleet" in given else [str(DEMO)]
+    result = flux(*site, *given)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if text.format(tmp=tmp_path) in line]
+    assert len(lines) == 1, result.stderr
+    assert not list(tmp_path.rglob("*.html"))
+
+
 def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
     reader_url: str, tmp_path: Path
 ) -> None:
