@@ -5,7 +5,8 @@ Exit codes: 0 a report was written (gaps and missing prices are sentences in it)
 the output needs is missing (matplotlib for charts, Chromium for PDF); 2 a
 usage error, an invalid site file, an unknown site, an --out that cannot be written or an
 unreachable database or one without the flux schema; 3 the range holds no readings of the
-site at all (a fleet report says so per site instead).
+site at all (a fleet: of any of its sites; its report is still written, saying so per
+site).
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def report(
     EFA block and data quality.
 
     Exit 0 with a report, 1 when a tool the output needs is missing (Chromium for pdf), 2 on
-    a usage error or an unknown site, 3 when the range holds no readings of the site.
+    a usage error or an unknown site, 3 when the range holds no readings of the site (of
+    any site, for a fleet: its report is still written).
     """
     _check_usage(site, fleet, first, last, database_url, db_site, output, out)
     assert database_url is not None
@@ -222,6 +224,14 @@ def report(
             with _writing(out):
                 out.write_text(text, encoding="utf-8")
             click.echo(f"wrote {out}", err=True)
+    if fleet and not any(d.get("complete_periods") for d in docs):
+        # The document says it per site; the exit code says it to a script, as for one site.
+        fail(
+            f"the database holds no grid meter and battery readings of any of the {len(docs)} "
+            f"site(s) from {first:%Y-%m-%d} to {last:%Y-%m-%d} (exclusive); choose days they "
+            "recorded (`flux db gaps` lists what is missing)",
+            EXIT_NO_DATA,
+        )
 
 
 @contextmanager

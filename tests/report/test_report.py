@@ -282,11 +282,25 @@ def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
     assert html.exit_code == 0 and "knows no site &#x27;other&#x27;" in html.stdout
     assert "<h3>Fleet (1 sites reported, 1 not)</h3>" in html.stdout
     assert html.stdout.count("<img") == 6  # the one site's charts
-    # A site without readings in the range keeps its section, saying so.
+    # A site without readings in the range keeps its section, saying so; with no readings
+    # of any site the fleet exits 3, as one site does (the report is still written).
     empty = flux("--fleet", "--sites-dir", str(sites), "--from", "2024-02-01", "--to",
                  "2024-02-02", "--database-url", reader_url, "--no-optimum")  # fmt: skip
-    assert empty.exit_code == 0 and "<h2>Demo microgrid (simulated) (demo)" in empty.stdout
+    assert empty.exit_code == 3 and "<h2>Demo microgrid (simulated) (demo)" in empty.stdout
     assert "holds no grid meter and battery readings for this range" in empty.stdout
+    assert empty.stderr.strip() == (
+        "error: the database holds no grid meter and battery readings of any of the 2 "
+        "site(s) from 2024-02-01 to 2024-02-02 (exclusive); choose days they recorded "
+        "(`flux db gaps` lists what is missing)"
+    )
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "other.yaml").write_text(text.replace("id: demo", "id: other"), encoding="utf-8")
+    out = tmp_path / "fleet.json"
+    none = flux("--fleet", "--sites-dir", str(unknown), *DAY, "--database-url", reader_url,
+                "--output", "json", "--out", str(out))  # fmt: skip
+    assert none.exit_code == 3, none.output
+    assert json.loads(out.read_text(encoding="utf-8"))["fleet"]["sites_reported"] == 0
     md = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
               "--no-optimum", "--output", "markdown")  # fmt: skip
     assert md.exit_code == 0 and "### Sites" in md.stdout and "| demo |" in md.stdout
