@@ -14,7 +14,12 @@ from urllib.parse import quote, unquote
 MASK: Final = "***"
 
 # user:password@ in a URL (any scheme, or none: libpq quotes the text after the scheme).
-_URL_PASSWORD: Final = re.compile(r"(?P<head>(?:\b[a-z][a-z0-9+.-]*://)?[^\s:/@\"'=]*:)[^\s@\"']*@")
+# Without a scheme the "password" may not start with //: else "postgresql://user@host"
+# (no password) reads as user "postgresql" and password "//user", and the advice
+# "use postgresql://USER@HOST/DBNAME" itself came out as "postgresql:***@HOST/DBNAME".
+_URL_PASSWORD: Final = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@\"'=]*:|[^\s:/@\"'=]*:(?!//))[^\s@\"']*@"
+)
 # password=... in a key/value connection string or a URL's query; quoted or not.
 _KEY_PASSWORD: Final = re.compile(
     r"(?P<head>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s&'\"]+)", re.IGNORECASE
@@ -27,7 +32,10 @@ def password_of(url: str) -> str | None:
     match = re.search(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&']+)", url, re.IGNORECASE)
     if match:
         return match[1].strip("'") or None
-    match = re.search(r"^(?:[a-z][a-z0-9+.-]*://)?[^\s:/@]*:([^\s@]*)@", url, re.IGNORECASE)
+    # As _URL_PASSWORD: "postgresql://user@host" has no password (not "//user").
+    match = re.search(
+        r"^(?:[a-z][a-z0-9+.-]*://[^\s:/@]*:|[^\s:/@]*:(?!//))([^\s@]*)@", url, re.IGNORECASE
+    )
     return (match[1] or None) if match else None
 
 

@@ -107,7 +107,7 @@ def test_the_status_model_is_a_leaf(graph: grimp.ImportGraph) -> None:
 #: and reuses the backtest's optimum, and never drives a device or the agent.
 REPORT_MAY_IMPORT = {
     "report", "telemetry", "backtest", "planning", "config", "control", "diff", "clierrors",
-    "plots",
+    "cliparams", "plots",
 }  # fmt: skip
 
 

@@ -87,4 +87,11 @@ def pr_comment(header: str, sections: tuple[str, ...], limit: int) -> None:
             raise click.BadParameter(
                 f"cannot read {file}: {exc.strerror or exc}", param_hint="--section"
             ) from None
+        except UnicodeDecodeError as exc:
+            # GitHub takes the comment as UTF-8; guessing another encoding could garble it.
+            raise click.BadParameter(
+                f"{file} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                f"{exc.start}); give the markdown preview, saved as UTF-8",
+                param_hint="--section",
+            ) from None
     sys.stdout.write(assemble(header, parsed, limit))

@@ -3,9 +3,10 @@ PDF (the HTML printed by headless Chromium), markdown or JSON.
 
 Exit codes: 0 a report was written (gaps and missing prices are sentences in it); 1 a tool
 the output needs is missing (matplotlib for charts, Chromium for PDF); 2 a
-usage error, an invalid site file, an unknown site or an unreachable database or one
-without the flux schema; 3 the range holds no readings of the site at all (a fleet report
-says so per site instead).
+usage error, an invalid site file, an unknown site, an --out that cannot be written or an
+unreachable database or one without the flux schema; 3 the range holds no readings of the
+site at all (a fleet: of any of its sites; its report is still written, saying so per
+site).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import json
 import multiprocessing
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -25,13 +29,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from reconciler.clierrors import fail, user_errors
+from reconciler.cliparams import DAY
 from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
 from reconciler.report.data import ReportDataError, read_record
 from reconciler.report.figures import RateMemo, compute
 from reconciler.report.fleet import CHARTS_MAX_SITES, OPTIMUM_MAX_SITES
-from reconciler.telemetry.database import ENV_URL, connect
+from reconciler.telemetry.database import ENV_URL, check_url, connect
 from reconciler.telemetry.errors import DatabaseUnreachable
 
 EXIT_NO_DATA = 3
@@ -118,11 +123,10 @@ def _fleet_files(sites_dir: Path) -> list[Path]:
 @sites_dir_option
 @click.option("--fleet", is_flag=True, help="Every site file in --sites-dir, one document.")
 @click.option(
-    "--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]),
-    help="The first local day (YYYY-MM-DD).",
+    "--from", "first", required=True, type=DAY, help="The first local day (YYYY-MM-DD).",
 )  # fmt: skip
 @click.option(
-    "--to", "last", required=True, type=click.DateTime(["%Y-%m-%d"]),
+    "--to", "last", required=True, type=DAY,
     help="The day after the last (exclusive, YYYY-MM-DD): --from 2024-08-01 --to 2024-09-01 "
     "is August.",
 )  # fmt: skip
@@ -168,10 +172,12 @@ def report(
     EFA block and data quality.
 
     Exit 0 with a report, 1 when a tool the output needs is missing (Chromium for pdf), 2 on
-    a usage error or an unknown site, 3 when the range holds no readings of the site.
+    a usage error or an unknown site, 3 when the range holds no readings of the site (of
+    any site, for a fleet: its report is still written).
     """
     _check_usage(site, fleet, first, last, database_url, db_site, output, out)
     assert database_url is not None
+    check_url(database_url)  # an empty or malformed URL is said before the sites are read
     if output == "pdf":
         from reconciler.report.pdf import chromium
 
@@ -205,17 +211,62 @@ def report(
         from reconciler.report.pdf import write_pdf
 
         assert out is not None
-        write_pdf(render(docs, "html", title, fleet, sections, optimum_skipped), out)
+        with _writing(out):
+            write_pdf(render(docs, "html", title, fleet, sections, optimum_skipped), out)
         click.echo(f"wrote {out}", err=True)
-        return
-    text = render(
-        docs, output, title, fleet, sections if output in _HTML else None, optimum_skipped
-    )
-    if out is None:
-        click.echo(text)
     else:
-        out.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {out}", err=True)
+        text = render(
+            docs, output, title, fleet, sections if output in _HTML else None, optimum_skipped
+        )
+        if out is None:
+            click.echo(text)
+        else:
+            with _writing(out):
+                out.write_text(text, encoding="utf-8")
+            click.echo(f"wrote {out}", err=True)
+    if fleet and not any(d.get("complete_periods") for d in docs):
+        # The document says it per site; the exit code says it to a script, as for one site.
+        fail(
+            f"the database holds no grid meter and battery readings of any of the {len(docs)} "
+            f"site(s) from {first:%Y-%m-%d} to {last:%Y-%m-%d} (exclusive); choose days they "
+            "recorded (`flux db gaps` lists what is missing)",
+            EXIT_NO_DATA,
+        )
+
+
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """Writing the report to ``out``: an error (a full disk, a file made read-only since
+    :func:`_check_out`) is one line and exit 2."""
+    try:
+        yield
+    except OSError as exc:
+        fail(f"--out {out}: cannot write the report ({exc.strerror or exc})")
+
+
+def _check_out(out: Path) -> None:
+    """Before the database is read (a fleet takes minutes): the report can be written at
+    ``out``. A file is made and removed in its folder: the one test that holds everywhere
+    (root passes every permission check, /proc is a folder nothing can be made in)."""
+    folder = out.parent
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"{out}: the folder {folder} does not exist; create it or write the report elsewhere",
+            param_hint="--out",
+        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".flux-report-"):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(
+            f"{out}: cannot write in the folder {folder} ({exc.strerror or exc}); "
+            "write the report elsewhere",
+            param_hint="--out",
+        ) from None
+    if out.exists() and not os.access(out, os.W_OK):
+        raise click.BadParameter(
+            f"{out}: the file is read-only; write the report elsewhere", param_hint="--out"
+        )
 
 
 def _check_usage(
@@ -242,6 +293,8 @@ def _check_usage(
         raise click.UsageError("--db-site names one site; leave it out with --fleet")
     if output == "pdf" and out is None:
         raise click.UsageError("--output pdf writes a file: give --out FILE.pdf")
+    if out is not None:
+        _check_out(out)
 
 
 def _run(jobs: list[_Job], fleet: bool, workers: int) -> list[tuple[dict[str, Any], str | None]]:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.clierrors import fail, user_errors
+from reconciler.cliparams import instant
 from reconciler.redact import redact
 from reconciler.stopping import run_until_signalled, sleep_or_stop
 from reconciler.telemetry import rollups
@@ -29,7 +30,7 @@ from reconciler.telemetry.database import ENV_URL, check_url, connect, describe
 from reconciler.telemetry.errors import DatabaseUnreachable, TelemetryError
 from reconciler.telemetry.gaps import find_gaps
 from reconciler.telemetry.migrations import known_version, migrate, require_current, schema_state
-from reconciler.telemetry.outbox import DEFAULT_MAX_ROWS, Outbox
+from reconciler.telemetry.outbox import Outbox, read_counts
 from reconciler.telemetry.roles import Part, grant, list_roles, revoke_agent
 from reconciler.telemetry.uploader import DEFAULT_BATCH, Uploader
 
@@ -55,15 +56,9 @@ database_url_option = click.option(
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as 2026-01-01T00:00Z", param_hint=name
-        ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    # cliparams holds the years to 1970-2199: the hour and minute arithmetic on a time
+    # near year 1 or 9999 overflows.
+    return None if value is None else instant(value, UTC, name, example="2026-01-01T00:00Z")
 
 
 @click.group()
@@ -354,6 +349,20 @@ def gaps_command(
                 f"(sites there: {listed})",
                 param_hint="--site",
             )
+        if device is not None:
+            # Else a misspelt device has no readings, hence no gaps: "no missing minutes".
+            devices = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT device FROM flux.devices WHERE site_id = %s ORDER BY 1", (site,)
+                )
+            ]
+            if device not in devices:
+                raise click.BadParameter(
+                    f"site {site!r} has no device {device!r} in {describe(database_url)} "
+                    f"(its devices: {', '.join(devices) or 'none yet'})",
+                    param_hint="--device",
+                )
         gaps = find_gaps(conn, site, device=device, since=start, until=end)
     if output == "json":
         click.echo(json.dumps([g.as_json() for g in gaps], indent=2))
@@ -397,6 +406,7 @@ def upload_command(
     """Upload an outbox (oldest first) and remove what the database confirmed."""
     if not outbox_path.exists():
         fail(f"outbox {outbox_path} does not exist; pass the agent's outbox file")
+    read_counts(outbox_path)  # refuses a file that is not an outbox, leaving it as it is
     with connect(database_url) as conn:
         require_current(conn)
     outbox = Outbox(outbox_path)
@@ -436,6 +446,8 @@ def upload_command(
 @user_errors(TelemetryError)
 def status_command(database_url: str, outbox_path: Path | None, output: str) -> None:
     """Schema version, row counts and the newest reading of each site."""
+    # Read-only: a wrong file is refused, never made into an outbox.
+    backlog = read_counts(outbox_path) if outbox_path is not None else None
     info: dict[str, Any] = {"database": describe(database_url)}
     with connect(database_url) as conn:
         state = schema_state(conn)
@@ -451,9 +463,8 @@ def status_command(database_url: str, outbox_path: Path | None, output: str) -> 
                 " GROUP BY site_id ORDER BY site_id"
             ).fetchall()
             info["latest"] = {str(site): str(at) for site, at in latest}
-    if outbox_path is not None:
-        with Outbox(outbox_path, max_rows=DEFAULT_MAX_ROWS) as outbox:
-            info["outbox"] = outbox.counts()
+    if backlog is not None:
+        info["outbox"] = backlog
     if output == "json":
         click.echo(json.dumps(info, indent=2))
         return

@@ -12,6 +12,7 @@ uploader also keeps a deadline of its own per attempt (uploader.py).
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import psycopg
@@ -21,7 +22,14 @@ from reconciler.redact import redact
 from reconciler.telemetry.errors import DatabaseUnreachable
 
 ENV_URL = "FLUX_DATABASE_URL"
+#: The option most commands take the URL from (it falls back to ENV_URL).
+URL_OPTION = "--database-url"
+#: How to write a URL, in errors. No password in it: the advice must survive redaction.
+URL_EXAMPLE = "postgresql://USER@HOST:PORT/DBNAME"
 CONNECT_TIMEOUT_S = 5
+# libpq takes these two schemes (lower case only) and key/value strings ("host=...").
+_SCHEMES = ("postgresql", "postgres")
+_SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 
 #: libpq's TCP settings for every connection: probe an idle link after 30 s, every 10 s,
 #: dead after 3 lost probes; sent data unacknowledged for 60 s also means dead (Linux).
@@ -53,14 +61,32 @@ def driver_message(exc: BaseException, url: str | None = None) -> str:
     return redact(text[0] if text else type(exc).__name__, url)
 
 
-def check_url(url: str) -> dict[str, Any]:
-    """The URL's parts, or :class:`DatabaseUnreachable` saying how to write one."""
+def _where(option: str) -> str:
+    """Where a URL came from, for errors: ``--database-url`` falls back to ENV_URL, other
+    options (``backtest --from-db``) do not."""
+    return f"{option} or {ENV_URL}" if option == URL_OPTION else option
+
+
+def check_url(url: str, option: str = URL_OPTION) -> dict[str, Any]:
+    """The URL's parts, or :class:`DatabaseUnreachable` saying how to write one; ``option``
+    is what the user gave it as."""
+    if not url.strip():
+        # libpq would connect to its defaults (the local server, as the OS user): a
+        # migrate there changes a database nobody named.
+        unset = f" or set {ENV_URL}" if option == URL_OPTION else ""
+        raise DatabaseUnreachable(f"{option} is empty; give {URL_EXAMPLE}{unset}")
+    scheme = _SCHEME.match(url)
+    if scheme and scheme[1] not in _SCHEMES:
+        raise DatabaseUnreachable(
+            f"the database URL ({_where(option)}) is a {scheme[1]}:// URL, not a "
+            f"postgresql:// URL; give {URL_EXAMPLE}"
+        )
     try:
         return conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         raise DatabaseUnreachable(
-            f"the database URL is not valid ({driver_message(exc, url)}); "
-            "use postgresql://user@host:port/dbname"
+            f"the database URL ({_where(option)}) is not valid ({driver_message(exc, url)}); "
+            f"give {URL_EXAMPLE}"
         ) from None
 
 
@@ -70,10 +96,12 @@ def connect(
     autocommit: bool = False,
     timeout_s: float = CONNECT_TIMEOUT_S,
     statement_timeout_s: float | None = None,
+    option: str = URL_OPTION,
 ) -> psycopg.Connection[tuple[object, ...]]:
     """Open a connection or raise :class:`DatabaseUnreachable` naming the database (never
-    its password). ``statement_timeout_s`` bounds each statement on the server."""
-    given = check_url(url)
+    its password). ``statement_timeout_s`` bounds each statement on the server; ``option``
+    is what the user gave the URL as (named in errors)."""
+    given = check_url(url, option)
     # What the URL sets itself wins (a site may tune its link); options are added to.
     extra: dict[str, Any] = {k: v for k, v in TCP_SETTINGS.items() if k not in given}
     if statement_timeout_s is not None:
@@ -91,7 +119,7 @@ def connect(
     except psycopg.OperationalError as exc:
         raise DatabaseUnreachable(
             f"cannot connect to the database {describe(url)}: {driver_message(exc, url)}. "
-            f"Check that PostgreSQL is running and the URL (--database-url or {ENV_URL}) is right."
+            f"Check that PostgreSQL is running and the URL ({_where(option)}) is right."
         ) from None
 
 

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from reconciler.control.types import BatteryReading, Decision, FrequencyRecord, MeterReading
 from reconciler.telemetry import records
+from reconciler.telemetry.errors import TelemetryError
 from reconciler.telemetry.records import Kind, MalformedRecord
 
 DEFAULT_MAX_ROWS = 1_000_000
@@ -139,6 +140,39 @@ class OutboxCondition:
         if self.quarantined:
             parts.append(f"{self.quarantined} malformed records quarantined")
         return "; ".join(parts)
+
+
+def _counts(conn: sqlite3.Connection) -> dict[str, int]:
+    result: dict[str, int] = {kind: 0 for kind in records.KINDS}
+    for kind, n in conn.execute("SELECT kind, count(*) FROM outbox GROUP BY kind"):
+        result[str(kind)] = int(n)
+    result["pending"] = sum(result.values())
+    (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+    result["quarantined"] = int(quarantined)
+    return result
+
+
+def read_counts(path: Path, busy_timeout_s: float = 30.0) -> dict[str, int]:
+    """:meth:`Outbox.counts` of the outbox file at ``path``, opened read-only: an
+    :class:`Outbox` creates its tables in whatever file it is given, and a command that
+    only looks (`flux db status --outbox`) must not turn a wrong file into an outbox.
+    Raises :class:`TelemetryError` when ``path`` is not an outbox."""
+    advice = "give the agent's outbox file (e.g. /var/lib/flux/outbox.sqlite)"
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout_s
+        )
+    except sqlite3.Error as exc:
+        raise TelemetryError(f"cannot open the outbox {path} ({exc}); {advice}") from None
+    try:
+        tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master")}
+        if not {"outbox", "quarantine"} <= tables:
+            raise TelemetryError(f"{path} is not a flux outbox (it has no outbox table); {advice}")
+        return _counts(conn)
+    except sqlite3.DatabaseError as exc:  # "file is not a database", among others
+        raise TelemetryError(f"{path} is not a flux outbox ({exc}); {advice}") from None
+    finally:
+        conn.close()
 
 
 class Outbox:
@@ -335,14 +369,7 @@ class Outbox:
 
     def counts(self) -> dict[str, int]:
         """Pending rows per kind, plus ``pending`` (all kinds) and ``quarantined``."""
-        conn = self._conn()
-        result: dict[str, int] = {kind: 0 for kind in records.KINDS}
-        for kind, n in conn.execute("SELECT kind, count(*) FROM outbox GROUP BY kind"):
-            result[str(kind)] = int(n)
-        result["pending"] = sum(result.values())
-        (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
-        result["quarantined"] = int(quarantined)
-        return result
+        return _counts(self._conn())
 
     def pending(self) -> int:
         """Rows waiting to be uploaded (kept count: no table scan, see the module doc)."""

@@ -220,6 +220,41 @@ def test_bad_input_is_one_line_and_an_exit_code(
     err(flux(str(DEMO), *DAY), 2, "give --database-url")
 
 
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--from", "0001-01-01"], "'0001-01-01' is outside the years Flux works with"),
+        (["--to", "9999-12-31"], "'9999-12-31' is outside the years Flux works with"),
+        (["--from", "2024-02-30"], "'2024-02-30' is not a day of the calendar"),
+        (["--from", "15/01/2024"], "'15/01/2024' is not a date written YYYY-MM-DD"),
+        (["--database-url", " "], "--database-url is empty; give postgresql://USER@HOST"),
+        (["--database-url", "mysql://flux@h/d"], "is a mysql:// URL, not a postgresql:// URL"),
+        (["--out", "{tmp}/nodir/x.html"], "the folder {tmp}/nodir does not exist"),
+        (["--out", "{tmp}/file/x.html"], "the folder {tmp}/file does not exist"),
+        (["--out", "/proc/x.html"], "/proc/x.html: cannot write in the folder /proc"),
+        (["--out", "{tmp}/dir", "--fleet"], "'{tmp}/dir' is a directory"),
+    ],
+)
+def test_bad_options_are_refused_before_the_database_is_read(
+    tmp_path: Path, args: list[str], text: str
+) -> None:
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    (tmp_path / "dir").mkdir()
+    # A database that does not exist: reading it first would say "cannot connect".
+    url = url_for("flux_no_such_database")
+    values = {"--from": "2024-01-15", "--to": "2024-01-16", "--database-url": url}
+    given = [a.format(tmp=tmp_path) for a in args]
+    for option, value in values.items():
+        if option not in given:
+            given += [option, value]
+    site = [] if "--fleet" in given else [str(DEMO)]
+    result = flux(*site, *given)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if text.format(tmp=tmp_path) in line]
+    assert len(lines) == 1, result.stderr
+    assert not list(tmp_path.rglob("*.html"))
+
+
 def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
     reader_url: str, tmp_path: Path
 ) -> None:
@@ -247,11 +282,25 @@ def test_fleet_reports_each_site_and_names_the_ones_it_cannot(
     assert html.exit_code == 0 and "knows no site &#x27;other&#x27;" in html.stdout
     assert "<h3>Fleet (1 sites reported, 1 not)</h3>" in html.stdout
     assert html.stdout.count("<img") == 6  # the one site's charts
-    # A site without readings in the range keeps its section, saying so.
+    # A site without readings in the range keeps its section, saying so; with no readings
+    # of any site the fleet exits 3, as one site does (the report is still written).
     empty = flux("--fleet", "--sites-dir", str(sites), "--from", "2024-02-01", "--to",
                  "2024-02-02", "--database-url", reader_url, "--no-optimum")  # fmt: skip
-    assert empty.exit_code == 0 and "<h2>Demo microgrid (simulated) (demo)" in empty.stdout
+    assert empty.exit_code == 3 and "<h2>Demo microgrid (simulated) (demo)" in empty.stdout
     assert "holds no grid meter and battery readings for this range" in empty.stdout
+    assert empty.stderr.strip() == (
+        "error: the database holds no grid meter and battery readings of any of the 2 "
+        "site(s) from 2024-02-01 to 2024-02-02 (exclusive); choose days they recorded "
+        "(`flux db gaps` lists what is missing)"
+    )
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "other.yaml").write_text(text.replace("id: demo", "id: other"), encoding="utf-8")
+    out = tmp_path / "fleet.json"
+    none = flux("--fleet", "--sites-dir", str(unknown), *DAY, "--database-url", reader_url,
+                "--output", "json", "--out", str(out))  # fmt: skip
+    assert none.exit_code == 3, none.output
+    assert json.loads(out.read_text(encoding="utf-8"))["fleet"]["sites_reported"] == 0
     md = flux("--fleet", "--sites-dir", str(sites), *DAY, "--database-url", reader_url,
               "--no-optimum", "--output", "markdown")  # fmt: skip
     assert md.exit_code == 0 and "### Sites" in md.stdout and "| demo |" in md.stdout

@@ -17,11 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler import logs
+from reconciler.cli import cli
 from reconciler.clierrors import user_errors
+from reconciler.redact import redact
 from reconciler.telemetry import database
 from reconciler.telemetry.errors import DatabaseUnreachable
 from reconciler.telemetry.outbox import Outbox
 from reconciler.telemetry.uploader import Uploader
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Sup3r-Secret.pw"
@@ -102,3 +105,47 @@ def test_a_driver_error_quoting_the_dsn_is_redacted_wherever_it_is_shown(dsn: st
 
     assert SECRET not in database.driver_message(error, dsn)
     assert SECRET not in database.driver_message(error)  # even without knowing the URL
+
+
+@pytest.mark.parametrize(
+    ("url", "wrong"),
+    [
+        ("mysql://flux@db.example.org/flux", "is a mysql:// URL, not a postgresql:// URL"),
+        (
+            f"mysql://flux:{SECRET}@db.example.org/flux",
+            "is a mysql:// URL, not a postgresql:// URL",
+        ),
+        ("postgresql://flux@[db.example.org/flux", 'in URI: "postgresql://flux@[db.example.org'),
+        (MALFORMED, 'in URI: "postgresql://flux_wlce:***@[db.example.org/flux"'),
+    ],
+)
+def test_the_advice_for_a_bad_url_survives_redaction(url: str, wrong: str) -> None:
+    # Masking a "user:password@" pattern used to take postgresql://USER@ for one.
+    result = CliRunner().invoke(cli, ["db", "status", "--database-url", url])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert wrong in line, line
+    assert line.endswith("; give postgresql://USER@HOST:PORT/DBNAME"), line
+    assert "(--database-url or FLUX_DATABASE_URL)" in line
+    assert SECRET not in result.output
+
+
+def test_a_url_without_password_is_shown_as_written() -> None:
+    for text in ("postgresql://flux@db.example.org/flux", "postgres://flux@h:5432/db?x=1"):
+        assert redact(text) == text
+        assert redact(f"quoted {text!r} back", text) == f"quoted {text!r} back"
+    assert redact("postgresql://flux:s3cret@h/db") == "postgresql://flux:***@h/db"
+    assert redact("flux:s3cret@h/db") == "flux:***@h/db"  # libpq may quote it without scheme
+
+
+def test_a_command_whose_option_is_not_database_url_is_named_in_the_errors() -> None:
+    with pytest.raises(
+        DatabaseUnreachable, match=r"^--from-db is empty; give postgresql://USER@HOST:PORT/DBNAME$"
+    ):
+        database.connect(" ", option="--from-db")
+    with pytest.raises(DatabaseUnreachable, match=r"the database URL \(--from-db\) is not valid"):
+        database.connect(MALFORMED, option="--from-db")
+    port = free_port()
+    with pytest.raises(DatabaseUnreachable) as caught:
+        database.connect(f"postgresql://flux@127.0.0.1:{port}/flux", option="--from-db")
+    assert str(caught.value).endswith("the URL (--from-db) is right.")
