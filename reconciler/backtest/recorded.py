@@ -126,7 +126,7 @@ def load_recorded(
     battery = site.devices.battery.name
     grid = site.grid_meter_name
     solar_meters = [n for n, m in site.devices.meters.items() if m.role == "solar"]
-    with connect(url) as conn:
+    with connect(url, option="--from-db") as conn:
         grid_kw = _by_period(conn.execute(_MEANS, (sid, grid, start, end)).fetchall())
         solar: dict[datetime, float] = {}
         for name in solar_meters:

@@ -159,3 +159,7 @@ def test_backtest_from_db_usage_and_data_errors(recorded_url: str) -> None:
     assert both.exit_code == 2 and "leave out --base" in both.output
     down = flux(str(DEMO), "--from-db", PLAIN.url("no_such_db"), "--from", "2024-08-01")
     assert down.exit_code == 2 and "cannot connect to the database" in down.stderr
+    # The URL's errors name the option it came from.
+    empty = flux(str(DEMO), "--from-db", " ", "--from", "2024-08-01")
+    assert empty.exit_code == 2 and "--from-db is empty" in empty.stderr
+    assert "FLUX_DATABASE_URL" not in empty.stderr
