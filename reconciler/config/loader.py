@@ -607,8 +607,11 @@ def _message(err: Any) -> str:
         return f"must be at most {_num(ctx['le'])}; got {got}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"expected a whole number; got {got}"
-    if kind in ("float_type", "float_parsing", "finite_number"):
+    if kind in ("float_type", "float_parsing"):
         return f"expected a number; got {got}"
+    if kind == "finite_number":
+        # YAML reads .inf, .nan and numbers too large for a float (1e999) as infinity.
+        return f"must be a finite number; got {got}"
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false; got {got}"
     if kind == "string_type":

@@ -11,6 +11,7 @@ live in :mod:`reconciler.config.rules` so that all of a file's errors are report
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -186,7 +187,10 @@ class _Model(BaseModel):
     # strict: a site file means what it says. Lax mode would turn `ramp_up_kw_per_s: true`
     # into 1.0 kW/s, `port: "15020"` into a port and `shadow: "no"` into False. Numbers
     # are numbers (an int is fine where a float is wanted), booleans are booleans.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan=False: a limit of .inf or 1e999 (which YAML reads as infinity) is no
+    # limit, and NaN compares false with everything; neither can be written as JSON either.
+    # Fields that mean "unbounded" by infinity allow it on their own (CurvePoint.price).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- identity
@@ -305,7 +309,9 @@ class DateRange(_Model):
     from_: LocalDate = Field(alias="from", description="First local date (inclusive).")
     to: LocalDate = Field(description="Last local date (inclusive).")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, populate_by_name=True
+    )
 
 
 class Window(_Model):
@@ -385,8 +391,16 @@ class Rate(_Model):
 class CurvePoint(_Model):
     """A (price, SoE) point of a NIV chase curve."""
 
-    price: float = Field(description="Price, p/kWh (may be -.inf or .inf).")
+    # -.inf and .inf are how a curve says "at any price" at its ends; NaN is no price.
+    price: float = Field(allow_inf_nan=True, description="Price, p/kWh (may be -.inf or .inf).")
     soe: float = Field(ge=0, description="State of energy, kWh.")
+
+    @field_validator("price")
+    @classmethod
+    def _not_nan(cls, price: float) -> float:
+        if math.isnan(price):
+            raise ValueError("expected a price in p/kWh (or -.inf or .inf); got nan")
+        return price
 
 
 class PredictionRule(_Model):
