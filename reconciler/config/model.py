@@ -15,6 +15,7 @@ import math
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -126,12 +127,28 @@ TimeOfDay = Annotated[
 ]
 
 
-_HTTP_URL_RE = re.compile(r"^https?://\S+$")
+#: For the JSON Schema: http(s)://, then a host (the validator also checks the port).
+_HTTP_URL_RE = re.compile(r"^https?://[^\s/?#:@]\S*$")
 
 
 def _check_http_url(value: str) -> str:
-    if not _HTTP_URL_RE.match(value):
-        raise ValueError(f"{value!r} is not an http(s) URL; write https://host/path")
+    # Checked here, not when the agent first calls it: 'ftp://...' or a URL without a
+    # host would only fail on the site, at run time.
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a port that is not a number 0-65535
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not _HTTP_URL_RE.match(value)
+    ):
+        raise ValueError(
+            f"{value!r} is not an http:// or https:// URL with a host; "
+            "write e.g. https://api.example.com/v1"
+        )
     return value
 
 
@@ -746,7 +763,7 @@ MODES: tuple[str, ...] = tuple(DEFAULT_PRIORITY)
 
 
 class ModoSettings(_Model):
-    base_url: str = Field(default="https://api.modoenergy.com/pub/v1/gb/modo/markets")
+    base_url: HttpUrlText = Field(default="https://api.modoenergy.com/pub/v1/gb/modo/markets")
     api_key_env: EnvVarName | None = Field(
         default=None, description="Env var with the X-Token key (optional)."
     )
@@ -756,7 +773,7 @@ class ModoSettings(_Model):
 
 
 class AxleSettings(_Model):
-    base_url: str = Field(description="Axle API base URL.")
+    base_url: HttpUrlText = Field(description="Axle API base URL (http or https).")
     asset_id: str = Field(min_length=1, description="Axle asset id of this battery.")
     username_env: EnvVarName = Field(description="Env var holding the Axle user name.")
     password_env: EnvVarName = Field(description="Env var holding the Axle password.")
@@ -764,7 +781,7 @@ class AxleSettings(_Model):
 
 
 class ElexonSettings(_Model):
-    base_url: str = Field(default="https://data.elexon.co.uk/bmrs/api/v1")
+    base_url: HttpUrlText = Field(default="https://data.elexon.co.uk/bmrs/api/v1")
     poll_s: float = Field(default=300.0, ge=30)
 
 
