@@ -23,16 +23,26 @@ SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/site.schema.json"
 
 
 def site_files(paths: tuple[Path, ...]) -> list[Path]:
-    """The site files named by ``paths`` (folders give their *.yaml and *.yml files)."""
+    """The site files named by ``paths`` (folders give their *.yaml and *.yml files).
+
+    Only regular files are site files: reading a FIFO would wait for a writer forever. A
+    folder's other entries (a sub-folder or FIFO named x.yaml) are skipped, as are its
+    files of other names; a path named on its own that is not a regular file is refused.
+    """
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            found = sorted(p for p in [*path.glob("*.yaml"), *path.glob("*.yml")] if p.is_file())
             if not found:
                 raise click.UsageError(f"no *.yaml files in folder {str(path)!r}")
             files.extend(found)
-        elif path.exists():
+        elif path.is_file():
             files.append(path)
+        elif path.exists():
+            raise click.UsageError(
+                f"{str(path)!r} is not a regular file (a FIFO, socket or device); "
+                "name a site file or a folder of them"
+            )
         else:
             raise click.UsageError(f"no such file or folder: {str(path)!r}")
     return files
