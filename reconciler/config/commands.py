@@ -200,12 +200,34 @@ def load_valid_site(path: Path, *, exit_code: int = 2) -> Site:
     return site
 
 
+def _not_a_site_file(path: Path) -> str | None:
+    """Why an existing ``path`` is not a site file (None when it is a regular file)."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{path} is a folder, not a site file"
+    return f"{path} is not a regular file (a FIFO, socket or device), not a site file"
+
+
 def find_site(site: str, sites_dir: Path) -> Path:
     """A site given as a path or as an id looked up in ``sites_dir``."""
     as_path = Path(site)
-    if as_path.is_file():
+    if as_path.exists():
+        problem = _not_a_site_file(as_path)
+        if problem is not None:
+            raise click.UsageError(problem)
         return as_path
+    # A name with a folder or a .yaml ending is a path: looking for sites/<it>.yaml.yaml
+    # would only make the message longer.
+    if as_path.name != site or as_path.suffix in (".yaml", ".yml"):
+        raise click.UsageError(f"no site file {site}: no such file")
     candidate = sites_dir / f"{site}.yaml"
-    if candidate.is_file():
+    if candidate.exists():
+        problem = _not_a_site_file(candidate)
+        if problem is not None:
+            raise click.UsageError(problem)
         return candidate
-    raise click.UsageError(f"no site {site!r}: not a file, and there is no {candidate}")
+    raise click.UsageError(
+        f"no site {site!r}: no file {site} and no {candidate}; give the site file's path, "
+        "or the folder of site files with --sites-dir"
+    )

@@ -311,3 +311,21 @@ def test_a_command_given_a_fifo_as_site_file_says_so(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert "not a regular file; a site file is a YAML file" in done.stdout, done.stderr
+
+
+def test_a_folder_given_as_site_is_named_as_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "bad" / "dir.yaml"
+    folder.mkdir(parents=True)
+    code, out = run("schedule", str(folder))
+    assert code == 2
+    assert out.splitlines()[-1] == f"Error: {folder} is a folder, not a site file"
+    # The same for an id whose sites/<id>.yaml is a folder.
+    code, out = run("schedule", "dir", "--sites-dir", str(folder.parent))
+    assert code == 2
+    assert out.splitlines()[-1] == f"Error: {folder} is a folder, not a site file"
+
+
+def test_a_missing_site_path_is_not_looked_up_as_an_id(tmp_path: Path) -> None:
+    code, out = run("schedule", "nodir/x.yaml", "--sites-dir", str(tmp_path))
+    assert code == 2
+    assert out.splitlines()[-1] == "Error: no site file nodir/x.yaml: no such file"
