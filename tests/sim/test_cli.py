@@ -1,0 +1,71 @@
+"""`flux sim` refusing what a user mistypes: exit 2 and one line saying what to write,
+before any simulator starts (real processes; the site's devices on free ports)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.net import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "sites" / "demo.yaml"
+DEMO_PORTS = (15020, 15021, 15022, 15023)
+FLUX = [sys.executable, "-m", "reconciler"]
+
+
+def demo_on_free_ports(folder: Path, name: str = "demo.yaml") -> Path:
+    """The demo site file with its devices on ports free a moment ago (never the fixed
+    ones: a run that wrongly starts must not take them from a neighbour)."""
+    text = DEMO.read_text(encoding="utf-8")
+    for old in DEMO_PORTS:
+        text = text.replace(f"port: {old}\n", f"port: {free_port()}\n")
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def flux_sim(*args: str) -> tuple[int, str]:
+    """Exit code and stderr of a `flux sim` that should stop at once; the timeout fails a
+    run that starts serving instead."""
+    done = subprocess.run([*FLUX, "sim", *args], capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stderr
+
+
+def last_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    return stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("speed", "message"),
+    [
+        ("inf", "'inf' is not a finite number"),
+        ("nan", "'nan' is not a finite number"),
+        ("1e308", "1e+308 is not in the range 0<x<=86400.0."),
+        ("0", "0.0 is not in the range 0<x<=86400.0."),
+    ],
+)
+def test_a_speed_that_is_not_a_sensible_number_is_refused(
+    tmp_path: Path, speed: str, message: str
+) -> None:
+    rc, err = flux_sim(str(demo_on_free_ports(tmp_path)), "--speed", speed)
+    assert (rc, last_line(err)) == (2, f"Error: Invalid value for '--speed': {message}")
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ("2300-01-01T00:00", "'2300-01-01T00:00' is outside the years Flux works with (1970-2199)"),
+        ("9999-12-31T23:59", "'9999-12-31T23:59' is outside the years Flux works with (1970-2199)"),
+        ("tomorrow", "'tomorrow' is not an ISO 8601 time such as 2024-01-15T06:00"),
+    ],
+)
+def test_a_start_outside_the_calendar_flux_knows_is_refused(
+    tmp_path: Path, start: str, message: str
+) -> None:
+    rc, err = flux_sim(str(demo_on_free_ports(tmp_path)), "--speed", "60", "--start", start)
+    assert (rc, last_line(err)) == (2, f"Error: Invalid value for --start: {message}")
