@@ -13,6 +13,7 @@ from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sites" / "demo.yaml"
+HMCE = ROOT / "sites" / "hmce.yaml"
 DEMO_PORTS = (15020, 15021, 15022, 15023)
 FLUX = [sys.executable, "-m", "reconciler"]
 
@@ -69,3 +70,27 @@ def test_a_start_outside_the_calendar_flux_knows_is_refused(
 ) -> None:
     rc, err = flux_sim(str(demo_on_free_ports(tmp_path)), "--speed", "60", "--start", start)
     assert (rc, last_line(err)) == (2, f"Error: Invalid value for --start: {message}")
+
+
+@pytest.mark.parametrize("fault", ["bess:delay:-1", "bess:away:inf", "solar:away:1e300"])
+def test_a_fault_time_that_is_negative_or_endless_is_refused(tmp_path: Path, fault: str) -> None:
+    rc, err = flux_sim(str(demo_on_free_ports(tmp_path)), "--fault", fault)
+    kind, arg = fault.split(":")[1:]
+    assert (rc, last_line(err)) == (
+        2,
+        f"Error: Invalid value for --fault: {fault!r}: {kind} takes a number of seconds "
+        f"from 0 to 31536000 (a year); got {arg!r}",
+    )
+
+
+def test_a_site_out_in_a_missing_folder_is_refused_before_the_simulators_start(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "nodir" / "x.yaml"
+    rc, err = flux_sim(str(HMCE), "--ports", str(free_port()), "--site-out", str(out))
+    assert (rc, last_line(err)) == (
+        2,
+        f"Error: Invalid value for --site-out: {out}: there is no folder {out.parent}; "
+        "create it or choose another path",
+    )
+    assert "127.0.0.1" not in err  # nothing was served
