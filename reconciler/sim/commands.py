@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 
 from reconciler.cliparams import FiniteRange, instant
 from reconciler.clock import Clock, ScaledClock, WallClock, sleep_unless_stopped
+from reconciler.config.commands import find_site, sites_dir_option
 from reconciler.config.loader import SiteFileError, load_site
 from reconciler.config.model import Site
 from reconciler.sim.faults import Faults
@@ -216,7 +217,8 @@ async def run(
 
 
 @click.command()
-@click.argument("site_file", type=click.Path(dir_okay=False))
+@click.argument("site_arg", metavar="SITE")
+@sites_dir_option
 @click.option(
     "--speed",
     type=FiniteRange(min=0, min_open=True, max=MAX_SPEED),
@@ -291,7 +293,8 @@ async def run(
     "over a minute and back) every EVERY_S simulated seconds; e.g. step:600:60.",
 )
 def sim(
-    site_file: str,
+    site_arg: str,
+    sites_dir: Path,
     speed: float,
     start_text: str | None,
     faults: tuple[str, ...],
@@ -302,13 +305,15 @@ def sim(
     status_every: float,
     frequency_events: tuple[str, ...],
 ) -> None:
-    """Simulate the battery and meters of SITE_FILE on loopback Modbus TCP.
+    """Simulate the battery and meters of SITE on loopback Modbus TCP.
 
-    Each device listens on 127.0.0.1 at the port the site file gives it; the agent and
-    `flux devices read SITE_FILE` talk to it as to the real site.
+    SITE is a site file or a site id looked up in --sites-dir. Each device listens on
+    127.0.0.1 at the port the site file gives it; the agent and `flux devices read SITE`
+    talk to it as to the real site.
     """
     # Our own messages say what went wrong; pymodbus's log lines would only repeat it.
     logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+    site_file = str(find_site(site_arg, sites_dir))
     try:
         site = load_site(site_file)
     except SiteFileError as exc:

@@ -3,6 +3,7 @@ before any simulator starts (real processes; the site's devices on free ports)."
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,36 @@ def test_a_site_out_in_a_missing_folder_is_refused_before_the_simulators_start(
         "create it or choose another path",
     )
     assert "127.0.0.1" not in err  # nothing was served
+
+
+def test_a_site_is_found_by_its_id_as_other_commands_find_it(tmp_path: Path) -> None:
+    demo_on_free_ports(tmp_path)
+    proc = subprocess.Popen(
+        [*FLUX, "sim", "demo", "--sites-dir", str(tmp_path), "--status-every", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        line = proc.stdout.readline()
+        while line and "soe" not in line:
+            line = proc.stdout.readline()
+        assert "soe" in line, "flux sim demo ended early"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+def test_a_site_that_is_neither_a_file_nor_an_id_says_so(tmp_path: Path) -> None:
+    rc, err = flux_sim("demo", "--sites-dir", str(tmp_path))
+    assert (rc, last_line(err)) == (
+        2,
+        f"Error: no site 'demo': no file demo and no {tmp_path / 'demo.yaml'}; give the site "
+        "file's path, or the folder of site files with --sites-dir",
+    )
+    rc, err = flux_sim(str(tmp_path / "nodir" / "x.yaml"))
+    assert (rc, last_line(err)) == (2, f"Error: no site file {tmp_path}/nodir/x.yaml: no such file")
+    rc, err = flux_sim(str(tmp_path))
+    assert (rc, last_line(err)) == (2, f"Error: {tmp_path} is a folder, not a site file")
