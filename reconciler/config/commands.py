@@ -97,8 +97,10 @@ def _as_json(p: Problem) -> dict[str, Any]:
 def validate(paths: tuple[Path, ...], fmt: str) -> None:
     """Check site files (default: every *.yaml in sites/).
 
-    Exit 0 when all are valid, 1 when any is invalid, 2 on a usage error. Warnings are
-    shown but do not make a file invalid.
+    A folder gives its *.yaml and *.yml regular files (a FIFO or sub-folder of that name is
+    skipped). Exit 0 when all are valid, 1 when any is invalid, 2 on a usage error (a path
+    that does not exist or is not a regular file). Warnings are shown but do not make a
+    file invalid.
     """
     files = site_files(paths or (Path("sites"),))
     results = list(zip(files, _check_all(files), strict=True))
