@@ -21,6 +21,7 @@ from rich.text import Text
 from reconciler.agent.commands import open_outbox
 from reconciler.agent.loop import TickResult
 from reconciler.agent.run import Agent, AgentOptions
+from reconciler.cliparams import FiniteRange, instant
 from reconciler.clock import ScaledClock
 from reconciler.config.loader import SiteFileError
 from reconciler.config.model import Site
@@ -29,6 +30,7 @@ from reconciler.control.signals import FeedSignals
 from reconciler.devices.factory import open_site_devices
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.markets.replay import Replay
+from reconciler.sim.commands import MAX_SPEED
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
 from reconciler.stopping import run_until_signalled
@@ -45,6 +47,8 @@ SHIPPED_DEMO = resources.files("reconciler.agent") / "demo.yaml"
 DEFAULT_START_TIME = time(15, 30)
 #: Columns of the table when the output is not a terminal (and COLUMNS does not say).
 PIPED_WIDTH = 140
+#: Longest --minutes: a year.
+MAX_MINUTES = 365 * 24 * 60
 
 
 def default_start(tz: ZoneInfo, now: datetime | None = None) -> datetime:
@@ -155,7 +159,14 @@ LEGEND = (
 
 @click.command("demo")
 @click.option("--site", "site_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--speed", type=float, default=60.0, show_default=True, help="Clock speed-up.")
+@click.option(
+    "--speed",
+    # As `flux sim --speed`: 0 or less would stop or reverse time, nan or inf break the clock.
+    type=FiniteRange(min=0, min_open=True, max=MAX_SPEED),
+    default=60.0,
+    show_default=True,
+    help=f"Clock speed-up (at most {MAX_SPEED:g}: a simulated day per second).",
+)
 @click.option(
     "--start",
     default=None,
@@ -165,7 +176,8 @@ LEGEND = (
 )
 @click.option(
     "--minutes",
-    type=float,
+    # At most a year: plenty for a demo, and far more (1e300) overflows the clock's time.
+    type=FiniteRange(min=0, min_open=True, max=MAX_MINUTES),
     help="Stop after this many simulated minutes (default: run until Ctrl-C).",
 )
 @click.option(
@@ -211,14 +223,7 @@ def demo(
     elif start is None:
         local_start = default_start(tz)
     else:
-        try:
-            local_start = datetime.fromisoformat(start)
-        except ValueError:
-            raise click.BadParameter(
-                f"{start!r} is not a date-time like 2024-01-15T15:30", param_hint="--start"
-            ) from None
-        if local_start.tzinfo is None:
-            local_start = local_start.replace(tzinfo=tz)
+        local_start = instant(start, tz, "--start")
     clock = ScaledClock(local_start, speed=speed)
     outbox = open_outbox(store, "choose another --store")
     view = LiveView(tz, outbox, site=site, speed=speed)

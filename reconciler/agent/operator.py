@@ -19,7 +19,7 @@ from rich.table import Table
 from reconciler.agent.lock import lock_holder
 from reconciler.source import flags
 from reconciler.source.paths import StatePaths, state_dir_option
-from reconciler.status.model import StatusSnapshot, read_status_file
+from reconciler.status.model import NotAStatusFile, StatusSnapshot, read_status_file
 
 EXIT_NOT_READY = 1
 EXIT_NO_STATUS = 2
@@ -47,16 +47,29 @@ class NoStatus(click.ClickException):
 
 def _load(state_dir: Path, status_file: Path | None) -> StatusSnapshot:
     path = status_file or StatePaths(state_dir).status_file
+    # The option the user gave (or the default they relied on) is the one to name.
+    option = "--status-file" if status_file else f"--state-dir {state_dir}"
+    if path.exists() and not path.is_file():
+        # A FIFO would make the read wait for ever.
+        raise NoStatus(f"{path} ({option}) is not a regular file, not a status file")
     try:
         return read_status_file(path)
     except FileNotFoundError:
+        if status_file is not None:
+            raise NoStatus(
+                f"no status file at {path} (--status-file): check the path, or pass the "
+                "agent's --state-dir instead"
+            ) from None
         raise NoStatus(
             f"no status file at {path}: the agent has not run with --state-dir {state_dir} "
             "(start it, or pass the --state-dir it uses)"
         ) from None
-    except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
-        raise NoStatus(f"cannot read the status file {path}: {first}") from None
+    except NotAStatusFile as exc:
+        raise NoStatus(f"{path} ({option}) is {exc}") from None
+    except OSError as exc:
+        raise NoStatus(
+            f"cannot read the status file {path} ({option}): {exc.strerror or exc}"
+        ) from None
 
 
 def _print_table(snap: StatusSnapshot, pid: int | None, console: Console) -> None:

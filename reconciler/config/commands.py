@@ -23,16 +23,26 @@ SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/site.schema.json"
 
 
 def site_files(paths: tuple[Path, ...]) -> list[Path]:
-    """The site files named by ``paths`` (folders give their *.yaml and *.yml files)."""
+    """The site files named by ``paths`` (folders give their *.yaml and *.yml files).
+
+    Only regular files are site files: reading a FIFO would wait for a writer forever. A
+    folder's other entries (a sub-folder or FIFO named x.yaml) are skipped, as are its
+    files of other names; a path named on its own that is not a regular file is refused.
+    """
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            found = sorted(p for p in [*path.glob("*.yaml"), *path.glob("*.yml")] if p.is_file())
             if not found:
                 raise click.UsageError(f"no *.yaml files in folder {str(path)!r}")
             files.extend(found)
-        elif path.exists():
+        elif path.is_file():
             files.append(path)
+        elif path.exists():
+            raise click.UsageError(
+                f"{str(path)!r} is not a regular file (a FIFO, socket or device); "
+                "name a site file or a folder of them"
+            )
         else:
             raise click.UsageError(f"no such file or folder: {str(path)!r}")
     return files
@@ -87,8 +97,10 @@ def _as_json(p: Problem) -> dict[str, Any]:
 def validate(paths: tuple[Path, ...], fmt: str) -> None:
     """Check site files (default: every *.yaml in sites/).
 
-    Exit 0 when all are valid, 1 when any is invalid, 2 on a usage error. Warnings are
-    shown but do not make a file invalid.
+    A folder gives its *.yaml and *.yml regular files (a FIFO or sub-folder of that name is
+    skipped). Exit 0 when all are valid, 1 when any is invalid, 2 on a usage error (a path
+    that does not exist or is not a regular file). Warnings are shown but do not make a
+    file invalid.
     """
     files = site_files(paths or (Path("sites"),))
     results = list(zip(files, _check_all(files), strict=True))
@@ -190,12 +202,34 @@ def load_valid_site(path: Path, *, exit_code: int = 2) -> Site:
     return site
 
 
+def _not_a_site_file(path: Path) -> str | None:
+    """Why an existing ``path`` is not a site file (None when it is a regular file)."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{path} is a folder, not a site file"
+    return f"{path} is not a regular file (a FIFO, socket or device), not a site file"
+
+
 def find_site(site: str, sites_dir: Path) -> Path:
     """A site given as a path or as an id looked up in ``sites_dir``."""
     as_path = Path(site)
-    if as_path.is_file():
+    if as_path.exists():
+        problem = _not_a_site_file(as_path)
+        if problem is not None:
+            raise click.UsageError(problem)
         return as_path
+    # A name with a folder or a .yaml ending is a path: looking for sites/<it>.yaml.yaml
+    # would only make the message longer.
+    if as_path.name != site or as_path.suffix in (".yaml", ".yml"):
+        raise click.UsageError(f"no site file {site}: no such file")
     candidate = sites_dir / f"{site}.yaml"
-    if candidate.is_file():
+    if candidate.exists():
+        problem = _not_a_site_file(candidate)
+        if problem is not None:
+            raise click.UsageError(problem)
         return candidate
-    raise click.UsageError(f"no site {site!r}: not a file, and there is no {candidate}")
+    raise click.UsageError(
+        f"no site {site!r}: no file {site} and no {candidate}; give the site file's path, "
+        "or the folder of site files with --sites-dir"
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import stat
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -191,9 +192,13 @@ def _read_text(path: Path, name: str) -> tuple[str | None, list[Problem]]:
         return None, [Problem(name, line, col, "", msg)]
 
     try:
-        size = path.stat().st_size
-        if path.is_dir():
+        info = path.stat()
+        size = info.st_size
+        if stat.S_ISDIR(info.st_mode):
             return fail("is a folder, not a site file")
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO would make the read wait for a writer forever, a device never end.
+            return fail("not a regular file; a site file is a YAML file")
         if size > MAX_BYTES:
             return fail(
                 f"file is too large ({size / 1e6:.1f} MB); a site file must be at most 1 MB"
@@ -607,8 +612,11 @@ def _message(err: Any) -> str:
         return f"must be at most {_num(ctx['le'])}; got {got}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"expected a whole number; got {got}"
-    if kind in ("float_type", "float_parsing", "finite_number"):
+    if kind in ("float_type", "float_parsing"):
         return f"expected a number; got {got}"
+    if kind == "finite_number":
+        # YAML reads .inf, .nan and numbers too large for a float (1e999) as infinity.
+        return f"must be a finite number; got {got}"
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false; got {got}"
     if kind == "string_type":

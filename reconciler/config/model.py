@@ -11,9 +11,11 @@ live in :mod:`reconciler.config.rules` so that all of a file's errors are report
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -125,12 +127,28 @@ TimeOfDay = Annotated[
 ]
 
 
-_HTTP_URL_RE = re.compile(r"^https?://\S+$")
+#: For the JSON Schema: http(s)://, then a host (the validator also checks the port).
+_HTTP_URL_RE = re.compile(r"^https?://[^\s/?#:@]\S*$")
 
 
 def _check_http_url(value: str) -> str:
-    if not _HTTP_URL_RE.match(value):
-        raise ValueError(f"{value!r} is not an http(s) URL; write https://host/path")
+    # Checked here, not when the agent first calls it: 'ftp://...' or a URL without a
+    # host would only fail on the site, at run time.
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a port that is not a number 0-65535
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not _HTTP_URL_RE.match(value)
+    ):
+        raise ValueError(
+            f"{value!r} is not an http:// or https:// URL with a host; "
+            "write e.g. https://api.example.com/v1"
+        )
     return value
 
 
@@ -186,7 +204,10 @@ class _Model(BaseModel):
     # strict: a site file means what it says. Lax mode would turn `ramp_up_kw_per_s: true`
     # into 1.0 kW/s, `port: "15020"` into a port and `shadow: "no"` into False. Numbers
     # are numbers (an int is fine where a float is wanted), booleans are booleans.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan=False: a limit of .inf or 1e999 (which YAML reads as infinity) is no
+    # limit, and NaN compares false with everything; neither can be written as JSON either.
+    # Fields that mean "unbounded" by infinity allow it on their own (CurvePoint.price).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- identity
@@ -305,7 +326,9 @@ class DateRange(_Model):
     from_: LocalDate = Field(alias="from", description="First local date (inclusive).")
     to: LocalDate = Field(description="Last local date (inclusive).")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, populate_by_name=True
+    )
 
 
 class Window(_Model):
@@ -385,8 +408,16 @@ class Rate(_Model):
 class CurvePoint(_Model):
     """A (price, SoE) point of a NIV chase curve."""
 
-    price: float = Field(description="Price, p/kWh (may be -.inf or .inf).")
+    # -.inf and .inf are how a curve says "at any price" at its ends; NaN is no price.
+    price: float = Field(allow_inf_nan=True, description="Price, p/kWh (may be -.inf or .inf).")
     soe: float = Field(ge=0, description="State of energy, kWh.")
+
+    @field_validator("price")
+    @classmethod
+    def _not_nan(cls, price: float) -> float:
+        if math.isnan(price):
+            raise ValueError("expected a price in p/kWh (or -.inf or .inf); got nan")
+        return price
 
 
 class PredictionRule(_Model):
@@ -732,7 +763,7 @@ MODES: tuple[str, ...] = tuple(DEFAULT_PRIORITY)
 
 
 class ModoSettings(_Model):
-    base_url: str = Field(default="https://api.modoenergy.com/pub/v1/gb/modo/markets")
+    base_url: HttpUrlText = Field(default="https://api.modoenergy.com/pub/v1/gb/modo/markets")
     api_key_env: EnvVarName | None = Field(
         default=None, description="Env var with the X-Token key (optional)."
     )
@@ -742,7 +773,7 @@ class ModoSettings(_Model):
 
 
 class AxleSettings(_Model):
-    base_url: str = Field(description="Axle API base URL.")
+    base_url: HttpUrlText = Field(description="Axle API base URL (http or https).")
     asset_id: str = Field(min_length=1, description="Axle asset id of this battery.")
     username_env: EnvVarName = Field(description="Env var holding the Axle user name.")
     password_env: EnvVarName = Field(description="Env var holding the Axle password.")
@@ -750,7 +781,7 @@ class AxleSettings(_Model):
 
 
 class ElexonSettings(_Model):
-    base_url: str = Field(default="https://data.elexon.co.uk/bmrs/api/v1")
+    base_url: HttpUrlText = Field(default="https://data.elexon.co.uk/bmrs/api/v1")
     poll_s: float = Field(default=300.0, ge=30)
 
 

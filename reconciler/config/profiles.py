@@ -133,8 +133,8 @@ class Profile(BaseModel):
 class RegisterOverride(BaseModel):
     """A site's change to one register of a profile: every field optional."""
 
-    # strict like the site model it is part of; the wire type is named by its text.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # strict and finite like the site model it is part of; the wire type is named by its text.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     address: int | None = Field(default=None, ge=0, le=65535)
     type: RegisterType | None = Field(default=None, strict=False)
@@ -152,7 +152,7 @@ class RegisterOverride(BaseModel):
 class ProfileExtension(BaseModel):
     """A site-local profile: a shipped profile with registers added or overridden."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     extends: str = Field(description="Name of the profile this one starts from.")
     description: str = Field(default="")

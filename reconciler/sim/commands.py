@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import sys
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -15,9 +17,12 @@ import click
 from rich.console import Console
 from ruamel.yaml import YAML
 
+from reconciler.cliparams import FiniteRange, instant
 from reconciler.clock import Clock, ScaledClock, WallClock, sleep_unless_stopped
+from reconciler.config.commands import find_site, sites_dir_option
 from reconciler.config.loader import SiteFileError, load_site
 from reconciler.config.model import Site
+from reconciler.sim.faults import Faults
 from reconciler.sim.markets import Dispatch, MarketSimulator
 from reconciler.sim.plant import RepeatedEvent
 from reconciler.sim.simulator import SiteSimulator
@@ -25,21 +30,19 @@ from reconciler.stopping import run_until_signalled, sleep_or_stop
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+#: Fastest clock: a simulated day per real second. The physics steps a simulated second
+#: at a time (some 10^5 steps a real second on a laptop), so a faster clock would only run
+#: ahead of the plant; and far faster (1e308) the clock's arithmetic overflows.
+MAX_SPEED = 86_400.0
+#: Faults that take a time in seconds, and the longest: a year is as good as for ever for
+#: a test, and far longer (1e300) would overflow the simulator's clock arithmetic.
+TIMED_FAULTS = ("delay", "away")
+MAX_FAULT_S = 365 * 86_400
 
 
 def parse_start(text: str, tz: str) -> datetime:
     """An ISO instant; without an offset it is local time in the site's timezone."""
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not an ISO date-time; write e.g. 2024-01-15T06:00 or "
-            "2024-01-15T06:00:00+00:00",
-            param_hint="--start",
-        ) from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=ZoneInfo(tz))
-    return at.astimezone(UTC)
+    return instant(text, ZoneInfo(tz), "--start", "2024-01-15T06:00").astimezone(UTC)
 
 
 def status_line(sim: SiteSimulator, tz: str) -> str:
@@ -83,6 +86,51 @@ def _refuse_shared_ports(site: Site, site_file: str) -> None:
     sys.exit(EXIT_USAGE)
 
 
+def _check_faults(specs: tuple[str, ...], names: set[str], now: datetime) -> None:
+    """Refuse a --fault before any simulator starts (exit 2): each is applied to a
+    throwaway set of faults, the way the simulator will apply it."""
+    trial = Faults(sorted(names), lambda: now, lambda _: None, lambda _: None, lambda _: None)
+    for spec in specs:
+        device, _, rest = spec.partition(":")
+        if device not in names:
+            raise click.BadParameter(
+                f"{spec!r}: no device {device!r}; the site has {', '.join(sorted(names))}",
+                param_hint="--fault",
+            )
+        kind, _, arg = rest.partition(":")
+        if kind in TIMED_FAULTS and arg:
+            # Faults would take a negative delay as none; nan fails the comparison too.
+            try:
+                seconds = float(arg)
+            except ValueError:
+                seconds = math.nan
+            if not 0 <= seconds <= MAX_FAULT_S:
+                raise click.BadParameter(
+                    f"{spec!r}: {kind} takes a number of seconds from 0 to {MAX_FAULT_S} "
+                    f"(a year); got {arg!r}",
+                    param_hint="--fault",
+                )
+        try:
+            trial.apply(spec)
+        except (ValueError, OverflowError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--fault") from None
+
+
+def _check_site_out(path: Path) -> None:
+    """Refuse a --site-out that cannot be written before the simulators start."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"{path}: there is no folder {folder}; create it or choose another path",
+            param_hint="--site-out",
+        )
+    target = path if path.exists() else folder
+    if not os.access(target, os.W_OK):
+        raise click.BadParameter(
+            f"{path}: {target} is not writable; choose another path", param_hint="--site-out"
+        )
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -109,7 +157,9 @@ def write_site_for(sim: SiteSimulator, path: Path) -> None:
             out.write(f"# {site.site.id} for `flux sim --ports`: every device on 127.0.0.1\n")
             yaml.dump(data, out)
     except OSError as exc:
-        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
+        # Exit 2, not 1 (which README keeps for a busy port): the path was checked before
+        # the start, so this is a folder that went away since, or a full disk.
+        raise ValueError(f"--site-out: cannot write {path}: {exc.strerror or exc}") from None
 
 
 async def _repeat(
@@ -167,13 +217,14 @@ async def run(
 
 
 @click.command()
-@click.argument("site_file", type=click.Path(dir_okay=False))
+@click.argument("site_arg", metavar="SITE")
+@sites_dir_option
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(min=0, min_open=True, max=MAX_SPEED),
     default=1.0,
     show_default=True,
-    help="Simulated seconds per real second (e.g. 60).",
+    help=f"Simulated seconds per real second (e.g. 60; at most {MAX_SPEED:g}).",
 )
 @click.option(
     "--start",
@@ -228,7 +279,7 @@ async def run(
 )
 @click.option(
     "--status-every",
-    type=click.FloatRange(min=0.1),
+    type=FiniteRange(min=0.1),
     default=5.0,
     show_default=True,
     help="Real seconds between status lines.",
@@ -242,7 +293,8 @@ async def run(
     "over a minute and back) every EVERY_S simulated seconds; e.g. step:600:60.",
 )
 def sim(
-    site_file: str,
+    site_arg: str,
+    sites_dir: Path,
     speed: float,
     start_text: str | None,
     faults: tuple[str, ...],
@@ -253,13 +305,15 @@ def sim(
     status_every: float,
     frequency_events: tuple[str, ...],
 ) -> None:
-    """Simulate the battery and meters of SITE_FILE on loopback Modbus TCP.
+    """Simulate the battery and meters of SITE on loopback Modbus TCP.
 
-    Each device listens on 127.0.0.1 at the port the site file gives it; the agent and
-    `flux devices read SITE_FILE` talk to it as to the real site.
+    SITE is a site file or a site id looked up in --sites-dir. Each device listens on
+    127.0.0.1 at the port the site file gives it; the agent and `flux devices read SITE`
+    talk to it as to the real site.
     """
     # Our own messages say what went wrong; pymodbus's log lines would only repeat it.
     logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+    site_file = str(find_site(site_arg, sites_dir))
     try:
         site = load_site(site_file)
     except SiteFileError as exc:
@@ -274,14 +328,8 @@ def sim(
         raise click.BadParameter("the devices' ports would pass 65535", param_hint="--ports")
     if site_out is not None and base_port is None:
         raise click.UsageError("--site-out needs --ports BASE")
-    names = {site.devices.battery.name, *site.devices.meters}
-    for spec in faults:
-        if spec.split(":")[0] not in names:
-            raise click.BadParameter(
-                f"{spec!r}: no device {spec.split(':')[0]!r}; the site has "
-                f"{', '.join(sorted(names))}",
-                param_hint="--fault",
-            )
+    if site_out is not None:
+        _check_site_out(site_out)
     try:
         steps = [Dispatch.parse(text) for text in dispatches]
     except ValueError as exc:
@@ -298,6 +346,7 @@ def sim(
     else:
         start = parse_start(start_text, site.site.timezone) if start_text else datetime.now(UTC)
         clock = ScaledClock(start, speed)
+    _check_faults(faults, {site.devices.battery.name, *site.devices.meters}, clock.now())
 
     markets: MarketSimulator | None = None
     try:

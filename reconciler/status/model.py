@@ -13,9 +13,9 @@ import os
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.atomic import write_atomic
 from reconciler.clock import Clock
@@ -422,6 +422,47 @@ class AgentStatus:
         self._last_flush = now
 
 
+class NotAStatusFile(ValueError):
+    """A file that is not a status file written by flux agent; the message says why in
+    one line (pydantic's own message spans many, and names a class the user never saw)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"not a status file written by flux agent: {problem}")
+
+
+_JSON_KINDS: tuple[tuple[type, str], ...] = (
+    (list, "a list"),
+    (str, "a string"),
+    (bool, "true or false"),
+    (int, "a number"),
+    (float, "a number"),
+    (type(None), "null"),
+)
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return f"not JSON ({first.get('ctx', {}).get('error', first['msg'])})"
+    if not first["loc"]:
+        found: Any = first["input"]
+        kind = next((k for t, k in _JSON_KINDS if isinstance(found, t)), "not an object")
+        return f"the file holds {kind}, not a JSON object"
+    where = ".".join(str(part) for part in first["loc"])
+    problem = "missing" if first["type"] == "missing" else first["msg"]
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"{where}: {problem}{more}"
+
+
 def read_status_file(path: Path) -> StatusSnapshot:
-    """Read a status file written by :class:`AgentStatus` (raises OSError, ValueError)."""
-    return StatusSnapshot.model_validate_json(path.read_text(encoding="utf-8"))
+    """Read a status file written by :class:`AgentStatus` (raises OSError, or
+    :class:`NotAStatusFile`, a ValueError, saying what is wrong with the file)."""
+    # Bytes: text that is not UTF-8 is then "not JSON" like any other garbage.
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise NotAStatusFile("the file is empty")
+    try:
+        return StatusSnapshot.model_validate_json(raw)
+    except ValidationError as exc:
+        raise NotAStatusFile(_first_problem(exc)) from None

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from reconciler.agent.demo import default_start
 from reconciler.agent.lock import BatteryLock
 from reconciler.config import load_site
@@ -366,3 +368,36 @@ def test_a_demo_whose_database_refuses_says_nothing_was_uploaded(tmp_path: Path)
     assert "nothing was uploaded to" in out, out
     assert "what was not uploaded stays in the store" in out
     assert "uploaded 0" not in out
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--speed", "0", "0.0 is not in the range 0<x<=86400.0."),
+        ("--speed", "-60", "-60.0 is not in the range 0<x<=86400.0."),
+        ("--speed", "nan", "'nan' is not a finite number"),
+        ("--speed", "inf", "'inf' is not a finite number"),
+        ("--minutes", "1e300", "1e+300 is not in the range 0<x<=525600."),
+    ],
+)
+def test_demo_refuses_a_clock_that_cannot_run(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    store = tmp_path / "demo.sqlite"
+    args = ("demo", "--no-live", "--minutes", "1", "--store", str(store), option, value)
+    result = flux(*args, timeout=30)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"Error: Invalid value for '{option}': {message}"
+    assert not store.exists()  # refused before anything ran
+
+
+def test_demo_start_is_read_as_every_command_reads_an_instant(tmp_path: Path) -> None:
+    store = tmp_path / "demo.sqlite"
+    args = ("demo", "--no-live", "--minutes", "1", "--store", str(store))
+    result = flux(*args, "--start", "9999-12-31T23:00", timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for --start: '9999-12-31T23:00' is outside the years Flux "
+        "works with (1970-2199)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -279,3 +280,64 @@ def test_schedule_markdown_escapes_a_bar_in_an_entry_name(tmp_path: Path) -> Non
     assert rows, out
     # Every row keeps its 7 columns: the escaped bar is not a column break.
     assert all(line.replace("\\|", "").count("|") == 8 for line in rows)
+
+
+def _flux_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """flux in a process of its own, which a test can give up on (a read that hangs)."""
+    command = [sys.executable, "-m", "reconciler", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_validate_refuses_a_fifo_instead_of_waiting_on_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "site.yaml"
+    os.mkfifo(fifo)
+    done = _flux_process("validate", str(fifo))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"Error: '{fifo}' is not a regular file (a FIFO, socket or device); "
+        "name a site file or a folder of them"
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_validate_of_a_folder_skips_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    shutil.copy(SITES / "hmce.yaml", tmp_path / "hmce.yaml")
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "folder.yml").mkdir()
+    done = _flux_process("validate", str(tmp_path))
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        "1 file(s): 1 valid, 0 invalid; 0 error(s), 0 warning(s)\n",
+        "",
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_command_given_a_fifo_as_site_file_says_so(tmp_path: Path) -> None:
+    fifo = tmp_path / "site.yaml"
+    os.mkfifo(fifo)
+    code = (
+        "from reconciler.config.loader import check_site_file\n"
+        f"print(check_site_file({str(fifo)!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert "not a regular file; a site file is a YAML file" in done.stdout, done.stderr
+
+
+def test_a_folder_given_as_site_is_named_as_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "bad" / "dir.yaml"
+    folder.mkdir(parents=True)
+    code, out = run("schedule", str(folder))
+    assert code == 2
+    assert out.splitlines()[-1] == f"Error: {folder} is a folder, not a site file"
+    # The same for an id whose sites/<id>.yaml is a folder.
+    code, out = run("schedule", "dir", "--sites-dir", str(folder.parent))
+    assert code == 2
+    assert out.splitlines()[-1] == f"Error: {folder} is a folder, not a site file"
+
+
+def test_a_missing_site_path_is_not_looked_up_as_an_id(tmp_path: Path) -> None:
+    code, out = run("schedule", "nodir/x.yaml", "--sites-dir", str(tmp_path))
+    assert code == 2
+    assert out.splitlines()[-1] == "Error: no site file nodir/x.yaml: no such file"

@@ -84,6 +84,13 @@ VARIANTS: dict[str, str] = {
     "day_ahead_not_http": _variant(
         "control:\n", "markets:\n  day_ahead: {url: p.test/da}\ncontrol:\n"
     ),
+    "modo_url_ftp": _variant(
+        "FLUX_MODO_API_KEY\n", "FLUX_MODO_API_KEY\n    base_url: ftp://m.test/v1\n"
+    ),
+    "elexon_url_no_host": _variant("  elexon: {}\n", "  elexon: {base_url: 'https:///v1'}\n"),
+    "elexon_url_local": _variant(
+        "  elexon: {}\n", "  elexon: {base_url: 'http://127.0.0.1:15030/elexon'}\n"
+    ),
 }
 
 

@@ -87,3 +87,81 @@ def test_a_colon_in_a_flow_mapping_says_to_quote_it() -> None:
     assert len(errors) == 1
     assert errors[0].startswith("s.yaml:59:41: invalid YAML: found unexpected ':'")
     assert errors[0].endswith('quote a value that holds a colon, e.g. start: "17:00"')
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # YAML reads a number too large for a float as infinity.
+        (
+            "site_import_kw: 220",
+            "site_import_kw: 1e999",
+            "s.yaml:49:19: limits.site_import_kw: must be a finite number; got inf",
+        ),
+        (
+            "site_import_kw: 220",
+            "site_import_kw: .nan",
+            "s.yaml:49:19: limits.site_import_kw: must be a finite number; got nan",
+        ),
+        (
+            "soe_min: 5%",
+            "soe_min: .inf",
+            "s.yaml:47:12: limits.soe_min: must be a finite number; got inf",
+        ),
+        (
+            "{price: -.inf, soe: 1280}",
+            "{price: .nan, soe: 1280}",
+            "s.yaml:87:19: schedule[1].params.charge_curve[0].price: "
+            "expected a price in p/kWh (or -.inf or .inf); got nan",
+        ),
+    ],
+    ids=["1e999", "nan", "soe-inf", "curve-price-nan"],
+)
+def test_numbers_are_finite(old: str, new: str, expected: str) -> None:
+    assert _errors(_with(old, new)) == [expected]
+
+
+def test_a_site_profile_register_is_finite() -> None:
+    text = BASE + "profiles:\n  pp:\n    extends: tesla-powerpack\n    registers:\n"
+    text += "      soe: {scale: -.inf}\n"
+    line = text.count("\n")
+    assert _errors(text) == [
+        f"s.yaml:{line}:20: profiles.pp.registers.soe.scale: must be a finite number; got -inf"
+    ]
+
+
+MODO_KEY = "    api_key_env: FLUX_MODO_API_KEY\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            MODO_KEY,
+            MODO_KEY + "    base_url: not a url\n",
+            "s.yaml:134:15: markets.modo.base_url: 'not a url'",
+        ),
+        (
+            MODO_KEY,
+            MODO_KEY + "    base_url: ftp://modo.test/v1\n",
+            "s.yaml:134:15: markets.modo.base_url: 'ftp://modo.test/v1'",
+        ),
+        (
+            "  elexon: {}\n",
+            "  elexon: {base_url: 'https:///bmrs'}\n",
+            "s.yaml:134:22: markets.elexon.base_url: 'https:///bmrs'",
+        ),
+        (
+            "  elexon: {}\n",
+            "  elexon: {}\n  axle: {base_url: axle.test, asset_id: a-1, username_env: AXLE_USER,"
+            " password_env: AXLE_PASSWORD}\n",
+            "s.yaml:135:20: markets.axle.base_url: 'axle.test'",
+        ),
+    ],
+    ids=["modo-text", "modo-ftp", "elexon-no-host", "axle-no-scheme"],
+)
+def test_market_base_urls_are_http_urls_with_a_host(old: str, new: str, expected: str) -> None:
+    assert _errors(_with(old, new)) == [
+        f"{expected} is not an http:// or https:// URL with a host; "
+        "write e.g. https://api.example.com/v1"
+    ]
