@@ -204,7 +204,9 @@ def demo(
     try:
         file_source = FileSource(path)
     except SiteFileError as exc:
-        raise click.ClickException(f"{path} is not a valid site file:\n{exc}") from None
+        invalid = click.ClickException(f"{path} is not a valid site file:\n{exc}")
+        invalid.exit_code = 2  # a user error, as every command's invalid site file is
+        raise invalid from None
     site = file_source.current().site
     tz = ZoneInfo(site.site.timezone)
     console = Console()

@@ -7,6 +7,7 @@ the counted ones (``drop``, ``short_reply``), which fire on the next N requests,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -147,16 +148,36 @@ class Faults:
             if kind == "drop":
                 self.drop(device, int(arg or 1))
             elif kind == "delay":
-                self.delay(device, float(arg or 1.0))
+                self.delay(device, _seconds(kind, arg, 1.0))
             elif kind == "exception":
                 self.exception(device, int(arg or 4))
             elif kind == "frozen":
                 self.freeze(device)
             elif kind == "away":
-                self.away(device, float(arg or 30.0))
+                self.away(device, _seconds(kind, arg, 30.0))
             elif kind == "frequency":
                 self.frequency(device, arg or "step")
             else:
                 self.short_reply(device, int(arg or 1))
         except (ValueError, KeyError) as exc:
             raise ValueError(f"{spec!r}: {exc.args[0]}") from None
+
+
+#: The longest delay or absence a fault may ask for, s: a year (longer would overflow the
+#: simulator's clock arithmetic, and no test needs it).
+MAX_FAULT_S = 365 * 86_400
+
+
+def _seconds(kind: str, arg: str | None, default: float) -> float:
+    """A timed fault's seconds, 0 to MAX_FAULT_S (a negative one is not 'none')."""
+    if not arg:
+        return default
+    try:
+        seconds = float(arg)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_FAULT_S:  # nan fails this too
+        raise ValueError(
+            f"{kind} takes a number of seconds from 0 to {MAX_FAULT_S} (a year); got {arg!r}"
+        )
+    return seconds

@@ -182,12 +182,18 @@ def test_demo_user_errors_name_the_problem(tmp_path: Path) -> None:
     missing = flux("demo", "--site", str(tmp_path / "nope.yaml"), "--no-live")
     assert missing.returncode == 2
     assert "nope.yaml: no such file" in missing.stderr
+    invalid_site = tmp_path / "invalid.yaml"
+    invalid_site.write_text(DEMO.read_text().replace("  tick_s: 4\n", "  tick_s: fast\n"))
+    invalid = flux("demo", "--site", str(invalid_site), "--no-live")
+    assert invalid.returncode == 2, invalid.stderr
+    assert f"{invalid_site} is not a valid site file" in invalid.stderr
+    assert "control.tick_s" in invalid.stderr
     not_a_db = tmp_path / "store.sqlite"
     not_a_db.write_text("this is not SQLite")
     bad_store = flux("demo", "--store", str(not_a_db), "--minutes", "1", "--no-live")
     assert bad_store.returncode == 1
     assert f"cannot open {not_a_db}: file is not a database" in bad_store.stderr
-    for result in (missing, bad_store):
+    for result in (missing, invalid, bad_store):
         assert "Traceback" not in result.stderr
 
 

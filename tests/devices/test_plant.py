@@ -146,5 +146,10 @@ def test_fault_specs_parse_like_the_cli_flag() -> None:
     for bad in ("bess", "bess:melt", "nope:frozen", "bess:exception:99", "bess:delay:x"):
         with pytest.raises(ValueError):
             faults.apply(bad)
+    # A negative time is not "none", and a huge one would overflow the clock.
+    for bad in ("bess:delay:-1", "bess:delay:nan", "solar:away:inf", "solar:away:1e300"):
+        with pytest.raises(ValueError, match="seconds from 0 to 31536000"):
+            faults.apply(bad)
+    assert faults["bess"].delay_s == 0.5
     faults.clear()
     assert faults["bess"].exception_code is None and not faults["solar"].frozen
