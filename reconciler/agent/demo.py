@@ -157,6 +157,12 @@ LEGEND = (
 )
 
 
+class InvalidSiteFile(click.ClickException):
+    """A user error (exit 2), as every command's invalid site file is."""
+
+    exit_code = 2
+
+
 @click.command("demo")
 @click.option("--site", "site_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -204,9 +210,7 @@ def demo(
     try:
         file_source = FileSource(path)
     except SiteFileError as exc:
-        invalid = click.ClickException(f"{path} is not a valid site file:\n{exc}")
-        invalid.exit_code = 2  # a user error, as every command's invalid site file is
-        raise invalid from None
+        raise InvalidSiteFile(f"{path} is not a valid site file:\n{exc}") from None
     site = file_source.current().site
     tz = ZoneInfo(site.site.timezone)
     console = Console()
