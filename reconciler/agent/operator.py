@@ -201,7 +201,7 @@ def status(state_dir: Path, status_file: Path | None, output: str) -> None:
     status to read.
     """
     snap = _load(state_dir, status_file)
-    pid = lock_holder(state_dir)
+    pid = lock_holder(_agent_folder(state_dir, status_file))
     if output == "json":
         data = json.loads(snap.model_dump_json())
         data["agent_running"] = pid is not None
@@ -211,6 +211,15 @@ def status(state_dir: Path, status_file: Path | None, output: str) -> None:
         _print_table(snap, pid, Console(soft_wrap=False, width=160))
     if pid is None or not snap.ready:
         raise SystemExit(EXIT_NOT_READY)
+
+
+def _agent_folder(state_dir: Path, status_file: Path | None) -> Path:
+    """Where to ask whether the status file's agent runs: the state folder the user
+    named, else the one the status file lies in (not the default /var/lib/flux, whose
+    agent may be another one, or none)."""
+    source = click.get_current_context().get_parameter_source("state_dir")
+    named = source not in (None, click.core.ParameterSource.DEFAULT)
+    return state_dir if status_file is None or named else status_file.parent
 
 
 def _refuse_file_agent(paths: StatePaths, what: str) -> None:

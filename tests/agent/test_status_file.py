@@ -4,14 +4,19 @@ file, the option it came from and the first thing wrong with it."""
 from __future__ import annotations
 
 import json
+import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from reconciler.agent.lock import BatteryLock
 from reconciler.agent.operator import status
-from reconciler.status.model import read_status_file
+from reconciler.clock import ManualClock
+from reconciler.source.paths import StatePaths
+from reconciler.status.model import AgentStatus, read_status_file
 
 
 def agent_status(*args: str) -> tuple[int, str]:
@@ -75,3 +80,32 @@ def test_a_status_file_of_another_shape_names_the_field(tmp_path: Path) -> None:
         f"Error: {path} (--status-file) is not a status file written by flux agent: "
         "site: Input should be a valid string (and 5 more problems)\n"
     )
+
+
+def test_a_status_file_in_a_running_agents_folder_is_that_agents(tmp_path: Path) -> None:
+    # An agent holds its state folder (elsewhere than the default) and has written its
+    # status there: --status-file alone asks that folder whether the agent runs.
+    state = tmp_path / "state"
+    state.mkdir()
+    paths = StatePaths(state)
+    agent = AgentStatus(
+        clock=ManualClock(datetime(2024, 1, 15, tzinfo=UTC)),
+        site="demo",
+        source="file",
+        status_file=paths.status_file,
+    )
+    agent.flush(force=True)
+    with BatteryLock(state):
+        code, out = agent_status("--status-file", str(paths.status_file), "--output", "json")
+        doc = json.loads(out)
+        assert doc["agent_running"] is True and doc["agent_pid"] == os.getpid()
+        assert code == 1  # running, but a fresh status is not Ready
+        # A state folder named as well is asked instead.
+        elsewhere = tmp_path / "other"
+        elsewhere.mkdir()
+        _, out = agent_status(
+            "--status-file", str(paths.status_file), "--state-dir", str(elsewhere), "-o", "json"
+        )
+        assert json.loads(out)["agent_running"] is False
+    _, out = agent_status("--status-file", str(paths.status_file), "--output", "json")
+    assert json.loads(out)["agent_running"] is False
