@@ -30,7 +30,7 @@ from reconciler.control.signals import FeedSignals
 from reconciler.devices.factory import open_site_devices
 from reconciler.markets.memory import ReplayImbalanceFeed
 from reconciler.markets.replay import Replay
-from reconciler.sim.commands import MAX_SPEED
+from reconciler.sim.commands import speed_option
 from reconciler.sim.simulator import SiteSimulator
 from reconciler.source.controller import FileSource
 from reconciler.stopping import run_until_signalled
@@ -165,14 +165,7 @@ class InvalidSiteFile(click.ClickException):
 
 @click.command("demo")
 @click.option("--site", "site_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--speed",
-    # As `flux sim --speed`: 0 or less would stop or reverse time, nan or inf break the clock.
-    type=FiniteRange(min=0, min_open=True, max=MAX_SPEED),
-    default=60.0,
-    show_default=True,
-    help=f"Clock speed-up (at most {MAX_SPEED:g}: a simulated day per second).",
-)
+@speed_option(default=60.0)
 @click.option(
     "--start",
     default=None,

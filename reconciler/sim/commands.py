@@ -6,10 +6,11 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -33,8 +34,20 @@ EXIT_USAGE = 2
 #: at a time (some 10^5 steps a real second on a laptop), so a faster clock would only run
 #: ahead of the plant; and far faster (1e308) the clock's arithmetic overflows.
 MAX_SPEED = 86_400.0
-#: Faults that take a time in seconds, and the longest: a year is as good as for ever for
-#: a test, and far longer (1e300) would overflow the simulator's clock arithmetic.
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def speed_option(default: float) -> Callable[[F], F]:
+    """--speed, simulated seconds per real second: above 0 (0 or less would stop or
+    reverse time), finite, at most MAX_SPEED. Shared by `flux sim` and `flux demo`."""
+    return click.option(
+        "--speed",
+        type=FiniteRange(min=0, min_open=True, max=MAX_SPEED),
+        default=default,
+        show_default=True,
+        help=f"Simulated seconds per real second (at most {MAX_SPEED:g}: a day per second).",
+    )
 
 
 def parse_start(text: str, tz: str) -> datetime:
@@ -203,13 +216,7 @@ async def run(
 @click.command()
 @click.argument("site_arg", metavar="SITE")
 @sites_dir_option
-@click.option(
-    "--speed",
-    type=FiniteRange(min=0, min_open=True, max=MAX_SPEED),
-    default=1.0,
-    show_default=True,
-    help=f"Simulated seconds per real second (e.g. 60; at most {MAX_SPEED:g}).",
-)
+@speed_option(default=1.0)
 @click.option(
     "--start",
     "start_text",
