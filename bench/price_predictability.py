@@ -86,9 +86,14 @@ def explained(price: Array, niv: Array) -> dict[str, dict[int, float]]:
 
 
 def spikes(price: Array) -> list[dict[str, object]]:
-    """For each band of the price now: periods, and the share followed by a spike."""
+    """For each band of the price now: periods, the share followed by a spike within
+    SPIKE_WITHIN periods, the mean price now, and the mean of the best four prices of
+    those periods (what a full battery, about four periods of discharge, could sell at
+    with hindsight of the next hours)."""
     n = len(price) - SPIKE_WITHIN
-    later = np.array([price[t + 1 : t + 1 + SPIKE_WITHIN].max() for t in range(n)])
+    ahead = np.sort(np.lib.stride_tricks.sliding_window_view(price[1:], SPIKE_WITHIN)[:n], axis=1)
+    later = ahead[:, -1]
+    best4 = ahead[:, -4:].mean(axis=1)
     now = price[:n]
     rows: list[dict[str, object]] = []
     for lo, hi in PRICE_BANDS:
@@ -97,11 +102,25 @@ def spikes(price: Array) -> list[dict[str, object]]:
             keep &= now >= lo
         if hi is not None:
             keep &= now < hi
-        share = float(np.mean(later[keep] >= SPIKE_P_PER_KWH)) if keep.any() else None
-        rows.append({"from": lo, "below": hi, "periods": int(keep.sum()), "share": share})
-    overall = float(np.mean(later >= SPIKE_P_PER_KWH))
-    rows.append({"from": None, "below": None, "periods": n, "share": overall})
+        rows.append(_band_row(lo, hi, keep, now, later, best4))
+    rows.append(_band_row(None, None, np.ones(n, dtype=bool), now, later, best4))
     return rows
+
+
+def _band_row(
+    lo: float | None, hi: float | None, keep: NDArray[np.bool_], now: Array, later: Array,
+    best4: Array,
+) -> dict[str, object]:  # fmt: skip
+    if not keep.any():
+        return {"from": lo, "below": hi, "periods": 0, "share": None, "now": None, "best4": None}
+    return {
+        "from": lo,
+        "below": hi,
+        "periods": int(keep.sum()),
+        "share": float(np.mean(later[keep] >= SPIKE_P_PER_KWH)),
+        "now": float(now[keep].mean()),
+        "best4": float(best4[keep].mean()),
+    }
 
 
 def _band(lo: object, hi: object) -> str:
@@ -126,12 +145,15 @@ def main() -> None:
     for name, by_k in r2.items():
         print(f"  {name:<12}" + "".join(f"{by_k[k]:>8.3f}" for k in AHEAD))
     print(f"A price of {SPIKE_P_PER_KWH:g} p/kWh or more within {SPIKE_WITHIN / 2:g} h,")
-    print("by the price now (p/kWh):")
+    print("by the price now (p/kWh), and the mean of the next 6 h's best four prices:")
+    print(f"  {'price now':<13} {'periods':>7}  {'spike':>6}  {'mean now':>8}  {'best four':>9}")
     for row in spike_rows:
-        lo, hi, share = row["from"], row["below"], row["share"]
-        band = _band(lo, hi)
-        shown = f"{share:.1%}" if isinstance(share, float) else "-"
-        print(f"  {band:<13} {row['periods']:>7,} periods  {shown:>6}")
+        band = _band(row["from"], row["below"])
+        share, now, best4 = row["share"], row["now"], row["best4"]
+        if not isinstance(share, float) or not isinstance(now, float):
+            print(f"  {band:<13} {row['periods']:>7,}")
+            continue
+        print(f"  {band:<13} {row['periods']:>7,}  {share:>6.1%}  {now:>8.1f}  {best4:>9.1f}")
 
 
 if __name__ == "__main__":
