@@ -11,6 +11,7 @@ import git
 from git.exc import BadName, BadObject
 
 from reconciler.config.model import Site
+from reconciler.source.gittree import file_names, read_blob
 from reconciler.source.validate import validate_text
 
 
@@ -53,9 +54,8 @@ class Desired:
         if self.repo is None:
             return None
         try:
-            blob = self.repo.commit(sha).tree / self.rel_path
-            return bytes(blob.data_stream.read())
-        except (BadName, BadObject, KeyError, ValueError, git.GitCommandError):
+            return read_blob(self.repo.commit(sha).tree, self.rel_path)
+        except (BadName, BadObject, ValueError, git.GitCommandError):
             return None
 
     def is_ancestor(self, sha: str) -> bool | None:
@@ -127,24 +127,18 @@ def load_desired(site: str, *, repo: str | Path = ".", ref: str = "HEAD") -> Des
     gitrepo = open_repo(repo)
     commit = resolve_commit(gitrepo, ref)
     rel = site_path(site)
-    try:
-        blob = commit.tree / rel
-    except KeyError:
+    committed = read_blob(commit.tree, rel)
+    if committed is None:
         raise DiffError(
             f"site {site!r}: no {rel} at {ref} ({commit.hexsha[:12]}) in "
             f"{gitrepo.working_dir}; is it committed? (`flux status` lists the sites)"
-        ) from None
-    data = bytes(blob.data_stream.read())
-    parsed = _validated(data, rel, ref, commit.hexsha)
-    return Desired(parsed, data, ref, commit.hexsha, rel, gitrepo)
+        )
+    parsed = _validated(committed, rel, ref, commit.hexsha)
+    return Desired(parsed, committed, ref, commit.hexsha, rel, gitrepo)
 
 
 def site_ids(repo: git.Repo, ref: str = "HEAD") -> tuple[str, list[str]]:
     """The commit sha of ``ref`` and the ids of every ``sites/*.yaml`` in it, sorted."""
     commit = resolve_commit(repo, ref)
-    try:
-        tree = commit.tree / "sites"
-    except KeyError:
-        return commit.hexsha, []
-    ids = [b.name.removesuffix(".yaml") for b in tree.blobs if b.name.endswith(".yaml")]
-    return commit.hexsha, sorted(ids)
+    names = file_names(commit.tree, "sites")
+    return commit.hexsha, [n.removesuffix(".yaml") for n in names if n.endswith(".yaml")]

@@ -20,6 +20,7 @@ from typing import Literal
 
 import git
 
+from reconciler.source.gittree import file_names, read_blob
 from reconciler.source.paths import StatePaths
 from reconciler.source.settings import SourceSettings
 
@@ -328,27 +329,13 @@ class GitMirror:
             repo.git.update_ref(PIN_REF, sha)
 
     def read_file(self, sha: str, path: str) -> bytes | None:
-        """The file's bytes at ``sha``, or None when the commit has no such file."""
-        repo = self.open()
-        try:
-            blob = repo.commit(sha).tree / path
-        except KeyError:
-            return None
-        if blob.type != "blob":
-            return None
-        data: bytes = blob.data_stream.read()
-        return data
+        """The file's bytes at ``sha`` (links within the repository followed), or None when
+        the commit has no such file."""
+        return read_blob(self.open().commit(sha).tree, path)
 
     def list_folder(self, sha: str, folder: str) -> list[str]:
         """Names of the files directly in ``folder`` at ``sha`` (empty when there is none)."""
-        repo = self.open()
-        try:
-            tree = repo.commit(sha).tree / folder
-        except KeyError:
-            return []
-        if tree.type != "tree":
-            return []
-        return sorted(str(b.name) for b in tree.blobs)
+        return file_names(self.open().commit(sha).tree, folder)
 
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self.open().commit(sha)
