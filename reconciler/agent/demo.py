@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 import click
@@ -18,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from reconciler import logs
 from reconciler.agent.commands import open_outbox
 from reconciler.agent.loop import TickResult
 from reconciler.agent.run import Agent, AgentOptions
@@ -225,6 +229,12 @@ def demo(
         local_start = instant(start, tz, "--start")
     clock = ScaledClock(local_start, speed=speed)
     outbox = open_outbox(store, "choose another --store")
+    # The agent's log lines (conditions, safe stops) would land between the live table's
+    # frames as bare words through logging's last resort: they go to a file beside the
+    # store instead, as JSON lines like an agent's journal.
+    log_file = store.with_name(store.name + ".log")
+    log_stream = log_file.open("a", encoding="utf-8")
+    click.get_current_context().call_on_close(_logs_to(log_stream))
     view = LiveView(tz, outbox, site=site, speed=speed)
     agents: list[Agent] = []
 
@@ -279,7 +289,23 @@ def demo(
     console.print(
         f"demo stopped after {view.ticks:,} ticks; {where}the embedded store {store} holds "
         + (held or "nothing pending")
+        + f"; the agent's log is {log_file}",
+        soft_wrap=True,  # one line, however long the paths: scripts and tests read it
     )
+
+
+def _logs_to(stream: TextIO) -> Callable[[], None]:
+    """Send the flux.* loggers to ``stream`` as JSON lines; the returned call puts back
+    what was there (a process may run more than one command) and closes the stream."""
+    flux = logging.getLogger("flux")
+    before = flux.handlers[:], flux.level, flux.propagate
+    logs.configure("info", stream)
+
+    def restore() -> None:
+        flux.handlers[:], flux.level, flux.propagate = before[0], before[1], before[2]
+        stream.close()
+
+    return restore
 
 
 def _upload_summary(agent: Agent | None, database_url: str | None) -> str:

@@ -58,7 +58,9 @@ class SourceSettings(BaseModel):
         default=None, description="Status JSON (default <state_dir>/status.json)."
     )
     http_host: str = "127.0.0.1"
-    http_port: int = Field(default=9464, ge=0, le=65535)
+    http_port: int = Field(
+        default=9464, ge=-1, le=65535, description="0: any free port; -1: no endpoint."
+    )
 
     @field_validator("site")
     @classmethod

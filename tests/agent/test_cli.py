@@ -41,6 +41,13 @@ def test_demo_runs_and_fills_the_embedded_store(tmp_path: Path) -> None:
     result = flux("demo", "--no-live", "--minutes", "10", "--speed", "300", "--store", str(store))
     assert result.returncode == 0, result.stderr
     assert "demo stopped after" in result.stdout
+    # The agent's log goes to a file beside the store, as JSON lines, not onto the screen
+    # (a fresh agent's conditions start False: they are logged as warnings).
+    log_file = tmp_path / "demo.sqlite.log"
+    assert f"the agent's log is {log_file}" in result.stdout
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert any(e.get("event") == "condition" for e in events), events[:3]
+    assert "condition" not in result.stderr.split()
     with sqlite3.connect(store) as db:
         kinds = dict(db.execute("SELECT kind, count(*) FROM outbox GROUP BY kind").fetchall())
     # One reading per device per simulated minute, and a decision at least as often.

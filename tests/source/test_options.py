@@ -56,6 +56,13 @@ def test_bad_settings_are_a_usage_error_naming_the_option(tmp_path: Path) -> Non
     result = CliRunner().invoke(run, ["--site", "wlce", "--repo", "/x", "--verify", "ssh"])
     assert result.exit_code == 2 and "verify: ssh needs allowed_signers_file" in result.output
     assert "Traceback" not in result.output
+    # --http-port's help offers -1 (no endpoint) in git mode as in file mode.
+    none = CliRunner().invoke(run, ["--site", "wlce", "--repo", "/x", "--http-port", "-1"])
+    assert none.exit_code == 0 and '"http_port":-1' in none.output, none.output
+    below = CliRunner().invoke(run, ["--site", "wlce", "--repo", "/x", "--http-port", "-2"])
+    assert below.exit_code == 2 and "--http-port: Input should be greater than or equal to -1" in (
+        below.output
+    )
 
 
 @click.command()
