@@ -10,7 +10,10 @@ the ends of the calendar that arithmetic overflows.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from datetime import date, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 import click
@@ -72,3 +75,32 @@ class FiniteRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return super().convert(number, param, ctx)
+
+
+def check_output_path(path: Path, option: str) -> None:
+    """Before work that may take minutes: a file can be written at ``path`` (an --out,
+    --plot or --site-out), else click.BadParameter (exit 2). Its folder exists and a file
+    can be made there (one is made and removed: the one test that holds for root, whom
+    every permission check lets through, and for /proc, where nothing can be made), and
+    a file already there may be written."""
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder; name a file in it", param_hint=option)
+    folder = path.parent
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"{path}: the folder {folder} does not exist; create it or choose another path",
+            param_hint=option,
+        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".flux-"):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(
+            f"{path}: cannot write in the folder {folder} ({exc.strerror or exc}); "
+            "choose another path",
+            param_hint=option,
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise click.BadParameter(
+            f"{path}: the file is read-only; choose another path", param_hint=option
+        )

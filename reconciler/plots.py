@@ -5,11 +5,12 @@ never draws, so matplotlib is not one of its dependencies)."""
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import click
+
+from reconciler.cliparams import check_output_path
 
 
 class PlotsUnavailable(click.ClickException):
@@ -44,8 +45,8 @@ def png(fig: Any, dpi: int = 90) -> bytes:
 
 def check_plot_path(path: Path, what: str, instead: str, option: str = "--plot") -> None:
     """Before work that may take minutes: matplotlib can write a file of this kind (by
-    its extension) and the folder exists and may be written. Raises click.BadParameter
-    (exit 2) if not, and PlotsUnavailable when matplotlib is missing."""
+    its extension) and the file can be written (:func:`check_output_path`). Raises
+    click.BadParameter (exit 2) if not, and PlotsUnavailable when matplotlib is missing."""
     pyplot(what, instead)
     from matplotlib.backend_bases import FigureCanvasBase
 
@@ -57,17 +58,4 @@ def check_plot_path(path: Path, what: str, instead: str, option: str = "--plot")
             f"name it .png, .svg or .pdf (any of: {', '.join(sorted(kinds))})",
             param_hint=option,
         )
-    if path.is_dir():
-        raise click.BadParameter(f"{path} is a folder; name a file in it", param_hint=option)
-    folder = path.parent
-    if not folder.is_dir():
-        raise click.BadParameter(
-            f"{path}: the folder {folder} does not exist; create it or write the plot elsewhere",
-            param_hint=option,
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise click.BadParameter(
-            f"{path}: the folder {folder} may not be written by this user; "
-            "write the plot elsewhere",
-            param_hint=option,
-        )
+    check_output_path(path, option)

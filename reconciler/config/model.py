@@ -326,9 +326,8 @@ class DateRange(_Model):
     from_: LocalDate = Field(alias="from", description="First local date (inclusive).")
     to: LocalDate = Field(description="Last local date (inclusive).")
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, populate_by_name=True
-    )
+    # Added to _Model's config (pydantic merges a subclass's into its parent's).
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class Window(_Model):

@@ -15,7 +15,6 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from reconciler.clierrors import fail, user_errors
-from reconciler.cliparams import DAY
+from reconciler.cliparams import DAY, check_output_path
 from reconciler.config.commands import find_site, load_valid_site, sites_dir_option
 from reconciler.config.model import Site
 from reconciler.control.schedule import local_midnight
@@ -237,36 +236,11 @@ def report(
 @contextmanager
 def _writing(out: Path) -> Iterator[None]:
     """Writing the report to ``out``: an error (a full disk, a file made read-only since
-    :func:`_check_out`) is one line and exit 2."""
+    it was checked) is one line and exit 2."""
     try:
         yield
     except OSError as exc:
         fail(f"--out {out}: cannot write the report ({exc.strerror or exc})")
-
-
-def _check_out(out: Path) -> None:
-    """Before the database is read (a fleet takes minutes): the report can be written at
-    ``out``. A file is made and removed in its folder: the one test that holds everywhere
-    (root passes every permission check, /proc is a folder nothing can be made in)."""
-    folder = out.parent
-    if not folder.is_dir():
-        raise click.BadParameter(
-            f"{out}: the folder {folder} does not exist; create it or write the report elsewhere",
-            param_hint="--out",
-        )
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".flux-report-"):
-            pass
-    except OSError as exc:
-        raise click.BadParameter(
-            f"{out}: cannot write in the folder {folder} ({exc.strerror or exc}); "
-            "write the report elsewhere",
-            param_hint="--out",
-        ) from None
-    if out.exists() and not os.access(out, os.W_OK):
-        raise click.BadParameter(
-            f"{out}: the file is read-only; write the report elsewhere", param_hint="--out"
-        )
 
 
 def _check_usage(
@@ -294,7 +268,7 @@ def _check_usage(
     if output == "pdf" and out is None:
         raise click.UsageError("--output pdf writes a file: give --out FILE.pdf")
     if out is not None:
-        _check_out(out)
+        check_output_path(out, "--out")
 
 
 def _run(jobs: list[_Job], fleet: bool, workers: int) -> list[tuple[dict[str, Any], str | None]]:

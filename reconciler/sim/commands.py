@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -17,7 +16,7 @@ import click
 from rich.console import Console
 from ruamel.yaml import YAML
 
-from reconciler.cliparams import FiniteRange, instant
+from reconciler.cliparams import FiniteRange, check_output_path, instant
 from reconciler.clock import Clock, ScaledClock, WallClock, sleep_unless_stopped
 from reconciler.config.commands import find_site, sites_dir_option
 from reconciler.config.loader import SiteFileError, load_site
@@ -109,23 +108,8 @@ def _check_faults(specs: tuple[str, ...], names: set[str], now: datetime) -> Non
             )
         try:
             trial.apply(spec)
-        except (ValueError, OverflowError) as exc:
+        except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--fault") from None
-
-
-def _check_site_out(path: Path) -> None:
-    """Refuse a --site-out that cannot be written before the simulators start."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise click.BadParameter(
-            f"{path}: there is no folder {folder}; create it or choose another path",
-            param_hint="--site-out",
-        )
-    target = path if path.exists() else folder
-    if not os.access(target, os.W_OK):
-        raise click.BadParameter(
-            f"{path}: {target} is not writable; choose another path", param_hint="--site-out"
-        )
 
 
 def _plain(value: Any) -> Any:
@@ -320,7 +304,7 @@ def sim(
     if site_out is not None and base_port is None:
         raise click.UsageError("--site-out needs --ports BASE")
     if site_out is not None:
-        _check_site_out(site_out)
+        check_output_path(site_out, "--site-out")
     try:
         steps = [Dispatch.parse(text) for text in dispatches]
     except ValueError as exc:

@@ -61,6 +61,8 @@ def test_plan_says_what_is_wrong_with_its_options(tmp_path: Path) -> None:
         (["--soe", "1281"], "'1281' is 1,281.0 kWh, outside the battery (0 to 1,280 kWh)"),
         (["--soe", "-10%"], "'-10%' is -128.0 kWh, outside the battery"),
         (["--plot", str(tmp_path / "no" / "plan.png")], "does not exist"),
+        # A folder nothing can be made in, even by root (for whom permissions all pass).
+        (["--plot", "/proc/plan.png"], "/proc/plan.png: cannot write in the folder /proc"),
         (["--plot", str(tmp_path / "plan.txt")], "cannot draw a .txt"),
         (["--plot", str(tmp_path / "plan")], "cannot draw a file without an extension"),
     ):

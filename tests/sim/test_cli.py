@@ -91,7 +91,7 @@ def test_a_site_out_in_a_missing_folder_is_refused_before_the_simulators_start(
     rc, err = flux_sim(str(HMCE), "--ports", str(free_port()), "--site-out", str(out))
     assert (rc, last_line(err)) == (
         2,
-        f"Error: Invalid value for --site-out: {out}: there is no folder {out.parent}; "
+        f"Error: Invalid value for --site-out: {out}: the folder {out.parent} does not exist; "
         "create it or choose another path",
     )
     assert "127.0.0.1" not in err  # nothing was served
